@@ -1,0 +1,223 @@
+//! The pest parser, syntax-error conversion into author-friendly diagnostics,
+//! and recovery at top-level item boundaries.
+
+use pest::error::{ErrorVariant, InputLocation};
+use pest::Parser;
+
+use super::ast;
+use super::lower::Lower;
+use crate::diagnostic::{Code, Diagnostic};
+use crate::source::{FileId, Span};
+
+#[derive(pest_derive::Parser)]
+#[grammar = "grammar/flow.pest"]
+pub(super) struct FlowParser;
+
+pub(super) fn grammar_accepts(text: &str) -> bool {
+    FlowParser::parse(Rule::file, text).is_ok()
+}
+
+pub(super) fn parse_file(file: FileId, text: &str) -> (ast::File, Vec<Diagnostic>) {
+    match FlowParser::parse(Rule::file, text) {
+        Ok(mut pairs) => {
+            let mut lower = Lower::new(file, 0);
+            let tree = lower.file(pairs.next().expect("the file rule always produces a pair"));
+            (tree, lower.diagnostics)
+        }
+        Err(err) => recover(file, text, syntax_error(file, text, 0, &err)),
+    }
+}
+
+/// Parses each top-level item on its own, so that one broken item does not
+/// hide the errors and the names of the others.
+fn recover(file: FileId, text: &str, first_error: Diagnostic) -> (ast::File, Vec<Diagnostic>) {
+    let starts = item_starts(text);
+    let mut tree = ast::File::default();
+    let mut diags = Vec::new();
+    let mut chunk_errors = 0;
+    for (i, &start) in starts.iter().enumerate() {
+        let start = if i == 0 { 0 } else { start };
+        let end = starts.get(i + 1).copied().unwrap_or(text.len());
+        let chunk = &text[start..end];
+        if chunk.trim().is_empty() {
+            continue;
+        }
+        match FlowParser::parse(Rule::item_only, chunk) {
+            Ok(mut pairs) => {
+                let mut lower = Lower::new(file, start);
+                let mut part = lower.file(pairs.next().expect("the item rule always produces a pair"));
+                tree.items.append(&mut part.items);
+                diags.append(&mut lower.diagnostics);
+            }
+            Err(err) => {
+                chunk_errors += 1;
+                diags.push(syntax_error(file, chunk, start, &err));
+            }
+        }
+    }
+    if chunk_errors == 0 {
+        diags.insert(0, first_error);
+    }
+    diags.sort_by_key(|d| d.primary_span().map(|s| s.start));
+    (tree, diags)
+}
+
+const ITEM_WORDS: &[&str] = &["use", "contact", "calendar", "strategy", "compliance", "flow", "test"];
+
+/// Byte offsets of lines that start, in the first column, with an item keyword.
+fn item_starts(text: &str) -> Vec<usize> {
+    let mut starts = vec![0];
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let word: String = line.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        if offset > 0 && ITEM_WORDS.contains(&word.as_str()) {
+            starts.push(offset);
+        }
+        offset += line.len();
+    }
+    starts
+}
+
+/// What the author should write instead, in their words; `None` for rules
+/// that only add noise to a message.
+fn expected_words(rule: Rule) -> Option<&'static str> {
+    use Rule::*;
+    Some(match rule {
+        ident => "a name",
+        number | integer => "a number",
+        percent => "a percentage such as `34%`",
+        duration | unitless | dur => "a duration such as `15m`",
+        time => "a time of day such as `09:00`",
+        date => "a date such as `2026-12-25`",
+        datetime => "a date and time such as `2026-12-01 09:00`",
+        boolean => "`true` or `false`",
+        string | label => "a text in double quotes",
+        str_text | str_escape | str_brace | interp => "the closing `\"` of the text",
+        window | windows => "a time window such as `09:00-17:00`",
+        day | day_item | days | day_range | day_word => "days such as `mon-fri` or `daily`",
+        k_use | k_contact | k_calendar | k_strategy | k_compliance | k_flow | k_test | use_item | contact_item
+        | calendar_item | strategy_item | compliance_item | flow_item | test_item => {
+            "`use`, `contact`, `calendar`, `strategy`, `compliance`, `flow` or `test`"
+        }
+        field_decl => "a field such as `name: text`",
+        type_expr | enum_type => "a type such as `text`, `phone` or `enum(a, b)`",
+        hours_line | pause_line | closed_line => "`hours`, `pause` or `closed`",
+        max_attempts | min_gap | jitter | strat_rule => "`max attempts`, `min gap`, `jitter` or `on OUTCOME retry …`",
+        k_retry => "`retry` or `stop`",
+        stop_word => "`stop`",
+        retry_after | retry_backoff | retry_at | retry_next_day | retry_on => {
+            "a retry such as `after 15m`, `backoff 15m x2 up to 4h`, `at 10:00` or `next day at 10:00`"
+        }
+        rule_max => "`max N`",
+        factor => "a factor such as `x2`",
+        quiet_hours | rolling_limit | require_consent | allowed_line | min_ring | holidays_line => {
+            "`quiet hours`, `max attempts N per D`, `require consent`, `allowed`, `min ring` or `no holidays`"
+        }
+        step_item | k_step | experiment | k_experiment | title_set | calendar_set | timezone_set | region_set
+        | strategy_set | compliance_set | caller_id_set | concurrency_set | rate_set | per_day_set
+        | start_step_set | start_set | stop_set | pause_when_set => "a setting, `experiment` or `step`",
+        zone_source => "`contact.FIELD`, `phone` or a zone name such as \"Europe/Paris\"",
+        rate_unit => "`second`, `minute` or `hour`",
+        arm => "an arm such as `control 50% strategy none`",
+        arm_override => "`strategy`, `calendar` or `caller id`",
+        block => "`{`",
+        route_line | k_on => "a route such as `on busy -> …`",
+        dial | say | play | gather | record | transfer | set_var | send_sms | send_email | flag | opt_out | wait
+        | if_action | goto | retry | end | k_dial | k_if | k_end => "an action such as `dial`, `say`, `goto` or `end`",
+        k_else => "`else`",
+        route => "a step name or an action",
+        dial_timeout | k_timeout => "`timeout`",
+        detect_vm => "`detect voicemail`",
+        dial_from => "`from`",
+        tries => "`tries`",
+        digit_word => "`digit` or `digits`",
+        gather_arm | gather_key => "a key such as `\"1\" -> …`, `timeout -> …` or `invalid -> …`",
+        end_kind => "`completed` or `failed`",
+        outcomes => "an outcome such as `busy`",
+        expr | literal | field_ref | local_ref | list => "a value such as `contact.name`, `3` or `\"text\"`",
+        record_field => "a field such as `name: \"Ann\"`",
+        test_contact | test_now | test_dial | k_expect => "`contact`, `now`, `dial` or `expect …`",
+        expect_attempt_at | expect_attempts | expect_end | expect_path | expect_sms | expect_email | expect_flag
+        | expect_arm | expect_skipped => "`attempt N at …`, `attempts N`, `end …`, `path …`, `sms`, `flag …`, `arm …` or `skipped`",
+        press => "`press`",
+        transfer_outcome => "`transfer`",
+        lasting => "`lasting`",
+        k_max => "`max`",
+        k_attempts => "`attempts`",
+        k_per => "`per`",
+        k_at => "`at`",
+        EOI => "the end of the file",
+        _ => return None,
+    })
+}
+
+fn syntax_error(file: FileId, chunk: &str, offset: usize, err: &pest::error::Error<Rule>) -> Diagnostic {
+    let pos = match err.location {
+        InputLocation::Pos(p) => p,
+        InputLocation::Span((s, _)) => s,
+    };
+    let mut words: Vec<&str> = Vec::new();
+    if let ErrorVariant::ParsingError { positives, .. } = &err.variant {
+        for w in positives.iter().filter_map(|r| expected_words(*r)) {
+            if !words.contains(&w) {
+                words.push(w);
+            }
+        }
+    }
+    let rest = &chunk[pos..];
+    let token_len = token_length(rest);
+    let span = Span::new(file, offset + pos, offset + pos + token_len);
+    let found = describe_token(&rest[..token_len]);
+    let message = if words.is_empty() {
+        format!("unexpected {found}")
+    } else {
+        format!("expected {}", or_list(&words))
+    };
+    let mut diag = Diagnostic::new(Code::Syntax, message).primary(span, format!("found {found}"));
+    diag = diag.help(syntax_help(&rest[..token_len], &words));
+    diag
+}
+
+fn or_list(words: &[&str]) -> String {
+    match words {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{}, or {}", init.join(", "), last),
+    }
+}
+
+fn token_length(rest: &str) -> usize {
+    let mut chars = rest.char_indices();
+    match chars.next() {
+        None => 0,
+        Some((_, c)) if c == '\n' || c == '\r' => 0,
+        Some((_, c)) if c.is_alphanumeric() || c == '_' => rest
+            .char_indices()
+            .find(|(_, c)| !(c.is_alphanumeric() || *c == '_' || *c == ':' || *c == '.'))
+            .map_or(rest.len(), |(i, _)| i),
+        Some((_, '"')) => rest[1..].find(['"', '\n']).map_or(rest.len(), |i| (i + 2).min(rest.len())),
+        Some((_, c)) => c.len_utf8(),
+    }
+}
+
+fn describe_token(token: &str) -> String {
+    if token.is_empty() {
+        "the end of the line".to_string()
+    } else {
+        format!("`{token}`")
+    }
+}
+
+fn syntax_help(token: &str, expected: &[&str]) -> String {
+    let wants = |s: &str| expected.iter().any(|w| w.contains(s));
+    if wants("duration") && token.chars().all(|c| c.is_ascii_digit()) && !token.is_empty() {
+        return format!("a duration needs a unit: `{token}m` for minutes, `{token}s` for seconds, `{token}h` for hours");
+    }
+    if token.chars().any(|c| c.is_ascii_uppercase()) && token.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        return format!("keywords and names are written in lower case: `{}`", token.to_lowercase());
+    }
+    if token.is_empty() {
+        return "the line ends too early: complete it or remove it".to_string();
+    }
+    "check the spelling and the order of the words on this line; `flowc explain E0101` shows the syntax".to_string()
+}
