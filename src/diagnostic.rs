@@ -2,9 +2,9 @@
 //! with, and rendering (human, JSON, GitHub annotations, SARIF).
 
 mod explain;
-mod render;
+pub mod render;
 
-pub use explain::{explanation, Explanation};
+pub use explain::{explanation, has_explanation, Explanation};
 pub use render::{render_github, render_human, render_json, render_sarif, Format};
 
 use serde::Serialize;

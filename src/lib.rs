@@ -3,3 +3,6 @@
 pub mod diagnostic;
 pub mod source;
 pub mod syntax;
+pub mod check;
+pub mod ir;
+pub mod cli;

@@ -30,6 +30,8 @@ struct Report {
     code: &'static str,
     message: String,
     severity: Severity,
+    /// A report that only shows another file's labels.
+    related_only: bool,
     help: Option<String>,
     source: NamedSource<String>,
     labels: Vec<LabeledSpan>,
@@ -56,6 +58,7 @@ impl miette::Diagnostic for Report {
     }
     fn severity(&self) -> Option<miette::Severity> {
         Some(match self.severity {
+            _ if self.related_only => miette::Severity::Advice,
             Severity::Error => miette::Severity::Error,
             Severity::Warning => miette::Severity::Warning,
         })
@@ -107,7 +110,8 @@ fn report(diag: &Diagnostic, sources: &SourceMap) -> Report {
             None => related.push(Report {
                 code: "",
                 message: format!("in {}", sources.get(label.span.file).name()),
-                severity: Severity::Warning,
+                severity: diag.severity,
+                related_only: true,
                 help: None,
                 source: source_of(label.span.file),
                 labels: vec![labeled(label)],
@@ -119,6 +123,7 @@ fn report(diag: &Diagnostic, sources: &SourceMap) -> Report {
         code: diag.code.as_str(),
         message: diag.message.clone(),
         severity: diag.severity,
+        related_only: false,
         help,
         source: main_file.map(source_of).unwrap_or_else(|| NamedSource::new("", String::new())),
         labels: diag.labels.iter().filter(|l| Some(l.span.file) == main_file).map(labeled).collect(),

@@ -1,0 +1,92 @@
+//! Following `use` lines: every file is loaded once, paths resolve relative
+//! to the importing file, and cycles and missing files are reported with a
+//! label in each file involved.
+
+use std::path::{Component, Path, PathBuf};
+
+use super::diagnostics as diag;
+use super::Loader;
+use crate::diagnostic::Diagnostic;
+use crate::source::{FileId, SourceFile, SourceMap, Span};
+use crate::syntax::{self, ast};
+
+pub struct Loaded {
+    pub sources: SourceMap,
+    pub files: Vec<(FileId, ast::File)>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+pub fn load(root: &Path, text: String, loader: &dyn Loader) -> Loaded {
+    let mut loaded = Loaded { sources: SourceMap::default(), files: Vec::new(), diagnostics: Vec::new() };
+    let mut stack: Vec<(PathBuf, Option<Span>)> = Vec::new();
+    visit(&mut loaded, loader, normalise(root), text, None, &mut stack);
+    loaded
+}
+
+fn visit(
+    loaded: &mut Loaded,
+    loader: &dyn Loader,
+    path: PathBuf,
+    text: String,
+    via: Option<Span>,
+    stack: &mut Vec<(PathBuf, Option<Span>)>,
+) {
+    let id = loaded.sources.add(SourceFile::new(path.clone(), text));
+    let (tree, mut diags) = syntax::parse(id, &loaded.sources.get(id).text);
+    loaded.diagnostics.append(&mut diags);
+    stack.push((path.clone(), via));
+    let uses: Vec<(String, Span)> = tree
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            ast::Item::Use(p) => Some((p.node.clone(), p.span)),
+            _ => None,
+        })
+        .collect();
+    loaded.files.push((id, tree));
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    for (rel, span) in uses {
+        let target = normalise(&dir.join(&rel));
+        if let Some(pos) = stack.iter().position(|(p, _)| *p == target) {
+            // The `use` that brought the target's successor in lies in the target file.
+            let back = stack.get(pos + 1).and_then(|(_, s)| *s).unwrap_or(span);
+            let mut chain: Vec<String> = stack[pos..].iter().map(|(p, _)| p.display().to_string()).collect();
+            chain.push(target.display().to_string());
+            loaded.diagnostics.push(diag::use_cycle(span, back, &chain));
+            continue;
+        }
+        if loaded.sources.find(&target).is_some() {
+            continue;
+        }
+        match loader.load(&target) {
+            Ok(text) => visit(loaded, loader, target, text, Some(span), stack),
+            Err(e) => loaded.diagnostics.push(diag::use_not_found(&rel, span, &io_reason(&e))),
+        }
+    }
+    stack.pop();
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        std::io::ErrorKind::InvalidData => "the file is not UTF-8 text".to_string(),
+        _ => e.to_string(),
+    }
+}
+
+/// Removes `.` and `a/..` without touching the file system, so that one file
+/// reached by two spellings is loaded once.
+fn normalise(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}

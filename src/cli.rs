@@ -1,0 +1,49 @@
+//! The command line. Only this module prints, reads arguments, picks colours
+//! and exit codes.
+
+mod check;
+mod compile;
+mod explain;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "flowc", version, about = "Outbound call campaigns as code: check, compile and run .flow files")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and check flows; exit 0 when clean, 1 on errors, 2 on usage or I/O problems
+    Check(check::Args),
+    /// Explain a diagnostic code, with a wrong and a fixed example
+    Explain(explain::Args),
+    /// Check a flow and write its IR as JSON
+    Compile(compile::Args),
+}
+
+/// Exit status 2: the command could not do its job (usage, unreadable file).
+pub const EXIT_USAGE: u8 = 2;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Explain(args) => explain::run(args),
+        Command::Compile(args) => compile::run(args),
+    }
+}
+
+/// Colours on stderr unless `NO_COLOR` is set or stderr is not a terminal.
+fn color() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+fn width() -> usize {
+    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|w| *w >= 40).unwrap_or(100)
+}
