@@ -73,6 +73,7 @@ pub fn analyse(
     arms: &[ir::Arm],
     strategies: &[ir::Strategy],
     vars: &Vars,
+    names_resolved: bool,
     diags: &mut Vec<Diagnostic>,
 ) {
     if flow.steps.is_empty() {
@@ -110,7 +111,7 @@ pub fn analyse(
         let state = match &entry_state[i] {
             Some(s) => s.clone(),
             None => {
-                if i != entry {
+                if i != entry && names_resolved {
                     diags.push(diag::unreachable_step(&step.name.node, step.name.span));
                 }
                 // Unreached: assume the best so that only structural mistakes show.

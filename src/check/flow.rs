@@ -280,7 +280,7 @@ impl<'s> FlowChecker<'s, '_> {
                     rolling_spans: info.rolling_spans.clone(),
                     ring_span: info.ring_span,
                 });
-            } else {
+            } else if !self.scope.is_broken(&name.node) {
                 let names = self.scope.compliance_names();
                 self.diags.push(diag::unknown_name(Code::UnknownCompliance, "compliance policy", &name.node, name.span, &names));
             }
@@ -332,7 +332,9 @@ impl<'s> FlowChecker<'s, '_> {
             .map(|s| ir::Step { name: s.name.node.clone(), actions: self.block(&s.body, &Ctx::default()) })
             .collect();
 
-        super::analysis::analyse(flow, &self.steps, entry, &self.arms, &self.strategies, &self.vars, self.diags);
+        // A misspelt step name leaves reachability unknown: no unreachable warnings then.
+        let names_resolved = !self.diags.iter().any(|d| d.code == Code::UnknownStep);
+        super::analysis::analyse(flow, &self.steps, entry, &self.arms, &self.strategies, &self.vars, names_resolved, self.diags);
 
         let timing = super::timing::Timing {
             flow,
@@ -437,7 +439,7 @@ impl<'s> FlowChecker<'s, '_> {
 
     fn calendar_ref(&mut self, name: &Spanned<String>) -> Option<ir::CalendarId> {
         let found = self.scope.calendar(&name.node);
-        if found.is_none() {
+        if found.is_none() && !self.scope.is_broken(&name.node) {
             let names = self.scope.calendar_names();
             self.diags.push(diag::unknown_name(Code::UnknownCalendar, "calendar", &name.node, name.span, &names));
         }
@@ -446,7 +448,7 @@ impl<'s> FlowChecker<'s, '_> {
 
     fn strategy_ref(&mut self, name: &Spanned<String>) -> Option<ir::StrategyId> {
         let found = self.scope.strategy(&name.node);
-        if found.is_none() {
+        if found.is_none() && !self.scope.is_broken(&name.node) {
             let names = self.scope.strategy_names();
             self.diags.push(diag::unknown_name(Code::UnknownStrategy, "strategy", &name.node, name.span, &names));
         }

@@ -19,6 +19,7 @@ pub struct Scope<'a> {
     calendar_index: HashMap<&'a str, usize>,
     strategy_index: HashMap<&'a str, usize>,
     compliance_index: HashMap<&'a str, usize>,
+    broken: Vec<&'a str>,
 }
 
 impl<'a> Scope<'a> {
@@ -33,8 +34,10 @@ impl<'a> Scope<'a> {
             calendar_index: HashMap::new(),
             strategy_index: HashMap::new(),
             compliance_index: HashMap::new(),
+            broken: Vec::new(),
         };
         for (_, file) in files {
+            scope.broken.extend(file.broken.iter().map(String::as_str));
             for item in &file.items {
                 match item {
                     ast::Item::Use(_) => {}
@@ -82,6 +85,11 @@ impl<'a> Scope<'a> {
             }
         }
         scope
+    }
+
+    /// An item of this name exists but could not be parsed (already reported).
+    pub fn is_broken(&self, name: &str) -> bool {
+        self.broken.contains(&name)
     }
 
     pub fn calendar(&self, name: &str) -> Option<usize> {

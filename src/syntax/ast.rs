@@ -8,6 +8,8 @@ pub type Ident = Spanned<String>;
 #[derive(Clone, Debug, Default)]
 pub struct File {
     pub items: Vec<Item>,
+    /// Names of items that could not be parsed: references to them stay quiet.
+    pub broken: Vec<String>,
 }
 
 #[derive(Clone, Debug)]

@@ -186,7 +186,8 @@ impl Lower {
                     .primary(span, "hours go from 00 to 23 and minutes from 00 to 59")
                     .help("write a time such as `09:00` or `17:30`"),
             );
-            return Spanned::new(0, span);
+            // A value that keeps the surrounding window valid, so no second error follows.
+            return Spanned::new(if end_of_window { 1440 } else { 0 }, span);
         }
         if minutes == 1440 && !end_of_window {
             self.error(

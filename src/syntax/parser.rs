@@ -51,6 +51,11 @@ fn recover(file: FileId, text: &str, first_error: Diagnostic) -> (ast::File, Vec
             }
             Err(err) => {
                 chunk_errors += 1;
+                let mut words = chunk.split_whitespace().skip_while(|w| w.starts_with("//"));
+                if let (Some(_kind), Some(name)) = (words.next(), words.next()) {
+                    let name: String = name.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                    tree.broken.push(name.to_lowercase());
+                }
                 diags.push(syntax_error(file, chunk, start, &err));
             }
         }
@@ -66,12 +71,17 @@ const ITEM_WORDS: &[&str] = &["use", "contact", "calendar", "strategy", "complia
 
 /// Byte offsets of lines that start, in the first column, with an item keyword.
 fn item_starts(text: &str) -> Vec<usize> {
+    // The first chunk runs from the top of the file (its comments) through the first item.
     let mut starts = vec![0];
     let mut offset = 0;
+    let mut first_seen = false;
     for line in text.split_inclusive('\n') {
         let word: String = line.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-        if offset > 0 && ITEM_WORDS.contains(&word.as_str()) {
-            starts.push(offset);
+        if ITEM_WORDS.contains(&word.as_str()) {
+            if first_seen {
+                starts.push(offset);
+            }
+            first_seen = true;
         }
         offset += line.len();
     }
@@ -121,7 +131,8 @@ fn expected_words(rule: Rule) -> Option<&'static str> {
         arm => "an arm such as `control 50% strategy none`",
         arm_override => "`strategy`, `calendar` or `caller id`",
         block => "`{`",
-        route_line | k_on => "a route such as `on busy -> …`",
+        route_line => "a route such as `on busy -> …`",
+        k_on => "`on`",
         dial | say | play | gather | record | transfer | set_var | send_sms | send_email | flag | opt_out | wait
         | if_action | goto | retry | end | k_dial | k_if | k_end => "an action such as `dial`, `say`, `goto` or `end`",
         k_else => "`else`",
@@ -162,6 +173,10 @@ fn syntax_error(file: FileId, chunk: &str, offset: usize, err: &pest::error::Err
             if !words.contains(&w) {
                 words.push(w);
             }
+        }
+        // `at` and `on` also start retry forms; the retry phrase already names them.
+        if positives.iter().any(|r| matches!(r, Rule::retry_at | Rule::retry_on | Rule::retry_after)) {
+            words.retain(|w| *w != "`at`" && *w != "`on`");
         }
     }
     let rest = &chunk[pos..];
@@ -218,6 +233,16 @@ fn syntax_help(token: &str, expected: &[&str]) -> String {
     }
     if token.is_empty() {
         return "the line ends too early: complete it or remove it".to_string();
+    }
+    // The keywords the expected phrases name, such as `after` in "a retry such as `after 15m`".
+    let keywords: Vec<&str> = expected
+        .iter()
+        .flat_map(|w| w.split('`').skip(1).step_by(2))
+        .filter_map(|k| k.split_whitespace().next())
+        .filter(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect();
+    if let Some(k) = crate::diagnostic::did_you_mean(token, keywords.iter().copied()) {
+        return format!("did you mean `{k}`?");
     }
     "check the spelling and the order of the words on this line; `flowc explain E0101` shows the syntax".to_string()
 }

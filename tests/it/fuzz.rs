@@ -1,0 +1,86 @@
+//! Random and mutated inputs never make the parser or the checker panic.
+//! `PROPTEST_CASES` raises the count for long runs (see BENCHMARKS.md).
+
+use proptest::prelude::*;
+
+use crate::{flow_files, root};
+
+fn corpus() -> Vec<String> {
+    let mut files = flow_files("flows");
+    for dir in ["tests/ui/parse/ok", "tests/ui/parse/err", "tests/ui/check/ok", "tests/ui/check/err"] {
+        files.extend(flow_files(dir));
+    }
+    files.iter().map(|p| std::fs::read_to_string(root().join(p)).unwrap()).collect()
+}
+
+/// Pieces of the language to splice into inputs.
+const TOKENS: &[&str] = &[
+    "{", "}", "->", "\n", ";", ",", "\"", "{x}", "on ", "retry ", "after ", "15", "15m", "09:00", "24:00", "2026-02-30",
+    "dial contact.phone", "step s ", "goto s", "end failed", "if attempt < 3 ", "else ", "?? ", "is set", "%", "x2",
+    "contact.", "local.", "use \"a.flow\"", "\u{e9}", "\u{1F600}", "/*", "*/", "//", "max attempts ", "experiment e ",
+];
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Delete(usize, usize),
+    Insert(usize, usize),
+    Duplicate(usize, usize),
+}
+
+fn apply(text: &str, edits: &[Edit]) -> String {
+    let mut s: Vec<char> = text.chars().collect();
+    for e in edits {
+        let len = s.len().max(1);
+        match *e {
+            Edit::Delete(at, n) => {
+                let at = at % len;
+                let end = (at + n % 16).min(s.len());
+                s.drain(at.min(s.len())..end);
+            }
+            Edit::Insert(at, t) => {
+                let at = (at % len).min(s.len());
+                let tok: Vec<char> = TOKENS[t % TOKENS.len()].chars().collect();
+                s.splice(at..at, tok);
+            }
+            Edit::Duplicate(at, n) => {
+                let at = (at % len).min(s.len());
+                let end = (at + n % 64).min(s.len());
+                let piece: Vec<char> = s[at..end].to_vec();
+                s.splice(at..at, piece);
+            }
+        }
+    }
+    s.into_iter().collect()
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        (any::<usize>(), any::<usize>()).prop_map(|(a, n)| Edit::Delete(a, n)),
+        (any::<usize>(), any::<usize>()).prop_map(|(a, t)| Edit::Insert(a, t)),
+        (any::<usize>(), any::<usize>()).prop_map(|(a, n)| Edit::Duplicate(a, n)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_flows_never_panic(pick in any::<usize>(), edits in prop::collection::vec(edit(), 1..8)) {
+        let corpus = corpus();
+        let input = apply(&corpus[pick % corpus.len()], &edits);
+        let c = flowc::check::check_source("fuzz.flow", &input);
+        // Every error comes with a label inside the file.
+        for d in &c.diagnostics {
+            let span = d.primary_span().expect("every diagnostic points somewhere");
+            prop_assert!(span.end as usize <= input.len());
+            prop_assert!(input.is_char_boundary(span.start as usize) && input.is_char_boundary(span.end as usize));
+        }
+        let _ = flowc::diagnostic::render_human(&c.diagnostics, &c.sources, false, 80);
+    }
+
+    #[test]
+    fn random_text_never_panics(input in "\\PC{0,200}") {
+        let c = flowc::check::check_source("fuzz.flow", &input);
+        let _ = flowc::diagnostic::render_human(&c.diagnostics, &c.sources, false, 80);
+    }
+}
