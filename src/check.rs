@@ -83,7 +83,11 @@ pub fn check(root: &Path, loader: &dyn Loader) -> std::io::Result<Compilation> {
         flow,
         tests,
     });
-    Ok(Compilation { sources: loaded.sources, program, diagnostics })
+    Ok(Compilation {
+        sources: loaded.sources,
+        program,
+        diagnostics,
+    })
 }
 
 /// Checks one in-memory source (uses resolve against nothing).
@@ -101,5 +105,9 @@ fn source_hash(sources: &SourceMap) -> String {
         hasher.update(file.text.as_bytes());
         hasher.update([0]);
     }
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "flowc", version, about = "Outbound call campaigns as code: check, compile and run .flow files")]
+#[command(
+    name = "flowc",
+    version,
+    about = "Outbound call campaigns as code: check, compile and run .flow files"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -45,5 +49,9 @@ fn color() -> bool {
 }
 
 fn width() -> usize {
-    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|w| *w >= 40).unwrap_or(100)
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .filter(|w| *w >= 40)
+        .unwrap_or(100)
 }

@@ -71,7 +71,10 @@ impl Outcome {
     }
 
     pub fn from_name(name: &str) -> Option<Outcome> {
-        Outcome::DIAL.into_iter().chain([Outcome::Exhausted]).find(|o| o.name() == name)
+        Outcome::DIAL
+            .into_iter()
+            .chain([Outcome::Exhausted])
+            .find(|o| o.name() == name)
     }
 
     /// A connected call follows this outcome.
@@ -89,7 +92,11 @@ pub enum TransferOutcome {
 }
 
 impl TransferOutcome {
-    pub const ALL: [TransferOutcome; 3] = [TransferOutcome::Answered, TransferOutcome::Failed, TransferOutcome::Hangup];
+    pub const ALL: [TransferOutcome; 3] = [
+        TransferOutcome::Answered,
+        TransferOutcome::Failed,
+        TransferOutcome::Hangup,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -219,11 +226,23 @@ pub enum StrategyRule {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RetryForm {
     /// The n-th retry waits the n-th delay; past the list, the last.
-    After { delays_seconds: Vec<u64> },
-    Backoff { first_seconds: u64, factor: f64, cap_seconds: Option<u64> },
-    At { times: Vec<u16> },
-    NextDayAt { times: Vec<u16> },
-    On { instants: Vec<LocalDateTime> },
+    After {
+        delays_seconds: Vec<u64>,
+    },
+    Backoff {
+        first_seconds: u64,
+        factor: f64,
+        cap_seconds: Option<u64>,
+    },
+    At {
+        times: Vec<u16>,
+    },
+    NextDayAt {
+        times: Vec<u16>,
+    },
+    On {
+        instants: Vec<LocalDateTime>,
+    },
 }
 
 /// Every compliance policy in force. The engine enforces each one that
@@ -329,22 +348,53 @@ pub struct Step {
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     Dial(Dial),
-    Say { text: Template },
-    Play { file: String },
+    Say {
+        text: Template,
+    },
+    Play {
+        file: String,
+    },
     Gather(Gather),
-    Record { max_seconds: Option<u64>, var: VarId },
+    Record {
+        max_seconds: Option<u64>,
+        var: VarId,
+    },
     Transfer(Transfer),
-    Set { var: VarId, value: Expr },
-    SendSms { text: Template },
-    SendEmail { body: Template, subject: Option<Template> },
-    Flag { label: String },
+    Set {
+        var: VarId,
+        value: Expr,
+    },
+    SendSms {
+        text: Template,
+    },
+    SendEmail {
+        body: Template,
+        subject: Option<Template>,
+    },
+    Flag {
+        label: String,
+    },
     OptOut,
-    Wait { seconds: u64 },
-    If { cond: Expr, then: Vec<Action>, otherwise: Vec<Action> },
-    Goto { step: StepId },
+    Wait {
+        seconds: u64,
+    },
+    If {
+        cond: Expr,
+        then: Vec<Action>,
+        otherwise: Vec<Action>,
+    },
+    Goto {
+        step: StepId,
+    },
     /// Without a form: the active strategy's rule for the outcome being routed.
-    Retry { form: Option<RetryForm>, max: Option<u32> },
-    End { completed: bool, reason: Option<String> },
+    Retry {
+        form: Option<RetryForm>,
+        max: Option<u32>,
+    },
+    End {
+        completed: bool,
+        reason: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -471,13 +521,31 @@ pub struct ScriptedDial {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "expect", rename_all = "snake_case")]
 pub enum Expectation {
-    AttemptAt { attempt: u32, at: LocalDateTime },
-    Attempts { count: u32 },
-    End { completed: bool, reason: Option<String> },
-    Path { steps: Vec<StepId> },
-    Sms { text: Option<String> },
-    Email { text: Option<String> },
-    Flag { label: String },
-    Arm { arm: ArmId },
+    AttemptAt {
+        attempt: u32,
+        at: LocalDateTime,
+    },
+    Attempts {
+        count: u32,
+    },
+    End {
+        completed: bool,
+        reason: Option<String>,
+    },
+    Path {
+        steps: Vec<StepId>,
+    },
+    Sms {
+        text: Option<String>,
+    },
+    Email {
+        text: Option<String>,
+    },
+    Flag {
+        label: String,
+    },
+    Arm {
+        arm: ArmId,
+    },
     Skipped,
 }

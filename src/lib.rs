@@ -1,8 +1,8 @@
 //! flowc: outbound call campaigns as code.
 
+pub mod check;
+pub mod cli;
 pub mod diagnostic;
+pub mod ir;
 pub mod source;
 pub mod syntax;
-pub mod check;
-pub mod ir;
-pub mod cli;

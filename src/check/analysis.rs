@@ -44,7 +44,11 @@ impl State {
         State {
             conn: self.conn.join(other.conn),
             via: self.via.or(other.via),
-            assigned: self.assigned.intersection(&other.assigned).copied().collect(),
+            assigned: self
+                .assigned
+                .intersection(&other.assigned)
+                .copied()
+                .collect(),
             guarded: self.guarded && other.guarded,
         }
     }
@@ -66,23 +70,39 @@ struct Walker<'a> {
     diags: Vec<Diagnostic>,
 }
 
-pub fn analyse(
-    flow: &ast::Flow,
-    steps: &HashMap<String, StepId>,
-    entry: StepId,
-    arms: &[ir::Arm],
-    strategies: &[ir::Strategy],
-    vars: &Vars,
-    names_resolved: bool,
-    diags: &mut Vec<Diagnostic>,
-) {
+/// What the analysis needs to know about a checked flow.
+pub struct Facts<'a> {
+    pub flow: &'a ast::Flow,
+    pub steps: &'a HashMap<String, StepId>,
+    pub entry: StepId,
+    pub arms: &'a [ir::Arm],
+    pub strategies: &'a [ir::Strategy],
+    pub vars: &'a Vars,
+    /// False when some step name could not be resolved: reachability is then unknown.
+    pub names_resolved: bool,
+}
+
+pub fn analyse(facts: &Facts<'_>, diags: &mut Vec<Diagnostic>) {
+    let Facts {
+        flow,
+        steps,
+        entry,
+        arms,
+        strategies,
+        vars,
+        names_resolved,
+    } = *facts;
     if flow.steps.is_empty() {
         return;
     }
     let n = flow.steps.len();
     let mut entry_state: Vec<Option<State>> = vec![None; n];
-    entry_state[entry] =
-        Some(State { conn: Conn::No, via: None, assigned: BTreeSet::new(), guarded: false });
+    entry_state[entry] = Some(State {
+        conn: Conn::No,
+        via: None,
+        assigned: BTreeSet::new(),
+        guarded: false,
+    });
     let mut work = vec![entry];
     let mut rounds = 0;
     while let Some(step) = work.pop() {
@@ -90,8 +110,17 @@ pub fn analyse(
         if rounds > 64 * n + 64 {
             break; // The lattice is finite; this is a guard, not a limit ever reached.
         }
-        let mut w = Walker { steps, vars, current: step, edges: Vec::new(), report: false, diags: Vec::new() };
-        let state = entry_state[step].clone().expect("only reached steps are queued");
+        let mut w = Walker {
+            steps,
+            vars,
+            current: step,
+            edges: Vec::new(),
+            report: false,
+            diags: Vec::new(),
+        };
+        let state = entry_state[step]
+            .clone()
+            .expect("only reached steps are queued");
         w.step(&flow.steps[step], state);
         for e in w.edges {
             let merged = match &entry_state[e.to] {
@@ -115,10 +144,22 @@ pub fn analyse(
                     diags.push(diag::unreachable_step(&step.name.node, step.name.span));
                 }
                 // Unreached: assume the best so that only structural mistakes show.
-                State { conn: Conn::Yes, via: None, assigned: (0..vars.names.len()).collect(), guarded: true }
+                State {
+                    conn: Conn::Yes,
+                    via: None,
+                    assigned: (0..vars.names.len()).collect(),
+                    guarded: true,
+                }
             }
         };
-        let mut w = Walker { steps, vars, current: i, edges: Vec::new(), report: true, diags: Vec::new() };
+        let mut w = Walker {
+            steps,
+            vars,
+            current: i,
+            edges: Vec::new(),
+            report: true,
+            diags: Vec::new(),
+        };
         w.step(step, state);
         diags.append(&mut w.diags);
         if entry_state[i].is_some() {
@@ -126,26 +167,45 @@ pub fn analyse(
         }
     }
 
-    let progress: Vec<bool> = flow.steps.iter().map(|s| block_progresses(&s.body)).collect();
+    let progress: Vec<bool> = flow
+        .steps
+        .iter()
+        .map(|s| block_progresses(&s.body))
+        .collect();
     let dials: Vec<bool> = flow.steps.iter().map(|s| block_dials(&s.body)).collect();
     let name = |i: StepId| flow.steps[i].name.node.clone();
 
     for scc in cycles(n, edges.iter().map(|e| (e.from, e.to))) {
         if scc.iter().all(|s| !progress[*s]) {
-            let span = edges.iter().find(|e| scc.contains(&e.from) && scc.contains(&e.to)).map(|e| e.span);
+            let span = edges
+                .iter()
+                .find(|e| scc.contains(&e.from) && scc.contains(&e.to))
+                .map(|e| e.span);
             if let Some(span) = span {
-                diags.push(diag::endless_loop(span, &scc.iter().map(|s| name(*s)).collect::<Vec<_>>()));
+                diags.push(diag::endless_loop(
+                    span,
+                    &scc.iter().map(|s| name(*s)).collect::<Vec<_>>(),
+                ));
             }
         }
     }
-    let unbounded_arm = arms.iter().any(|a| a.strategy.is_none_or(|s| strategies[s].max_attempts.is_none()));
+    let unbounded_arm = arms.iter().any(|a| {
+        a.strategy
+            .is_none_or(|s| strategies[s].max_attempts.is_none())
+    });
     if unbounded_arm {
         let unguarded: Vec<&Edge> = edges.iter().filter(|e| !e.state.guarded).collect();
         for scc in cycles(n, unguarded.iter().map(|e| (e.from, e.to))) {
             if scc.iter().any(|s| dials[*s]) {
-                let span = unguarded.iter().find(|e| scc.contains(&e.from) && scc.contains(&e.to)).map(|e| e.span);
+                let span = unguarded
+                    .iter()
+                    .find(|e| scc.contains(&e.from) && scc.contains(&e.to))
+                    .map(|e| e.span);
                 if let Some(span) = span {
-                    diags.push(diag::unbounded_dial_cycle(span, &scc.iter().map(|s| name(*s)).collect::<Vec<_>>()));
+                    diags.push(diag::unbounded_dial_cycle(
+                        span,
+                        &scc.iter().map(|s| name(*s)).collect::<Vec<_>>(),
+                    ));
                 }
             }
         }
@@ -162,14 +222,23 @@ impl Walker<'_> {
     fn step(&mut self, step: &ast::Step, state: State) {
         if self.walk(&step.body, state).is_some() {
             let end = step.body.span.end;
-            let brace = Span { file: step.body.span.file, start: end.saturating_sub(1), end };
+            let brace = Span {
+                file: step.body.span.file,
+                start: end.saturating_sub(1),
+                end,
+            };
             self.emit(diag::step_without_end(brace));
         }
     }
 
     fn goto(&mut self, name: &ast::Ident, state: &State) {
         if let Some(&to) = self.steps.get(&name.node) {
-            self.edges.push(Edge { from: self.current, to, span: name.span, state: state.clone() });
+            self.edges.push(Edge {
+                from: self.current,
+                to,
+                span: name.span,
+                state: state.clone(),
+            });
         }
     }
 
@@ -177,7 +246,11 @@ impl Walker<'_> {
     fn walk(&mut self, b: &ast::Block, mut state: State) -> Option<State> {
         for a in &b.actions {
             match &a.kind {
-                ActionKind::Dial { number, detect_voicemail, .. } => {
+                ActionKind::Dial {
+                    number,
+                    detect_voicemail,
+                    ..
+                } => {
                     self.reads(number, &state);
                     self.dial_routes(&b.routes, detect_voicemail.is_some(), &state);
                     return None;
@@ -186,13 +259,21 @@ impl Walker<'_> {
                     self.in_call("transfer", a.span, &state);
                     self.reads(number, &state);
                     for r in &b.routes {
-                        let failed = r.outcomes.iter().filter(|o| o.node == "failed" || o.node == "other").count();
+                        let failed = r
+                            .outcomes
+                            .iter()
+                            .filter(|o| o.node == "failed" || o.node == "other")
+                            .count();
                         let conn = match failed {
                             0 => Conn::No,
                             n if n == r.outcomes.len() => Conn::Yes,
                             _ => Conn::Maybe,
                         };
-                        let s = State { conn, via: (conn != Conn::Yes).then_some(r.span), ..state.clone() };
+                        let s = State {
+                            conn,
+                            via: (conn != Conn::Yes).then_some(r.span),
+                            ..state.clone()
+                        };
                         self.target(&r.target, s, r.span);
                     }
                     return None;
@@ -236,7 +317,11 @@ impl Walker<'_> {
                         self.emit(diag::wait_during_call(a.span));
                     }
                 }
-                ActionKind::If { cond, then, otherwise } => {
+                ActionKind::If {
+                    cond,
+                    then,
+                    otherwise,
+                } => {
                     self.reads(cond, &state);
                     let mut inner = state.clone();
                     inner.guarded |= mentions_attempt(cond);
@@ -275,9 +360,16 @@ impl Walker<'_> {
     }
 
     fn dial_routes(&mut self, routes: &[ast::Route], detect: bool, state: &State) {
-        let listed: Vec<&str> = routes.iter().flat_map(|r| r.outcomes.iter().map(|o| o.node.as_str())).collect();
+        let listed: Vec<&str> = routes
+            .iter()
+            .flat_map(|r| r.outcomes.iter().map(|o| o.node.as_str()))
+            .collect();
         for r in routes {
-            let mut outcomes: Vec<Outcome> = r.outcomes.iter().filter_map(|o| Outcome::from_name(&o.node)).collect();
+            let mut outcomes: Vec<Outcome> = r
+                .outcomes
+                .iter()
+                .filter_map(|o| Outcome::from_name(&o.node))
+                .collect();
             if r.outcomes.iter().any(|o| o.node == "other") {
                 outcomes.extend(
                     Outcome::DIAL
@@ -292,7 +384,11 @@ impl Walker<'_> {
                 n if n == outcomes.len() => Conn::Yes,
                 _ => Conn::Maybe,
             };
-            let s = State { conn, via: (conn != Conn::Yes).then_some(r.span), ..state.clone() };
+            let s = State {
+                conn,
+                via: (conn != Conn::Yes).then_some(r.span),
+                ..state.clone()
+            };
             self.target(&r.target, s, r.span);
         }
     }
@@ -338,8 +434,13 @@ fn block_progresses(b: &ast::Block) -> bool {
     let target = |t: &Target| matches!(t, Target::Block(b) if block_progresses(b));
     b.routes.iter().any(|r| target(&r.target))
         || b.actions.iter().any(|a| match &a.kind {
-            ActionKind::Dial { .. } | ActionKind::Wait(_) | ActionKind::End { .. } | ActionKind::Gather { .. } => true,
-            ActionKind::If { then, otherwise, .. } => block_progresses(then) || otherwise.as_ref().is_some_and(block_progresses),
+            ActionKind::Dial { .. }
+            | ActionKind::Wait(_)
+            | ActionKind::End { .. }
+            | ActionKind::Gather { .. } => true,
+            ActionKind::If {
+                then, otherwise, ..
+            } => block_progresses(then) || otherwise.as_ref().is_some_and(block_progresses),
             _ => false,
         })
 }
@@ -347,7 +448,9 @@ fn block_progresses(b: &ast::Block) -> bool {
 fn block_dials(b: &ast::Block) -> bool {
     b.actions.iter().any(|a| match &a.kind {
         ActionKind::Dial { .. } => true,
-        ActionKind::If { then, otherwise, .. } => block_dials(then) || otherwise.as_ref().is_some_and(block_dials),
+        ActionKind::If {
+            then, otherwise, ..
+        } => block_dials(then) || otherwise.as_ref().is_some_and(block_dials),
         _ => false,
     })
 }
@@ -370,7 +473,14 @@ fn cycles(n: usize, edges: impl Iterator<Item = (StepId, StepId)>) -> Vec<Vec<St
         next: usize,
         out: Vec<Vec<usize>>,
     }
-    let mut t = T { index: vec![None; n], low: vec![0; n], on_stack: vec![false; n], stack: vec![], next: 0, out: vec![] };
+    let mut t = T {
+        index: vec![None; n],
+        low: vec![0; n],
+        on_stack: vec![false; n],
+        stack: vec![],
+        next: 0,
+        out: vec![],
+    };
     // Iterative to stay safe on very long chains of steps.
     for root in 0..n {
         if t.index[root].is_some() {
@@ -418,5 +528,8 @@ fn cycles(n: usize, edges: impl Iterator<Item = (StepId, StepId)>) -> Vec<Vec<St
             }
         }
     }
-    t.out.into_iter().filter(|c| c.len() > 1 || self_loop[c[0]]).collect()
+    t.out
+        .into_iter()
+        .filter(|c| c.len() > 1 || self_loop[c[0]])
+        .collect()
 }

@@ -108,7 +108,12 @@ pub fn empty_week() -> Week {
 }
 
 fn full_week() -> Week {
-    std::array::from_fn(|_| vec![Window { start: 0, end: 1440 }])
+    std::array::from_fn(|_| {
+        vec![Window {
+            start: 0,
+            end: 1440,
+        }]
+    })
 }
 
 /// Adds a window to a sorted, disjoint list, merging what touches.
@@ -133,10 +138,16 @@ fn subtract(list: &[Window], cut: Window) -> Vec<Window> {
             continue;
         }
         if cut.start > w.start {
-            out.push(Window { start: w.start, end: cut.start });
+            out.push(Window {
+                start: w.start,
+                end: cut.start,
+            });
         }
         if cut.end < w.end {
-            out.push(Window { start: cut.end, end: w.end });
+            out.push(Window {
+                start: cut.end,
+                end: w.end,
+            });
         }
     }
     out
@@ -160,7 +171,16 @@ pub fn quiet_pieces(q: Window) -> Vec<Window> {
     if q.start < q.end {
         vec![q]
     } else {
-        vec![Window { start: q.start, end: 1440 }, Window { start: 0, end: q.end }]
+        vec![
+            Window {
+                start: q.start,
+                end: 1440,
+            },
+            Window {
+                start: 0,
+                end: q.end,
+            },
+        ]
     }
 }
 
@@ -178,7 +198,10 @@ fn window(w: &ast::Window, diags: &mut Vec<Diagnostic>) -> Option<Window> {
         diags.push(diag::backwards_window(w.span));
         return None;
     }
-    Some(Window { start: w.start.node, end: w.end.node })
+    Some(Window {
+        start: w.start.node,
+        end: w.end.node,
+    })
 }
 
 pub fn build_calendar(cal: &ast::Calendar, diags: &mut Vec<Diagnostic>) -> ir::Calendar {
@@ -191,9 +214,15 @@ pub fn build_calendar(cal: &ast::Calendar, diags: &mut Vec<Diagnostic>) -> ir::C
         match entry {
             ast::CalendarEntry::Hours { days, windows, .. } => {
                 for w in windows {
-                    let Some(win) = window(w, diags) else { continue };
+                    let Some(win) = window(w, diags) else {
+                        continue;
+                    };
                     let mut reported = false;
-                    for (d, day) in weekly.iter_mut().enumerate().filter(|(d, _)| days.node.contains(*d)) {
+                    for (d, day) in weekly
+                        .iter_mut()
+                        .enumerate()
+                        .filter(|(d, _)| days.node.contains(*d))
+                    {
                         if let Some((_, other)) = seen[d].iter().find(|(o, _)| overlaps(*o, win)) {
                             if !reported {
                                 diags.push(diag::overlapping_hours(w.span, *other));
@@ -205,30 +234,47 @@ pub fn build_calendar(cal: &ast::Calendar, diags: &mut Vec<Diagnostic>) -> ir::C
                     }
                 }
             }
-            ast::CalendarEntry::Pause { days, window: w, .. } => {
+            ast::CalendarEntry::Pause {
+                days, window: w, ..
+            } => {
                 if let Some(win) = window(w, diags) {
                     pauses.push((days.node, win));
                 }
             }
-            ast::CalendarEntry::Closed { dates, window: w, label, .. } => {
+            ast::CalendarEntry::Closed {
+                dates,
+                window: w,
+                label,
+                ..
+            } => {
                 let win = w.as_ref().and_then(|w| window(w, diags));
                 if w.is_some() && win.is_none() {
                     continue;
                 }
                 for d in dates {
-                    closed.push(ir::Closed { date: d.node, window: win, label: label.clone() });
+                    closed.push(ir::Closed {
+                        date: d.node,
+                        window: win,
+                        label: label.clone(),
+                    });
                 }
             }
         }
     }
     for (days, cut) in pauses {
-        for (_, day) in weekly.iter_mut().enumerate().filter(|(d, _)| days.contains(*d)) {
+        for (_, day) in weekly
+            .iter_mut()
+            .enumerate()
+            .filter(|(d, _)| days.contains(*d))
+        {
             *day = subtract(day, cut);
         }
     }
     let hours_written = seen.iter().any(|d| !d.is_empty());
     let hours_rejected = cal.entries.iter().any(|e| match e {
-        ast::CalendarEntry::Hours { windows, .. } => windows.iter().any(|w| w.end.node <= w.start.node),
+        ast::CalendarEntry::Hours { windows, .. } => {
+            windows.iter().any(|w| w.end.node <= w.start.node)
+        }
         _ => false,
     });
     if weekly.iter().all(Vec::is_empty) && !hours_rejected {
@@ -239,13 +285,21 @@ pub fn build_calendar(cal: &ast::Calendar, diags: &mut Vec<Diagnostic>) -> ir::C
         };
         diags.push(diag::no_callable_time(cal.name.span, &what));
     }
-    ir::Calendar { name: cal.name.node.clone(), weekly, closed }
+    ir::Calendar {
+        name: cal.name.node.clone(),
+        weekly,
+        closed,
+    }
 }
 
 pub fn preset_policy(preset: &Preset, span: Span) -> PolicyInfo {
     let allowed = preset.allowed.map(|(days, windows)| {
         let mut week = empty_week();
-        for (_, day) in week.iter_mut().enumerate().filter(|(d, _)| days & (1 << d) != 0) {
+        for (_, day) in week
+            .iter_mut()
+            .enumerate()
+            .filter(|(d, _)| days & (1 << d) != 0)
+        {
             for &(start, end) in windows {
                 insert(day, Window { start, end });
             }
@@ -257,8 +311,16 @@ pub fn preset_policy(preset: &Preset, span: Span) -> PolicyInfo {
             name: preset.name.to_string(),
             preset: true,
             us_state: preset.us_state.map(str::to_string),
-            quiet_hours: preset.quiet.map(|(start, end)| Window { start, end }).into_iter().collect(),
-            rolling_limits: preset.rolling.iter().map(|&(max, per_seconds)| ir::RollingLimit { max, per_seconds }).collect(),
+            quiet_hours: preset
+                .quiet
+                .map(|(start, end)| Window { start, end })
+                .into_iter()
+                .collect(),
+            rolling_limits: preset
+                .rolling
+                .iter()
+                .map(|&(max, per_seconds)| ir::RollingLimit { max, per_seconds })
+                .collect(),
             limits_count_texts: preset.limits_count_texts,
             require_consent: false,
             allowed,
@@ -274,7 +336,10 @@ pub fn preset_policy(preset: &Preset, span: Span) -> PolicyInfo {
 
 pub fn custom_policy(c: &ast::Compliance, diags: &mut Vec<Diagnostic>) -> PolicyInfo {
     let mut info = PolicyInfo {
-        ir: ir::Policy { name: c.name.node.clone(), ..Default::default() },
+        ir: ir::Policy {
+            name: c.name.node.clone(),
+            ..Default::default()
+        },
         name_span: c.name.span,
         quiet_span: c.name.span,
         rolling_spans: Vec::new(),
@@ -287,15 +352,25 @@ pub fn custom_policy(c: &ast::Compliance, diags: &mut Vec<Diagnostic>) -> Policy
                     diags.push(diag::backwards_window(w.span));
                     continue;
                 }
-                info.ir.quiet_hours.push(Window { start: w.start.node, end: w.end.node % 1440 });
+                info.ir.quiet_hours.push(Window {
+                    start: w.start.node,
+                    end: w.end.node % 1440,
+                });
                 info.quiet_span = w.span;
             }
             ast::ComplianceEntry::Rolling { span, max, per } => {
                 if max.node == 0 || per.node == 0 {
-                    diags.push(diag::invalid_value(*span, "a rolling limit needs a count and a period above zero", "write a limit such as `max attempts 3 per 24h`"));
+                    diags.push(diag::invalid_value(
+                        *span,
+                        "a rolling limit needs a count and a period above zero",
+                        "write a limit such as `max attempts 3 per 24h`",
+                    ));
                     continue;
                 }
-                info.ir.rolling_limits.push(ir::RollingLimit { max: max.node, per_seconds: per.node });
+                info.ir.rolling_limits.push(ir::RollingLimit {
+                    max: max.node,
+                    per_seconds: per.node,
+                });
                 info.rolling_spans.push(*span);
             }
             ast::ComplianceEntry::RequireConsent(_) => info.ir.require_consent = true,
@@ -303,7 +378,11 @@ pub fn custom_policy(c: &ast::Compliance, diags: &mut Vec<Diagnostic>) -> Policy
                 let week = info.ir.allowed.get_or_insert_with(empty_week);
                 for w in windows {
                     if let Some(win) = window(w, diags) {
-                        for (_, day) in week.iter_mut().enumerate().filter(|(d, _)| days.node.contains(*d)) {
+                        for (_, day) in week
+                            .iter_mut()
+                            .enumerate()
+                            .filter(|(d, _)| days.node.contains(*d))
+                        {
                             insert(day, win);
                         }
                     }
@@ -315,7 +394,11 @@ pub fn custom_policy(c: &ast::Compliance, diags: &mut Vec<Diagnostic>) -> Policy
             }
             ast::ComplianceEntry::NoHolidays(region) => {
                 if !region.node.chars().all(|c| c.is_ascii_uppercase()) || region.node.len() != 2 {
-                    diags.push(diag::invalid_literal(region.span, "a region is a two-letter country code", "write it in capitals, for example \"FR\""));
+                    diags.push(diag::invalid_literal(
+                        region.span,
+                        "a region is a two-letter country code",
+                        "write it in capitals, for example \"FR\"",
+                    ));
                 }
                 info.ir.no_holidays.push(region.node.clone());
             }
@@ -348,19 +431,37 @@ pub fn effective_week(calendar: Option<&ir::Calendar>, policies: &[PolicyInfo]) 
 
 /// Whether any of the local times of day can start a dial on some weekday.
 pub fn any_time_callable(week: &Week, times: &[u16]) -> bool {
-    times.iter().any(|&t| week.iter().flatten().any(|w| w.start <= t && t < w.end))
+    times
+        .iter()
+        .any(|&t| week.iter().flatten().any(|w| w.start <= t && t < w.end))
 }
 
 /// Calendar `hours` lines against each policy's quiet hours.
-pub fn check_hours_against_quiet(cal: &ast::Calendar, policies: &[PolicyInfo], diags: &mut Vec<Diagnostic>) {
+pub fn check_hours_against_quiet(
+    cal: &ast::Calendar,
+    policies: &[PolicyInfo],
+    diags: &mut Vec<Diagnostic>,
+) {
     for p in policies {
         for q in &p.ir.quiet_hours {
             for entry in &cal.entries {
-                let ast::CalendarEntry::Hours { windows, .. } = entry else { continue };
+                let ast::CalendarEntry::Hours { windows, .. } = entry else {
+                    continue;
+                };
                 for w in windows {
-                    let win = Window { start: w.start.node, end: w.end.node };
-                    if win.end > win.start && quiet_pieces(*q).iter().any(|piece| overlaps(*piece, win)) {
-                        diags.push(diag::hours_in_quiet(w.span, p.quiet_span, &p.ir.name, p.ir.preset));
+                    let win = Window {
+                        start: w.start.node,
+                        end: w.end.node,
+                    };
+                    if win.end > win.start
+                        && quiet_pieces(*q).iter().any(|piece| overlaps(*piece, win))
+                    {
+                        diags.push(diag::hours_in_quiet(
+                            w.span,
+                            p.quiet_span,
+                            &p.ir.name,
+                            p.ir.preset,
+                        ));
                     }
                 }
             }
@@ -370,12 +471,18 @@ pub fn check_hours_against_quiet(cal: &ast::Calendar, policies: &[PolicyInfo], d
 
 /// The first stretch of callable time outside 08:00-21:00, as "HH:MM-HH:MM".
 pub fn outside_day(week: &Week) -> Option<String> {
-    let day = Window { start: 8 * 60, end: 21 * 60 };
-    week.iter().flatten().find(|w| w.start < day.start || w.end > day.end).map(|w| {
-        if w.start < day.start {
-            format!("{}-{}", hhmm(w.start), hhmm(w.end.min(day.start)))
-        } else {
-            format!("{}-{}", hhmm(w.start.max(day.end)), hhmm(w.end))
-        }
-    })
+    let day = Window {
+        start: 8 * 60,
+        end: 21 * 60,
+    };
+    week.iter()
+        .flatten()
+        .find(|w| w.start < day.start || w.end > day.end)
+        .map(|w| {
+            if w.start < day.start {
+                format!("{}-{}", hhmm(w.start), hhmm(w.end.min(day.start)))
+            } else {
+                format!("{}-{}", hhmm(w.start.max(day.end)), hhmm(w.end))
+            }
+        })
 }

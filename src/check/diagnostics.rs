@@ -4,10 +4,12 @@
 use crate::diagnostic::{did_you_mean, list_words, Code, Diagnostic};
 use crate::source::Span;
 
-fn suggestion<'a>(name: &str, candidates: &[&'a str], kind: &str) -> String {
+fn suggestion(name: &str, candidates: &[&str], kind: &str) -> String {
     match did_you_mean(name, candidates.iter().copied()) {
         Some(c) => format!("did you mean `{c}`?"),
-        None if candidates.is_empty() => format!("no {kind} is defined; define one or remove this reference"),
+        None if candidates.is_empty() => {
+            format!("no {kind} is defined; define one or remove this reference")
+        }
         None => format!("the {kind}s are: {}", list_words(&quoted(candidates))),
     }
 }
@@ -20,19 +22,30 @@ fn quoted(items: &[&str]) -> Vec<String> {
     v
 }
 
-pub fn unknown_name(code: Code, kind: &str, name: &str, span: Span, candidates: &[&str]) -> Diagnostic {
+pub fn unknown_name(
+    code: Code,
+    kind: &str,
+    name: &str,
+    span: Span,
+    candidates: &[&str],
+) -> Diagnostic {
     Diagnostic::new(code, format!("there is no {kind} `{name}`"))
         .primary(span, format!("unknown {kind}"))
         .help(suggestion(name, candidates, kind))
 }
 
 pub fn unknown_field(name: &str, span: Span, candidates: &[&str]) -> Diagnostic {
-    Diagnostic::new(Code::UnknownField, format!("the contact schema has no field `{name}`"))
-        .primary(span, "unknown field")
-        .help(match did_you_mean(name, candidates.iter().copied()) {
-            Some(c) => format!("did you mean `{c}`?"),
-            None => format!("declare `{name}` in the `contact {{ … }}` schema, or use one of its fields"),
-        })
+    Diagnostic::new(
+        Code::UnknownField,
+        format!("the contact schema has no field `{name}`"),
+    )
+    .primary(span, "unknown field")
+    .help(match did_you_mean(name, candidates.iter().copied()) {
+        Some(c) => format!("did you mean `{c}`?"),
+        None => {
+            format!("declare `{name}` in the `contact {{ … }}` schema, or use one of its fields")
+        }
+    })
 }
 
 pub fn unknown_variable(name: &str, span: Span, candidates: &[&str]) -> Diagnostic {
@@ -47,16 +60,21 @@ pub fn unknown_variable(name: &str, span: Span, candidates: &[&str]) -> Diagnost
 }
 
 pub fn unknown_outcome(name: &str, span: Span, allowed: &[&str], context: &str) -> Diagnostic {
-    Diagnostic::new(Code::UnknownOutcome, format!("`{name}` is not an outcome of {context}"))
-        .primary(span, "unknown outcome")
-        .help(match did_you_mean(name, allowed.iter().copied()) {
-            Some(c) => format!("did you mean `{c}`?"),
-            None => format!("the outcomes are {}", list_words(&quoted(allowed))),
-        })
+    Diagnostic::new(
+        Code::UnknownOutcome,
+        format!("`{name}` is not an outcome of {context}"),
+    )
+    .primary(span, "unknown outcome")
+    .help(match did_you_mean(name, allowed.iter().copied()) {
+        Some(c) => format!("did you mean `{c}`?"),
+        None => format!("the outcomes are {}", list_words(&quoted(allowed))),
+    })
 }
 
 pub fn unknown_type(name: &str, span: Span) -> Diagnostic {
-    const TYPES: &[&str] = &["text", "number", "bool", "date", "datetime", "duration", "phone", "timezone"];
+    const TYPES: &[&str] = &[
+        "text", "number", "bool", "date", "datetime", "duration", "phone", "timezone",
+    ];
     Diagnostic::new(Code::UnknownType, format!("there is no type `{name}`"))
         .primary(span, "unknown type")
         .help(match did_you_mean(name, TYPES.iter().copied()) {
@@ -66,16 +84,24 @@ pub fn unknown_type(name: &str, span: Span) -> Diagnostic {
 }
 
 pub fn duplicate(kind: &str, name: &str, span: Span, first: Span) -> Diagnostic {
-    Diagnostic::new(Code::Duplicate, format!("the {kind} `{name}` is defined twice"))
-        .primary(span, "defined again here")
-        .secondary(first, "first defined here")
-        .help(format!("rename one of them or remove the second; each {kind} name must be unique"))
+    Diagnostic::new(
+        Code::Duplicate,
+        format!("the {kind} `{name}` is defined twice"),
+    )
+    .primary(span, "defined again here")
+    .secondary(first, "first defined here")
+    .help(format!(
+        "rename one of them or remove the second; each {kind} name must be unique"
+    ))
 }
 
 pub fn duplicate_preset(name: &str, span: Span) -> Diagnostic {
-    Diagnostic::new(Code::Duplicate, format!("`{name}` is the name of a built-in compliance policy"))
-        .primary(span, "this would hide the built-in policy")
-        .help(format!("choose another name, such as `{name}_custom`"))
+    Diagnostic::new(
+        Code::Duplicate,
+        format!("`{name}` is the name of a built-in compliance policy"),
+    )
+    .primary(span, "this would hide the built-in policy")
+    .help(format!("choose another name, such as `{name}_custom`"))
 }
 
 pub fn duplicate_setting(keyword: &str, span: Span, first: Span) -> Diagnostic {
@@ -107,15 +133,25 @@ pub fn use_cycle(span: Span, back: Span, chain: &[String]) -> Diagnostic {
 }
 
 pub fn unreachable_step(name: &str, span: Span) -> Diagnostic {
-    Diagnostic::new(Code::UnreachableStep, format!("no route leads to the step `{name}`"))
-        .primary(span, "never reached")
-        .help(format!("add a route such as `on answered -> {name}` or `goto {name}`, or remove the step"))
+    Diagnostic::new(
+        Code::UnreachableStep,
+        format!("no route leads to the step `{name}`"),
+    )
+    .primary(span, "never reached")
+    .help(format!(
+        "add a route such as `on answered -> {name}` or `goto {name}`, or remove the step"
+    ))
 }
 
 pub fn read_before_set(name: &str, span: Span, via: Option<Span>) -> Diagnostic {
-    let d = Diagnostic::new(Code::ReadBeforeSet, format!("`{name}` may be read before it is set"))
-        .primary(span, "read here")
-        .help(format!("set `{name}` on every path that reaches this line, or read `{name} ?? DEFAULT`"));
+    let d = Diagnostic::new(
+        Code::ReadBeforeSet,
+        format!("`{name}` may be read before it is set"),
+    )
+    .primary(span, "read here")
+    .help(format!(
+        "set `{name}` on every path that reaches this line, or read `{name} ?? DEFAULT`"
+    ));
     match via {
         Some(v) => d.secondary(v, "this path arrives without setting it"),
         None => d,
@@ -135,12 +171,22 @@ pub fn missing_phone_field(span: Span) -> Diagnostic {
 }
 
 pub fn type_mismatch(span: Span, expected: &str, found: &str) -> Diagnostic {
-    Diagnostic::new(Code::TypeMismatch, format!("expected {expected}, found {found}"))
-        .primary(span, format!("this is {found}"))
-        .help(format!("use {expected} here"))
+    Diagnostic::new(
+        Code::TypeMismatch,
+        format!("expected {expected}, found {found}"),
+    )
+    .primary(span, format!("this is {found}"))
+    .help(format!("use {expected} here"))
 }
 
-pub fn operand_mismatch(op: &str, span: Span, left: &str, left_span: Span, right: &str, right_span: Span) -> Diagnostic {
+pub fn operand_mismatch(
+    op: &str,
+    span: Span,
+    left: &str,
+    left_span: Span,
+    right: &str,
+    right_span: Span,
+) -> Diagnostic {
     Diagnostic::new(Code::TypeMismatch, format!("`{op}` cannot combine {left} and {right}"))
         .primary(span, format!("`{op}` here"))
         .secondary(left_span, left.to_string())
@@ -149,22 +195,42 @@ pub fn operand_mismatch(op: &str, span: Span, left: &str, left_span: Span, right
 }
 
 pub fn condition_not_bool(span: Span, found: &str) -> Diagnostic {
-    Diagnostic::new(Code::ConditionNotBool, format!("a condition must be true or false, found {found}"))
-        .primary(span, format!("this is {found}"))
-        .help("compare it with something, for example `attempt < 3` or `contact.segment == \"vip\"`")
+    Diagnostic::new(
+        Code::ConditionNotBool,
+        format!("a condition must be true or false, found {found}"),
+    )
+    .primary(span, format!("this is {found}"))
+    .help("compare it with something, for example `attempt < 3` or `contact.segment == \"vip\"`")
 }
 
 pub fn optional_not_unwrapped(span: Span, field: &str) -> Diagnostic {
-    Diagnostic::new(Code::OptionalNotUnwrapped, format!("`{field}` is optional and may be missing"))
-        .primary(span, "may have no value")
-        .help(format!("give a default with `{field} ?? VALUE`, or test it first: `if {field} is set {{ … }}`"))
+    Diagnostic::new(
+        Code::OptionalNotUnwrapped,
+        format!("`{field}` is optional and may be missing"),
+    )
+    .primary(span, "may have no value")
+    .help(format!(
+        "give a default with `{field} ?? VALUE`, or test it first: `if {field} is set {{ … }}`"
+    ))
 }
 
 pub fn unknown_zone(zone: &str, span: Span) -> Diagnostic {
     let names: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()).collect();
-    let by_city = zone.rsplit('/').next().unwrap_or(zone).to_ascii_lowercase().replace(' ', "_");
-    let city_match = names.iter().find(|n| n.rsplit('/').next().is_some_and(|c| c.to_ascii_lowercase() == by_city));
-    let help = match city_match.copied().or_else(|| did_you_mean(zone, names.iter().copied())) {
+    let by_city = zone
+        .rsplit('/')
+        .next()
+        .unwrap_or(zone)
+        .to_ascii_lowercase()
+        .replace(' ', "_");
+    let city_match = names.iter().find(|n| {
+        n.rsplit('/')
+            .next()
+            .is_some_and(|c| c.to_ascii_lowercase() == by_city)
+    });
+    let help = match city_match
+        .copied()
+        .or_else(|| did_you_mean(zone, names.iter().copied()))
+    {
         Some(c) => format!("did you mean \"{c}\"?"),
         None => "write an IANA zone name such as \"America/New_York\" or \"Europe/Paris\"".into(),
     };
@@ -181,17 +247,22 @@ pub fn invalid_phone(number: &str, span: Span, reason: &str) -> Diagnostic {
 
 pub fn not_in_enum(value: &str, span: Span, values: &[String]) -> Diagnostic {
     let refs: Vec<&str> = values.iter().map(String::as_str).collect();
-    Diagnostic::new(Code::NotInEnum, format!("\"{value}\" is not one of the values of this enum"))
-        .primary(span, "not a listed value")
-        .help(match did_you_mean(value, refs.iter().copied()) {
-            Some(c) => format!("did you mean \"{c}\"?"),
-            None => format!("the values are {}", list_words(&quoted(&refs))),
-        })
+    Diagnostic::new(
+        Code::NotInEnum,
+        format!("\"{value}\" is not one of the values of this enum"),
+    )
+    .primary(span, "not a listed value")
+    .help(match did_you_mean(value, refs.iter().copied()) {
+        Some(c) => format!("did you mean \"{c}\"?"),
+        None => format!("the values are {}", list_words(&quoted(&refs))),
+    })
 }
 
 pub fn missing_routes(span: Span, what: &str, missing: &[&str], arm: Option<&str>) -> Diagnostic {
     let list = list_words(&missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>());
-    let under = arm.map(|a| format!(" under the experiment arm `{a}`")).unwrap_or_default();
+    let under = arm
+        .map(|a| format!(" under the experiment arm `{a}`"))
+        .unwrap_or_default();
     let example = missing.first().copied().unwrap_or("busy");
     Diagnostic::new(Code::MissingRoutes, format!("this {what} does not say what happens on {list}{under}"))
         .primary(span, format!("no route for {list}"))
@@ -208,28 +279,49 @@ pub fn route_twice(outcome: &str, span: Span, first: Span) -> Diagnostic {
 }
 
 pub fn voicemail_without_detection(route: Span, dial: Span) -> Diagnostic {
-    Diagnostic::new(Code::VoicemailWithoutDetection, "`on voicemail` can never happen: this dial does not detect voicemail")
-        .primary(route, "never taken")
-        .secondary(dial, "add `detect voicemail` to this dial")
-        .help("write `dial … detect voicemail`; without it an answering machine counts as `answered`")
+    Diagnostic::new(
+        Code::VoicemailWithoutDetection,
+        "`on voicemail` can never happen: this dial does not detect voicemail",
+    )
+    .primary(route, "never taken")
+    .secondary(dial, "add `detect voicemail` to this dial")
+    .help("write `dial … detect voicemail`; without it an answering machine counts as `answered`")
 }
 
 pub fn retry_outside_dial(span: Span) -> Diagnostic {
-    Diagnostic::new(Code::RetryOutsideDial, "`retry` is only allowed in a dial's routes")
-        .primary(span, "nothing to retry here")
-        .help("move it into a route such as `on busy -> retry after 15m`, or use `goto` to dial again")
+    Diagnostic::new(
+        Code::RetryOutsideDial,
+        "`retry` is only allowed in a dial's routes",
+    )
+    .primary(span, "nothing to retry here")
+    .help("move it into a route such as `on busy -> retry after 15m`, or use `goto` to dial again")
 }
 
-pub fn bare_retry_without_rule(span: Span, outcomes: &[&str], strategy: Option<&str>, arm: Option<&str>) -> Diagnostic {
-    let list = list_words(&outcomes.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>());
+pub fn bare_retry_without_rule(
+    span: Span,
+    outcomes: &[&str],
+    strategy: Option<&str>,
+    arm: Option<&str>,
+) -> Diagnostic {
+    let list = list_words(
+        &outcomes
+            .iter()
+            .map(|m| format!("`{m}`"))
+            .collect::<Vec<_>>(),
+    );
     let who = match strategy {
         Some(s) => format!("the strategy `{s}`"),
         None => "the flow (it has no strategy)".to_string(),
     };
-    let under = arm.map(|a| format!(" under the arm `{a}`")).unwrap_or_default();
-    Diagnostic::new(Code::BareRetryWithoutRule, format!("{who} has no retry rule for {list}{under}"))
-        .primary(span, "a bare `retry` follows the strategy's rule")
-        .help("say how to retry here, for example `retry after 30m`, or add a rule to the strategy")
+    let under = arm
+        .map(|a| format!(" under the arm `{a}`"))
+        .unwrap_or_default();
+    Diagnostic::new(
+        Code::BareRetryWithoutRule,
+        format!("{who} has no retry rule for {list}{under}"),
+    )
+    .primary(span, "a bare `retry` follows the strategy's rule")
+    .help("say how to retry here, for example `retry after 30m`, or add a rule to the strategy")
 }
 
 pub fn in_call_without_call(action: &str, span: Span, via: Option<Span>) -> Diagnostic {
@@ -245,7 +337,10 @@ pub fn in_call_without_call(action: &str, span: Span, via: Option<Span>) -> Diag
 pub fn endless_loop(span: Span, steps: &[String]) -> Diagnostic {
     Diagnostic::new(Code::EndlessLoop, "this loop never dials, waits or ends")
         .primary(span, "goes round without end")
-        .note(format!("the loop runs through {}", list_words(&steps.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>())))
+        .note(format!(
+            "the loop runs through {}",
+            list_words(&steps.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>())
+        ))
         .help("add a `dial`, a `wait` or an `end` to the loop, or break it with an `if`")
 }
 
@@ -257,16 +352,25 @@ pub fn unbounded_dial_cycle(span: Span, steps: &[String]) -> Diagnostic {
 }
 
 pub fn routes_without_dial(span: Span) -> Diagnostic {
-    Diagnostic::new(Code::MisplacedRoute, "`on` routes must follow a `dial` or a `transfer`")
-        .primary(span, "there is no dial or transfer in this block")
-        .help("put a `dial` or `transfer` before the routes, or use `goto` and `end` directly")
+    Diagnostic::new(
+        Code::MisplacedRoute,
+        "`on` routes must follow a `dial` or a `transfer`",
+    )
+    .primary(span, "there is no dial or transfer in this block")
+    .help("put a `dial` or `transfer` before the routes, or use `goto` and `end` directly")
 }
 
 pub fn after_terminator(span: Span, what: &str, terminator: Span) -> Diagnostic {
-    Diagnostic::new(Code::MisplacedRoute, format!("nothing may follow a `{what}` in its block"))
-        .primary(span, "this never runs")
-        .secondary(terminator, format!("the `{what}` decides what happens next"))
-        .help(format!("move this action into the `{what}`'s routes"))
+    Diagnostic::new(
+        Code::MisplacedRoute,
+        format!("nothing may follow a `{what}` in its block"),
+    )
+    .primary(span, "this never runs")
+    .secondary(
+        terminator,
+        format!("the `{what}` decides what happens next"),
+    )
+    .help(format!("move this action into the `{what}`'s routes"))
 }
 
 pub fn step_without_end(span: Span) -> Diagnostic {
@@ -276,9 +380,12 @@ pub fn step_without_end(span: Span) -> Diagnostic {
 }
 
 pub fn wait_during_call(span: Span) -> Diagnostic {
-    Diagnostic::new(Code::WaitDuringCall, "`wait` would keep the recipient on a silent line")
-        .primary(span, "a call is connected here")
-        .help("`wait` belongs before a dial; to pause during a call use `say` or `play`")
+    Diagnostic::new(
+        Code::WaitDuringCall,
+        "`wait` would keep the recipient on a silent line",
+    )
+    .primary(span, "a call is connected here")
+    .help("`wait` belongs before a dial; to pause during a call use `say` or `play`")
 }
 
 pub fn unbounded_retry(span: Span, strategy: Option<&str>) -> Diagnostic {
@@ -291,11 +398,25 @@ pub fn unbounded_retry(span: Span, strategy: Option<&str>) -> Diagnostic {
         .help("add `max attempts N` to the strategy, or `max N` to the retry")
 }
 
-pub fn rule_max_unreachable(span: Span, max: u32, attempts: u32, attempts_span: Span) -> Diagnostic {
-    Diagnostic::new(Code::RuleMaxUnreachable, format!("`max {max}` can never be reached with `max attempts {attempts}`"))
-        .primary(span, format!("at most {} retries can happen", attempts.saturating_sub(1)))
-        .secondary(attempts_span, "the attempt limit")
-        .help(format!("lower it to `max {}` or raise `max attempts`", attempts.saturating_sub(1)))
+pub fn rule_max_unreachable(
+    span: Span,
+    max: u32,
+    attempts: u32,
+    attempts_span: Span,
+) -> Diagnostic {
+    Diagnostic::new(
+        Code::RuleMaxUnreachable,
+        format!("`max {max}` can never be reached with `max attempts {attempts}`"),
+    )
+    .primary(
+        span,
+        format!("at most {} retries can happen", attempts.saturating_sub(1)),
+    )
+    .secondary(attempts_span, "the attempt limit")
+    .help(format!(
+        "lower it to `max {}` or raise `max attempts`",
+        attempts.saturating_sub(1)
+    ))
 }
 
 pub fn no_callable_time(span: Span, what: &str) -> Diagnostic {
@@ -305,9 +426,12 @@ pub fn no_callable_time(span: Span, what: &str) -> Diagnostic {
 }
 
 pub fn retry_at_never_callable(span: Span, calendar: Option<(&str, Span)>) -> Diagnostic {
-    let d = Diagnostic::new(Code::RetryAtNeverCallable, "none of these times is ever callable")
-        .primary(span, "no day allows any of these times")
-        .help("choose times inside the calendar's hours and outside its pauses and the quiet hours");
+    let d = Diagnostic::new(
+        Code::RetryAtNeverCallable,
+        "none of these times is ever callable",
+    )
+    .primary(span, "no day allows any of these times")
+    .help("choose times inside the calendar's hours and outside its pauses and the quiet hours");
     match calendar {
         Some((name, s)) => d.secondary(s, format!("the calendar `{name}`")),
         None => d,
@@ -315,10 +439,13 @@ pub fn retry_at_never_callable(span: Span, calendar: Option<(&str, Span)>) -> Di
 }
 
 pub fn overlapping_hours(span: Span, other: Span) -> Diagnostic {
-    Diagnostic::new(Code::OverlappingHours, "these hours overlap other hours of the same day")
-        .primary(span, "overlaps")
-        .secondary(other, "with these")
-        .help("merge the windows into one; to remove time from the day, use `pause`")
+    Diagnostic::new(
+        Code::OverlappingHours,
+        "these hours overlap other hours of the same day",
+    )
+    .primary(span, "overlaps")
+    .secondary(other, "with these")
+    .help("merge the windows into one; to remove time from the day, use `pause`")
 }
 
 pub fn backwards_window(span: Span) -> Diagnostic {
@@ -328,35 +455,67 @@ pub fn backwards_window(span: Span) -> Diagnostic {
 }
 
 pub fn closed_before_start(span: Span, start: Span) -> Diagnostic {
-    Diagnostic::new(Code::ClosedBeforeStart, "this closed date is before the campaign starts")
-        .primary(span, "never applies")
-        .secondary(start, "the campaign starts here")
-        .help("check the year of the date, or remove it")
+    Diagnostic::new(
+        Code::ClosedBeforeStart,
+        "this closed date is before the campaign starts",
+    )
+    .primary(span, "never applies")
+    .secondary(start, "the campaign starts here")
+    .help("check the year of the date, or remove it")
 }
 
-pub fn strategy_impossible(span: Span, attempts: u32, possible: u64, limit: Span, why: &str) -> Diagnostic {
-    Diagnostic::new(Code::StrategyImpossible, format!("`max attempts {attempts}` cannot be reached: {why} allow at most {possible}"))
-        .primary(span, "more attempts than the limits allow")
-        .secondary(limit, "this limit")
-        .help(format!("lower `max attempts` to {possible} or lengthen the campaign"))
+pub fn strategy_impossible(
+    span: Span,
+    attempts: u32,
+    possible: u64,
+    limit: Span,
+    why: &str,
+) -> Diagnostic {
+    Diagnostic::new(
+        Code::StrategyImpossible,
+        format!("`max attempts {attempts}` cannot be reached: {why} allow at most {possible}"),
+    )
+    .primary(span, "more attempts than the limits allow")
+    .secondary(limit, "this limit")
+    .help(format!(
+        "lower `max attempts` to {possible} or lengthen the campaign"
+    ))
 }
 
 pub fn arm_weights(span: Span, total: f64) -> Diagnostic {
-    Diagnostic::new(Code::ArmWeights, format!("the arm weights add up to {}%, not 100%", format_number(total)))
-        .primary(span, "weights must sum to 100%")
-        .help(format!("adjust the weights by {}%", format_number(100.0 - total)))
+    Diagnostic::new(
+        Code::ArmWeights,
+        format!(
+            "the arm weights add up to {}%, not 100%",
+            format_number(total)
+        ),
+    )
+    .primary(span, "weights must sum to 100%")
+    .help(format!(
+        "adjust the weights by {}%",
+        format_number(100.0 - total)
+    ))
 }
 
 pub fn invalid_value(span: Span, message: &str, help: &str) -> Diagnostic {
-    Diagnostic::new(Code::InvalidValue, message.to_string()).primary(span, "out of range").help(help.to_string())
+    Diagnostic::new(Code::InvalidValue, message.to_string())
+        .primary(span, "out of range")
+        .help(help.to_string())
 }
 
 pub fn hours_in_quiet(span: Span, quiet: Span, policy: &str, preset: bool) -> Diagnostic {
-    let code = if preset { Code::HoursInQuietPreset } else { Code::HoursInQuietCustom };
-    Diagnostic::new(code, format!("these hours fall inside the quiet hours of `{policy}`"))
-        .primary(span, "calls would be planned in quiet hours")
-        .secondary(quiet, "the quiet hours")
-        .help("end the calendar's hours before the quiet hours begin and start them after they end")
+    let code = if preset {
+        Code::HoursInQuietPreset
+    } else {
+        Code::HoursInQuietCustom
+    };
+    Diagnostic::new(
+        code,
+        format!("these hours fall inside the quiet hours of `{policy}`"),
+    )
+    .primary(span, "calls would be planned in quiet hours")
+    .secondary(quiet, "the quiet hours")
+    .help("end the calendar's hours before the quiet hours begin and start them after they end")
 }
 
 pub fn consent_without_field(span: Span, schema: Option<Span>) -> Diagnostic {
@@ -376,15 +535,23 @@ pub fn no_compliance(span: Span, window: &str) -> Diagnostic {
 }
 
 pub fn ring_too_short(span: Span, seconds: u64, min: u64, policy: &str) -> Diagnostic {
-    Diagnostic::new(Code::RingTooShort, format!("`{policy}` requires ringing at least {min}s before giving up"))
-        .primary(span, format!("rings only {seconds}s"))
-        .help(format!("use `timeout {min}s` or longer"))
+    Diagnostic::new(
+        Code::RingTooShort,
+        format!("`{policy}` requires ringing at least {min}s before giving up"),
+    )
+    .primary(span, format!("rings only {seconds}s"))
+    .help(format!("use `timeout {min}s` or longer"))
 }
 
 pub fn missing_field(name: &str, span: Span) -> Diagnostic {
-    Diagnostic::new(Code::MissingField, format!("this test contact has no `{name}`"))
-        .primary(span, format!("`{name}` is required by the schema"))
-        .help(format!("add `{name}: …`, or give the field a default or a `?` in the schema"))
+    Diagnostic::new(
+        Code::MissingField,
+        format!("this test contact has no `{name}`"),
+    )
+    .primary(span, format!("`{name}` is required by the schema"))
+    .help(format!(
+        "add `{name}: …`, or give the field a default or a `?` in the schema"
+    ))
 }
 
 pub fn bad_zone_source(span: Span) -> Diagnostic {
@@ -394,7 +561,9 @@ pub fn bad_zone_source(span: Span) -> Diagnostic {
 }
 
 pub fn invalid_literal(span: Span, message: &str, help: &str) -> Diagnostic {
-    Diagnostic::new(Code::InvalidLiteral, message.to_string()).primary(span, "cannot be read").help(help.to_string())
+    Diagnostic::new(Code::InvalidLiteral, message.to_string())
+        .primary(span, "cannot be read")
+        .help(help.to_string())
 }
 
 pub fn format_number(n: f64) -> String {

@@ -13,12 +13,27 @@ use crate::source::{Span, Spanned};
 use crate::syntax::ast::{self, ActionKind, SettingKind, Target};
 
 /// Checks every item in scope; builds the IR flow when there is one.
-pub fn check_program(scope: &Scope<'_>, diags: &mut Vec<Diagnostic>) -> (Option<ir::Flow>, Vec<ir::Test>) {
+pub fn check_program(
+    scope: &Scope<'_>,
+    diags: &mut Vec<Diagnostic>,
+) -> (Option<ir::Flow>, Vec<ir::Test>) {
     let region = scope.flow.and_then(|f| flow_region(f, diags));
     let (schema_info, schema) = check_schema(scope.schema, region, diags);
-    let calendars: Vec<ir::Calendar> = scope.calendars.iter().map(|c| calendar::build_calendar(c, diags)).collect();
-    let strategies: Vec<ir::Strategy> = scope.strategies.iter().map(|s| check_strategy(s, diags)).collect();
-    let policies: Vec<PolicyInfo> = scope.compliances.iter().map(|c| calendar::custom_policy(c, diags)).collect();
+    let calendars: Vec<ir::Calendar> = scope
+        .calendars
+        .iter()
+        .map(|c| calendar::build_calendar(c, diags))
+        .collect();
+    let strategies: Vec<ir::Strategy> = scope
+        .strategies
+        .iter()
+        .map(|s| check_strategy(s, diags))
+        .collect();
+    let policies: Vec<PolicyInfo> = scope
+        .compliances
+        .iter()
+        .map(|c| calendar::custom_policy(c, diags))
+        .collect();
     let Some(flow) = scope.flow else {
         let tests = super::tests::check_tests(scope, &schema_info, None, region, diags);
         return (None, tests);
@@ -39,7 +54,8 @@ pub fn check_program(scope: &Scope<'_>, diags: &mut Vec<Diagnostic>) -> (Option<
         pre_pass: false,
     };
     let built = checker.flow(flow, schema, &policies);
-    let tests = super::tests::check_tests(scope, &schema_info, built.as_ref(), region, checker.diags);
+    let tests =
+        super::tests::check_tests(scope, &schema_info, built.as_ref(), region, checker.diags);
     (built, tests)
 }
 
@@ -66,7 +82,9 @@ fn field_type(decl: &ast::FieldDecl, diags: &mut Vec<Diagnostic>) -> Option<Type
             let mut seen: Vec<&Spanned<String>> = Vec::new();
             for v in values {
                 match seen.iter().find(|s| s.node == v.node) {
-                    Some(first) => diags.push(diag::duplicate("enum value", &v.node, v.span, first.span)),
+                    Some(first) => {
+                        diags.push(diag::duplicate("enum value", &v.node, v.span, first.span))
+                    }
                     None => seen.push(v),
                 }
             }
@@ -94,28 +112,69 @@ fn check_schema(
     region: Option<phonenumber::country::Id>,
     diags: &mut Vec<Diagnostic>,
 ) -> (SchemaInfo, ir::Schema) {
-    let mut info = SchemaInfo { fields: Vec::new(), span: schema.map(|s| s.span), required: Vec::new() };
+    let mut info = SchemaInfo {
+        fields: Vec::new(),
+        span: schema.map(|s| s.span),
+        required: Vec::new(),
+    };
     let mut fields = Vec::new();
     for decl in schema.map(|s| s.fields.as_slice()).unwrap_or_default() {
         if let Some((_, _, first)) = info.fields.iter().find(|(n, _, _)| *n == decl.name.node) {
-            diags.push(diag::duplicate("contact field", &decl.name.node, decl.name.span, *first));
+            diags.push(diag::duplicate(
+                "contact field",
+                &decl.name.node,
+                decl.name.span,
+                *first,
+            ));
             continue;
         }
-        let Some(ty) = field_type(decl, diags) else { continue };
-        let default = decl.default.as_ref().and_then(|d| types::literal_for_field(&ty, d, region, diags));
-        let full = if decl.optional { Type::Optional(Box::new(ty.clone())) } else { ty.clone() };
-        info.fields.push((decl.name.node.clone(), full, decl.name.span));
+        let Some(ty) = field_type(decl, diags) else {
+            continue;
+        };
+        let default = decl
+            .default
+            .as_ref()
+            .and_then(|d| types::literal_for_field(&ty, d, region, diags));
+        let full = if decl.optional {
+            Type::Optional(Box::new(ty.clone()))
+        } else {
+            ty.clone()
+        };
+        info.fields
+            .push((decl.name.node.clone(), full, decl.name.span));
         if !decl.optional && decl.default.is_none() {
             info.required.push(decl.name.node.clone());
         }
-        fields.push(ir::Field { name: decl.name.node.clone(), ty, optional: decl.optional, default });
+        fields.push(ir::Field {
+            name: decl.name.node.clone(),
+            ty,
+            optional: decl.optional,
+            default,
+        });
     }
-    let phone_field = fields.iter().find(|f| f.ty == Type::Phone).map(|f| f.name.clone());
-    (info, ir::Schema { fields, phone_field })
+    let phone_field = fields
+        .iter()
+        .find(|f| f.ty == Type::Phone)
+        .map(|f| f.name.clone());
+    (
+        info,
+        ir::Schema {
+            fields,
+            phone_field,
+        },
+    )
 }
 
 /// Outcomes a strategy rule may name.
-const RULE_OUTCOMES: &[&str] = &["voicemail", "busy", "no_answer", "rejected", "invalid_number", "network_error", "unknown"];
+const RULE_OUTCOMES: &[&str] = &[
+    "voicemail",
+    "busy",
+    "no_answer",
+    "rejected",
+    "invalid_number",
+    "network_error",
+    "unknown",
+];
 
 fn check_strategy(s: &ast::Strategy, diags: &mut Vec<Diagnostic>) -> ir::Strategy {
     let mut out = ir::Strategy {
@@ -127,12 +186,20 @@ fn check_strategy(s: &ast::Strategy, diags: &mut Vec<Diagnostic>) -> ir::Strateg
     };
     if let Some(m) = &s.max_attempts {
         if m.node == 0 {
-            diags.push(diag::invalid_value(m.span, "`max attempts` must be at least 1", "the first dial counts: `max attempts 1` means no retry"));
+            diags.push(diag::invalid_value(
+                m.span,
+                "`max attempts` must be at least 1",
+                "the first dial counts: `max attempts 1` means no retry",
+            ));
         }
     }
     if let Some(j) = &s.jitter {
         if j.node > 100.0 {
-            diags.push(diag::invalid_value(j.span, "jitter is at most 100%", "spread retries by a share of their delay, for example `jitter 10%`"));
+            diags.push(diag::invalid_value(
+                j.span,
+                "jitter is at most 100%",
+                "spread retries by a share of their delay, for example `jitter 10%`",
+            ));
         }
     }
     let mut first_span: HashMap<Outcome, Span> = HashMap::new();
@@ -140,21 +207,38 @@ fn check_strategy(s: &ast::Strategy, diags: &mut Vec<Diagnostic>) -> ir::Strateg
         let action = match &rule.action {
             ast::RuleAction::Stop => ir::StrategyRule::Stop,
             ast::RuleAction::Retry { form, max } => {
-                let Some(form_ir) = retry_form(form, diags) else { continue };
+                let Some(form_ir) = retry_form(form, diags) else {
+                    continue;
+                };
                 if let (Some(max), Some(attempts)) = (max, &s.max_attempts) {
                     if max.node >= attempts.node && attempts.node > 0 {
-                        diags.push(diag::rule_max_unreachable(max.span, max.node, attempts.node, attempts.span));
+                        diags.push(diag::rule_max_unreachable(
+                            max.span,
+                            max.node,
+                            attempts.node,
+                            attempts.span,
+                        ));
                     }
                 }
                 if s.max_attempts.is_none() && max.is_none() {
                     diags.push(diag::unbounded_retry(rule.span, Some(&s.name.node)));
                 }
-                ir::StrategyRule::Retry { form: form_ir, max: max.as_ref().map(|m| m.node) }
+                ir::StrategyRule::Retry {
+                    form: form_ir,
+                    max: max.as_ref().map(|m| m.node),
+                }
             }
         };
         for o in &rule.outcomes {
-            let Some(outcome) = Outcome::from_name(&o.node).filter(|x| RULE_OUTCOMES.contains(&x.name())) else {
-                diags.push(diag::unknown_outcome(&o.node, o.span, RULE_OUTCOMES, "a dial that a strategy can retry"));
+            let Some(outcome) =
+                Outcome::from_name(&o.node).filter(|x| RULE_OUTCOMES.contains(&x.name()))
+            else {
+                diags.push(diag::unknown_outcome(
+                    &o.node,
+                    o.span,
+                    RULE_OUTCOMES,
+                    "a dial that a strategy can retry",
+                ));
                 continue;
             };
             if let Some(first) = first_span.get(&outcome) {
@@ -168,37 +252,71 @@ fn check_strategy(s: &ast::Strategy, diags: &mut Vec<Diagnostic>) -> ir::Strateg
     out
 }
 
-pub fn retry_form(form: &Spanned<ast::RetryForm>, diags: &mut Vec<Diagnostic>) -> Option<ir::RetryForm> {
+pub fn retry_form(
+    form: &Spanned<ast::RetryForm>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ir::RetryForm> {
     Some(match &form.node {
         ast::RetryForm::After(delays) => {
             if let Some(zero) = delays.iter().find(|d| d.node == 0) {
-                diags.push(diag::invalid_value(zero.span, "a retry delay must be longer than zero", "write a delay such as `15m`"));
+                diags.push(diag::invalid_value(
+                    zero.span,
+                    "a retry delay must be longer than zero",
+                    "write a delay such as `15m`",
+                ));
                 return None;
             }
-            ir::RetryForm::After { delays_seconds: delays.iter().map(|d| d.node).collect() }
+            ir::RetryForm::After {
+                delays_seconds: delays.iter().map(|d| d.node).collect(),
+            }
         }
         ast::RetryForm::Backoff { first, factor, cap } => {
             if first.node == 0 {
-                diags.push(diag::invalid_value(first.span, "a backoff must start above zero", "write a first delay such as `15m`"));
+                diags.push(diag::invalid_value(
+                    first.span,
+                    "a backoff must start above zero",
+                    "write a first delay such as `15m`",
+                ));
                 return None;
             }
             if factor.node < 1.0 {
-                diags.push(diag::invalid_value(factor.span, "a backoff factor below 1 shortens every delay", "use a factor of 1 or more, such as `x2`"));
+                diags.push(diag::invalid_value(
+                    factor.span,
+                    "a backoff factor below 1 shortens every delay",
+                    "use a factor of 1 or more, such as `x2`",
+                ));
                 return None;
             }
             if let Some(c) = cap.as_ref().filter(|c| c.node < first.node) {
-                diags.push(diag::invalid_value(c.span, "the cap is shorter than the first delay", "cap the delays above the first one, for example `up to 4h`"));
+                diags.push(diag::invalid_value(
+                    c.span,
+                    "the cap is shorter than the first delay",
+                    "cap the delays above the first one, for example `up to 4h`",
+                ));
                 return None;
             }
-            ir::RetryForm::Backoff { first_seconds: first.node, factor: factor.node, cap_seconds: cap.as_ref().map(|c| c.node) }
+            ir::RetryForm::Backoff {
+                first_seconds: first.node,
+                factor: factor.node,
+                cap_seconds: cap.as_ref().map(|c| c.node),
+            }
         }
-        ast::RetryForm::At(times) => ir::RetryForm::At { times: times.iter().map(|t| t.node).collect() },
-        ast::RetryForm::NextDayAt(times) => ir::RetryForm::NextDayAt { times: times.iter().map(|t| t.node).collect() },
+        ast::RetryForm::At(times) => ir::RetryForm::At {
+            times: times.iter().map(|t| t.node).collect(),
+        },
+        ast::RetryForm::NextDayAt(times) => ir::RetryForm::NextDayAt {
+            times: times.iter().map(|t| t.node).collect(),
+        },
         ast::RetryForm::On(instants) => {
             for i in instants {
                 types::check_datetime(&i.node, diags);
             }
-            ir::RetryForm::On { instants: instants.iter().map(|i| types::local_datetime(&i.node)).collect() }
+            ir::RetryForm::On {
+                instants: instants
+                    .iter()
+                    .map(|i| types::local_datetime(&i.node))
+                    .collect(),
+            }
         }
     })
 }
@@ -241,17 +359,30 @@ struct Ctx {
 enum RouteOutcomes {
     Listed(Vec<Outcome>),
     /// `on other`: what neither a listed route nor the arm's strategy covers.
-    Other { listed: Vec<Outcome>, produced: Vec<Outcome> },
+    Other {
+        listed: Vec<Outcome>,
+        produced: Vec<Outcome>,
+    },
 }
 
 impl<'s> FlowChecker<'s, '_> {
-    fn flow(&mut self, flow: &'s ast::Flow, schema: ir::Schema, custom: &[PolicyInfo]) -> Option<ir::Flow> {
+    fn flow(
+        &mut self,
+        flow: &'s ast::Flow,
+        schema: ir::Schema,
+        custom: &[PolicyInfo],
+    ) -> Option<ir::Flow> {
         let settings = self.settings(flow);
         for (i, step) in flow.steps.iter().enumerate() {
             match self.steps.get(&step.name.node) {
                 Some(&first) => {
                     let first_span = flow.steps[first].name.span;
-                    self.diags.push(diag::duplicate("step", &step.name.node, step.name.span, first_span));
+                    self.diags.push(diag::duplicate(
+                        "step",
+                        &step.name.node,
+                        step.name.span,
+                        first_span,
+                    ));
                 }
                 None => {
                     self.steps.insert(step.name.node.clone(), i);
@@ -261,7 +392,9 @@ impl<'s> FlowChecker<'s, '_> {
         if self.scope.schema.is_none() {
             self.diags.push(diag::missing_schema(flow.name.span));
         } else if schema.phone_field.is_none() {
-            self.diags.push(diag::missing_phone_field(self.schema.span.unwrap_or(flow.name.span)));
+            self.diags.push(diag::missing_phone_field(
+                self.schema.span.unwrap_or(flow.name.span),
+            ));
         }
 
         // Resolve the flow-wide settings.
@@ -282,10 +415,19 @@ impl<'s> FlowChecker<'s, '_> {
                 });
             } else if !self.scope.is_broken(&name.node) {
                 let names = self.scope.compliance_names();
-                self.diags.push(diag::unknown_name(Code::UnknownCompliance, "compliance policy", &name.node, name.span, &names));
+                self.diags.push(diag::unknown_name(
+                    Code::UnknownCompliance,
+                    "compliance policy",
+                    &name.node,
+                    name.span,
+                    &names,
+                ));
             }
         }
-        let caller_ids = settings.caller_id.map(|ids| self.phones(ids)).unwrap_or_default();
+        let caller_ids = settings
+            .caller_id
+            .map(|ids| self.phones(ids))
+            .unwrap_or_default();
         self.build_arms(flow, strategy, calendar, &caller_ids);
 
         let entry = match settings.start_step {
@@ -301,9 +443,16 @@ impl<'s> FlowChecker<'s, '_> {
         }
         let pause_when = settings.pause_when.and_then(|(step, times)| {
             if times.node == 0 {
-                self.diags.push(diag::invalid_value(times.span, "the pause threshold must be at least 1", "write a count such as `reached 50 times`"));
+                self.diags.push(diag::invalid_value(
+                    times.span,
+                    "the pause threshold must be at least 1",
+                    "write a count such as `reached 50 times`",
+                ));
             }
-            Some(ir::PauseWhen { step: self.step_ref(step)?, times: times.node })
+            Some(ir::PauseWhen {
+                step: self.step_ref(step)?,
+                times: times.node,
+            })
         });
 
         // Variables: declare every name, then type their values until stable.
@@ -329,12 +478,24 @@ impl<'s> FlowChecker<'s, '_> {
         let steps: Vec<ir::Step> = flow
             .steps
             .iter()
-            .map(|s| ir::Step { name: s.name.node.clone(), actions: self.block(&s.body, &Ctx::default()) })
+            .map(|s| ir::Step {
+                name: s.name.node.clone(),
+                actions: self.block(&s.body, &Ctx::default()),
+            })
             .collect();
 
         // A misspelt step name leaves reachability unknown: no unreachable warnings then.
         let names_resolved = !self.diags.iter().any(|d| d.code == Code::UnknownStep);
-        super::analysis::analyse(flow, &self.steps, entry, &self.arms, &self.strategies, &self.vars, names_resolved, self.diags);
+        let facts = super::analysis::Facts {
+            flow,
+            steps: &self.steps,
+            entry,
+            arms: &self.arms,
+            strategies: &self.strategies,
+            vars: &self.vars,
+            names_resolved,
+        };
+        super::analysis::analyse(&facts, self.diags);
 
         let timing = super::timing::Timing {
             flow,
@@ -351,18 +512,26 @@ impl<'s> FlowChecker<'s, '_> {
         };
         timing.check(self.diags);
 
-        let timezone = settings.timezone.map(|z| self.zone_sources(z)).unwrap_or_default();
+        let timezone = settings
+            .timezone
+            .map(|z| self.zone_sources(z))
+            .unwrap_or_default();
         Some(ir::Flow {
             name: flow.name.node.clone(),
             title: settings.title.map(|t| t.node.clone()),
             contact: schema,
             calendars: std::mem::take(&mut self.calendars),
             strategies: std::mem::take(&mut self.strategies),
-            compliance: ir::Compliance { policies: policies.into_iter().map(|p| p.ir).collect() },
+            compliance: ir::Compliance {
+                policies: policies.into_iter().map(|p| p.ir).collect(),
+            },
             timezone,
             region: settings.region.map(|r| r.node.clone()),
             concurrency: settings.concurrency.map(|c| c.node),
-            rate: settings.rate.map(|(count, per_seconds)| ir::Rate { count: count.node, per_seconds }),
+            rate: settings.rate.map(|(count, per_seconds)| ir::Rate {
+                count: count.node,
+                per_seconds,
+            }),
             max_attempts_per_day: settings.max_per_day.map(|m| m.node),
             start: settings.start.map(|s| types::local_datetime(&s.node)),
             stop: settings.stop.map(|s| types::local_datetime(&s.node)),
@@ -381,7 +550,8 @@ impl<'s> FlowChecker<'s, '_> {
         for setting in &flow.settings {
             let keyword = setting.kind.keyword();
             if let Some(first) = seen.get(keyword) {
-                self.diags.push(diag::duplicate_setting(keyword, setting.span, *first));
+                self.diags
+                    .push(diag::duplicate_setting(keyword, setting.span, *first));
                 continue;
             }
             seen.insert(keyword, setting.span);
@@ -420,20 +590,32 @@ impl<'s> FlowChecker<'s, '_> {
         if let (Some(start), Some(stop)) = (s.start, s.stop) {
             if stop.node.local <= start.node.local && stop.node.zone == start.node.zone {
                 self.diags.push(
-                    diag::invalid_value(stop.span, "the campaign stops before it starts", "set `stop` after `start`")
-                        .secondary(start.span, "the start"),
+                    diag::invalid_value(
+                        stop.span,
+                        "the campaign stops before it starts",
+                        "set `stop` after `start`",
+                    )
+                    .secondary(start.span, "the start"),
                 );
             }
         }
         for extra in flow.experiments.iter().skip(1) {
-            self.diags.push(diag::duplicate_setting("experiment", extra.name.span, flow.experiments[0].name.span));
+            self.diags.push(diag::duplicate_setting(
+                "experiment",
+                extra.name.span,
+                flow.experiments[0].name.span,
+            ));
         }
         s
     }
 
     fn at_least_one(&mut self, n: &Spanned<u32>, what: &str) {
         if n.node == 0 {
-            self.diags.push(diag::invalid_value(n.span, &format!("`{what}` must be at least 1"), "a value of zero would never call anyone"));
+            self.diags.push(diag::invalid_value(
+                n.span,
+                &format!("`{what}` must be at least 1"),
+                "a value of zero would never call anyone",
+            ));
         }
     }
 
@@ -441,7 +623,13 @@ impl<'s> FlowChecker<'s, '_> {
         let found = self.scope.calendar(&name.node);
         if found.is_none() && !self.scope.is_broken(&name.node) {
             let names = self.scope.calendar_names();
-            self.diags.push(diag::unknown_name(Code::UnknownCalendar, "calendar", &name.node, name.span, &names));
+            self.diags.push(diag::unknown_name(
+                Code::UnknownCalendar,
+                "calendar",
+                &name.node,
+                name.span,
+                &names,
+            ));
         }
         found
     }
@@ -450,7 +638,13 @@ impl<'s> FlowChecker<'s, '_> {
         let found = self.scope.strategy(&name.node);
         if found.is_none() && !self.scope.is_broken(&name.node) {
             let names = self.scope.strategy_names();
-            self.diags.push(diag::unknown_name(Code::UnknownStrategy, "strategy", &name.node, name.span, &names));
+            self.diags.push(diag::unknown_name(
+                Code::UnknownStrategy,
+                "strategy",
+                &name.node,
+                name.span,
+                &names,
+            ));
         }
         found
     }
@@ -459,13 +653,21 @@ impl<'s> FlowChecker<'s, '_> {
         let found = self.steps.get(&name.node).copied();
         if found.is_none() && !self.pre_pass {
             let names: Vec<&str> = self.steps.keys().map(String::as_str).collect();
-            self.diags.push(diag::unknown_name(Code::UnknownStep, "step", &name.node, name.span, &names));
+            self.diags.push(diag::unknown_name(
+                Code::UnknownStep,
+                "step",
+                &name.node,
+                name.span,
+                &names,
+            ));
         }
         found
     }
 
     fn phones(&mut self, ids: &[Spanned<String>]) -> Vec<String> {
-        ids.iter().filter_map(|n| types::check_phone(&n.node, n.span, self.region, self.diags)).collect()
+        ids.iter()
+            .filter_map(|n| types::check_phone(&n.node, n.span, self.region, self.diags))
+            .collect()
     }
 
     fn zone_sources(&mut self, sources: &[ast::ZoneSource]) -> Vec<ir::ZoneSource> {
@@ -473,11 +675,21 @@ impl<'s> FlowChecker<'s, '_> {
         for src in sources {
             match src {
                 ast::ZoneSource::Field(f) => match self.schema.field(&f.node) {
-                    Some(t) if matches!(t, Type::Timezone) || *t == Type::Optional(Box::new(Type::Timezone)) => {
+                    Some(t)
+                        if matches!(t, Type::Timezone)
+                            || *t == Type::Optional(Box::new(Type::Timezone)) =>
+                    {
                         out.push(ir::ZoneSource::Field(f.node.clone()))
                     }
-                    Some(t) => self.diags.push(diag::type_mismatch(f.span, "a timezone field", &describe(t))),
-                    None => self.diags.push(diag::unknown_field(&f.node, f.span, &self.schema.names())),
+                    Some(t) => self.diags.push(diag::type_mismatch(
+                        f.span,
+                        "a timezone field",
+                        &describe(t),
+                    )),
+                    None => {
+                        self.diags
+                            .push(diag::unknown_field(&f.node, f.span, &self.schema.names()))
+                    }
                 },
                 ast::ZoneSource::Phone(_) => out.push(ir::ZoneSource::Phone),
                 ast::ZoneSource::Literal(z) => {
@@ -491,7 +703,13 @@ impl<'s> FlowChecker<'s, '_> {
         out
     }
 
-    fn build_arms(&mut self, flow: &ast::Flow, strategy: Option<usize>, calendar: Option<usize>, caller_ids: &[String]) {
+    fn build_arms(
+        &mut self,
+        flow: &ast::Flow,
+        strategy: Option<usize>,
+        calendar: Option<usize>,
+        caller_ids: &[String],
+    ) {
         let Some(exp) = flow.experiments.first() else {
             self.arms.push(ir::Arm {
                 name: "default".into(),
@@ -507,13 +725,23 @@ impl<'s> FlowChecker<'s, '_> {
         let mut total = 0.0;
         for arm in &exp.arms {
             if let Some(first) = seen.get(arm.name.node.as_str()) {
-                self.diags.push(diag::duplicate("experiment arm", &arm.name.node, arm.name.span, *first));
+                self.diags.push(diag::duplicate(
+                    "experiment arm",
+                    &arm.name.node,
+                    arm.name.span,
+                    *first,
+                ));
                 continue;
             }
             seen.insert(&arm.name.node, arm.name.span);
             total += arm.weight.node;
-            let mut resolved =
-                ir::Arm { name: arm.name.node.clone(), weight_percent: arm.weight.node, strategy, calendar, caller_ids: caller_ids.to_vec() };
+            let mut resolved = ir::Arm {
+                name: arm.name.node.clone(),
+                weight_percent: arm.weight.node,
+                strategy,
+                calendar,
+                caller_ids: caller_ids.to_vec(),
+            };
             for o in &arm.overrides {
                 match &o.kind {
                     SettingKind::Strategy(s) => resolved.strategy = self.strategy_ref(s),
@@ -533,10 +761,20 @@ impl<'s> FlowChecker<'s, '_> {
         self.arm_names = self.arms.iter().map(|a| a.name.clone()).collect();
     }
 
-    fn typed<T>(&mut self, ctx: &Ctx, f: impl FnOnce(&mut Env<'_>, &mut Vec<Diagnostic>) -> Option<T>) -> Option<T> {
+    fn typed<T>(
+        &mut self,
+        ctx: &Ctx,
+        f: impl FnOnce(&mut Env<'_>, &mut Vec<Diagnostic>) -> Option<T>,
+    ) -> Option<T> {
         let mut scratch = Vec::new();
         let env_schema = self.schema;
-        let mut env = Env { schema: env_schema, vars: &self.vars, arms: &self.arm_names, region: self.region, narrowed: ctx.narrowed.clone() };
+        let mut env = Env {
+            schema: env_schema,
+            vars: &self.vars,
+            arms: &self.arm_names,
+            region: self.region,
+            narrowed: ctx.narrowed.clone(),
+        };
         let out = f(&mut env, &mut scratch);
         if !self.pre_pass {
             self.diags.append(&mut scratch);
@@ -570,7 +808,10 @@ impl<'s> FlowChecker<'s, '_> {
                 ActionKind::Retry { .. } => Some(("retry", action.span)),
                 _ => None,
             };
-            if matches!(action.kind, ActionKind::Dial { .. } | ActionKind::Transfer { .. }) {
+            if matches!(
+                action.kind,
+                ActionKind::Dial { .. } | ActionKind::Transfer { .. }
+            ) {
                 routed_action = Some(i);
             }
             if let Some(a) = self.action(action, &b.routes, ctx) {
@@ -587,14 +828,22 @@ impl<'s> FlowChecker<'s, '_> {
 
     fn target(&mut self, t: &Target, ctx: &Ctx) -> Vec<ir::Action> {
         match t {
-            Target::Step(name) => self.step_ref(name).map(|step| vec![ir::Action::Goto { step }]).unwrap_or_default(),
+            Target::Step(name) => self
+                .step_ref(name)
+                .map(|step| vec![ir::Action::Goto { step }])
+                .unwrap_or_default(),
             Target::Block(b) => self.block(b, ctx),
         }
     }
 
     fn action(&mut self, a: &ast::Action, routes: &[ast::Route], ctx: &Ctx) -> Option<ir::Action> {
         Some(match &a.kind {
-            ActionKind::Dial { number, timeout, detect_voicemail, from } => {
+            ActionKind::Dial {
+                number,
+                timeout,
+                detect_voicemail,
+                from,
+            } => {
                 let number = self.typed(ctx, |env, d| env.phone(number, d));
                 let timeout_seconds = timeout.as_ref().map_or(30, |t| t.node);
                 if let Some(t) = timeout {
@@ -602,7 +851,11 @@ impl<'s> FlowChecker<'s, '_> {
                         self.dial_timeouts.push((t.node, t.span));
                     }
                     if t.node == 0 {
-                        self.report(diag::invalid_value(t.span, "a dial must ring for some time", "write a timeout such as `30s`"));
+                        self.report(diag::invalid_value(
+                            t.span,
+                            "a dial must ring for some time",
+                            "write a timeout such as `30s`",
+                        ));
                     }
                 }
                 let from = from.as_ref().and_then(|f| {
@@ -611,7 +864,8 @@ impl<'s> FlowChecker<'s, '_> {
                     scratch.into_iter().for_each(|d| self.report(d));
                     r
                 });
-                let (blocks, routing) = self.dial_routes(a.span, detect_voicemail.is_some(), routes, ctx);
+                let (blocks, routing) =
+                    self.dial_routes(a.span, detect_voicemail.is_some(), routes, ctx);
                 ir::Action::Dial(ir::Dial {
                     number: number?,
                     timeout_seconds,
@@ -621,13 +875,26 @@ impl<'s> FlowChecker<'s, '_> {
                     routing,
                 })
             }
-            ActionKind::Say(s) => ir::Action::Say { text: self.typed(ctx, |env, d| env.template(s, d))? },
-            ActionKind::Play(f) => ir::Action::Play { file: f.node.clone() },
-            ActionKind::Gather { digits, timeout, tries, arms } => self.gather(a.span, digits, timeout, tries, arms, ctx)?,
+            ActionKind::Say(s) => ir::Action::Say {
+                text: self.typed(ctx, |env, d| env.template(s, d))?,
+            },
+            ActionKind::Play(f) => ir::Action::Play {
+                file: f.node.clone(),
+            },
+            ActionKind::Gather {
+                digits,
+                timeout,
+                tries,
+                arms,
+            } => self.gather(a.span, digits, timeout, tries, arms, ctx)?,
             ActionKind::Record { max, name } => {
                 let var = self.vars.declare(&name.node);
-                self.vars.assign(var, Type::Text, name.span, &mut Vec::new());
-                ir::Action::Record { max_seconds: max.as_ref().map(|m| m.node), var }
+                self.vars
+                    .assign(var, Type::Text, name.span, &mut Vec::new());
+                ir::Action::Record {
+                    max_seconds: max.as_ref().map(|m| m.node),
+                    var,
+                }
             }
             ActionKind::Transfer { number, timeout } => {
                 let number = self.typed(ctx, |env, d| env.phone(number, d));
@@ -644,28 +911,44 @@ impl<'s> FlowChecker<'s, '_> {
                 let value = self.typed(ctx, |env, d| env.value(value, d))?;
                 let var = self.vars.declare(&name.node);
                 let mut scratch = Vec::new();
-                self.vars.assign(var, value.ty.clone(), name.span, &mut scratch);
+                self.vars
+                    .assign(var, value.ty.clone(), name.span, &mut scratch);
                 scratch.into_iter().for_each(|d| self.report(d));
                 ir::Action::Set { var, value }
             }
-            ActionKind::SendSms(s) => ir::Action::SendSms { text: self.typed(ctx, |env, d| env.template(s, d))? },
+            ActionKind::SendSms(s) => ir::Action::SendSms {
+                text: self.typed(ctx, |env, d| env.template(s, d))?,
+            },
             ActionKind::SendEmail { body, subject } => {
                 let body = self.typed(ctx, |env, d| env.template(body, d));
                 let subject = match subject {
                     Some(s) => Some(self.typed(ctx, |env, d| env.template(s, d))?),
                     None => None,
                 };
-                ir::Action::SendEmail { body: body?, subject }
+                ir::Action::SendEmail {
+                    body: body?,
+                    subject,
+                }
             }
-            ActionKind::Flag(l) => ir::Action::Flag { label: l.node.clone() },
+            ActionKind::Flag(l) => ir::Action::Flag {
+                label: l.node.clone(),
+            },
             ActionKind::OptOut => ir::Action::OptOut,
             ActionKind::Wait(d) => {
                 if d.node == 0 {
-                    self.report(diag::invalid_value(d.span, "`wait` needs a duration above zero", "write a duration such as `1h`"));
+                    self.report(diag::invalid_value(
+                        d.span,
+                        "`wait` needs a duration above zero",
+                        "write a duration such as `1h`",
+                    ));
                 }
                 ir::Action::Wait { seconds: d.node }
             }
-            ActionKind::If { cond, then, otherwise } => {
+            ActionKind::If {
+                cond,
+                then,
+                otherwise,
+            } => {
                 let c = self.typed(ctx, |env, d| env.condition(cond, d));
                 let mut inner = ctx.clone();
                 inner.guarded |= mentions_attempt(cond);
@@ -673,18 +956,34 @@ impl<'s> FlowChecker<'s, '_> {
                 let then = self.block(then, &inner);
                 let mut else_ctx = ctx.clone();
                 else_ctx.guarded = inner.guarded;
-                let otherwise = otherwise.as_ref().map(|o| self.block(o, &else_ctx)).unwrap_or_default();
-                ir::Action::If { cond: c?, then, otherwise }
+                let otherwise = otherwise
+                    .as_ref()
+                    .map(|o| self.block(o, &else_ctx))
+                    .unwrap_or_default();
+                ir::Action::If {
+                    cond: c?,
+                    then,
+                    otherwise,
+                }
             }
-            ActionKind::Goto(name) => ir::Action::Goto { step: self.step_ref(name)? },
+            ActionKind::Goto(name) => ir::Action::Goto {
+                step: self.step_ref(name)?,
+            },
             ActionKind::Retry { form, max } => self.retry(a.span, form, max, ctx)?,
-            ActionKind::End { completed, reason } => {
-                ir::Action::End { completed: *completed, reason: reason.as_ref().map(|r| r.node.clone()) }
-            }
+            ActionKind::End { completed, reason } => ir::Action::End {
+                completed: *completed,
+                reason: reason.as_ref().map(|r| r.node.clone()),
+            },
         })
     }
 
-    fn retry(&mut self, span: Span, form: &Option<Spanned<ast::RetryForm>>, max: &Option<Spanned<u32>>, ctx: &Ctx) -> Option<ir::Action> {
+    fn retry(
+        &mut self,
+        span: Span,
+        form: &Option<Spanned<ast::RetryForm>>,
+        max: &Option<Spanned<u32>>,
+        ctx: &Ctx,
+    ) -> Option<ir::Action> {
         let Some(route) = &ctx.route else {
             self.report(diag::retry_outside_dial(span));
             return None;
@@ -693,42 +992,69 @@ impl<'s> FlowChecker<'s, '_> {
             // A bare retry follows the arm's strategy rule for each outcome routed here.
             for (arm_id, arm) in self.arms.iter().enumerate() {
                 let strategy = arm.strategy.map(|s| &self.strategies[s]);
-                let has_rule = |o: &Outcome| strategy.is_some_and(|s| matches!(s.rules.get(o), Some(ir::StrategyRule::Retry { .. })));
+                let has_rule = |o: &Outcome| {
+                    strategy.is_some_and(|s| {
+                        matches!(s.rules.get(o), Some(ir::StrategyRule::Retry { .. }))
+                    })
+                };
                 let outcomes: Vec<Outcome> = match route {
                     RouteOutcomes::Listed(list) => list.clone(),
                     RouteOutcomes::Other { listed, produced } => produced
                         .iter()
-                        .filter(|o| !listed.contains(o) && !strategy.is_some_and(|s| s.rules.contains_key(o)))
+                        .filter(|o| {
+                            !listed.contains(o)
+                                && !strategy.is_some_and(|s| s.rules.contains_key(o))
+                        })
                         .copied()
                         .collect(),
                 };
-                let missing: Vec<&str> = outcomes.iter().filter(|o| !has_rule(o)).map(|o| o.name()).collect();
+                let missing: Vec<&str> = outcomes
+                    .iter()
+                    .filter(|o| !has_rule(o))
+                    .map(|o| o.name())
+                    .collect();
                 if !missing.is_empty() {
                     let arm_name = (self.arms.len() > 1).then(|| self.arm_names[arm_id].as_str());
-                    let d = diag::bare_retry_without_rule(span, &missing, strategy.map(|s| s.name.as_str()), arm_name);
+                    let d = diag::bare_retry_without_rule(
+                        span,
+                        &missing,
+                        strategy.map(|s| s.name.as_str()),
+                        arm_name,
+                    );
                     self.report(d);
                     break;
                 }
             }
-            return Some(ir::Action::Retry { form: None, max: max.as_ref().map(|m| m.node) });
+            return Some(ir::Action::Retry {
+                form: None,
+                max: max.as_ref().map(|m| m.node),
+            });
         };
         let mut scratch = Vec::new();
         let form_ir = retry_form(form, &mut scratch);
         scratch.into_iter().for_each(|d| self.report(d));
         let bounded = max.is_some()
             || ctx.guarded
-            || self.arms.iter().all(|a| a.strategy.is_some_and(|s| self.strategies[s].max_attempts.is_some()));
+            || self.arms.iter().all(|a| {
+                a.strategy
+                    .is_some_and(|s| self.strategies[s].max_attempts.is_some())
+            });
         if !bounded {
             self.report(diag::unbounded_retry(span, None));
         }
-        if let (ast::RetryForm::At(times) | ast::RetryForm::NextDayAt(times), false) = (&form.node, self.pre_pass) {
+        if let (ast::RetryForm::At(times) | ast::RetryForm::NextDayAt(times), false) =
+            (&form.node, self.pre_pass)
+        {
             self.retry_at.push(RetryAt {
                 times: times.iter().map(|t| t.node).collect(),
                 span: form.span,
                 arms: (0..self.arms.len()).collect(),
             });
         }
-        Some(ir::Action::Retry { form: Some(form_ir?), max: max.as_ref().map(|m| m.node) })
+        Some(ir::Action::Retry {
+            form: Some(form_ir?),
+            max: max.as_ref().map(|m| m.node),
+        })
     }
 
     /// The routes of a dial: each `on` line's body, then per arm which
@@ -741,7 +1067,16 @@ impl<'s> FlowChecker<'s, '_> {
         ctx: &Ctx,
     ) -> (Vec<Vec<ir::Action>>, Vec<BTreeMap<Outcome, ir::Resolution>>) {
         const ALLOWED: &[&str] = &[
-            "answered", "voicemail", "busy", "no_answer", "rejected", "invalid_number", "network_error", "unknown", "exhausted", "other",
+            "answered",
+            "voicemail",
+            "busy",
+            "no_answer",
+            "rejected",
+            "invalid_number",
+            "network_error",
+            "unknown",
+            "exhausted",
+            "other",
         ];
         let produced: Vec<Outcome> = Outcome::DIAL
             .into_iter()
@@ -765,7 +1100,9 @@ impl<'s> FlowChecker<'s, '_> {
                     continue;
                 }
                 match Outcome::from_name(&o.node) {
-                    Some(Outcome::Voicemail) if !detect => self.report(diag::voicemail_without_detection(o.span, dial_span)),
+                    Some(Outcome::Voicemail) if !detect => {
+                        self.report(diag::voicemail_without_detection(o.span, dial_span))
+                    }
                     Some(outcome) => {
                         explicit.insert(outcome, i);
                         list.push(outcome);
@@ -781,11 +1118,18 @@ impl<'s> FlowChecker<'s, '_> {
             .enumerate()
             .map(|(i, r)| {
                 let outcomes = if other == Some(i) {
-                    RouteOutcomes::Other { listed: listed.clone(), produced: produced.clone() }
+                    RouteOutcomes::Other {
+                        listed: listed.clone(),
+                        produced: produced.clone(),
+                    }
                 } else {
                     RouteOutcomes::Listed(per_route[i].clone())
                 };
-                let route_ctx = Ctx { route: Some(outcomes), guarded: ctx.guarded, narrowed: ctx.narrowed.clone() };
+                let route_ctx = Ctx {
+                    route: Some(outcomes),
+                    guarded: ctx.guarded,
+                    narrowed: ctx.narrowed.clone(),
+                };
                 self.target(&r.target, &route_ctx)
             })
             .collect();
@@ -812,7 +1156,11 @@ impl<'s> FlowChecker<'s, '_> {
             for o in [Outcome::Unknown, Outcome::Exhausted] {
                 let res = match explicit.get(&o) {
                     Some(&i) => ir::Resolution::Block(i),
-                    None if o == Outcome::Unknown && strategy.is_some_and(|s| s.rules.contains_key(&o)) => ir::Resolution::Strategy,
+                    None if o == Outcome::Unknown
+                        && strategy.is_some_and(|s| s.rules.contains_key(&o)) =>
+                    {
+                        ir::Resolution::Strategy
+                    }
                     None => ir::Resolution::Default,
                 };
                 table.insert(o, res);
@@ -822,7 +1170,8 @@ impl<'s> FlowChecker<'s, '_> {
             }
             routing.push(table);
         }
-        let all_same = missing_by_arm.len() == self.arms.len() && missing_by_arm.windows(2).all(|w| w[0].1 == w[1].1);
+        let all_same = missing_by_arm.len() == self.arms.len()
+            && missing_by_arm.windows(2).all(|w| w[0].1 == w[1].1);
         if all_same {
             if let Some((_, missing)) = missing_by_arm.first() {
                 self.report(diag::missing_routes(dial_span, "dial", missing, None));
@@ -830,14 +1179,24 @@ impl<'s> FlowChecker<'s, '_> {
         } else {
             for (arm_id, missing) in &missing_by_arm {
                 let name = self.arm_names[*arm_id].clone();
-                self.report(diag::missing_routes(dial_span, "dial", missing, Some(&name)));
+                self.report(diag::missing_routes(
+                    dial_span,
+                    "dial",
+                    missing,
+                    Some(&name),
+                ));
             }
         }
         (blocks, routing)
     }
 
     /// The three bodies of a transfer: answered, failed, hangup.
-    fn transfer_routes(&mut self, span: Span, routes: &[ast::Route], ctx: &Ctx) -> [Vec<ir::Action>; 3] {
+    fn transfer_routes(
+        &mut self,
+        span: Span,
+        routes: &[ast::Route],
+        ctx: &Ctx,
+    ) -> [Vec<ir::Action>; 3] {
         const ALLOWED: &[&str] = &["answered", "failed", "hangup", "other"];
         let mut bodies: [Option<Vec<ir::Action>>; 3] = [None, None, None];
         let mut other: Option<Vec<ir::Action>> = None;
@@ -851,13 +1210,27 @@ impl<'s> FlowChecker<'s, '_> {
                     continue;
                 }
                 first.insert(&o.node, o.span);
-                match ir::TransferOutcome::ALL.iter().position(|t| t.name() == o.node) {
+                match ir::TransferOutcome::ALL
+                    .iter()
+                    .position(|t| t.name() == o.node)
+                {
                     Some(i) => slots.push(i),
                     None if o.node == "other" => is_other = true,
-                    None => self.report(diag::unknown_outcome(&o.node, o.span, ALLOWED, "a transfer")),
+                    None => self.report(diag::unknown_outcome(
+                        &o.node,
+                        o.span,
+                        ALLOWED,
+                        "a transfer",
+                    )),
                 }
             }
-            let body = self.target(&r.target, &Ctx { route: None, ..ctx.clone() });
+            let body = self.target(
+                &r.target,
+                &Ctx {
+                    route: None,
+                    ..ctx.clone()
+                },
+            );
             for i in slots {
                 bodies[i] = Some(body.clone());
             }
@@ -885,14 +1258,26 @@ impl<'s> FlowChecker<'s, '_> {
         ctx: &Ctx,
     ) -> Option<ir::Action> {
         if digits.node == 0 || digits.node > 32 {
-            self.report(diag::invalid_value(digits.span, "a gather collects between 1 and 32 digits", "write a count such as `gather 1 digit`"));
+            self.report(diag::invalid_value(
+                digits.span,
+                "a gather collects between 1 and 32 digits",
+                "write a count such as `gather 1 digit`",
+            ));
         }
         if let Some(t) = tries.as_ref().filter(|t| t.node == 0) {
-            self.report(diag::invalid_value(t.span, "`tries` must be at least 1", "write `tries 1` or more"));
+            self.report(diag::invalid_value(
+                t.span,
+                "`tries` must be at least 1",
+                "write `tries 1` or more",
+            ));
         }
         let digits_var = self.vars.declare("digits");
-        self.vars.assign(digits_var, Type::Text, span, &mut Vec::new());
-        let inner = Ctx { route: None, ..ctx.clone() };
+        self.vars
+            .assign(digits_var, Type::Text, span, &mut Vec::new());
+        let inner = Ctx {
+            route: None,
+            ..ctx.clone()
+        };
         let mut keys: Vec<(String, Vec<ir::Action>)> = Vec::new();
         let (mut on_timeout, mut on_invalid, mut other) = (None, None, None);
         let mut first: HashMap<String, Span> = HashMap::new();
@@ -913,7 +1298,9 @@ impl<'s> FlowChecker<'s, '_> {
                 first.insert(label.clone(), key.span);
                 match &key.node {
                     ast::GatherKey::Digits(d) => {
-                        let valid = d.chars().all(|c| c.is_ascii_digit() || c == '*' || c == '#');
+                        let valid = d
+                            .chars()
+                            .all(|c| c.is_ascii_digit() || c == '*' || c == '#');
                         if !valid || d.chars().count() != digits.node as usize {
                             self.report(diag::invalid_value(
                                 key.span,
@@ -926,9 +1313,12 @@ impl<'s> FlowChecker<'s, '_> {
                     ast::GatherKey::Timeout => on_timeout = Some(body.clone()),
                     ast::GatherKey::Invalid => on_invalid = Some(body.clone()),
                     ast::GatherKey::Other => other = Some(body.clone()),
-                    ast::GatherKey::Unknown(u) => {
-                        self.report(diag::unknown_outcome(u, key.span, &["timeout", "invalid", "other"], "a gather"))
-                    }
+                    ast::GatherKey::Unknown(u) => self.report(diag::unknown_outcome(
+                        u,
+                        key.span,
+                        &["timeout", "invalid", "other"],
+                        "a gather",
+                    )),
                 }
             }
         }
@@ -987,7 +1377,9 @@ fn declare_vars(b: &ast::Block, vars: &mut Vars) {
                     }
                 }
             }
-            ActionKind::If { then, otherwise, .. } => {
+            ActionKind::If {
+                then, otherwise, ..
+            } => {
                 declare_vars(then, vars);
                 if let Some(o) = otherwise {
                     declare_vars(o, vars);

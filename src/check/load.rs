@@ -17,7 +17,11 @@ pub struct Loaded {
 }
 
 pub fn load(root: &Path, text: String, loader: &dyn Loader) -> Loaded {
-    let mut loaded = Loaded { sources: SourceMap::default(), files: Vec::new(), diagnostics: Vec::new() };
+    let mut loaded = Loaded {
+        sources: SourceMap::default(),
+        files: Vec::new(),
+        diagnostics: Vec::new(),
+    };
     let mut stack: Vec<(PathBuf, Option<Span>)> = Vec::new();
     visit(&mut loaded, loader, normalise(root), text, None, &mut stack);
     loaded
@@ -50,7 +54,10 @@ fn visit(
         if let Some(pos) = stack.iter().position(|(p, _)| *p == target) {
             // The `use` that brought the target's successor in lies in the target file.
             let back = stack.get(pos + 1).and_then(|(_, s)| *s).unwrap_or(span);
-            let mut chain: Vec<String> = stack[pos..].iter().map(|(p, _)| p.display().to_string()).collect();
+            let mut chain: Vec<String> = stack[pos..]
+                .iter()
+                .map(|(p, _)| p.display().to_string())
+                .collect();
             chain.push(target.display().to_string());
             loaded.diagnostics.push(diag::use_cycle(span, back, &chain));
             continue;
@@ -60,7 +67,9 @@ fn visit(
         }
         match loader.load(&target) {
             Ok(text) => visit(loaded, loader, target, text, Some(span), stack),
-            Err(e) => loaded.diagnostics.push(diag::use_not_found(&rel, span, &io_reason(&e))),
+            Err(e) => loaded
+                .diagnostics
+                .push(diag::use_not_found(&rel, span, &io_reason(&e))),
         }
     }
     stack.pop();
@@ -82,7 +91,9 @@ fn normalise(path: &Path) -> PathBuf {
     for c in path.components() {
         match c {
             Component::CurDir => {}
-            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
                 out.pop();
             }
             other => out.push(other),

@@ -42,22 +42,41 @@ impl<'a> Scope<'a> {
                 match item {
                     ast::Item::Use(_) => {}
                     ast::Item::Contact(s) => match scope.schema {
-                        Some(first) => diags.push(diag::duplicate("contact schema", "contact", s.span, first.span)),
+                        Some(first) => diags.push(diag::duplicate(
+                            "contact schema",
+                            "contact",
+                            s.span,
+                            first.span,
+                        )),
                         None => scope.schema = Some(s),
                     },
                     ast::Item::Calendar(c) => {
                         if let Some(&i) = scope.calendar_index.get(c.name.node.as_str()) {
-                            diags.push(diag::duplicate("calendar", &c.name.node, c.name.span, scope.calendars[i].name.span));
+                            diags.push(diag::duplicate(
+                                "calendar",
+                                &c.name.node,
+                                c.name.span,
+                                scope.calendars[i].name.span,
+                            ));
                         } else {
-                            scope.calendar_index.insert(&c.name.node, scope.calendars.len());
+                            scope
+                                .calendar_index
+                                .insert(&c.name.node, scope.calendars.len());
                             scope.calendars.push(c);
                         }
                     }
                     ast::Item::Strategy(s) => {
                         if let Some(&i) = scope.strategy_index.get(s.name.node.as_str()) {
-                            diags.push(diag::duplicate("strategy", &s.name.node, s.name.span, scope.strategies[i].name.span));
+                            diags.push(diag::duplicate(
+                                "strategy",
+                                &s.name.node,
+                                s.name.span,
+                                scope.strategies[i].name.span,
+                            ));
                         } else {
-                            scope.strategy_index.insert(&s.name.node, scope.strategies.len());
+                            scope
+                                .strategy_index
+                                .insert(&s.name.node, scope.strategies.len());
                             scope.strategies.push(s);
                         }
                     }
@@ -72,12 +91,16 @@ impl<'a> Scope<'a> {
                                 scope.compliances[i].name.span,
                             ));
                         } else {
-                            scope.compliance_index.insert(&c.name.node, scope.compliances.len());
+                            scope
+                                .compliance_index
+                                .insert(&c.name.node, scope.compliances.len());
                             scope.compliances.push(c);
                         }
                     }
                     ast::Item::Flow(f) => match scope.flow {
-                        Some(first) => diags.push(diag::several_flows(f.name.span, first.name.span)),
+                        Some(first) => {
+                            diags.push(diag::several_flows(f.name.span, first.name.span))
+                        }
                         None => scope.flow = Some(f),
                     },
                     ast::Item::Test(t) => scope.tests.push(t),
@@ -105,14 +128,24 @@ impl<'a> Scope<'a> {
     }
 
     pub fn calendar_names(&self) -> Vec<&'a str> {
-        self.calendars.iter().map(|c| c.name.node.as_str()).collect()
+        self.calendars
+            .iter()
+            .map(|c| c.name.node.as_str())
+            .collect()
     }
 
     pub fn strategy_names(&self) -> Vec<&'a str> {
-        self.strategies.iter().map(|c| c.name.node.as_str()).collect()
+        self.strategies
+            .iter()
+            .map(|c| c.name.node.as_str())
+            .collect()
     }
 
     pub fn compliance_names(&self) -> Vec<&'a str> {
-        PRESETS.iter().map(|p| p.name).chain(self.compliances.iter().map(|c| c.name.node.as_str())).collect()
+        PRESETS
+            .iter()
+            .map(|p| p.name)
+            .chain(self.compliances.iter().map(|c| c.name.node.as_str()))
+            .collect()
     }
 }

@@ -11,7 +11,16 @@ use crate::ir::{self, Outcome};
 use crate::source::Span;
 use crate::syntax::ast::{self, TestEntry};
 
-const DIAL_OUTCOMES: &[&str] = &["answered", "voicemail", "busy", "no_answer", "rejected", "invalid_number", "network_error", "unknown"];
+const DIAL_OUTCOMES: &[&str] = &[
+    "answered",
+    "voicemail",
+    "busy",
+    "no_answer",
+    "rejected",
+    "invalid_number",
+    "network_error",
+    "unknown",
+];
 
 pub fn check_tests(
     scope: &Scope<'_>,
@@ -20,7 +29,11 @@ pub fn check_tests(
     region: Option<phonenumber::country::Id>,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<ir::Test> {
-    scope.tests.iter().map(|t| check_test(t, schema, flow, region, diags)).collect()
+    scope
+        .tests
+        .iter()
+        .map(|t| check_test(t, schema, flow, region, diags))
+        .collect()
 }
 
 fn check_test(
@@ -30,7 +43,13 @@ fn check_test(
     region: Option<phonenumber::country::Id>,
     diags: &mut Vec<Diagnostic>,
 ) -> ir::Test {
-    let mut test = ir::Test { name: t.name.node.clone(), contact: BTreeMap::new(), now: None, script: Vec::new(), expectations: Vec::new() };
+    let mut test = ir::Test {
+        name: t.name.node.clone(),
+        contact: BTreeMap::new(),
+        now: None,
+        script: Vec::new(),
+        expectations: Vec::new(),
+    };
     let mut contact_span: Option<Span> = None;
     for entry in &t.entries {
         match entry {
@@ -39,12 +58,19 @@ fn check_test(
                 let mut seen: HashMap<&str, Span> = HashMap::new();
                 for (name, value) in fields {
                     if let Some(first) = seen.get(name.node.as_str()) {
-                        diags.push(diag::duplicate("test contact field", &name.node, name.span, *first));
+                        diags.push(diag::duplicate(
+                            "test contact field",
+                            &name.node,
+                            name.span,
+                            *first,
+                        ));
                         continue;
                     }
                     seen.insert(&name.node, name.span);
                     match schema.field(&name.node) {
-                        None => diags.push(diag::unknown_field(&name.node, name.span, &schema.names())),
+                        None => {
+                            diags.push(diag::unknown_field(&name.node, name.span, &schema.names()))
+                        }
                         Some(ty) => {
                             if let Some(v) = types::literal_for_field(ty, value, region, diags) {
                                 test.contact.insert(name.node.clone(), v);
@@ -57,24 +83,54 @@ fn check_test(
                 types::check_datetime(&dt.node, diags);
                 test.now = Some(types::local_datetime(&dt.node));
             }
-            TestEntry::Dial { outcome, press, transfer, lasting, .. } => {
-                let Some(o) = Outcome::from_name(&outcome.node).filter(|o| *o != Outcome::Exhausted) else {
-                    diags.push(diag::unknown_outcome(&outcome.node, outcome.span, DIAL_OUTCOMES, "a dial"));
+            TestEntry::Dial {
+                outcome,
+                press,
+                transfer,
+                lasting,
+                ..
+            } => {
+                let Some(o) =
+                    Outcome::from_name(&outcome.node).filter(|o| *o != Outcome::Exhausted)
+                else {
+                    diags.push(diag::unknown_outcome(
+                        &outcome.node,
+                        outcome.span,
+                        DIAL_OUTCOMES,
+                        "a dial",
+                    ));
                     continue;
                 };
                 let transfer = match transfer {
-                    Some(tr) => match ir::TransferOutcome::ALL.iter().find(|x| x.name() == tr.node) {
+                    Some(tr) => match ir::TransferOutcome::ALL
+                        .iter()
+                        .find(|x| x.name() == tr.node)
+                    {
                         Some(x) => Some(*x),
                         None => {
-                            diags.push(diag::unknown_outcome(&tr.node, tr.span, &["answered", "failed", "hangup"], "a transfer"));
+                            diags.push(diag::unknown_outcome(
+                                &tr.node,
+                                tr.span,
+                                &["answered", "failed", "hangup"],
+                                "a transfer",
+                            ));
                             None
                         }
                     },
                     None => None,
                 };
                 if let Some(p) = press {
-                    if !p.node.chars().all(|c| c.is_ascii_digit() || c == '*' || c == '#') || p.node.is_empty() {
-                        diags.push(diag::invalid_literal(p.span, "keys pressed are digits, `*` or `#`", "write the keys such as \"1\" or \"42#\""));
+                    if !p
+                        .node
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+                        || p.node.is_empty()
+                    {
+                        diags.push(diag::invalid_literal(
+                            p.span,
+                            "keys pressed are digits, `*` or `#`",
+                            "write the keys such as \"1\" or \"42#\"",
+                        ));
                     }
                 }
                 test.script.push(ir::ScriptedDial {
@@ -87,39 +143,73 @@ fn check_test(
             TestEntry::ExpectAttemptAt { attempt, at, .. } => {
                 types::check_datetime(&at.node, diags);
                 if attempt.node == 0 {
-                    diags.push(diag::invalid_value(attempt.span, "attempts are counted from 1", "write `expect attempt 1 at …` for the first dial"));
+                    diags.push(diag::invalid_value(
+                        attempt.span,
+                        "attempts are counted from 1",
+                        "write `expect attempt 1 at …` for the first dial",
+                    ));
                 }
-                test.expectations.push(ir::Expectation::AttemptAt { attempt: attempt.node, at: types::local_datetime(&at.node) });
+                test.expectations.push(ir::Expectation::AttemptAt {
+                    attempt: attempt.node,
+                    at: types::local_datetime(&at.node),
+                });
             }
-            TestEntry::ExpectAttempts(n) => test.expectations.push(ir::Expectation::Attempts { count: n.node }),
-            TestEntry::ExpectEnd { completed, reason, .. } => test
+            TestEntry::ExpectAttempts(n) => test
                 .expectations
-                .push(ir::Expectation::End { completed: *completed, reason: reason.as_ref().map(|r| r.node.clone()) }),
+                .push(ir::Expectation::Attempts { count: n.node }),
+            TestEntry::ExpectEnd {
+                completed, reason, ..
+            } => test.expectations.push(ir::Expectation::End {
+                completed: *completed,
+                reason: reason.as_ref().map(|r| r.node.clone()),
+            }),
             TestEntry::ExpectPath(steps) => {
                 let mut ids = Vec::new();
                 for s in steps {
                     match flow.and_then(|f| f.steps.iter().position(|x| x.name == s.node)) {
                         Some(i) => ids.push(i),
                         None => {
-                            let names: Vec<&str> = flow.map(|f| f.steps.iter().map(|x| x.name.as_str()).collect()).unwrap_or_default();
-                            diags.push(diag::unknown_name(Code::UnknownStep, "step", &s.node, s.span, &names));
+                            let names: Vec<&str> = flow
+                                .map(|f| f.steps.iter().map(|x| x.name.as_str()).collect())
+                                .unwrap_or_default();
+                            diags.push(diag::unknown_name(
+                                Code::UnknownStep,
+                                "step",
+                                &s.node,
+                                s.span,
+                                &names,
+                            ));
                         }
                     }
                 }
                 test.expectations.push(ir::Expectation::Path { steps: ids });
             }
-            TestEntry::ExpectSms(_, text) => test.expectations.push(ir::Expectation::Sms { text: text.as_ref().map(|t| t.node.clone()) }),
-            TestEntry::ExpectEmail(_, text) => {
-                test.expectations.push(ir::Expectation::Email { text: text.as_ref().map(|t| t.node.clone()) })
-            }
-            TestEntry::ExpectFlag(label) => test.expectations.push(ir::Expectation::Flag { label: label.node.clone() }),
-            TestEntry::ExpectArm(arm) => match flow.and_then(|f| f.arms.iter().position(|a| a.name == arm.node)) {
-                Some(i) => test.expectations.push(ir::Expectation::Arm { arm: i }),
-                None => {
-                    let names: Vec<&str> = flow.map(|f| f.arms.iter().map(|a| a.name.as_str()).collect()).unwrap_or_default();
-                    diags.push(diag::unknown_name(Code::UnknownArm, "experiment arm", &arm.node, arm.span, &names));
+            TestEntry::ExpectSms(_, text) => test.expectations.push(ir::Expectation::Sms {
+                text: text.as_ref().map(|t| t.node.clone()),
+            }),
+            TestEntry::ExpectEmail(_, text) => test.expectations.push(ir::Expectation::Email {
+                text: text.as_ref().map(|t| t.node.clone()),
+            }),
+            TestEntry::ExpectFlag(label) => test.expectations.push(ir::Expectation::Flag {
+                label: label.node.clone(),
+            }),
+            TestEntry::ExpectArm(arm) => {
+                match flow.and_then(|f| f.arms.iter().position(|a| a.name == arm.node)) {
+                    Some(i) => test.expectations.push(ir::Expectation::Arm { arm: i }),
+                    None => {
+                        let names: Vec<&str> = flow
+                            .map(|f| f.arms.iter().map(|a| a.name.as_str()).collect())
+                            .unwrap_or_default();
+                        diags.push(diag::unknown_name(
+                            Code::UnknownArm,
+                            "experiment arm",
+                            &arm.node,
+                            arm.span,
+                            &names,
+                        ));
+                    }
                 }
-            },
+            }
             TestEntry::ExpectSkipped(_) => test.expectations.push(ir::Expectation::Skipped),
         }
     }

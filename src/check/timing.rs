@@ -40,15 +40,25 @@ impl Timing<'_> {
                 calendar::check_hours_against_quiet(ast_cal, self.policies, diags);
                 let own_empty = self.calendars[c].weekly.iter().all(Vec::is_empty);
                 if week.iter().all(Vec::is_empty) && !own_empty {
-                    diags.push(diag::no_callable_time(ast_cal.name.span, &format!("the calendar `{}` under the flow's compliance policies", ast_cal.name.node)));
+                    diags.push(diag::no_callable_time(
+                        ast_cal.name.span,
+                        &format!(
+                            "the calendar `{}` under the flow's compliance policies",
+                            ast_cal.name.node
+                        ),
+                    ));
                 }
                 self.closed_before_start(ast_cal, diags);
             } else if week.iter().all(Vec::is_empty) {
-                diags.push(diag::no_callable_time(self.flow.name.span, "the flow's compliance policies"));
+                diags.push(diag::no_callable_time(
+                    self.flow.name.span,
+                    "the flow's compliance policies",
+                ));
             }
             if self.policies.is_empty() && !warned_no_policy {
                 if let Some(window) = calendar::outside_day(&week) {
-                    let span = cal.map_or(self.flow.name.span, |c| self.scope.calendars[c].name.span);
+                    let span =
+                        cal.map_or(self.flow.name.span, |c| self.scope.calendars[c].name.span);
                     diags.push(diag::no_compliance(span, &window));
                     warned_no_policy = true;
                 }
@@ -72,17 +82,27 @@ impl Timing<'_> {
     }
 
     fn retry_times(&self, diags: &mut Vec<Diagnostic>) {
-        let mut checks: Vec<(Vec<u16>, Span, Vec<usize>)> =
-            self.retry_at.iter().map(|r| (r.times.clone(), r.span, r.arms.clone())).collect();
+        let mut checks: Vec<(Vec<u16>, Span, Vec<usize>)> = self
+            .retry_at
+            .iter()
+            .map(|r| (r.times.clone(), r.span, r.arms.clone()))
+            .collect();
         for (s, strategy) in self.scope.strategies.iter().enumerate() {
-            let arms: Vec<usize> = (0..self.arms.len()).filter(|a| self.arms[*a].strategy == Some(s)).collect();
+            let arms: Vec<usize> = (0..self.arms.len())
+                .filter(|a| self.arms[*a].strategy == Some(s))
+                .collect();
             if arms.is_empty() {
                 continue;
             }
             for rule in &strategy.rules {
                 if let ast::RuleAction::Retry { form, .. } = &rule.action {
-                    if let ast::RetryForm::At(times) | ast::RetryForm::NextDayAt(times) = &form.node {
-                        checks.push((times.iter().map(|t| t.node).collect(), form.span, arms.clone()));
+                    if let ast::RetryForm::At(times) | ast::RetryForm::NextDayAt(times) = &form.node
+                    {
+                        checks.push((
+                            times.iter().map(|t| t.node).collect(),
+                            form.span,
+                            arms.clone(),
+                        ));
                     }
                 }
             }
@@ -95,7 +115,12 @@ impl Timing<'_> {
                     continue; // Reported as a calendar without callable time.
                 }
                 if !calendar::any_time_callable(&week, &times) {
-                    let named = cal.map(|c| (self.scope.calendars[c].name.node.as_str(), self.scope.calendars[c].name.span));
+                    let named = cal.map(|c| {
+                        (
+                            self.scope.calendars[c].name.node.as_str(),
+                            self.scope.calendars[c].name.span,
+                        )
+                    });
                     diags.push(diag::retry_at_never_callable(span, named));
                     break;
                 }
@@ -105,15 +130,23 @@ impl Timing<'_> {
 
     fn ring(&self, diags: &mut Vec<Diagnostic>) {
         for p in self.policies {
-            let Some(min) = p.ir.min_ring_seconds else { continue };
+            let Some(min) = p.ir.min_ring_seconds else {
+                continue;
+            };
             for &(seconds, span) in self.dial_timeouts.iter().filter(|(s, _)| *s < min) {
-                diags.push(diag::ring_too_short(span, seconds, min, &p.ir.name).secondary(p.ring_span, "the policy"));
+                diags.push(
+                    diag::ring_too_short(span, seconds, min, &p.ir.name)
+                        .secondary(p.ring_span, "the policy"),
+                );
             }
         }
     }
 
     fn consent(&self, diags: &mut Vec<Diagnostic>) {
-        let has_field = self.schema.field("consent").is_some_and(|t| *t == Type::Bool);
+        let has_field = self
+            .schema
+            .field("consent")
+            .is_some_and(|t| *t == Type::Bool);
         if has_field {
             return;
         }
@@ -137,7 +170,9 @@ impl Timing<'_> {
     /// Whether each arm's `max attempts` fits in the campaign under the rolling
     /// and daily limits: N per D allows at most N·⌈L/D⌉ dials in a campaign of length L.
     fn limits(&self, diags: &mut Vec<Diagnostic>) {
-        let (Some(start), Some(stop)) = (self.start, self.stop) else { return };
+        let (Some(start), Some(stop)) = (self.start, self.stop) else {
+            return;
+        };
         let length = (stop.node.local - start.node.local).num_seconds();
         if length <= 0 {
             return;
@@ -147,27 +182,47 @@ impl Timing<'_> {
         strategies.sort();
         strategies.dedup();
         for s in strategies {
-            let Some(attempts) = self.scope.strategies[s].max_attempts.as_ref() else { continue };
+            let Some(attempts) = self.scope.strategies[s].max_attempts.as_ref() else {
+                continue;
+            };
             let mut tightest: Option<(u64, Span, String)> = None;
             for p in self.policies {
                 for (limit, span) in p.ir.rolling_limits.iter().zip(&p.rolling_spans) {
                     let allowed = u64::from(limit.max) * length.div_ceil(limit.per_seconds);
                     if tightest.as_ref().is_none_or(|t| allowed < t.0) {
-                        let why = format!("{} per {} over a campaign of {}", limit.max, human_duration(limit.per_seconds), human_duration(length));
+                        let why = format!(
+                            "{} per {} over a campaign of {}",
+                            limit.max,
+                            human_duration(limit.per_seconds),
+                            human_duration(length)
+                        );
                         tightest = Some((allowed, *span, why));
                     }
                 }
             }
             if let Some(per_day) = self.max_per_day {
-                let days = (stop.node.local.date() - start.node.local.date()).num_days().max(0) as u64 + 1;
+                let days = (stop.node.local.date() - start.node.local.date())
+                    .num_days()
+                    .max(0) as u64
+                    + 1;
                 let allowed = u64::from(per_day.node) * days;
                 if tightest.as_ref().is_none_or(|t| allowed < t.0) {
-                    tightest = Some((allowed, per_day.span, format!("{} per day over {} day(s)", per_day.node, days)));
+                    tightest = Some((
+                        allowed,
+                        per_day.span,
+                        format!("{} per day over {} day(s)", per_day.node, days),
+                    ));
                 }
             }
             if let Some((allowed, span, why)) = tightest {
                 if u64::from(attempts.node) > allowed {
-                    diags.push(diag::strategy_impossible(attempts.span, attempts.node, allowed, span, &why));
+                    diags.push(diag::strategy_impossible(
+                        attempts.span,
+                        attempts.node,
+                        allowed,
+                        span,
+                        &why,
+                    ));
                 }
             }
         }
@@ -175,7 +230,12 @@ impl Timing<'_> {
 }
 
 pub fn human_duration(seconds: u64) -> String {
-    let (d, h, m, s) = (seconds / 86_400, seconds % 86_400 / 3600, seconds % 3600 / 60, seconds % 60);
+    let (d, h, m, s) = (
+        seconds / 86_400,
+        seconds % 86_400 / 3600,
+        seconds % 3600 / 60,
+        seconds % 60,
+    );
     let mut out = String::new();
     for (n, unit) in [(d, "d"), (h, "h"), (m, "m"), (s, "s")] {
         if n > 0 {

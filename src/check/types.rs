@@ -22,7 +22,10 @@ pub struct SchemaInfo {
 
 impl SchemaInfo {
     pub fn field(&self, name: &str) -> Option<&Type> {
-        self.fields.iter().find(|(n, _, _)| n == name).map(|(_, t, _)| t)
+        self.fields
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, t, _)| t)
     }
 
     pub fn names(&self) -> Vec<&str> {
@@ -63,7 +66,10 @@ impl Vars {
         self.names
             .iter()
             .zip(&self.types)
-            .map(|(name, ty)| ir::Variable { name: name.clone(), ty: ty.clone().unwrap_or(Type::Text) })
+            .map(|(name, ty)| ir::Variable {
+                name: name.clone(),
+                ty: ty.clone().unwrap_or(Type::Text),
+            })
             .collect()
     }
 }
@@ -93,13 +99,21 @@ pub fn describe(t: &Type) -> String {
         Type::Phone => "a phone number".into(),
         Type::Timezone => "a time zone".into(),
         Type::Enum(_) => "an enum value".into(),
-        Type::Optional(inner) => format!("an optional {}", describe(inner).trim_start_matches("a ").trim_start_matches("an ")),
+        Type::Optional(inner) => format!(
+            "an optional {}",
+            describe(inner)
+                .trim_start_matches("a ")
+                .trim_start_matches("an ")
+        ),
         Type::List(_) => "a list".into(),
     }
 }
 
 fn outcome_names() -> Vec<String> {
-    ir::Outcome::DIAL.iter().map(|o| o.name().to_string()).collect()
+    ir::Outcome::DIAL
+        .iter()
+        .map(|o| o.name().to_string())
+        .collect()
 }
 
 impl Env<'_> {
@@ -118,23 +132,38 @@ impl Env<'_> {
             ExprKind::Field(name) => match self.schema.field(&name.node) {
                 Some(t) => {
                     let t = match t {
-                        Type::Optional(inner) if self.narrowed.contains(&name.node) => (**inner).clone(),
+                        Type::Optional(inner) if self.narrowed.contains(&name.node) => {
+                            (**inner).clone()
+                        }
                         t => t.clone(),
                     };
                     (t, ir::ExprKind::Field(name.node.clone()))
                 }
                 None => {
-                    diags.push(diag::unknown_field(&name.node, name.span, &self.schema.names()));
+                    diags.push(diag::unknown_field(
+                        &name.node,
+                        name.span,
+                        &self.schema.names(),
+                    ));
                     return None;
                 }
             },
             ExprKind::Local(name) => {
                 let (ty, b) = match name.node.as_str() {
                     "hour" => (Type::Number, ir::Builtin::LocalHour),
-                    "weekday" => (Type::Enum(WEEKDAYS.iter().map(|s| s.to_string()).collect()), ir::Builtin::LocalWeekday),
+                    "weekday" => (
+                        Type::Enum(WEEKDAYS.iter().map(|s| s.to_string()).collect()),
+                        ir::Builtin::LocalWeekday,
+                    ),
                     "date" => (Type::Date, ir::Builtin::LocalDate),
                     other => {
-                        let d = diag::unknown_name(Code::UnknownVariable, "local value", other, name.span, LOCALS);
+                        let d = diag::unknown_name(
+                            Code::UnknownVariable,
+                            "local value",
+                            other,
+                            name.span,
+                            LOCALS,
+                        );
                         diags.push(d);
                         return None;
                     }
@@ -143,13 +172,20 @@ impl Env<'_> {
             }
             ExprKind::Name(name) => match name.node.as_str() {
                 "attempt" => (Type::Number, ir::ExprKind::Builtin(ir::Builtin::Attempt)),
-                "outcome" => (Type::Enum(outcome_names()), ir::ExprKind::Builtin(ir::Builtin::Outcome)),
-                "arm" => (Type::Enum(self.arms.to_vec()), ir::ExprKind::Builtin(ir::Builtin::Arm)),
+                "outcome" => (
+                    Type::Enum(outcome_names()),
+                    ir::ExprKind::Builtin(ir::Builtin::Outcome),
+                ),
+                "arm" => (
+                    Type::Enum(self.arms.to_vec()),
+                    ir::ExprKind::Builtin(ir::Builtin::Arm),
+                ),
                 n => match self.vars.index.get(n) {
                     // A variable whose every `set` failed to type: already reported.
                     Some(&id) => (self.vars.types[id].clone()?, ir::ExprKind::Var(id)),
                     None => {
-                        let mut names: Vec<&str> = self.vars.names.iter().map(String::as_str).collect();
+                        let mut names: Vec<&str> =
+                            self.vars.names.iter().map(String::as_str).collect();
                         names.extend(["attempt", "outcome", "arm"]);
                         names.extend(self.schema.names());
                         let d = diag::unknown_variable(n, name.span, &names);
@@ -159,7 +195,8 @@ impl Env<'_> {
                 },
             },
             ExprKind::List(items) => {
-                let typed: Vec<Option<ir::Expr>> = items.iter().map(|i| self.expr(i, diags)).collect();
+                let typed: Vec<Option<ir::Expr>> =
+                    items.iter().map(|i| self.expr(i, diags)).collect();
                 let typed: Vec<ir::Expr> = typed.into_iter().collect::<Option<_>>()?;
                 let elem = typed.first().map_or(Type::Text, |t| t.ty.clone());
                 (Type::List(Box::new(elem)), ir::ExprKind::List(typed))
@@ -173,7 +210,11 @@ impl Env<'_> {
                     }
                     UnaryOp::Neg => {
                         if !matches!(t.ty, Type::Number | Type::Duration) {
-                            diags.push(diag::type_mismatch(inner.span, "a number", &describe(&t.ty)));
+                            diags.push(diag::type_mismatch(
+                                inner.span,
+                                "a number",
+                                &describe(&t.ty),
+                            ));
                             return None;
                         }
                         (t.ty.clone(), ir::ExprKind::Neg(Box::new(t)))
@@ -212,7 +253,13 @@ impl Env<'_> {
         Some(t)
     }
 
-    fn expect(&self, t: &ir::Expr, want: &Type, span: Span, diags: &mut Vec<Diagnostic>) -> Option<()> {
+    fn expect(
+        &self,
+        t: &ir::Expr,
+        want: &Type,
+        span: Span,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Option<()> {
         if t.ty != *want {
             diags.push(diag::type_mismatch(span, &describe(want), &describe(&t.ty)));
             return None;
@@ -242,8 +289,17 @@ impl Env<'_> {
             BinaryOp::Add => ir::BinaryOp::Add,
             BinaryOp::Sub => ir::BinaryOp::Sub,
         };
-        let op_span = Span { file: whole.span.file, start: l.span.end, end: r.span.start };
-        let build = |ty: Type, a: ir::Expr, b: ir::Expr| Some(ir::Expr { ty, kind: ir::ExprKind::Binary(ir_op, Box::new(a), Box::new(b)) });
+        let op_span = Span {
+            file: whole.span.file,
+            start: l.span.end,
+            end: r.span.start,
+        };
+        let build = |ty: Type, a: ir::Expr, b: ir::Expr| {
+            Some(ir::Expr {
+                ty,
+                kind: ir::ExprKind::Binary(ir_op, Box::new(a), Box::new(b)),
+            })
+        };
         match op {
             BinaryOp::Coalesce => {
                 let a = self.expr(l, diags)?;
@@ -253,7 +309,14 @@ impl Env<'_> {
                     t => t.clone(),
                 };
                 if !compatible(&inner, &b.ty) {
-                    diags.push(diag::operand_mismatch("??", op_span, &describe(&inner), l.span, &describe(&b.ty), r.span));
+                    diags.push(diag::operand_mismatch(
+                        "??",
+                        op_span,
+                        &describe(&inner),
+                        l.span,
+                        &describe(&b.ty),
+                        r.span,
+                    ));
                     return None;
                 }
                 self.check_enum_literal(&inner, r, diags);
@@ -274,7 +337,11 @@ impl Env<'_> {
                 let ExprKind::List(items) = &r.kind else {
                     let b = self.value(r, diags)?;
                     if b.ty != Type::List(Box::new(a.ty.clone())) {
-                        diags.push(diag::type_mismatch(r.span, &format!("a list of {}", describe(&a.ty)), &describe(&b.ty)));
+                        diags.push(diag::type_mismatch(
+                            r.span,
+                            &format!("a list of {}", describe(&a.ty)),
+                            &describe(&b.ty),
+                        ));
                         return None;
                     }
                     return build(Type::Bool, a, b);
@@ -283,25 +350,62 @@ impl Env<'_> {
                 for item in items {
                     let b = self.value(item, diags)?;
                     if !compatible(&a.ty, &b.ty) {
-                        diags.push(diag::operand_mismatch("in", op_span, &describe(&a.ty), l.span, &describe(&b.ty), item.span));
+                        diags.push(diag::operand_mismatch(
+                            "in",
+                            op_span,
+                            &describe(&a.ty),
+                            l.span,
+                            &describe(&b.ty),
+                            item.span,
+                        ));
                         return None;
                     }
                     self.check_enum_literal(&a.ty, item, diags);
                     typed.push(b);
                 }
-                let list = ir::Expr { ty: Type::List(Box::new(a.ty.clone())), kind: ir::ExprKind::List(typed) };
+                let list = ir::Expr {
+                    ty: Type::List(Box::new(a.ty.clone())),
+                    kind: ir::ExprKind::List(typed),
+                };
                 build(Type::Bool, a, list)
             }
-            BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
+            BinaryOp::Eq
+            | BinaryOp::Ne
+            | BinaryOp::Lt
+            | BinaryOp::Le
+            | BinaryOp::Gt
+            | BinaryOp::Ge => {
                 let (a, b) = (self.value(l, diags), self.value(r, diags));
                 let (a, b) = (a?, b?);
                 if !compatible(&a.ty, &b.ty) {
-                    diags.push(diag::operand_mismatch(op.symbol(), op_span, &describe(&a.ty), l.span, &describe(&b.ty), r.span));
+                    diags.push(diag::operand_mismatch(
+                        op.symbol(),
+                        op_span,
+                        &describe(&a.ty),
+                        l.span,
+                        &describe(&b.ty),
+                        r.span,
+                    ));
                     return None;
                 }
-                let ordered = matches!(op, BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge);
-                if ordered && !matches!(a.ty, Type::Number | Type::Duration | Type::Date | Type::Datetime | Type::Time) {
-                    diags.push(diag::operand_mismatch(op.symbol(), op_span, &describe(&a.ty), l.span, &describe(&b.ty), r.span));
+                let ordered = matches!(
+                    op,
+                    BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge
+                );
+                if ordered
+                    && !matches!(
+                        a.ty,
+                        Type::Number | Type::Duration | Type::Date | Type::Datetime | Type::Time
+                    )
+                {
+                    diags.push(diag::operand_mismatch(
+                        op.symbol(),
+                        op_span,
+                        &describe(&a.ty),
+                        l.span,
+                        &describe(&b.ty),
+                        r.span,
+                    ));
                     return None;
                 }
                 self.check_enum_literal(&a.ty, r, diags);
@@ -317,9 +421,17 @@ impl Env<'_> {
                     (Type::Datetime, Type::Duration, _) => Type::Datetime,
                     (Type::Date, Type::Duration, _) => Type::Date,
                     (Type::Duration, Type::Datetime, BinaryOp::Add) => Type::Datetime,
-                    (Type::Datetime, Type::Datetime, BinaryOp::Sub) | (Type::Date, Type::Date, BinaryOp::Sub) => Type::Duration,
+                    (Type::Datetime, Type::Datetime, BinaryOp::Sub)
+                    | (Type::Date, Type::Date, BinaryOp::Sub) => Type::Duration,
                     _ => {
-                        diags.push(diag::operand_mismatch(op.symbol(), op_span, &describe(&a.ty), l.span, &describe(&b.ty), r.span));
+                        diags.push(diag::operand_mismatch(
+                            op.symbol(),
+                            op_span,
+                            &describe(&a.ty),
+                            l.span,
+                            &describe(&b.ty),
+                            r.span,
+                        ));
                         return None;
                     }
                 };
@@ -360,11 +472,18 @@ impl Env<'_> {
         if let ExprKind::Str(s) = &e.kind {
             let text = s.plain()?;
             check_phone(&text, e.span, self.region, diags)?;
-            return Some(ir::Expr { ty: Type::Phone, kind: ir::ExprKind::Literal(ir::Value::Text(text)) });
+            return Some(ir::Expr {
+                ty: Type::Phone,
+                kind: ir::ExprKind::Literal(ir::Value::Text(text)),
+            });
         }
         let t = self.value(e, diags)?;
         if !matches!(t.ty, Type::Phone | Type::Text) {
-            diags.push(diag::type_mismatch(e.span, "a phone number", &describe(&t.ty)));
+            diags.push(diag::type_mismatch(
+                e.span,
+                "a phone number",
+                &describe(&t.ty),
+            ));
             return None;
         }
         Some(t)
@@ -415,7 +534,10 @@ pub fn literal_value(l: &Literal) -> (Type, ir::Value) {
 }
 
 pub fn local_datetime(dt: &ast::DateTime) -> ir::LocalDateTime {
-    ir::LocalDateTime { local: dt.local, zone: dt.zone.as_ref().map(|z| z.node.clone()) }
+    ir::LocalDateTime {
+        local: dt.local,
+        zone: dt.zone.as_ref().map(|z| z.node.clone()),
+    }
 }
 
 pub fn check_zone(zone: &str, span: Span, diags: &mut Vec<Diagnostic>) -> Option<()> {
@@ -440,11 +562,19 @@ pub fn check_phone(
     region: Option<phonenumber::country::Id>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<String> {
-    let region = if text.trim_start().starts_with('+') { None } else { region };
+    let region = if text.trim_start().starts_with('+') {
+        None
+    } else {
+        region
+    };
     let reason = match phonenumber::parse(region, text) {
-        Ok(n) if phonenumber::is_valid(&n) => return Some(n.format().mode(phonenumber::Mode::E164).to_string()),
+        Ok(n) if phonenumber::is_valid(&n) => {
+            return Some(n.format().mode(phonenumber::Mode::E164).to_string())
+        }
         Ok(_) => "no such number in its country's numbering plan",
-        Err(_) if region.is_none() && !text.trim_start().starts_with('+') => "without `+` and a country code, the country is unknown",
+        Err(_) if region.is_none() && !text.trim_start().starts_with('+') => {
+            "without `+` and a country code, the country is unknown"
+        }
         Err(_) => "this cannot be read as a phone number",
     };
     diags.push(diag::invalid_phone(text, span, reason));
@@ -452,7 +582,12 @@ pub fn check_phone(
 }
 
 /// Checks a literal (a default value, a test contact's field) against a field type.
-pub fn literal_for_field(ty: &Type, e: &ast::Expr, region: Option<phonenumber::country::Id>, diags: &mut Vec<Diagnostic>) -> Option<ir::Value> {
+pub fn literal_for_field(
+    ty: &Type,
+    e: &ast::Expr,
+    region: Option<phonenumber::country::Id>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ir::Value> {
     let base = match ty {
         Type::Optional(inner) => inner,
         t => t,
@@ -462,8 +597,12 @@ pub fn literal_for_field(ty: &Type, e: &ast::Expr, region: Option<phonenumber::c
             let text = s.plain()?;
             match base {
                 Type::Text => return Some(ir::Value::Text(text)),
-                Type::Phone => return check_phone(&text, e.span, region, diags).map(ir::Value::Text),
-                Type::Timezone => return check_zone(&text, e.span, diags).map(|_| ir::Value::Text(text)),
+                Type::Phone => {
+                    return check_phone(&text, e.span, region, diags).map(ir::Value::Text)
+                }
+                Type::Timezone => {
+                    return check_zone(&text, e.span, diags).map(|_| ir::Value::Text(text))
+                }
                 Type::Enum(values) => {
                     if values.contains(&text) {
                         return Some(ir::Value::Text(text));
@@ -485,12 +624,18 @@ pub fn literal_for_field(ty: &Type, e: &ast::Expr, region: Option<phonenumber::c
             t
         }
         _ => {
-            diags.push(Diagnostic::new(Code::TypeMismatch, "expected a literal value")
-                .primary(e.span, "not a literal")
-                .help("write the value itself, such as `\"Ann\"`, `42` or `2026-12-31`"));
+            diags.push(
+                Diagnostic::new(Code::TypeMismatch, "expected a literal value")
+                    .primary(e.span, "not a literal")
+                    .help("write the value itself, such as `\"Ann\"`, `42` or `2026-12-31`"),
+            );
             return None;
         }
     };
-    diags.push(diag::type_mismatch(e.span, &describe(base), &describe(&found)));
+    diags.push(diag::type_mismatch(
+        e.span,
+        &describe(base),
+        &describe(&found),
+    ));
     None
 }

@@ -35,12 +35,18 @@ pub fn run(args: Args) -> ExitCode {
                     d
                 }));
             }
-            Err(e) => failures.push(IoFailure { path: path.display().to_string(), message: e.to_string() }),
+            Err(e) => failures.push(IoFailure {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }),
         }
     }
     match args.format {
         Format::Human => {
-            eprint!("{}", diagnostic::render_human(&diags, &sources, super::color(), super::width()));
+            eprint!(
+                "{}",
+                diagnostic::render_human(&diags, &sources, super::color(), super::width())
+            );
             for f in &failures {
                 eprintln!("error: cannot read {}: {}", f.path, f.message);
             }

@@ -24,7 +24,15 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     if !compilation.diagnostics.is_empty() {
-        eprint!("{}", diagnostic::render_human(&compilation.diagnostics, &compilation.sources, super::color(), super::width()));
+        eprint!(
+            "{}",
+            diagnostic::render_human(
+                &compilation.diagnostics,
+                &compilation.sources,
+                super::color(),
+                super::width()
+            )
+        );
     }
     let Some(program) = compilation.program else {
         eprintln!("error: {} has errors; no IR written", args.file.display());

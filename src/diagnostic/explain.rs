@@ -27,7 +27,13 @@ macro_rules! entry {
     };
 }
 
-type Row = (&'static str, &'static str, &'static str, &'static str, &'static str);
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+);
 
 const TABLE: &[Row] = &[
     entry!("E0101", "parse", "E0101_misspelt_keyword", "The text does not follow the language's syntax. The message names what the parser expected at that point, in the words a campaign author uses, and the label points at the first token it could not read. The parser starts again at the next top-level item (`calendar`, `strategy`, `flow`, ...), so one mistake does not hide the others."),
@@ -89,12 +95,22 @@ const TABLE: &[Row] = &[
 /// The explanation of a code; every code has one (a test asserts it).
 pub fn explanation(code: Code) -> Explanation {
     let row = TABLE.iter().find(|r| r.0 == code.as_str());
-    let (_, summary, wrong, fixed, fixture) = row.copied().unwrap_or((code.as_str(), code.title(), "", "", ""));
-    Explanation { code, summary, wrong, fixed, fixture }
+    let (_, summary, wrong, fixed, fixture) =
+        row.copied()
+            .unwrap_or((code.as_str(), code.title(), "", "", ""));
+    Explanation {
+        code,
+        summary,
+        wrong,
+        fixed,
+        fixture,
+    }
 }
 
 pub fn has_explanation(code: Code) -> bool {
-    TABLE.iter().any(|r| r.0 == code.as_str() && !r.2.is_empty() && !r.3.is_empty())
+    TABLE
+        .iter()
+        .any(|r| r.0 == code.as_str() && !r.2.is_empty() && !r.3.is_empty())
 }
 
 impl Explanation {
@@ -115,7 +131,15 @@ impl Explanation {
 }
 
 fn indent(text: &str) -> String {
-    text.lines().map(|l| if l.is_empty() { "\n".to_string() } else { format!("    {l}\n") }).collect()
+    text.lines()
+        .map(|l| {
+            if l.is_empty() {
+                "\n".to_string()
+            } else {
+                format!("    {l}\n")
+            }
+        })
+        .collect()
 }
 
 fn wrap(text: &str, width: usize) -> String {

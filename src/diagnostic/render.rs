@@ -64,7 +64,9 @@ impl miette::Diagnostic for Report {
         })
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
         Some(&self.source)
@@ -76,7 +78,9 @@ impl miette::Diagnostic for Report {
         if self.related.is_empty() {
             return None;
         }
-        Some(Box::new(self.related.iter().map(|r| r as &dyn miette::Diagnostic)))
+        Some(Box::new(
+            self.related.iter().map(|r| r as &dyn miette::Diagnostic),
+        ))
     }
 }
 
@@ -104,8 +108,15 @@ fn report(diag: &Diagnostic, sources: &SourceMap) -> Report {
         });
     }
     let mut related: Vec<Report> = Vec::new();
-    for label in diag.labels.iter().filter(|l| Some(l.span.file) != main_file) {
-        match related.iter_mut().find(|r| r.source.name() == sources.get(label.span.file).name()) {
+    for label in diag
+        .labels
+        .iter()
+        .filter(|l| Some(l.span.file) != main_file)
+    {
+        match related
+            .iter_mut()
+            .find(|r| r.source.name() == sources.get(label.span.file).name())
+        {
             Some(r) => r.labels.push(labeled(label)),
             None => related.push(Report {
                 code: "",
@@ -125,17 +136,35 @@ fn report(diag: &Diagnostic, sources: &SourceMap) -> Report {
         severity: diag.severity,
         related_only: false,
         help,
-        source: main_file.map(source_of).unwrap_or_else(|| NamedSource::new("", String::new())),
-        labels: diag.labels.iter().filter(|l| Some(l.span.file) == main_file).map(labeled).collect(),
+        source: main_file
+            .map(source_of)
+            .unwrap_or_else(|| NamedSource::new("", String::new())),
+        labels: diag
+            .labels
+            .iter()
+            .filter(|l| Some(l.span.file) == main_file)
+            .map(labeled)
+            .collect(),
         related,
     }
 }
 
 /// miette's graphical report; `color` false gives the plain theme used for
 /// snapshots, pipes and `NO_COLOR`.
-pub fn render_human(diags: &[Diagnostic], sources: &SourceMap, color: bool, width: usize) -> String {
-    let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
-    let handler = GraphicalReportHandler::new_themed(theme).with_width(width).with_links(false);
+pub fn render_human(
+    diags: &[Diagnostic],
+    sources: &SourceMap,
+    color: bool,
+    width: usize,
+) -> String {
+    let theme = if color {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let handler = GraphicalReportHandler::new_themed(theme)
+        .with_width(width)
+        .with_links(false);
     let mut out = String::new();
     for diag in diags {
         let r = report(diag, sources);
@@ -174,7 +203,10 @@ pub fn render_json(diags: &[Diagnostic], sources: &SourceMap, failures: &[IoFail
                     v
                 })
                 .collect();
-            let mut v = d.primary_span().map(|s| location(s, sources)).unwrap_or_else(|| json!({}));
+            let mut v = d
+                .primary_span()
+                .map(|s| location(s, sources))
+                .unwrap_or_else(|| json!({}));
             v["code"] = json!(d.code.as_str());
             v["severity"] = json!(d.severity);
             v["message"] = json!(d.message);
@@ -200,7 +232,9 @@ fn count(diags: &[Diagnostic]) -> (usize, usize) {
 }
 
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 fn escape_property(s: &str) -> String {
@@ -211,7 +245,11 @@ fn escape_property(s: &str) -> String {
 pub fn render_github(diags: &[Diagnostic], sources: &SourceMap, failures: &[IoFailure]) -> String {
     let mut out = String::new();
     for f in failures {
-        out.push_str(&format!("::error file={},title=io::{}\n", escape_property(&f.path), escape_data(&f.message)));
+        out.push_str(&format!(
+            "::error file={},title=io::{}\n",
+            escape_property(&f.path),
+            escape_data(&f.message)
+        ));
     }
     for d in diags {
         let level = if d.is_error() { "error" } else { "warning" };
@@ -222,7 +260,10 @@ pub fn render_github(diags: &[Diagnostic], sources: &SourceMap, failures: &[IoFa
         match d.primary_span() {
             Some(span) => {
                 let file = sources.get(span.file);
-                let (start, end) = (file.line_col(span.start as usize), file.line_col(span.end as usize));
+                let (start, end) = (
+                    file.line_col(span.start as usize),
+                    file.line_col(span.end as usize),
+                );
                 out.push_str(&format!(
                     "::{level} file={},line={},col={},endLine={},endColumn={},title={}::{}\n",
                     escape_property(&file.name()),
@@ -234,7 +275,11 @@ pub fn render_github(diags: &[Diagnostic], sources: &SourceMap, failures: &[IoFa
                     escape_data(&message)
                 ));
             }
-            None => out.push_str(&format!("::{level} title={}::{}\n", d.code, escape_data(&message))),
+            None => out.push_str(&format!(
+                "::{level} title={}::{}\n",
+                d.code,
+                escape_data(&message)
+            )),
         }
     }
     out
@@ -242,7 +287,10 @@ pub fn render_github(diags: &[Diagnostic], sources: &SourceMap, failures: &[IoFa
 
 fn sarif_location(span: Span, sources: &SourceMap, message: Option<&str>) -> Value {
     let file = sources.get(span.file);
-    let (start, end) = (file.line_col(span.start as usize), file.line_col(span.end as usize));
+    let (start, end) = (
+        file.line_col(span.start as usize),
+        file.line_col(span.end as usize),
+    );
     let mut v = json!({
         "physicalLocation": {
             "artifactLocation": { "uri": file.name().replace('\\', "/") },
@@ -260,7 +308,13 @@ fn sarif_location(span: Span, sources: &SourceMap, message: Option<&str>) -> Val
 
 /// SARIF 2.1.0; every code is a rule whose id is the code, in a stable order.
 pub fn render_sarif(diags: &[Diagnostic], sources: &SourceMap, failures: &[IoFailure]) -> String {
-    let level = |s: Severity| if s == Severity::Error { "error" } else { "warning" };
+    let level = |s: Severity| {
+        if s == Severity::Error {
+            "error"
+        } else {
+            "warning"
+        }
+    };
     let rules: Vec<Value> = Code::ALL
         .iter()
         .map(|c| {

@@ -72,9 +72,23 @@ pub struct Calendar {
 
 #[derive(Clone, Debug)]
 pub enum CalendarEntry {
-    Hours { span: Span, days: Spanned<DaySet>, windows: Vec<Window> },
-    Pause { span: Span, days: Spanned<DaySet>, window: Window, label: Option<String> },
-    Closed { span: Span, dates: Vec<Spanned<chrono::NaiveDate>>, window: Option<Window>, label: Option<String> },
+    Hours {
+        span: Span,
+        days: Spanned<DaySet>,
+        windows: Vec<Window>,
+    },
+    Pause {
+        span: Span,
+        days: Spanned<DaySet>,
+        window: Window,
+        label: Option<String>,
+    },
+    Closed {
+        span: Span,
+        dates: Vec<Spanned<chrono::NaiveDate>>,
+        window: Option<Window>,
+        label: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -95,7 +109,10 @@ pub struct Rule {
 
 #[derive(Clone, Debug)]
 pub enum RuleAction {
-    Retry { form: Spanned<RetryForm>, max: Option<Spanned<u32>> },
+    Retry {
+        form: Spanned<RetryForm>,
+        max: Option<Spanned<u32>>,
+    },
     Stop,
 }
 
@@ -103,7 +120,11 @@ pub enum RuleAction {
 #[derive(Clone, Debug, PartialEq)]
 pub enum RetryForm {
     After(Vec<Spanned<u64>>),
-    Backoff { first: Spanned<u64>, factor: Spanned<f64>, cap: Option<Spanned<u64>> },
+    Backoff {
+        first: Spanned<u64>,
+        factor: Spanned<f64>,
+        cap: Option<Spanned<u64>>,
+    },
     At(Vec<Spanned<u16>>),
     NextDayAt(Vec<Spanned<u16>>),
     On(Vec<Spanned<DateTime>>),
@@ -124,9 +145,17 @@ pub struct Compliance {
 #[derive(Clone, Debug)]
 pub enum ComplianceEntry {
     QuietHours(Window),
-    Rolling { span: Span, max: Spanned<u32>, per: Spanned<u64> },
+    Rolling {
+        span: Span,
+        max: Spanned<u32>,
+        per: Spanned<u64>,
+    },
     RequireConsent(Span),
-    Allowed { span: Span, days: Spanned<DaySet>, windows: Vec<Window> },
+    Allowed {
+        span: Span,
+        days: Spanned<DaySet>,
+        windows: Vec<Window>,
+    },
     MinRing(Spanned<u64>),
     NoHolidays(Spanned<String>),
 }
@@ -155,12 +184,18 @@ pub enum SettingKind {
     Compliance(Vec<Ident>),
     CallerId(Vec<Spanned<String>>),
     Concurrency(Spanned<u32>),
-    Rate { count: Spanned<u32>, per_seconds: u32 },
+    Rate {
+        count: Spanned<u32>,
+        per_seconds: u32,
+    },
     MaxPerDay(Spanned<u32>),
     StartStep(Ident),
     Start(Spanned<DateTime>),
     Stop(Spanned<DateTime>),
-    PauseWhen { step: Ident, times: Spanned<u32> },
+    PauseWhen {
+        step: Ident,
+        times: Spanned<u32>,
+    },
 }
 
 impl SettingKind {
@@ -242,22 +277,54 @@ pub struct Action {
 
 #[derive(Clone, Debug)]
 pub enum ActionKind {
-    Dial { number: Expr, timeout: Option<Spanned<u64>>, detect_voicemail: Option<Span>, from: Option<Spanned<String>> },
+    Dial {
+        number: Expr,
+        timeout: Option<Spanned<u64>>,
+        detect_voicemail: Option<Span>,
+        from: Option<Spanned<String>>,
+    },
     Say(Str),
     Play(Spanned<String>),
-    Gather { digits: Spanned<u32>, timeout: Option<Spanned<u64>>, tries: Option<Spanned<u32>>, arms: Vec<GatherArm> },
-    Record { max: Option<Spanned<u64>>, name: Ident },
-    Transfer { number: Expr, timeout: Option<Spanned<u64>> },
-    Set { name: Ident, value: Expr },
+    Gather {
+        digits: Spanned<u32>,
+        timeout: Option<Spanned<u64>>,
+        tries: Option<Spanned<u32>>,
+        arms: Vec<GatherArm>,
+    },
+    Record {
+        max: Option<Spanned<u64>>,
+        name: Ident,
+    },
+    Transfer {
+        number: Expr,
+        timeout: Option<Spanned<u64>>,
+    },
+    Set {
+        name: Ident,
+        value: Expr,
+    },
     SendSms(Str),
-    SendEmail { body: Str, subject: Option<Str> },
+    SendEmail {
+        body: Str,
+        subject: Option<Str>,
+    },
     Flag(Spanned<String>),
     OptOut,
     Wait(Spanned<u64>),
-    If { cond: Expr, then: Block, otherwise: Option<Block> },
+    If {
+        cond: Expr,
+        then: Block,
+        otherwise: Option<Block>,
+    },
     Goto(Ident),
-    Retry { form: Option<Spanned<RetryForm>>, max: Option<Spanned<u32>> },
-    End { completed: bool, reason: Option<Spanned<String>> },
+    Retry {
+        form: Option<Spanned<RetryForm>>,
+        max: Option<Spanned<u32>>,
+    },
+    End {
+        completed: bool,
+        reason: Option<Spanned<String>>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -385,12 +452,29 @@ pub struct Test {
 
 #[derive(Clone, Debug)]
 pub enum TestEntry {
-    Contact { span: Span, fields: Vec<(Ident, Expr)> },
+    Contact {
+        span: Span,
+        fields: Vec<(Ident, Expr)>,
+    },
     Now(Spanned<DateTime>),
-    Dial { span: Span, outcome: Ident, press: Option<Spanned<String>>, transfer: Option<Ident>, lasting: Option<Spanned<u64>> },
-    ExpectAttemptAt { span: Span, attempt: Spanned<u32>, at: Spanned<DateTime> },
+    Dial {
+        span: Span,
+        outcome: Ident,
+        press: Option<Spanned<String>>,
+        transfer: Option<Ident>,
+        lasting: Option<Spanned<u64>>,
+    },
+    ExpectAttemptAt {
+        span: Span,
+        attempt: Spanned<u32>,
+        at: Spanned<DateTime>,
+    },
     ExpectAttempts(Spanned<u32>),
-    ExpectEnd { span: Span, completed: bool, reason: Option<Spanned<String>> },
+    ExpectEnd {
+        span: Span,
+        completed: bool,
+        reason: Option<Spanned<String>>,
+    },
     ExpectPath(Vec<Ident>),
     ExpectSms(Span, Option<Spanned<String>>),
     ExpectEmail(Span, Option<Spanned<String>>),

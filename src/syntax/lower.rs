@@ -62,6 +62,8 @@ fn is_keyword(rule: Rule) -> bool {
             | k_at
             | k_expect
             | k_dial
+            | p_arrow
+            | p_colon
     )
 }
 
@@ -72,7 +74,11 @@ fn kids(pair: Pair<'_, Rule>) -> impl Iterator<Item = Pair<'_, Rule>> {
 
 impl Lower {
     pub fn new(file: FileId, offset: usize) -> Lower {
-        Lower { file, offset, diagnostics: Vec::new() }
+        Lower {
+            file,
+            offset,
+            diagnostics: Vec::new(),
+        }
     }
 
     fn span(&self, pair: &Pair<'_, Rule>) -> Span {
@@ -113,9 +119,12 @@ impl Lower {
         if text.chars().any(|c| c.is_ascii_uppercase()) {
             let snake = to_snake_case(text);
             self.error(
-                Diagnostic::new(Code::NotSnakeCase, format!("`{text}` is not written in lower snake case"))
-                    .primary(span, "capital letters are not allowed in names")
-                    .help(format!("write `{snake}`")),
+                Diagnostic::new(
+                    Code::NotSnakeCase,
+                    format!("`{text}` is not written in lower snake case"),
+                )
+                .primary(span, "capital letters are not allowed in names")
+                .help(format!("write `{snake}`")),
             );
             return Spanned::new(snake, span);
         }
@@ -138,7 +147,10 @@ impl Lower {
     }
 
     fn number(&mut self, pair: &Pair<'_, Rule>) -> f64 {
-        pair.as_str().trim_end_matches('%').parse::<f64>().unwrap_or(0.0)
+        pair.as_str()
+            .trim_end_matches('%')
+            .parse::<f64>()
+            .unwrap_or(0.0)
     }
 
     fn percent(&mut self, pair: Pair<'_, Rule>) -> Spanned<f64> {
@@ -148,14 +160,20 @@ impl Lower {
 
     /// Seconds; `unitless` numbers are reported and read as minutes.
     fn duration(&mut self, pair: Pair<'_, Rule>) -> Spanned<u64> {
-        let pair = if pair.as_rule() == Rule::dur { pair.into_inner().next().expect("dur has a child") } else { pair };
+        let pair = if pair.as_rule() == Rule::dur {
+            pair.into_inner().next().expect("dur has a child")
+        } else {
+            pair
+        };
         let span = self.span(&pair);
         let text = pair.as_str();
         if pair.as_rule() == Rule::unitless {
             self.error(
                 Diagnostic::new(Code::DurationWithoutUnit, "a duration needs a unit")
                     .primary(span, "this number has no unit")
-                    .help(format!("write `{text}m` for minutes, `{text}s` for seconds or `{text}h` for hours")),
+                    .help(format!(
+                        "write `{text}m` for minutes, `{text}s` for seconds or `{text}h` for hours"
+                    )),
             );
             let minutes = text.parse::<f64>().unwrap_or(0.0);
             return Spanned::new((minutes * 60.0) as u64, span);
@@ -182,9 +200,12 @@ impl Lower {
         let minutes = h * 60 + m;
         if m >= 60 || h > 24 || (h == 24 && m > 0) {
             self.error(
-                Diagnostic::new(Code::InvalidLiteral, format!("`{text}` is not a time of day"))
-                    .primary(span, "hours go from 00 to 23 and minutes from 00 to 59")
-                    .help("write a time such as `09:00` or `17:30`"),
+                Diagnostic::new(
+                    Code::InvalidLiteral,
+                    format!("`{text}` is not a time of day"),
+                )
+                .primary(span, "hours go from 00 to 23 and minutes from 00 to 59")
+                .help("write a time such as `09:00` or `17:30`"),
             );
             // A value that keeps the surrounding window valid, so no second error follows.
             return Spanned::new(if end_of_window { 1440 } else { 0 }, span);
@@ -206,9 +227,12 @@ impl Lower {
             Ok(d) => Spanned::new(d, span),
             Err(_) => {
                 self.error(
-                    Diagnostic::new(Code::InvalidLiteral, format!("there is no date `{}`", pair.as_str()))
-                        .primary(span, "not a day of the calendar")
-                        .help("write the date as YYYY-MM-DD, for example `2026-12-25`"),
+                    Diagnostic::new(
+                        Code::InvalidLiteral,
+                        format!("there is no date `{}`", pair.as_str()),
+                    )
+                    .primary(span, "not a day of the calendar")
+                    .help("write the date as YYYY-MM-DD, for example `2026-12-25`"),
                 );
                 Spanned::new(NaiveDate::default(), span)
             }
@@ -221,8 +245,15 @@ impl Lower {
         let date = self.date(inner.next().expect("datetime has a date"));
         let time = self.time(inner.next().expect("datetime has a time"), false);
         let zone = inner.next().map(|s| self.plain_string(s));
-        let t = NaiveTime::from_hms_opt(u32::from(time.node / 60), u32::from(time.node % 60), 0).unwrap_or_default();
-        Spanned::new(DateTime { local: NaiveDateTime::new(date.node, t), zone }, span)
+        let t = NaiveTime::from_hms_opt(u32::from(time.node / 60), u32::from(time.node % 60), 0)
+            .unwrap_or_default();
+        Spanned::new(
+            DateTime {
+                local: NaiveDateTime::new(date.node, t),
+                zone,
+            },
+            span,
+        )
     }
 
     fn window(&mut self, pair: Pair<'_, Rule>) -> Window {
@@ -285,7 +316,9 @@ impl Lower {
                     let c = match &esc[1..2] {
                         "n" => Some('\n'),
                         "t" => Some('\t'),
-                        "u" => u32::from_str_radix(&esc[3..esc.len() - 1], 16).ok().and_then(char::from_u32),
+                        "u" => u32::from_str_radix(&esc[3..esc.len() - 1], 16)
+                            .ok()
+                            .and_then(char::from_u32),
                         other => other.chars().next(),
                     };
                     match c {
@@ -293,9 +326,12 @@ impl Lower {
                         None => {
                             let span = self.span(&part);
                             self.error(
-                                Diagnostic::new(Code::InvalidLiteral, format!("`{esc}` is not a character"))
-                                    .primary(span, "no such Unicode code point")
-                                    .help("write a code point such as `\\u{e9}`"),
+                                Diagnostic::new(
+                                    Code::InvalidLiteral,
+                                    format!("`{esc}` is not a character"),
+                                )
+                                .primary(span, "no such Unicode code point")
+                                .help("write a code point such as `\\u{e9}`"),
                             );
                         }
                     }
@@ -332,9 +368,14 @@ impl Lower {
         let span = self.span(&pair);
         let mut fields = Vec::new();
         for decl in kids(pair) {
-            let mut inner = decl.into_inner();
+            let mut inner = kids(decl);
             let name = self.ident(inner.next().expect("field name"));
-            let ty_pair = inner.next().expect("field type").into_inner().next().expect("type child");
+            let ty_pair = inner
+                .next()
+                .expect("field type")
+                .into_inner()
+                .next()
+                .expect("type child");
             let ty = if ty_pair.as_rule() == Rule::enum_type {
                 let span = self.span(&ty_pair);
                 TypeExpr::Enum(span, ty_pair.into_inner().map(|v| self.ident(v)).collect())
@@ -349,7 +390,12 @@ impl Lower {
                     _ => default = Some(self.literal(rest)),
                 }
             }
-            fields.push(FieldDecl { name, ty, optional, default });
+            fields.push(FieldDecl {
+                name,
+                ty,
+                optional,
+                default,
+            });
         }
         Schema { span, fields }
     }
@@ -366,7 +412,11 @@ impl Lower {
                 Rule::hours_line => {
                     let days = self.days(parts.next().expect("hours days"));
                     let windows = self.windows(parts.next().expect("hours windows"));
-                    entries.push(CalendarEntry::Hours { span, days, windows });
+                    entries.push(CalendarEntry::Hours {
+                        span,
+                        days,
+                        windows,
+                    });
                 }
                 Rule::pause_line => {
                     let days = if parts.peek().map(|p| p.as_rule()) == Some(Rule::days) {
@@ -376,7 +426,12 @@ impl Lower {
                     };
                     let window = self.window(parts.next().expect("pause window"));
                     let label = parts.next().map(|l| self.label(l));
-                    entries.push(CalendarEntry::Pause { span, days, window, label });
+                    entries.push(CalendarEntry::Pause {
+                        span,
+                        days,
+                        window,
+                        label,
+                    });
                 }
                 _ => {
                     let mut dates = Vec::new();
@@ -389,7 +444,12 @@ impl Lower {
                             _ => label = Some(self.label(p)),
                         }
                     }
-                    entries.push(CalendarEntry::Closed { span, dates, window, label });
+                    entries.push(CalendarEntry::Closed {
+                        span,
+                        dates,
+                        window,
+                        label,
+                    });
                 }
             }
         }
@@ -404,11 +464,19 @@ impl Lower {
     fn strategy(&mut self, pair: Pair<'_, Rule>) -> Strategy {
         let mut inner = kids(pair);
         let name = self.ident(inner.next().expect("strategy name"));
-        let mut s = Strategy { name, max_attempts: None, min_gap: None, jitter: None, rules: Vec::new() };
+        let mut s = Strategy {
+            name,
+            max_attempts: None,
+            min_gap: None,
+            jitter: None,
+            rules: Vec::new(),
+        };
         for entry in inner {
             let span = self.span(&entry);
             match entry.as_rule() {
-                Rule::max_attempts => s.max_attempts = Some(self.integer(kids(entry).next().expect("count"))),
+                Rule::max_attempts => {
+                    s.max_attempts = Some(self.integer(kids(entry).next().expect("count")))
+                }
                 Rule::min_gap => s.min_gap = Some(self.duration(kids(entry).next().expect("gap"))),
                 Rule::jitter => s.jitter = Some(self.percent(kids(entry).next().expect("jitter"))),
                 _ => {
@@ -419,10 +487,16 @@ impl Lower {
                         RuleAction::Stop
                     } else {
                         let form = self.retry_form(first);
-                        let max = parts.next().map(|m| self.integer(kids(m).next().expect("max count")));
+                        let max = parts
+                            .next()
+                            .map(|m| self.integer(kids(m).next().expect("max count")));
                         RuleAction::Retry { form, max }
                     };
-                    s.rules.push(super::ast::Rule { span, outcomes, action });
+                    s.rules.push(super::ast::Rule {
+                        span,
+                        outcomes,
+                        action,
+                    });
                 }
             }
         }
@@ -438,18 +512,27 @@ impl Lower {
         let rule = pair.as_rule();
         let parts: Vec<Pair<'_, Rule>> = kids(pair).collect();
         let form = match rule {
-            Rule::retry_after => RetryForm::After(parts.into_iter().map(|p| self.duration(p)).collect()),
+            Rule::retry_after => {
+                RetryForm::After(parts.into_iter().map(|p| self.duration(p)).collect())
+            }
             Rule::retry_backoff => {
                 let mut it = parts.into_iter();
                 let first = self.duration(it.next().expect("backoff start"));
                 let f = it.next().expect("backoff factor");
                 let fspan = self.span(&f);
-                let factor = Spanned::new(self.number(&f.into_inner().next().expect("factor number")), fspan);
+                let factor = Spanned::new(
+                    self.number(&f.into_inner().next().expect("factor number")),
+                    fspan,
+                );
                 let cap = it.next().map(|c| self.duration(c));
                 RetryForm::Backoff { first, factor, cap }
             }
-            Rule::retry_at => RetryForm::At(parts.into_iter().map(|p| self.time(p, false)).collect()),
-            Rule::retry_next_day => RetryForm::NextDayAt(parts.into_iter().map(|p| self.time(p, false)).collect()),
+            Rule::retry_at => {
+                RetryForm::At(parts.into_iter().map(|p| self.time(p, false)).collect())
+            }
+            Rule::retry_next_day => {
+                RetryForm::NextDayAt(parts.into_iter().map(|p| self.time(p, false)).collect())
+            }
             _ => RetryForm::On(parts.into_iter().map(|p| self.datetime(p)).collect()),
         };
         Spanned::new(form, span)
@@ -464,7 +547,9 @@ impl Lower {
             let rule = entry.as_rule();
             let mut parts = kids(entry);
             entries.push(match rule {
-                Rule::quiet_hours => ComplianceEntry::QuietHours(self.window(parts.next().expect("window"))),
+                Rule::quiet_hours => {
+                    ComplianceEntry::QuietHours(self.window(parts.next().expect("window")))
+                }
                 Rule::rolling_limit => {
                     let max = self.integer(parts.next().expect("count"));
                     let per = self.duration(parts.next().expect("period"));
@@ -474,9 +559,15 @@ impl Lower {
                 Rule::allowed_line => {
                     let days = self.days(parts.next().expect("days"));
                     let windows = self.windows(parts.next().expect("windows"));
-                    ComplianceEntry::Allowed { span, days, windows }
+                    ComplianceEntry::Allowed {
+                        span,
+                        days,
+                        windows,
+                    }
                 }
-                Rule::min_ring => ComplianceEntry::MinRing(self.duration(parts.next().expect("ring"))),
+                Rule::min_ring => {
+                    ComplianceEntry::MinRing(self.duration(parts.next().expect("ring")))
+                }
                 _ => ComplianceEntry::NoHolidays(self.plain_string(parts.next().expect("region"))),
             });
         }
@@ -486,7 +577,12 @@ impl Lower {
     fn flow(&mut self, pair: Pair<'_, Rule>) -> Flow {
         let mut inner = kids(pair);
         let name = self.ident(inner.next().expect("flow name"));
-        let mut flow = Flow { name, settings: Vec::new(), experiments: Vec::new(), steps: Vec::new() };
+        let mut flow = Flow {
+            name,
+            settings: Vec::new(),
+            experiments: Vec::new(),
+            steps: Vec::new(),
+        };
         for entry in inner {
             match entry.as_rule() {
                 Rule::step_item => {
@@ -504,7 +600,11 @@ impl Lower {
                             let name = self.ident(a.next().expect("arm name"));
                             let weight = self.percent(a.next().expect("arm weight"));
                             let overrides = a.map(|o| self.setting(o)).collect();
-                            Arm { name, weight, overrides }
+                            Arm {
+                                name,
+                                weight,
+                                overrides,
+                            }
                         })
                         .collect();
                     flow.experiments.push(Experiment { name, arms });
@@ -533,7 +633,9 @@ impl Lower {
             Rule::region_set => SettingKind::Region(self.plain_string(next())),
             Rule::strategy_set => SettingKind::Strategy(self.ident(next())),
             Rule::compliance_set => SettingKind::Compliance(parts.map(|p| self.ident(p)).collect()),
-            Rule::caller_id_set => SettingKind::CallerId(parts.map(|p| self.plain_string(p)).collect()),
+            Rule::caller_id_set => {
+                SettingKind::CallerId(parts.map(|p| self.plain_string(p)).collect())
+            }
             Rule::concurrency_set => SettingKind::Concurrency(self.integer(next())),
             Rule::rate_set => {
                 let count = self.integer(next());
@@ -560,7 +662,9 @@ impl Lower {
     fn zone_source(&mut self, pair: Pair<'_, Rule>) -> ZoneSource {
         let inner = pair.into_inner().next().expect("zone source child");
         match inner.as_rule() {
-            Rule::field_ref => ZoneSource::Field(self.ident(kids(inner).next().expect("field name"))),
+            Rule::field_ref => {
+                ZoneSource::Field(self.ident(kids(inner).next().expect("field name")))
+            }
             Rule::string => ZoneSource::Literal(self.plain_string(inner)),
             _ if inner.as_str() == "phone" => ZoneSource::Phone(self.span(&inner)),
             _ => ZoneSource::Invalid(self.ident(inner)),
@@ -569,14 +673,22 @@ impl Lower {
 
     fn block(&mut self, pair: Pair<'_, Rule>) -> Block {
         let span = self.span(&pair);
-        let mut block = Block { span, actions: Vec::new(), routes: Vec::new() };
+        let mut block = Block {
+            span,
+            actions: Vec::new(),
+            routes: Vec::new(),
+        };
         for stmt in pair.into_inner() {
             if stmt.as_rule() == Rule::route_line {
                 let span = self.span(&stmt);
                 let mut parts = kids(stmt);
                 let outcomes = self.outcomes(parts.next().expect("outcomes"));
                 let target = self.target(parts.next().expect("route target"));
-                block.routes.push(Route { span, outcomes, target });
+                block.routes.push(Route {
+                    span,
+                    outcomes,
+                    target,
+                });
             } else {
                 block.actions.push(self.action(stmt));
             }
@@ -591,7 +703,11 @@ impl Lower {
             Rule::ident => Target::Step(self.ident(inner)),
             _ => {
                 let action = self.action(inner);
-                Target::Block(Block { span: action.span, actions: vec![action], routes: Vec::new() })
+                Target::Block(Block {
+                    span: action.span,
+                    actions: vec![action],
+                    routes: Vec::new(),
+                })
             }
         }
     }
@@ -606,12 +722,23 @@ impl Lower {
                 let (mut timeout, mut detect_voicemail, mut from) = (None, None, None);
                 for opt in parts {
                     match opt.as_rule() {
-                        Rule::dial_timeout => timeout = Some(self.duration(kids(opt).next().expect("timeout"))),
+                        Rule::dial_timeout => {
+                            timeout = Some(self.duration(kids(opt).next().expect("timeout")))
+                        }
                         Rule::detect_vm => detect_voicemail = Some(self.span(&opt)),
-                        _ => from = Some(self.plain_string(opt.into_inner().next().expect("from number"))),
+                        _ => {
+                            from = Some(
+                                self.plain_string(opt.into_inner().next().expect("from number")),
+                            )
+                        }
                     }
                 }
-                ActionKind::Dial { number, timeout, detect_voicemail, from }
+                ActionKind::Dial {
+                    number,
+                    timeout,
+                    detect_voicemail,
+                    from,
+                }
             }
             Rule::say => ActionKind::Say(self.string(parts.next().expect("say text"))),
             Rule::play => ActionKind::Play(self.plain_string(parts.next().expect("play file"))),
@@ -621,12 +748,21 @@ impl Lower {
                 let (mut timeout, mut tries, mut arms) = (None, None, Vec::new());
                 for p in parts {
                     match p.as_rule() {
-                        Rule::dial_timeout => timeout = Some(self.duration(kids(p).next().expect("timeout"))),
-                        Rule::tries => tries = Some(self.integer(p.into_inner().next().expect("tries"))),
+                        Rule::dial_timeout => {
+                            timeout = Some(self.duration(kids(p).next().expect("timeout")))
+                        }
+                        Rule::tries => {
+                            tries = Some(self.integer(p.into_inner().next().expect("tries")))
+                        }
                         _ => arms.push(self.gather_arm(p)),
                     }
                 }
-                ActionKind::Gather { digits, timeout, tries, arms }
+                ActionKind::Gather {
+                    digits,
+                    timeout,
+                    tries,
+                    arms,
+                }
             }
             Rule::record => {
                 let max = if parts.peek().map(|p| p.as_rule()) == Some(Rule::dur) {
@@ -634,16 +770,24 @@ impl Lower {
                 } else {
                     None
                 };
-                ActionKind::Record { max, name: self.ident(parts.next().expect("record name")) }
+                ActionKind::Record {
+                    max,
+                    name: self.ident(parts.next().expect("record name")),
+                }
             }
             Rule::transfer => {
                 let number = self.expr(parts.next().expect("transfer number"));
-                let timeout = parts.next().map(|t| self.duration(kids(t).next().expect("timeout")));
+                let timeout = parts
+                    .next()
+                    .map(|t| self.duration(kids(t).next().expect("timeout")));
                 ActionKind::Transfer { number, timeout }
             }
             Rule::set_var => {
                 let name = self.ident(parts.next().expect("variable"));
-                ActionKind::Set { name, value: self.expr(parts.next().expect("value")) }
+                ActionKind::Set {
+                    name,
+                    value: self.expr(parts.next().expect("value")),
+                }
             }
             Rule::send_sms => ActionKind::SendSms(self.string(parts.next().expect("sms text"))),
             Rule::send_email => {
@@ -662,15 +806,25 @@ impl Lower {
                         self.block(e)
                     } else {
                         let nested = self.action(e);
-                        Block { span: nested.span, actions: vec![nested], routes: Vec::new() }
+                        Block {
+                            span: nested.span,
+                            actions: vec![nested],
+                            routes: Vec::new(),
+                        }
                     }
                 });
-                ActionKind::If { cond, then, otherwise }
+                ActionKind::If {
+                    cond,
+                    then,
+                    otherwise,
+                }
             }
             Rule::goto => ActionKind::Goto(self.ident(parts.next().expect("goto target"))),
             Rule::retry => {
                 let form = parts.next().map(|f| self.retry_form(f));
-                let max = parts.next().map(|m| self.integer(kids(m).next().expect("max")));
+                let max = parts
+                    .next()
+                    .map(|m| self.integer(kids(m).next().expect("max")));
                 ActionKind::Retry { form, max }
             }
             _ => {
@@ -686,7 +840,7 @@ impl Lower {
         let span = self.span(&pair);
         let mut keys = Vec::new();
         let mut target = None;
-        for p in pair.into_inner() {
+        for p in kids(pair) {
             match p.as_rule() {
                 Rule::gather_key => {
                     let k = p.into_inner().next().expect("key child");
@@ -706,7 +860,11 @@ impl Lower {
                 _ => target = Some(self.target(p)),
             }
         }
-        GatherArm { span, keys, target: target.expect("a gather arm has a route") }
+        GatherArm {
+            span,
+            keys,
+            target: target.expect("a gather arm has a route"),
+        }
     }
 
     // ------------------------------------------------------------ expressions
@@ -715,14 +873,30 @@ impl Lower {
         let pairs: Pairs<'_, Rule> = pair.into_inner();
         let file = self.file;
         let offset = self.offset;
-        let span_of = move |p: &Pair<'_, Rule>| Span::new(file, offset + p.as_span().start(), offset + p.as_span().end());
+        let span_of = move |p: &Pair<'_, Rule>| {
+            Span::new(
+                file,
+                offset + p.as_span().start(),
+                offset + p.as_span().end(),
+            )
+        };
         PRATT
             .map_primary(|p| self.primary(p))
             .map_prefix(move |op, rhs| {
-                let op_kind = if op.as_rule() == Rule::not_op { UnaryOp::Not } else { UnaryOp::Neg };
-                Expr { span: span_of(&op).to(rhs.span), kind: ExprKind::Unary(op_kind, Box::new(rhs)) }
+                let op_kind = if op.as_rule() == Rule::not_op {
+                    UnaryOp::Not
+                } else {
+                    UnaryOp::Neg
+                };
+                Expr {
+                    span: span_of(&op).to(rhs.span),
+                    kind: ExprKind::Unary(op_kind, Box::new(rhs)),
+                }
             })
-            .map_postfix(move |lhs, op| Expr { span: lhs.span.to(span_of(&op)), kind: ExprKind::IsSet(Box::new(lhs)) })
+            .map_postfix(move |lhs, op| Expr {
+                span: lhs.span.to(span_of(&op)),
+                kind: ExprKind::IsSet(Box::new(lhs)),
+            })
             .map_infix(move |lhs, op, rhs| {
                 let op = match op.as_rule() {
                     Rule::or_op => BinaryOp::Or,
@@ -738,7 +912,10 @@ impl Lower {
                     Rule::add => BinaryOp::Add,
                     _ => BinaryOp::Sub,
                 };
-                Expr { span: lhs.span.to(rhs.span), kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)) }
+                Expr {
+                    span: lhs.span.to(rhs.span),
+                    kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)),
+                }
             })
             .parse(pairs)
     }
@@ -750,7 +927,9 @@ impl Lower {
             Rule::list => ExprKind::List(pair.into_inner().map(|e| self.expr(e)).collect()),
             Rule::literal => return self.literal(pair),
             Rule::field_ref => ExprKind::Field(self.ident(kids(pair).next().expect("field name"))),
-            Rule::local_ref => ExprKind::Local(self.ident(pair.into_inner().next().expect("local name"))),
+            Rule::local_ref => {
+                ExprKind::Local(self.ident(pair.into_inner().next().expect("local name")))
+            }
             _ => ExprKind::Name(self.ident(pair)),
         };
         Expr { span, kind }
@@ -787,12 +966,15 @@ impl Lower {
                 Rule::test_contact => {
                     let fields = parts
                         .map(|f| {
-                            let mut fp = f.into_inner();
+                            let mut fp = kids(f);
                             let name = self.ident(fp.next().expect("field name"));
                             (name, self.literal(fp.next().expect("field value")))
                         })
                         .collect();
-                    TestEntry::Contact { span: espan, fields }
+                    TestEntry::Contact {
+                        span: espan,
+                        fields,
+                    }
                 }
                 Rule::test_now => TestEntry::Now(self.datetime(parts.next().expect("now"))),
                 Rule::test_dial => {
@@ -800,39 +982,76 @@ impl Lower {
                     let (mut press, mut transfer, mut lasting) = (None, None, None);
                     for p in parts {
                         match p.as_rule() {
-                            Rule::press => press = Some(self.plain_string(p.into_inner().next().expect("digits"))),
-                            Rule::transfer_outcome => {
-                                transfer = Some(self.ident(p.into_inner().next().expect("transfer outcome")))
+                            Rule::press => {
+                                press =
+                                    Some(self.plain_string(p.into_inner().next().expect("digits")))
                             }
-                            _ => lasting = Some(self.duration(p.into_inner().next().expect("lasting"))),
+                            Rule::transfer_outcome => {
+                                transfer = Some(
+                                    self.ident(p.into_inner().next().expect("transfer outcome")),
+                                )
+                            }
+                            _ => {
+                                lasting =
+                                    Some(self.duration(p.into_inner().next().expect("lasting")))
+                            }
                         }
                     }
-                    TestEntry::Dial { span: espan, outcome, press, transfer, lasting }
+                    TestEntry::Dial {
+                        span: espan,
+                        outcome,
+                        press,
+                        transfer,
+                        lasting,
+                    }
                 }
                 Rule::expect_attempt_at => {
                     let attempt = self.integer(parts.next().expect("attempt"));
-                    TestEntry::ExpectAttemptAt { span: espan, attempt, at: self.datetime(parts.next().expect("at")) }
+                    TestEntry::ExpectAttemptAt {
+                        span: espan,
+                        attempt,
+                        at: self.datetime(parts.next().expect("at")),
+                    }
                 }
-                Rule::expect_attempts => TestEntry::ExpectAttempts(self.integer(parts.next().expect("count"))),
+                Rule::expect_attempts => {
+                    TestEntry::ExpectAttempts(self.integer(parts.next().expect("count")))
+                }
                 Rule::expect_end => {
                     let completed = parts.next().expect("kind").as_str() == "completed";
                     let reason = parts.next().map(|r| self.plain_string(r));
-                    TestEntry::ExpectEnd { span: espan, completed, reason }
+                    TestEntry::ExpectEnd {
+                        span: espan,
+                        completed,
+                        reason,
+                    }
                 }
                 Rule::expect_path => TestEntry::ExpectPath(parts.map(|p| self.ident(p)).collect()),
-                Rule::expect_sms => TestEntry::ExpectSms(espan, parts.next().map(|s| self.plain_string(s))),
-                Rule::expect_email => TestEntry::ExpectEmail(espan, parts.next().map(|s| self.plain_string(s))),
-                Rule::expect_flag => TestEntry::ExpectFlag(self.plain_string(parts.next().expect("flag"))),
+                Rule::expect_sms => {
+                    TestEntry::ExpectSms(espan, parts.next().map(|s| self.plain_string(s)))
+                }
+                Rule::expect_email => {
+                    TestEntry::ExpectEmail(espan, parts.next().map(|s| self.plain_string(s)))
+                }
+                Rule::expect_flag => {
+                    TestEntry::ExpectFlag(self.plain_string(parts.next().expect("flag")))
+                }
                 Rule::expect_arm => TestEntry::ExpectArm(self.ident(parts.next().expect("arm"))),
                 _ => TestEntry::ExpectSkipped(espan),
             });
         }
-        Test { name, span, entries }
+        Test {
+            name,
+            span,
+            entries,
+        }
     }
 }
 
 fn weekday_index(day: &str) -> u8 {
-    ["mon", "tue", "wed", "thu", "fri", "sat", "sun"].iter().position(|d| *d == day).unwrap_or(0) as u8
+    ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .iter()
+        .position(|d| *d == day)
+        .unwrap_or(0) as u8
 }
 
 /// `1h30m` in seconds; `None` on overflow.

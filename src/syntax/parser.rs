@@ -45,7 +45,8 @@ fn recover(file: FileId, text: &str, first_error: Diagnostic) -> (ast::File, Vec
         match FlowParser::parse(Rule::item_only, chunk) {
             Ok(mut pairs) => {
                 let mut lower = Lower::new(file, start);
-                let mut part = lower.file(pairs.next().expect("the item rule always produces a pair"));
+                let mut part =
+                    lower.file(pairs.next().expect("the item rule always produces a pair"));
                 tree.items.append(&mut part.items);
                 diags.append(&mut lower.diagnostics);
             }
@@ -53,7 +54,10 @@ fn recover(file: FileId, text: &str, first_error: Diagnostic) -> (ast::File, Vec
                 chunk_errors += 1;
                 let mut words = chunk.split_whitespace().skip_while(|w| w.starts_with("//"));
                 if let (Some(_kind), Some(name)) = (words.next(), words.next()) {
-                    let name: String = name.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                    let name: String = name
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
                     tree.broken.push(name.to_lowercase());
                 }
                 diags.push(syntax_error(file, chunk, start, &err));
@@ -67,7 +71,15 @@ fn recover(file: FileId, text: &str, first_error: Diagnostic) -> (ast::File, Vec
     (tree, diags)
 }
 
-const ITEM_WORDS: &[&str] = &["use", "contact", "calendar", "strategy", "compliance", "flow", "test"];
+const ITEM_WORDS: &[&str] = &[
+    "use",
+    "contact",
+    "calendar",
+    "strategy",
+    "compliance",
+    "flow",
+    "test",
+];
 
 /// Byte offsets of lines that start, in the first column, with an item keyword.
 fn item_starts(text: &str) -> Vec<usize> {
@@ -76,7 +88,10 @@ fn item_starts(text: &str) -> Vec<usize> {
     let mut offset = 0;
     let mut first_seen = false;
     for line in text.split_inclusive('\n') {
-        let word: String = line.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let word: String = line
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
         if ITEM_WORDS.contains(&word.as_str()) {
             if first_seen {
                 starts.push(offset);
@@ -86,6 +101,68 @@ fn item_starts(text: &str) -> Vec<usize> {
         offset += line.len();
     }
     starts
+}
+
+const SETTINGS: &str =
+    "a setting such as `calendar`, `strategy` or `concurrency`, an `experiment` or a `step`";
+
+/// Words a misspelt token may have meant, by the rule that failed on it.
+fn rule_keywords(rule: Rule) -> &'static [&'static str] {
+    use Rule::*;
+    match rule {
+        use_item | contact_item | calendar_item | strategy_item | compliance_item | flow_item
+        | test_item => &[
+            "use",
+            "contact",
+            "calendar",
+            "strategy",
+            "compliance",
+            "flow",
+            "test",
+        ],
+        step_item | experiment | title_set | calendar_set | timezone_set | region_set
+        | strategy_set | compliance_set | caller_id_set | concurrency_set | rate_set
+        | per_day_set | start_step_set | start_set | stop_set | pause_when_set => &[
+            "title",
+            "calendar",
+            "timezone",
+            "region",
+            "strategy",
+            "compliance",
+            "caller",
+            "concurrency",
+            "rate",
+            "max",
+            "start",
+            "stop",
+            "pause",
+            "experiment",
+            "step",
+        ],
+        day | day_item | days | day_range | day_word => &[
+            "mon", "tue", "wed", "thu", "fri", "sat", "sun", "daily", "weekdays", "weekends",
+        ],
+        dial | say | play | gather | record | transfer | set_var | send_sms | send_email | flag
+        | opt_out | wait | if_action | goto | retry | end | k_dial | k_if | k_end | k_retry => &[
+            "dial", "say", "play", "gather", "record", "transfer", "set", "send", "flag", "opt",
+            "wait", "if", "goto", "retry", "end",
+        ],
+        hours_line | pause_line | closed_line => &["hours", "pause", "closed"],
+        max_attempts | min_gap | jitter | strat_rule => &["max", "min", "jitter", "on"],
+        quiet_hours | rolling_limit | require_consent | allowed_line | min_ring | holidays_line => {
+            &["quiet", "max", "require", "allowed", "min", "no"]
+        }
+        retry_after | retry_backoff | retry_at | retry_next_day | retry_on => {
+            &["after", "backoff", "at", "next", "on"]
+        }
+        type_expr | enum_type => &[
+            "text", "number", "bool", "date", "datetime", "duration", "phone", "timezone", "enum",
+        ],
+        end_kind => &["completed", "failed"],
+        rate_unit => &["second", "minute", "hour"],
+        dial_timeout | detect_vm | dial_from => &["timeout", "detect", "from"],
+        _ => &[],
+    }
 }
 
 /// What the author should write instead, in their words; `None` for rules
@@ -105,15 +182,26 @@ fn expected_words(rule: Rule) -> Option<&'static str> {
         str_text | str_escape | str_brace | interp => "the closing `\"` of the text",
         window | windows => "a time window such as `09:00-17:00`",
         day | day_item | days | day_range | day_word => "days such as `mon-fri` or `daily`",
-        k_use | k_contact | k_calendar | k_strategy | k_compliance | k_flow | k_test | use_item | contact_item
-        | calendar_item | strategy_item | compliance_item | flow_item | test_item => {
+        use_item | contact_item | calendar_item | strategy_item | compliance_item | flow_item | test_item => {
             "`use`, `contact`, `calendar`, `strategy`, `compliance`, `flow` or `test`"
+        }
+        k_use => "`use`",
+        k_contact => "`contact`",
+        k_calendar => "`calendar`",
+        k_strategy => "`strategy`",
+        k_compliance => "`compliance`",
+        k_flow => "`flow`",
+        k_test => "`test`",
+        p_arrow => "`->`",
+        p_colon => "`:`",
+        or_op | and_op | in_op | eq | ne | le | ge | lt | gt | coalesce | add | sub | is_set => {
+            "an operator such as `==`, `and` or `+`"
         }
         field_decl => "a field such as `name: text`",
         type_expr | enum_type => "a type such as `text`, `phone` or `enum(a, b)`",
         hours_line | pause_line | closed_line => "`hours`, `pause` or `closed`",
         max_attempts | min_gap | jitter | strat_rule => "`max attempts`, `min gap`, `jitter` or `on OUTCOME retry …`",
-        k_retry => "`retry` or `stop`",
+        k_retry => "`retry`",
         stop_word => "`stop`",
         retry_after | retry_backoff | retry_at | retry_next_day | retry_on => {
             "a retry such as `after 15m`, `backoff 15m x2 up to 4h`, `at 10:00` or `next day at 10:00`"
@@ -123,9 +211,11 @@ fn expected_words(rule: Rule) -> Option<&'static str> {
         quiet_hours | rolling_limit | require_consent | allowed_line | min_ring | holidays_line => {
             "`quiet hours`, `max attempts N per D`, `require consent`, `allowed`, `min ring` or `no holidays`"
         }
-        step_item | k_step | experiment | k_experiment | title_set | calendar_set | timezone_set | region_set
+        k_step => "`step`",
+        k_experiment => "`experiment`",
+        step_item | experiment | title_set | calendar_set | timezone_set | region_set
         | strategy_set | compliance_set | caller_id_set | concurrency_set | rate_set | per_day_set
-        | start_step_set | start_set | stop_set | pause_when_set => "a setting, `experiment` or `step`",
+        | start_step_set | start_set | stop_set | pause_when_set => SETTINGS,
         zone_source => "`contact.FIELD`, `phone` or a zone name such as \"Europe/Paris\"",
         rate_unit => "`second`, `minute` or `hour`",
         arm => "an arm such as `control 50% strategy none`",
@@ -162,7 +252,12 @@ fn expected_words(rule: Rule) -> Option<&'static str> {
     })
 }
 
-fn syntax_error(file: FileId, chunk: &str, offset: usize, err: &pest::error::Error<Rule>) -> Diagnostic {
+fn syntax_error(
+    file: FileId,
+    chunk: &str,
+    offset: usize,
+    err: &pest::error::Error<Rule>,
+) -> Diagnostic {
     let pos = match err.location {
         InputLocation::Pos(p) => p,
         InputLocation::Span((s, _)) => s,
@@ -175,10 +270,50 @@ fn syntax_error(file: FileId, chunk: &str, offset: usize, err: &pest::error::Err
             }
         }
         // `at` and `on` also start retry forms; the retry phrase already names them.
-        if positives.iter().any(|r| matches!(r, Rule::retry_at | Rule::retry_on | Rule::retry_after)) {
+        if positives
+            .iter()
+            .any(|r| matches!(r, Rule::retry_at | Rule::retry_on | Rule::retry_after))
+        {
             words.retain(|w| *w != "`at`" && *w != "`on`");
         }
+        // Keywords that a broader phrase already covers.
+        if words.contains(&SETTINGS) {
+            words.retain(|w| {
+                !matches!(
+                    *w,
+                    "`calendar`"
+                        | "`strategy`"
+                        | "`compliance`"
+                        | "`step`"
+                        | "`experiment`"
+                        | "`max`"
+                )
+            });
+        }
+        if words.iter().any(|w| w.starts_with("`use`,")) {
+            words.retain(|w| {
+                !matches!(
+                    *w,
+                    "`contact`"
+                        | "`calendar`"
+                        | "`strategy`"
+                        | "`compliance`"
+                        | "`flow`"
+                        | "`test`"
+                )
+            });
+        }
+        if words.len() > 1 {
+            words.retain(|w| !w.starts_with("an operator"));
+        }
     }
+    let keywords: Vec<&str> = match &err.variant {
+        ErrorVariant::ParsingError { positives, .. } => positives
+            .iter()
+            .flat_map(|r| rule_keywords(*r).iter().copied())
+            .collect(),
+        _ => Vec::new(),
+    };
     let rest = &chunk[pos..];
     let token_len = token_length(rest);
     let span = Span::new(file, offset + pos, offset + pos + token_len);
@@ -189,7 +324,7 @@ fn syntax_error(file: FileId, chunk: &str, offset: usize, err: &pest::error::Err
         format!("expected {}", or_list(&words))
     };
     let mut diag = Diagnostic::new(Code::Syntax, message).primary(span, format!("found {found}"));
-    diag = diag.help(syntax_help(&rest[..token_len], &words));
+    diag = diag.help(syntax_help(&rest[..token_len], &words, &keywords));
     diag
 }
 
@@ -210,7 +345,9 @@ fn token_length(rest: &str) -> usize {
             .char_indices()
             .find(|(_, c)| !(c.is_alphanumeric() || *c == '_' || *c == ':' || *c == '.'))
             .map_or(rest.len(), |(i, _)| i),
-        Some((_, '"')) => rest[1..].find(['"', '\n']).map_or(rest.len(), |i| (i + 2).min(rest.len())),
+        Some((_, '"')) => rest[1..]
+            .find(['"', '\n'])
+            .map_or(rest.len(), |i| (i + 2).min(rest.len())),
         Some((_, c)) => c.len_utf8(),
     }
 }
@@ -223,24 +360,22 @@ fn describe_token(token: &str) -> String {
     }
 }
 
-fn syntax_help(token: &str, expected: &[&str]) -> String {
+fn syntax_help(token: &str, expected: &[&str], keywords: &[&str]) -> String {
     let wants = |s: &str| expected.iter().any(|w| w.contains(s));
     if wants("duration") && token.chars().all(|c| c.is_ascii_digit()) && !token.is_empty() {
         return format!("a duration needs a unit: `{token}m` for minutes, `{token}s` for seconds, `{token}h` for hours");
     }
-    if token.chars().any(|c| c.is_ascii_uppercase()) && token.chars().all(|c| c.is_alphanumeric() || c == '_') {
-        return format!("keywords and names are written in lower case: `{}`", token.to_lowercase());
+    if token.chars().any(|c| c.is_ascii_uppercase())
+        && token.chars().all(|c| c.is_alphanumeric() || c == '_')
+    {
+        return format!(
+            "keywords and names are written in lower case: `{}`",
+            token.to_lowercase()
+        );
     }
     if token.is_empty() {
         return "the line ends too early: complete it or remove it".to_string();
     }
-    // The keywords the expected phrases name, such as `after` in "a retry such as `after 15m`".
-    let keywords: Vec<&str> = expected
-        .iter()
-        .flat_map(|w| w.split('`').skip(1).step_by(2))
-        .filter_map(|k| k.split_whitespace().next())
-        .filter(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
-        .collect();
     if let Some(k) = crate::diagnostic::did_you_mean(token, keywords.iter().copied()) {
         return format!("did you mean `{k}`?");
     }

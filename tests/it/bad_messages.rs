@@ -5,7 +5,11 @@
 use flowc::check::check_source;
 
 fn messages(src: &str) -> Vec<String> {
-    check_source("ledger.flow", src).diagnostics.iter().map(|d| d.message.clone()).collect()
+    check_source("ledger.flow", src)
+        .diagnostics
+        .iter()
+        .map(|d| d.message.clone())
+        .collect()
 }
 
 /// FIXME: a misspelt second word of a two-word option points at the first
@@ -15,7 +19,10 @@ fn misspelt_detect_voicemail_points_at_detect() {
     let src = "contact { phone: phone }\nflow f {\n  step call {\n    dial contact.phone detect voicemal\n    on other -> end failed\n  }\n}\n";
     let c = check_source("ledger.flow", src);
     let d = &c.diagnostics[0];
-    assert_eq!(d.message, "expected `timeout`, `detect voicemail`, or `from`");
+    assert_eq!(
+        d.message,
+        "expected `timeout`, `detect voicemail`, or `from`"
+    );
     let span = d.primary_span().unwrap();
     assert_eq!(&src[span.start as usize..span.end as usize], "detect");
 }

@@ -25,8 +25,19 @@ fn stdout(o: &Output) -> String {
 const EXIT_CODES: &[(&[&str], i32)] = &[
     (&["check", "flows/renewal.flow"], 0),
     (&["check", "tests/ui/check/err/E0201_unknown_step.flow"], 1),
-    (&["check", "tests/ui/check/err/W0211_unreachable_step.flow"], 0),
-    (&["check", "--deny", "warnings", "tests/ui/check/err/W0211_unreachable_step.flow"], 1),
+    (
+        &["check", "tests/ui/check/err/W0211_unreachable_step.flow"],
+        0,
+    ),
+    (
+        &[
+            "check",
+            "--deny",
+            "warnings",
+            "tests/ui/check/err/W0211_unreachable_step.flow",
+        ],
+        1,
+    ),
     (&["check", "--deny", "warnings", "flows/renewal.flow"], 0),
     (&["check", "no/such/file.flow"], 2),
     (&["check", "flows/renewal.flow", "no/such/file.flow"], 2),
@@ -41,13 +52,25 @@ const EXIT_CODES: &[(&[&str], i32)] = &[
 fn exit_codes() {
     for (args, expected) in EXIT_CODES {
         let o = flowc(args);
-        assert_eq!(code(&o), *expected, "flowc {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            code(&o),
+            *expected,
+            "flowc {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
 }
 
 #[test]
 fn json_is_one_document_even_when_a_file_cannot_be_read() {
-    let o = flowc(&["check", "--format", "json", "tests/ui/check/err/E0201_unknown_step.flow", "missing.flow"]);
+    let o = flowc(&[
+        "check",
+        "--format",
+        "json",
+        "tests/ui/check/err/E0201_unknown_step.flow",
+        "missing.flow",
+    ]);
     assert_eq!(code(&o), 2);
     let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("valid JSON");
     assert_eq!(doc["ioErrors"][0]["file"], "missing.flow");
@@ -62,7 +85,12 @@ fn json_is_one_document_even_when_a_file_cannot_be_read() {
 
 #[test]
 fn github_annotations() {
-    let o = flowc(&["check", "--format", "github", "tests/ui/check/err/E0201_unknown_step.flow"]);
+    let o = flowc(&[
+        "check",
+        "--format",
+        "github",
+        "tests/ui/check/err/E0201_unknown_step.flow",
+    ]);
     let out = stdout(&o);
     assert!(
         out.starts_with(
@@ -70,13 +98,23 @@ fn github_annotations() {
         ),
         "{out}"
     );
-    let o = flowc(&["check", "--format", "github", "tests/ui/check/err/W0211_unreachable_step.flow"]);
+    let o = flowc(&[
+        "check",
+        "--format",
+        "github",
+        "tests/ui/check/err/W0211_unreachable_step.flow",
+    ]);
     assert!(stdout(&o).starts_with("::warning file="), "{}", stdout(&o));
 }
 
 #[test]
 fn sarif_has_stable_rules_and_results() {
-    let o = flowc(&["check", "--format", "sarif", "tests/ui/check/err/E0304_unknown_zone.flow"]);
+    let o = flowc(&[
+        "check",
+        "--format",
+        "sarif",
+        "tests/ui/check/err/E0304_unknown_zone.flow",
+    ]);
     let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("valid JSON");
     assert_eq!(doc["version"], "2.1.0");
     let run = &doc["runs"][0];
@@ -106,7 +144,10 @@ fn explain_shows_both_examples_for_every_code() {
         let o = flowc(&["explain", code_.as_str()]);
         assert_eq!(code(&o), 0);
         let out = stdout(&o);
-        assert!(out.contains("For example, this reports") && out.contains("Fixed:"), "{code_}: {out}");
+        assert!(
+            out.contains("For example, this reports") && out.contains("Fixed:"),
+            "{code_}: {out}"
+        );
     }
 }
 
@@ -126,7 +167,12 @@ fn compile_writes_the_ir() {
     assert_eq!(flow.name, "renewal");
     assert_eq!(flow.arms.len(), 3);
 
-    let o = flowc(&["compile", "tests/ui/check/err/E0201_unknown_step.flow", "-o", out.to_str().unwrap()]);
+    let o = flowc(&[
+        "compile",
+        "tests/ui/check/err/E0201_unknown_step.flow",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(code(&o), 1);
     assert!(String::from_utf8_lossy(&o.stderr).contains("no IR written"));
     std::fs::remove_dir_all(&dir).ok();

@@ -7,17 +7,58 @@ use crate::{flow_files, root};
 
 fn corpus() -> Vec<String> {
     let mut files = flow_files("flows");
-    for dir in ["tests/ui/parse/ok", "tests/ui/parse/err", "tests/ui/check/ok", "tests/ui/check/err"] {
+    for dir in [
+        "tests/ui/parse/ok",
+        "tests/ui/parse/err",
+        "tests/ui/check/ok",
+        "tests/ui/check/err",
+    ] {
         files.extend(flow_files(dir));
     }
-    files.iter().map(|p| std::fs::read_to_string(root().join(p)).unwrap()).collect()
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(root().join(p)).unwrap())
+        .collect()
 }
 
 /// Pieces of the language to splice into inputs.
 const TOKENS: &[&str] = &[
-    "{", "}", "->", "\n", ";", ",", "\"", "{x}", "on ", "retry ", "after ", "15", "15m", "09:00", "24:00", "2026-02-30",
-    "dial contact.phone", "step s ", "goto s", "end failed", "if attempt < 3 ", "else ", "?? ", "is set", "%", "x2",
-    "contact.", "local.", "use \"a.flow\"", "\u{e9}", "\u{1F600}", "/*", "*/", "//", "max attempts ", "experiment e ",
+    "{",
+    "}",
+    "->",
+    "\n",
+    ";",
+    ",",
+    "\"",
+    "{x}",
+    "on ",
+    "retry ",
+    "after ",
+    "15",
+    "15m",
+    "09:00",
+    "24:00",
+    "2026-02-30",
+    "dial contact.phone",
+    "step s ",
+    "goto s",
+    "end failed",
+    "if attempt < 3 ",
+    "else ",
+    "?? ",
+    "is set",
+    "%",
+    "x2",
+    "contact.",
+    "local.",
+    "use \"a.flow\"",
+    "\u{e9}",
+    "\u{1F600}",
+    "/*",
+    "*/",
+    "//",
+    "max attempts ",
+    "experiment e ",
 ];
 
 #[derive(Debug, Clone)]

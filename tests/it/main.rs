@@ -22,7 +22,11 @@ pub fn flow_files(dir: &str) -> Vec<PathBuf> {
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "flow"))
-        .map(|p| p.strip_prefix(root()).expect("inside the crate").to_path_buf())
+        .map(|p| {
+            p.strip_prefix(root())
+                .expect("inside the crate")
+                .to_path_buf()
+        })
         .collect();
     files.sort();
     files
@@ -31,7 +35,8 @@ pub fn flow_files(dir: &str) -> Vec<PathBuf> {
 /// Checks a file given relative to the crate root.
 pub fn check(path: &Path) -> flowc::check::Compilation {
     std::env::set_current_dir(root()).expect("the crate root exists");
-    flowc::check::check(path, &flowc::check::FsLoader).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+    flowc::check::check(path, &flowc::check::FsLoader)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
 pub fn render(c: &flowc::check::Compilation) -> String {

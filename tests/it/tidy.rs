@@ -15,13 +15,24 @@ fn every_code_has_a_fixture_an_explanation_and_a_snapshot() {
         let name = fixtures.iter().find(|f| f.starts_with(code.as_str()));
         let name = name.unwrap_or_else(|| panic!("{code} has no error fixture"));
         assert!(has_explanation(*code), "{code} has no explanation");
-        let snap = root().join("tests/ui/snapshots").join(format!("{}.snap", name.trim_end_matches(".flow")));
-        assert!(snap.exists(), "{code} has no snapshot at {}", snap.display());
-        let fixed = ["parse", "check"].iter().any(|s| root().join(format!("tests/ui/{s}/ok/{name}")).exists());
+        let snap = root()
+            .join("tests/ui/snapshots")
+            .join(format!("{}.snap", name.trim_end_matches(".flow")));
+        assert!(
+            snap.exists(),
+            "{code} has no snapshot at {}",
+            snap.display()
+        );
+        let fixed = ["parse", "check"]
+            .iter()
+            .any(|s| root().join(format!("tests/ui/{s}/ok/{name}")).exists());
         assert!(fixed, "{code} has no fixed twin of {name} in ok/");
     }
     for f in &fixtures {
-        assert!(Code::parse(&f[..5]).is_some(), "fixture {f} names no known code");
+        assert!(
+            Code::parse(&f[..5]).is_some(),
+            "fixture {f} names no known code"
+        );
     }
 }
 
@@ -31,7 +42,14 @@ fn codes_are_unique_and_well_formed() {
     for code in Code::ALL {
         let s = code.as_str();
         assert!(seen.insert(s), "{s} is used twice");
-        assert!(s.len() == 5 && (s.starts_with('E') || s.starts_with('W')), "{s}");
-        assert_eq!(s.starts_with('W'), code.severity() == flowc::diagnostic::Severity::Warning, "{s}");
+        assert!(
+            s.len() == 5 && (s.starts_with('E') || s.starts_with('W')),
+            "{s}"
+        );
+        assert_eq!(
+            s.starts_with('W'),
+            code.severity() == flowc::diagnostic::Severity::Warning,
+            "{s}"
+        );
     }
 }

@@ -20,10 +20,18 @@ fn ok_fixtures_check_clean() {
             if !c.diagnostics.is_empty() {
                 failures.push(format!("{}:\n{}", path.display(), render(&c)));
             }
-            assert!(c.program.is_some() || c.has_errors(), "{}: no IR and no error", path.display());
+            assert!(
+                c.program.is_some() || c.has_errors(),
+                "{}: no IR and no error",
+                path.display()
+            );
         }
     }
-    assert!(failures.is_empty(), "ok fixtures with diagnostics:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "ok fixtures with diagnostics:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -39,16 +47,27 @@ fn err_fixtures_report_their_code() {
             let c = check(&path);
             let codes: Vec<&str> = c.diagnostics.iter().map(|d| d.code.as_str()).collect();
             if !codes.contains(&code) {
-                failures.push(format!("{}: expected {code}, got {codes:?}", path.display()));
+                failures.push(format!(
+                    "{}: expected {code}, got {codes:?}",
+                    path.display()
+                ));
             }
             if stage == "parse" && !code.starts_with("E01") {
-                failures.push(format!("{}: parse fixtures hold syntax codes (E01xx)", path.display()));
+                failures.push(format!(
+                    "{}: parse fixtures hold syntax codes (E01xx)",
+                    path.display()
+                ));
             }
             if code.starts_with('E') && c.program.is_some() {
                 failures.push(format!("{}: an error fixture produced IR", path.display()));
             }
             let source = std::fs::read_to_string(root().join(&path)).unwrap();
-            settings.bind(|| insta::assert_snapshot!(name.clone(), format!("{source}\n----- rendered -----\n{}", render(&c))));
+            settings.bind(|| {
+                insta::assert_snapshot!(
+                    name.clone(),
+                    format!("{source}\n----- rendered -----\n{}", render(&c))
+                )
+            });
         }
     }
     assert!(count >= 50, "only {count} error fixtures found");
