@@ -2,6 +2,7 @@
 //! `syntax::lower` and `syntax::parser` see pest types.
 
 pub mod ast;
+mod limits;
 mod lower;
 mod parser;
 
@@ -11,6 +12,9 @@ use crate::source::FileId;
 /// Parses one file. Always returns a tree (possibly partial) and every
 /// syntax diagnostic found; the parser recovers at item boundaries.
 pub fn parse(file: FileId, text: &str) -> (ast::File, Vec<Diagnostic>) {
+    if let Some(diag) = limits::check(file, text) {
+        return (ast::File::default(), vec![diag]);
+    }
     parser::parse_file(file, text)
 }
 

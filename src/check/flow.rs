@@ -434,7 +434,8 @@ impl<'s> FlowChecker<'s, '_> {
             Some(name) => self.step_ref(name).unwrap_or(0),
             None => 0,
         };
-        if flow.steps.is_empty() {
+        let syntax_errors = self.diags.iter().any(|d| d.code == Code::Syntax);
+        if flow.steps.is_empty() && !syntax_errors {
             self.diags.push(
                 Diagnostic::new(Code::StepWithoutEnd, "the flow has no step")
                     .primary(flow.name.span, "nothing to run")
@@ -459,7 +460,7 @@ impl<'s> FlowChecker<'s, '_> {
         for step in &flow.steps {
             declare_vars(&step.body, &mut self.vars);
         }
-        if !self.vars.names.is_empty() {
+        if self.vars.types.iter().any(Option::is_none) {
             let real_diags = std::mem::take(self.diags);
             self.pre_pass = true;
             for _ in 0..3 {
@@ -651,7 +652,7 @@ impl<'s> FlowChecker<'s, '_> {
 
     fn step_ref(&mut self, name: &Spanned<String>) -> Option<ir::StepId> {
         let found = self.steps.get(&name.node).copied();
-        if found.is_none() && !self.pre_pass {
+        if found.is_none() && !self.pre_pass && !self.scope.is_broken(&name.node) {
             let names: Vec<&str> = self.steps.keys().map(String::as_str).collect();
             self.diags.push(diag::unknown_name(
                 Code::UnknownStep,
@@ -1366,11 +1367,17 @@ fn declare_vars(b: &ast::Block, vars: &mut Vars) {
     let targets = b.routes.iter().map(|r| &r.target);
     for a in &b.actions {
         match &a.kind {
-            ActionKind::Set { name, .. } | ActionKind::Record { name, .. } => {
+            ActionKind::Set { name, .. } => {
                 vars.declare(&name.node);
             }
+            // Recordings and keys pressed are text: known before any typing.
+            ActionKind::Record { name, .. } => {
+                let id = vars.declare(&name.node);
+                vars.types[id].get_or_insert(Type::Text);
+            }
             ActionKind::Gather { arms, .. } => {
-                vars.declare("digits");
+                let id = vars.declare("digits");
+                vars.types[id].get_or_insert(Type::Text);
                 for arm in arms {
                     if let Target::Block(b) = &arm.target {
                         declare_vars(b, vars);

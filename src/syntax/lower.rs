@@ -583,7 +583,22 @@ impl Lower {
             experiments: Vec::new(),
             steps: Vec::new(),
         };
-        for entry in inner {
+        self.flow_entries(inner, &mut flow);
+        flow
+    }
+
+    /// The head of a flow parsed on its own (`flow_head`): its name and first entries.
+    pub fn flow_head(&mut self, pair: Pair<'_, Rule>) -> Flow {
+        self.flow(pair)
+    }
+
+    /// Entries of a flow parsed on their own (`flow_entries`), added to `flow`.
+    pub fn more_flow_entries(&mut self, pair: Pair<'_, Rule>, flow: &mut Flow) {
+        self.flow_entries(kids(pair), flow);
+    }
+
+    fn flow_entries<'i>(&mut self, entries: impl Iterator<Item = Pair<'i, Rule>>, flow: &mut Flow) {
+        for entry in entries.filter(|e| e.as_rule() != Rule::EOI) {
             match entry.as_rule() {
                 Rule::step_item => {
                     let mut parts = kids(entry);
@@ -615,7 +630,6 @@ impl Lower {
                 }
             }
         }
-        flow
     }
 
     fn setting(&mut self, pair: Pair<'_, Rule>) -> Setting {
@@ -801,23 +815,55 @@ impl Lower {
             Rule::if_action => {
                 let cond = self.expr(parts.next().expect("condition"));
                 let then = self.block(parts.next().expect("then block"));
-                let otherwise = parts.next().map(|e| {
-                    if e.as_rule() == Rule::block {
-                        self.block(e)
+                let mut branches = vec![(span, cond, then)];
+                let mut otherwise = None;
+                for p in parts {
+                    if p.as_rule() == Rule::else_if {
+                        let espan = self.span(&p);
+                        let mut e = kids(p);
+                        let cond = self.expr(e.next().expect("else-if condition"));
+                        branches.push((espan, cond, self.block(e.next().expect("else-if block"))));
                     } else {
-                        let nested = self.action(e);
-                        Block {
-                            span: nested.span,
-                            actions: vec![nested],
-                            routes: Vec::new(),
-                        }
+                        otherwise = Some(self.block(p));
                     }
-                });
-                ActionKind::If {
-                    cond,
-                    then,
-                    otherwise,
                 }
+                if branches.len() > MAX_ELSE_IF {
+                    let (extra, _, _) = &branches[MAX_ELSE_IF];
+                    self.error(too_deep(
+                        *extra,
+                        "this `if` has too many `else if` branches",
+                        "split the choice over several steps",
+                    ));
+                    branches.truncate(MAX_ELSE_IF);
+                }
+                // Nested from the last branch outwards, without recursion.
+                let mut nested = otherwise;
+                while let Some((bspan, cond, then)) = branches.pop() {
+                    if branches.is_empty() {
+                        return Action {
+                            span,
+                            kind: ActionKind::If {
+                                cond,
+                                then,
+                                otherwise: nested,
+                            },
+                        };
+                    }
+                    let action = Action {
+                        span: bspan,
+                        kind: ActionKind::If {
+                            cond,
+                            then,
+                            otherwise: nested,
+                        },
+                    };
+                    nested = Some(Block {
+                        span: bspan,
+                        actions: vec![action],
+                        routes: Vec::new(),
+                    });
+                }
+                unreachable!("an `if` has at least one branch")
             }
             Rule::goto => ActionKind::Goto(self.ident(parts.next().expect("goto target"))),
             Rule::retry => {
@@ -870,7 +916,46 @@ impl Lower {
     // ------------------------------------------------------------ expressions
 
     pub fn expr(&mut self, pair: Pair<'_, Rule>) -> Expr {
+        let span = self.span(&pair);
         let pairs: Pairs<'_, Rule> = pair.into_inner();
+        // The Pratt parser recurses once per prefix operator, and the tree it
+        // builds is as deep as its operator chain: both are bounded here.
+        let (mut run, mut longest_run, mut operators) = (0usize, 0usize, 0usize);
+        for p in pairs.clone() {
+            match p.as_rule() {
+                Rule::not_op | Rule::neg => {
+                    run += 1;
+                    longest_run = longest_run.max(run);
+                }
+                Rule::or_op
+                | Rule::and_op
+                | Rule::eq
+                | Rule::ne
+                | Rule::lt
+                | Rule::le
+                | Rule::gt
+                | Rule::ge
+                | Rule::in_op
+                | Rule::coalesce
+                | Rule::add
+                | Rule::sub => {
+                    operators += 1;
+                    run = 0;
+                }
+                _ => run = 0,
+            }
+        }
+        if longest_run > MAX_PREFIX || operators > MAX_OPERATORS {
+            self.error(too_deep(
+                span,
+                "this expression is too long",
+                "split it with `set` into smaller steps",
+            ));
+            return Expr {
+                span,
+                kind: ExprKind::Error,
+            };
+        }
         let file = self.file;
         let offset = self.offset;
         let span_of = move |p: &Pair<'_, Rule>| {
@@ -1045,6 +1130,17 @@ impl Lower {
             entries,
         }
     }
+}
+
+/// Limits that keep every recursive walk of the tree shallow.
+const MAX_ELSE_IF: usize = 32;
+const MAX_PREFIX: usize = 16;
+const MAX_OPERATORS: usize = 128;
+
+fn too_deep(span: Span, message: &str, help: &str) -> Diagnostic {
+    Diagnostic::new(Code::Syntax, message.to_string())
+        .primary(span, "too deeply nested")
+        .help(help.to_string())
 }
 
 fn weekday_index(day: &str) -> u8 {

@@ -17,55 +17,305 @@ pub(super) fn grammar_accepts(text: &str) -> bool {
     FlowParser::parse(Rule::file, text).is_ok()
 }
 
+/// Files larger than this are parsed on several threads.
+const PARALLEL_BYTES: usize = 32 * 1024;
+
+/// Parses a file in pieces: each top-level item, and a large flow split
+/// further at its steps. Pieces are independent, so they parse on several
+/// threads, and a syntax error in one piece leaves the others checked.
 pub(super) fn parse_file(file: FileId, text: &str) -> (ast::File, Vec<Diagnostic>) {
+    let jobs = split(text);
+    let threads = if text.len() >= PARALLEL_BYTES {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(jobs.len())
+            .max(1)
+    } else {
+        1
+    };
+    let parts = run(file, text, &jobs, threads);
+    if parts.iter().all(|p| p.error.is_none()) {
+        return assemble(parts);
+    }
+    // The split is a guess (a block comment may hold a line that looks like
+    // an item): when the whole file parses, it was wrong and the file is fine.
     match FlowParser::parse(Rule::file, text) {
         Ok(mut pairs) => {
             let mut lower = Lower::new(file, 0);
             let tree = lower.file(pairs.next().expect("the file rule always produces a pair"));
             (tree, lower.diagnostics)
         }
-        Err(err) => recover(file, text, syntax_error(file, text, 0, &err)),
+        Err(_) => assemble(parts),
     }
 }
 
-/// Parses each top-level item on its own, so that one broken item does not
-/// hide the errors and the names of the others.
-fn recover(file: FileId, text: &str, first_error: Diagnostic) -> (ast::File, Vec<Diagnostic>) {
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum JobKind {
+    Item,
+    FlowHead,
+    FlowEntries,
+    FlowTail,
+}
+
+#[derive(Debug)]
+struct Job {
+    kind: JobKind,
+    start: usize,
+    end: usize,
+}
+
+enum Lowered {
+    Items(Vec<ast::Item>),
+    FlowHead(ast::Flow),
+    FlowEntries(ast::Flow),
+    FlowTail,
+}
+
+struct Part {
+    kind: JobKind,
+    lowered: Option<Lowered>,
+    diagnostics: Vec<Diagnostic>,
+    error: Option<Diagnostic>,
+    /// The name of the item or step that failed to parse.
+    broken: Option<String>,
+}
+
+fn split(text: &str) -> Vec<Job> {
     let starts = item_starts(text);
-    let mut tree = ast::File::default();
-    let mut diags = Vec::new();
-    let mut chunk_errors = 0;
+    let mut jobs = Vec::new();
     for (i, &start) in starts.iter().enumerate() {
-        let start = if i == 0 { 0 } else { start };
         let end = starts.get(i + 1).copied().unwrap_or(text.len());
-        let chunk = &text[start..end];
-        if chunk.trim().is_empty() {
+        if text[start..end].trim().is_empty() {
             continue;
         }
-        match FlowParser::parse(Rule::item_only, chunk) {
-            Ok(mut pairs) => {
-                let mut lower = Lower::new(file, start);
-                let mut part =
-                    lower.file(pairs.next().expect("the item rule always produces a pair"));
-                tree.items.append(&mut part.items);
-                diags.append(&mut lower.diagnostics);
+        match flow_pieces(text, start, end) {
+            Some(pieces) => jobs.extend(pieces),
+            None => jobs.push(Job {
+                kind: JobKind::Item,
+                start,
+                end,
+            }),
+        }
+    }
+    jobs
+}
+
+/// Splits a flow item at the `step` lines directly inside it, when its braces
+/// balance; `None` leaves the item whole.
+fn flow_pieces(text: &str, start: usize, end: usize) -> Option<Vec<Job>> {
+    let chunk = &text[start..end];
+    let first_word = chunk.split_whitespace().find(|w| !w.starts_with("//"))?;
+    if first_word != "flow" {
+        return None;
+    }
+    let mut depth = 0i32;
+    let mut steps = Vec::new();
+    let mut close = None;
+    let mut line_start = true;
+    let mut line_offset = 0;
+    let (mut in_string, mut in_block_comment) = (false, false);
+    let bytes = chunk.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_block_comment {
+            if b == b'*' && bytes.get(i + 1) == Some(&b'/') {
+                in_block_comment = false;
+                i += 1;
             }
-            Err(err) => {
-                chunk_errors += 1;
-                let mut words = chunk.split_whitespace().skip_while(|w| w.starts_with("//"));
-                if let (Some(_kind), Some(name)) = (words.next(), words.next()) {
-                    let name: String = name
-                        .chars()
-                        .take_while(|c| c.is_alphanumeric() || *c == '_')
-                        .collect();
-                    tree.broken.push(name.to_lowercase());
+        } else if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' | b'\n' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                    while i < bytes.len() && bytes[i] != b'\n' {
+                        i += 1;
+                    }
+                    continue;
                 }
-                diags.push(syntax_error(file, chunk, start, &err));
+                b'/' if bytes.get(i + 1) == Some(&b'*') => in_block_comment = true,
+                b'{' => depth += 1,
+                b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = Some(i);
+                        break;
+                    }
+                }
+                b's' if depth == 1
+                    && line_start
+                    && chunk[i..].starts_with("step")
+                    && chunk[i + 4..].starts_with([' ', '\t']) =>
+                {
+                    steps.push(line_offset);
+                }
+                _ => {}
+            }
+        }
+        if b == b'\n' {
+            line_start = true;
+            line_offset = i + 1;
+        } else if !(b == b' ' || b == b'\t') {
+            line_start = false;
+        }
+        i += 1;
+    }
+    let close = close?;
+    let first = *steps.first()?;
+    let mut jobs = vec![Job {
+        kind: JobKind::FlowHead,
+        start,
+        end: start + first,
+    }];
+    for (k, &s) in steps.iter().enumerate() {
+        let e = steps.get(k + 1).copied().unwrap_or(close);
+        jobs.push(Job {
+            kind: JobKind::FlowEntries,
+            start: start + s,
+            end: start + e,
+        });
+    }
+    jobs.push(Job {
+        kind: JobKind::FlowTail,
+        start: start + close,
+        end,
+    });
+    Some(jobs)
+}
+
+fn run(file: FileId, text: &str, jobs: &[Job], threads: usize) -> Vec<Part> {
+    if threads <= 1 {
+        return jobs.iter().map(|j| parse_job(file, text, j)).collect();
+    }
+    // Contiguous runs of jobs of about equal size, one per thread.
+    let share = text.len() / threads + 1;
+    let mut groups: Vec<&[Job]> = Vec::new();
+    let (mut from, mut size) = (0, 0);
+    for (i, j) in jobs.iter().enumerate() {
+        size += j.end - j.start;
+        if size >= share && groups.len() + 1 < threads {
+            groups.push(&jobs[from..=i]);
+            from = i + 1;
+            size = 0;
+        }
+    }
+    groups.push(&jobs[from..]);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = groups
+            .iter()
+            .map(|group| {
+                scope.spawn(move || {
+                    group
+                        .iter()
+                        .map(|j| parse_job(file, text, j))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a parser thread never panics"))
+            .collect()
+    })
+}
+
+fn parse_job(file: FileId, text: &str, job: &Job) -> Part {
+    let chunk = &text[job.start..job.end];
+    let rule = match job.kind {
+        JobKind::Item => Rule::item_only,
+        JobKind::FlowHead => Rule::flow_head,
+        JobKind::FlowEntries => Rule::flow_entries,
+        JobKind::FlowTail => Rule::flow_tail,
+    };
+    let mut part = Part {
+        kind: job.kind,
+        lowered: None,
+        diagnostics: Vec::new(),
+        error: None,
+        broken: None,
+    };
+    match FlowParser::parse(rule, chunk) {
+        Ok(mut pairs) => {
+            let pair = pairs.next().expect("a rule always produces a pair");
+            let mut lower = Lower::new(file, job.start);
+            part.lowered = Some(match job.kind {
+                JobKind::Item => Lowered::Items(lower.file(pair).items),
+                JobKind::FlowHead => Lowered::FlowHead(lower.flow_head(pair)),
+                JobKind::FlowEntries => {
+                    let mut flow = ast::Flow {
+                        name: crate::source::Spanned::new(String::new(), Span::default()),
+                        settings: Vec::new(),
+                        experiments: Vec::new(),
+                        steps: Vec::new(),
+                    };
+                    lower.more_flow_entries(pair, &mut flow);
+                    Lowered::FlowEntries(flow)
+                }
+                JobKind::FlowTail => Lowered::FlowTail,
+            });
+            part.diagnostics = lower.diagnostics;
+        }
+        Err(err) => {
+            let mut words = chunk.split_whitespace().skip_while(|w| w.starts_with("//"));
+            if let (Some(_kind), Some(name)) = (words.next(), words.next()) {
+                let name: String = name
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                part.broken = Some(name.to_lowercase());
+            }
+            part.error = Some(syntax_error(file, chunk, job.start, &err));
+        }
+    }
+    part
+}
+
+/// Puts the pieces back in order; a flow whose head failed is left out whole.
+fn assemble(parts: Vec<Part>) -> (ast::File, Vec<Diagnostic>) {
+    let mut tree = ast::File::default();
+    let mut diags = Vec::new();
+    let mut flow: Option<ast::Flow> = None;
+    let mut skipping_flow = false;
+    for part in parts {
+        diags.extend(part.diagnostics);
+        if let Some(e) = part.error {
+            diags.push(e);
+            tree.broken.extend(part.broken);
+            if part.kind == JobKind::FlowHead {
+                skipping_flow = true;
+            }
+        }
+        match part.lowered {
+            Some(Lowered::Items(mut items)) => tree.items.append(&mut items),
+            Some(Lowered::FlowHead(f)) => {
+                skipping_flow = false;
+                flow = Some(f);
+            }
+            Some(Lowered::FlowEntries(mut more)) => {
+                if let Some(f) = flow.as_mut() {
+                    f.settings.append(&mut more.settings);
+                    f.experiments.append(&mut more.experiments);
+                    f.steps.append(&mut more.steps);
+                }
+            }
+            Some(Lowered::FlowTail) | None => {}
+        }
+        if part.kind == JobKind::FlowTail || (skipping_flow && part.kind == JobKind::Item) {
+            if let Some(f) = flow.take() {
+                tree.items.push(ast::Item::Flow(f));
+            }
+            if part.kind == JobKind::Item {
+                skipping_flow = false;
             }
         }
     }
-    if chunk_errors == 0 {
-        diags.insert(0, first_error);
+    if let Some(f) = flow.take() {
+        tree.items.push(ast::Item::Flow(f));
     }
     diags.sort_by_key(|d| d.primary_span().map(|s| s.start));
     (tree, diags)

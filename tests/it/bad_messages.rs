@@ -16,9 +16,13 @@ fn messages(src: &str) -> Vec<String> {
 /// word (`detect`), not at the misspelling (`voicemal`).
 #[test]
 fn misspelt_detect_voicemail_points_at_detect() {
-    let src = "contact { phone: phone }\nflow f {\n  step call {\n    dial contact.phone detect voicemal\n    on other -> end failed\n  }\n}\n";
+    let src = "contact { phone: phone }\nflow f {\n  compliance tcpa\n  step call {\n    dial contact.phone detect voicemal\n    on other -> end failed\n  }\n}\n";
     let c = check_source("ledger.flow", src);
-    let d = &c.diagnostics[0];
+    let d = c
+        .diagnostics
+        .iter()
+        .find(|d| d.code.as_str() == "E0101")
+        .expect("a syntax error");
     assert_eq!(
         d.message,
         "expected `timeout`, `detect voicemail`, or `from`"

@@ -125,3 +125,49 @@ proptest! {
         let _ = flowc::diagnostic::render_human(&c.diagnostics, &c.sources, false, 80);
     }
 }
+
+/// Inputs nested or chained far beyond any real flow are refused with a
+/// diagnostic instead of exhausting the stack.
+#[test]
+fn deep_nesting_is_refused_not_a_crash() {
+    let head = "contact { phone: phone }\nflow f {\n  step s {\n    ";
+    let tail = "\n  }\n}\n";
+    let cases = [
+        format!(
+            "{head}if {}attempt{} {{ end completed }} else {{ end failed }}{tail}",
+            "(".repeat(100_000),
+            ")".repeat(100_000)
+        ),
+        format!(
+            "{head}if {}true {{ end completed }} else {{ end failed }}{tail}",
+            "not ".repeat(20_000)
+        ),
+        format!(
+            "{head}if attempt{} > 1 {{ end completed }} else {{ end failed }}{tail}",
+            " + 1".repeat(20_000)
+        ),
+        format!(
+            "{head}if attempt > 1 {{ end completed }}{} else {{ end failed }}{tail}",
+            " else if attempt > 1 { end completed }".repeat(5_000)
+        ),
+        format!(
+            "{head}{}end completed{}{tail}",
+            "if true { ".repeat(50_000),
+            " }".repeat(50_000)
+        ),
+        format!(
+            "{head}send sms \"{}x{}\"\n    end completed{tail}",
+            "{\"".repeat(50_000),
+            "\"}".repeat(50_000)
+        ),
+    ];
+    for (i, src) in cases.iter().enumerate() {
+        let c = flowc::check::check_source("deep.flow", src);
+        assert!(c.has_errors(), "case {i} was accepted");
+        let messages: Vec<&str> = c.diagnostics.iter().map(|d| d.message.as_str()).collect();
+        assert!(
+            messages.iter().any(|m| m.contains("too")),
+            "case {i}: {messages:?}"
+        );
+    }
+}
