@@ -71,15 +71,20 @@ pub fn check(root: &Path, loader: &dyn Loader) -> std::io::Result<Compilation> {
     let text = loader.load(root)?;
     let loaded = load::load(root, text, loader);
     let mut diagnostics = loaded.diagnostics;
-    let scope = scope::Scope::build(&loaded.files, &mut diagnostics);
-    let (flow, tests) = flow::check_program(&scope, &mut diagnostics);
+    // The source hash goes into the IR; it is computed beside the checks.
+    let (hash, (flow, tests)) = std::thread::scope(|s| {
+        let hash = s.spawn(|| source_hash(&loaded.sources));
+        let scope = scope::Scope::build(&loaded.files, &mut diagnostics);
+        let checked = flow::check_program(&scope, &mut diagnostics);
+        (hash.join().expect("hashing never panics"), checked)
+    });
     diagnostics.sort_by_key(|d| (d.primary_span().map(|s| (s.file, s.start)), d.code));
     diagnostics.dedup();
     let ok = !diagnostics.iter().any(Diagnostic::is_error);
     let program = ok.then(|| ir::Program {
         format_version: ir::FORMAT_VERSION,
         compiler_version: env!("CARGO_PKG_VERSION").to_string(),
-        source_hash: source_hash(&loaded.sources),
+        source_hash: hash,
         flow,
         tests,
     });

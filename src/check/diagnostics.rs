@@ -425,6 +425,13 @@ pub fn no_callable_time(span: Span, what: &str) -> Diagnostic {
         .help("widen the `hours`, narrow the `pause` windows, or check them against the compliance quiet hours")
 }
 
+pub fn campaign_never_callable(stop: Span, start: Span) -> Diagnostic {
+    Diagnostic::new(Code::NoCallableTime, "no minute between `start` and `stop` is callable")
+        .primary(stop, "the campaign ends before any callable time")
+        .secondary(start, "it starts here")
+        .help("move `start` or `stop` so that the campaign spans some of the calendar's hours outside the quiet hours")
+}
+
 pub fn retry_at_never_callable(span: Span, calendar: Option<(&str, Span)>) -> Diagnostic {
     let d = Diagnostic::new(
         Code::RetryAtNeverCallable,

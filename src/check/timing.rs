@@ -55,6 +55,12 @@ impl Timing<'_> {
                     "the flow's compliance policies",
                 ));
             }
+            if let Some(span) = self.campaign_never_callable(&week) {
+                diags.push(diag::campaign_never_callable(
+                    span,
+                    self.start.map_or(span, |s| s.span),
+                ));
+            }
             if self.policies.is_empty() && !warned_no_policy {
                 if let Some(window) = calendar::outside_day(&week) {
                     let span =
@@ -68,6 +74,40 @@ impl Timing<'_> {
         self.ring(diags);
         self.consent(diags);
         self.limits(diags);
+    }
+
+    /// The `stop` setting's span when no minute between `start` and `stop`
+    /// (local times) is callable under `week`; weeks with no callable time at
+    /// all are reported elsewhere.
+    fn campaign_never_callable(&self, week: &ir::Week) -> Option<Span> {
+        use chrono::{Datelike, Timelike};
+        let (start, stop) = (self.start?, self.stop?);
+        let (from, to) = (start.node.local, stop.node.local);
+        if to <= from || week.iter().all(Vec::is_empty) {
+            return None;
+        }
+        let minute = |t: chrono::NaiveDateTime| (t.hour() * 60 + t.minute()) as u16;
+        let mut day = from.date();
+        // Past a week every weekday has come round once.
+        for _ in 0..8 {
+            if day > to.date() {
+                break;
+            }
+            let lo = if day == from.date() { minute(from) } else { 0 };
+            let hi = if day == to.date() { minute(to) } else { 1440 };
+            let weekday = day.weekday().num_days_from_monday() as usize;
+            if week[weekday]
+                .iter()
+                .any(|w| w.start.max(lo) < w.end.min(hi))
+            {
+                return None;
+            }
+            day = day.succ_opt()?;
+        }
+        if (to.date() - from.date()).num_days() >= 7 {
+            return None;
+        }
+        Some(stop.span)
     }
 
     fn closed_before_start(&self, cal: &ast::Calendar, diags: &mut Vec<Diagnostic>) {

@@ -27,6 +27,8 @@ pub fn run(args: Args) -> ExitCode {
     for path in &args.files {
         match check::check(path, &FsLoader) {
             Ok(c) => {
+                // `check` needs no IR; the process ends soon, so it is not worth freeing.
+                std::mem::forget(c.program);
                 let offset = sources.absorb(c.sources);
                 diags.extend(c.diagnostics.into_iter().map(|mut d| {
                     for l in &mut d.labels {

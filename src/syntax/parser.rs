@@ -333,16 +333,17 @@ const ITEM_WORDS: &[&str] = &[
 
 /// Byte offsets of lines that start, in the first column, with an item keyword.
 fn item_starts(text: &str) -> Vec<usize> {
-    // The first chunk runs from the top of the file (its comments) through the first item.
-    let mut starts = vec![0];
+    // The first chunk runs from the top of the file (its comments) through the
+    // first item; a byte-order mark before it is not part of the text.
+    let mut starts = vec![if text.starts_with('\u{FEFF}') { 3 } else { 0 }];
     let mut offset = 0;
     let mut first_seen = false;
     for line in text.split_inclusive('\n') {
-        let word: String = line
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        if ITEM_WORDS.contains(&word.as_str()) {
+        let end = line
+            .bytes()
+            .position(|b| !(b.is_ascii_alphanumeric() || b == b'_'))
+            .unwrap_or(line.len());
+        if ITEM_WORDS.contains(&&line[..end]) {
             if first_seen {
                 starts.push(offset);
             }

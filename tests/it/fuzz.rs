@@ -5,7 +5,20 @@ use proptest::prelude::*;
 
 use crate::{flow_files, root};
 
-fn corpus() -> Vec<String> {
+/// 300 cases in the test suite; `PROPTEST_CASES` sets more for long runs.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300)
+}
+
+fn corpus() -> &'static [String] {
+    static CORPUS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(read_corpus);
+    &CORPUS
+}
+
+fn read_corpus() -> Vec<String> {
     let mut files = flow_files("flows");
     for dir in [
         "tests/ui/parse/ok",
@@ -103,7 +116,7 @@ fn edit() -> impl Strategy<Value = Edit> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn mutated_flows_never_panic(pick in any::<usize>(), edits in prop::collection::vec(edit(), 1..8)) {
