@@ -12,7 +12,7 @@ use crate::source::FileId;
 /// Parses one file. Always returns a tree (possibly partial) and every
 /// syntax diagnostic found; the parser recovers at item boundaries.
 pub fn parse(file: FileId, text: &str) -> (ast::File, Vec<Diagnostic>) {
-    if let Some(diag) = limits::check(file, text) {
+    if let Some(diag) = limits::size(file, text) {
         return (ast::File::default(), vec![diag]);
     }
     parser::parse_file(file, text)

@@ -7,7 +7,6 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::diagnostics as diag;
 use super::flow::mentions_attempt;
-use super::types::Vars;
 use crate::diagnostic::Diagnostic;
 use crate::ir::{self, Outcome, StepId, VarId};
 use crate::source::Span;
@@ -63,9 +62,11 @@ struct Edge {
 
 struct Walker<'a> {
     steps: &'a HashMap<String, StepId>,
-    vars: &'a Vars,
+    vars: &'a HashMap<String, VarId>,
     current: StepId,
     edges: Vec<Edge>,
+    /// A `goto` or route named a step that does not exist (reported by the checker).
+    unresolved: bool,
     report: bool,
     diags: Vec<Diagnostic>,
 }
@@ -77,9 +78,8 @@ pub struct Facts<'a> {
     pub entry: StepId,
     pub arms: &'a [ir::Arm],
     pub strategies: &'a [ir::Strategy],
-    pub vars: &'a Vars,
-    /// False when some step name could not be resolved: reachability is then unknown.
-    pub names_resolved: bool,
+    /// Variable names to their ids; every variable is declared before analysis.
+    pub vars: &'a HashMap<String, VarId>,
 }
 
 pub fn analyse(facts: &Facts<'_>, diags: &mut Vec<Diagnostic>) {
@@ -90,7 +90,6 @@ pub fn analyse(facts: &Facts<'_>, diags: &mut Vec<Diagnostic>) {
         arms,
         strategies,
         vars,
-        names_resolved,
     } = *facts;
     if flow.steps.is_empty() {
         return;
@@ -115,6 +114,7 @@ pub fn analyse(facts: &Facts<'_>, diags: &mut Vec<Diagnostic>) {
             vars,
             current: step,
             edges: Vec::new(),
+            unresolved: false,
             report: false,
             diags: Vec::new(),
         };
@@ -136,18 +136,20 @@ pub fn analyse(facts: &Facts<'_>, diags: &mut Vec<Diagnostic>) {
 
     // The reporting pass, each step once, with its final entry state.
     let mut edges = Vec::new();
+    let mut unreached = Vec::new();
+    let mut unresolved = false;
     for (i, step) in flow.steps.iter().enumerate() {
         let state = match &entry_state[i] {
             Some(s) => s.clone(),
             None => {
-                if i != entry && names_resolved {
-                    diags.push(diag::unreachable_step(&step.name.node, step.name.span));
+                if i != entry {
+                    unreached.push(diag::unreachable_step(&step.name.node, step.name.span));
                 }
                 // Unreached: assume the best so that only structural mistakes show.
                 State {
                     conn: Conn::Yes,
                     via: None,
-                    assigned: (0..vars.names.len()).collect(),
+                    assigned: vars.values().copied().collect(),
                     guarded: true,
                 }
             }
@@ -157,14 +159,21 @@ pub fn analyse(facts: &Facts<'_>, diags: &mut Vec<Diagnostic>) {
             vars,
             current: i,
             edges: Vec::new(),
+            unresolved: false,
             report: true,
             diags: Vec::new(),
         };
         w.step(step, state);
+        unresolved |= w.unresolved;
         diags.append(&mut w.diags);
         if entry_state[i].is_some() {
             edges.append(&mut w.edges);
         }
+    }
+
+    // A misspelt step name leaves reachability unknown: no unreachable warnings then.
+    if !unresolved {
+        diags.append(&mut unreached);
     }
 
     let progress: Vec<bool> = flow
@@ -232,13 +241,14 @@ impl Walker<'_> {
     }
 
     fn goto(&mut self, name: &ast::Ident, state: &State) {
-        if let Some(&to) = self.steps.get(&name.node) {
-            self.edges.push(Edge {
+        match self.steps.get(&name.node) {
+            Some(&to) => self.edges.push(Edge {
                 from: self.current,
                 to,
                 span: name.span,
                 state: state.clone(),
-            });
+            }),
+            None => self.unresolved = true,
         }
     }
 
@@ -280,7 +290,7 @@ impl Walker<'_> {
                 }
                 ActionKind::Gather { arms, .. } => {
                     self.in_call("gather", a.span, &state);
-                    if let Some(&d) = self.vars.index.get("digits") {
+                    if let Some(&d) = self.vars.get("digits") {
                         state.assigned.insert(d);
                     }
                     for arm in arms {
@@ -295,13 +305,13 @@ impl Walker<'_> {
                 ActionKind::Play(_) => self.in_call("play", a.span, &state),
                 ActionKind::Record { name, .. } => {
                     self.in_call("record", a.span, &state);
-                    if let Some(&v) = self.vars.index.get(&name.node) {
+                    if let Some(&v) = self.vars.get(&name.node) {
                         state.assigned.insert(v);
                     }
                 }
                 ActionKind::Set { name, value } => {
                     self.reads(value, &state);
-                    if let Some(&v) = self.vars.index.get(&name.node) {
+                    if let Some(&v) = self.vars.get(&name.node) {
                         state.assigned.insert(v);
                     }
                 }
@@ -410,7 +420,7 @@ impl Walker<'_> {
     fn reads(&mut self, e: &ast::Expr, state: &State) {
         match &e.kind {
             ExprKind::Name(n) => {
-                if let Some(&v) = self.vars.index.get(&n.node) {
+                if let Some(&v) = self.vars.get(&n.node) {
                     if !state.assigned.contains(&v) {
                         self.emit(diag::read_before_set(&n.node, n.span, state.via));
                     }

@@ -476,27 +476,39 @@ impl<'s> FlowChecker<'s, '_> {
             *self.diags = real_diags;
         }
 
-        let steps: Vec<ir::Step> = flow
-            .steps
-            .iter()
-            .map(|s| ir::Step {
-                name: s.name.node.clone(),
-                actions: self.block(&s.body, &Ctx::default()),
-            })
-            .collect();
-
-        // A misspelt step name leaves reachability unknown: no unreachable warnings then.
-        let names_resolved = !self.diags.iter().any(|d| d.code == Code::UnknownStep);
-        let facts = super::analysis::Facts {
-            flow,
-            steps: &self.steps,
-            entry,
-            arms: &self.arms,
-            strategies: &self.strategies,
-            vars: &self.vars,
-            names_resolved,
-        };
-        super::analysis::analyse(&facts, self.diags);
+        // The step-graph analysis reads only the AST and what is resolved by
+        // now, so it runs on another core while the steps are lowered to IR.
+        let step_map = self.steps.clone();
+        let (arms, strategies, var_index) = (
+            self.arms.clone(),
+            self.strategies.clone(),
+            self.vars.index.clone(),
+        );
+        let (steps, mut analysis_diags) = std::thread::scope(|s| {
+            let analysis = s.spawn(|| {
+                let facts = super::analysis::Facts {
+                    flow,
+                    steps: &step_map,
+                    entry,
+                    arms: &arms,
+                    strategies: &strategies,
+                    vars: &var_index,
+                };
+                let mut diags = Vec::new();
+                super::analysis::analyse(&facts, &mut diags);
+                diags
+            });
+            let steps: Vec<ir::Step> = flow
+                .steps
+                .iter()
+                .map(|s| ir::Step {
+                    name: s.name.node.clone(),
+                    actions: self.block(&s.body, &Ctx::default()),
+                })
+                .collect();
+            (steps, analysis.join().expect("the analysis never panics"))
+        });
+        self.diags.append(&mut analysis_diags);
 
         let timing = super::timing::Timing {
             flow,

@@ -16,21 +16,24 @@ enum Mode {
     Text,
 }
 
-/// The first place the file goes past a limit, as a diagnostic.
-pub fn check(file: FileId, text: &str) -> Option<Diagnostic> {
-    if text.len() > MAX_BYTES {
-        return Some(
-            Diagnostic::new(
-                Code::Syntax,
-                format!("this file is too large ({} bytes)", text.len()),
-            )
-            .primary(
-                Span::new(file, 0, 0),
-                format!("flow files are limited to {MAX_BYTES} bytes"),
-            )
-            .help("split the campaign into files joined with `use`"),
-        );
-    }
+/// A file over the size limit, as a diagnostic.
+pub fn size(file: FileId, text: &str) -> Option<Diagnostic> {
+    (text.len() > MAX_BYTES).then(|| {
+        Diagnostic::new(
+            Code::Syntax,
+            format!("this file is too large ({} bytes)", text.len()),
+        )
+        .primary(
+            Span::new(file, 0, 0),
+            format!("flow files are limited to {MAX_BYTES} bytes"),
+        )
+        .help("split the campaign into files joined with `use`")
+    })
+}
+
+/// The first place a piece of text (starting at `offset` in its file) nests
+/// deeper than the limit, as a diagnostic.
+pub fn nesting(file: FileId, text: &str, offset: usize) -> Option<Diagnostic> {
     let bytes = text.as_bytes();
     let mut stack: Vec<Mode> = vec![Mode::Code];
     let mut i = 0;
@@ -71,7 +74,7 @@ pub fn check(file: FileId, text: &str) -> Option<Diagnostic> {
             return Some(
                 Diagnostic::new(Code::Syntax, "this is nested too deeply")
                     .primary(
-                        Span::new(file, i, end),
+                        Span::new(file, offset + i, offset + end),
                         format!("more than {MAX_NESTING} levels of brackets"),
                     )
                     .help("move the inner part into a step of its own and `goto` it"),

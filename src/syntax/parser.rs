@@ -37,8 +37,14 @@ pub(super) fn parse_file(file: FileId, text: &str) -> (ast::File, Vec<Diagnostic
     if parts.iter().all(|p| p.error.is_none()) {
         return assemble(parts);
     }
+    if let Some(deep) = parts.iter().find_map(|p| p.too_deep.clone()) {
+        return (ast::File::default(), vec![deep]);
+    }
     // The split is a guess (a block comment may hold a line that looks like
     // an item): when the whole file parses, it was wrong and the file is fine.
+    if let Some(deep) = super::limits::nesting(file, text, 0) {
+        return (ast::File::default(), vec![deep]);
+    }
     match FlowParser::parse(Rule::file, text) {
         Ok(mut pairs) => {
             let mut lower = Lower::new(file, 0);
@@ -78,6 +84,8 @@ struct Part {
     error: Option<Diagnostic>,
     /// The name of the item or step that failed to parse.
     broken: Option<String>,
+    /// The piece nests deeper than the parser may go; it was not parsed.
+    too_deep: Option<Diagnostic>,
 }
 
 fn split(text: &str) -> Vec<Job> {
@@ -238,7 +246,12 @@ fn parse_job(file: FileId, text: &str, job: &Job) -> Part {
         diagnostics: Vec::new(),
         error: None,
         broken: None,
+        too_deep: super::limits::nesting(file, chunk, job.start),
     };
+    if let Some(deep) = &part.too_deep {
+        part.error = Some(deep.clone());
+        return part;
+    }
     match FlowParser::parse(rule, chunk) {
         Ok(mut pairs) => {
             let pair = pairs.next().expect("a rule always produces a pair");
