@@ -1096,18 +1096,19 @@ impl<'s> FlowChecker<'s, '_> {
             .filter(|o| *o != Outcome::Unknown && (detect || *o != Outcome::Voicemail))
             .collect();
         let mut explicit: BTreeMap<Outcome, usize> = BTreeMap::new();
-        let mut first: HashMap<String, Span> = HashMap::new();
+        // Few outcomes per dial: a list beats a hash map here.
+        let mut first: Vec<(&str, Span)> = Vec::new();
         let mut other: Option<usize> = None;
         // Outcomes of each route, resolved first so that `other` knows what is listed.
         let mut per_route: Vec<Vec<Outcome>> = Vec::new();
         for (i, r) in routes.iter().enumerate() {
             let mut list = Vec::new();
             for o in &r.outcomes {
-                if let Some(f) = first.get(&o.node) {
+                if let Some((_, f)) = first.iter().find(|(n, _)| *n == o.node) {
                     self.report(diag::route_twice(&o.node, o.span, *f));
                     continue;
                 }
-                first.insert(o.node.clone(), o.span);
+                first.push((&o.node, o.span));
                 if o.node == "other" {
                     other = Some(i);
                     continue;
@@ -1293,22 +1294,21 @@ impl<'s> FlowChecker<'s, '_> {
         };
         let mut keys: Vec<(String, Vec<ir::Action>)> = Vec::new();
         let (mut on_timeout, mut on_invalid, mut other) = (None, None, None);
-        let mut first: HashMap<String, Span> = HashMap::new();
+        let mut first: Vec<(&str, Span)> = Vec::new();
         for arm in arms {
             let body = self.target(&arm.target, &inner);
             for key in &arm.keys {
                 let label = match &key.node {
-                    ast::GatherKey::Digits(d) => d.clone(),
-                    ast::GatherKey::Timeout => "timeout".into(),
-                    ast::GatherKey::Invalid => "invalid".into(),
-                    ast::GatherKey::Other => "other".into(),
-                    ast::GatherKey::Unknown(u) => u.clone(),
+                    ast::GatherKey::Digits(d) | ast::GatherKey::Unknown(d) => d.as_str(),
+                    ast::GatherKey::Timeout => "timeout",
+                    ast::GatherKey::Invalid => "invalid",
+                    ast::GatherKey::Other => "other",
                 };
-                if let Some(f) = first.get(&label) {
-                    self.report(diag::route_twice(&label, key.span, *f));
+                if let Some((_, f)) = first.iter().find(|(n, _)| *n == label) {
+                    self.report(diag::route_twice(label, key.span, *f));
                     continue;
                 }
-                first.insert(label.clone(), key.span);
+                first.push((label, key.span));
                 match &key.node {
                     ast::GatherKey::Digits(d) => {
                         let valid = d
