@@ -7,6 +7,7 @@ mod analysis;
 mod calendar;
 mod diagnostics;
 mod flow;
+mod items;
 mod load;
 mod scope;
 mod tests;
