@@ -2,11 +2,11 @@
 //! through on purpose (capitals in names, durations without a unit, dates that
 //! do not exist) are reported here, and lowering goes on.
 
-use pest::iterators::Pair;
-
 mod expr;
 mod lexemes;
 mod tests;
+
+use pest::iterators::Pair;
 
 use super::ast::*;
 use super::parser::Rule;
