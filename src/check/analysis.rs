@@ -184,17 +184,19 @@ pub fn analyse(facts: &Facts<'_>, diags: &mut Vec<Diagnostic>) {
     let dials: Vec<bool> = flow.steps.iter().map(|s| block_dials(&s.body)).collect();
     let name = |i: StepId| flow.steps[i].name.node.clone();
 
-    for scc in cycles(n, edges.iter().map(|e| (e.from, e.to))) {
+    // A loop is reported at an edge inside it, naming every step it runs through.
+    let in_loop = |edges: &[&Edge], scc: &[StepId]| {
+        let span = edges
+            .iter()
+            .find(|e| scc.contains(&e.from) && scc.contains(&e.to))?
+            .span;
+        Some((span, scc.iter().map(|s| name(*s)).collect::<Vec<_>>()))
+    };
+    let all: Vec<&Edge> = edges.iter().collect();
+    for scc in cycles(n, all.iter().map(|e| (e.from, e.to))) {
         if scc.iter().all(|s| !progress[*s]) {
-            let span = edges
-                .iter()
-                .find(|e| scc.contains(&e.from) && scc.contains(&e.to))
-                .map(|e| e.span);
-            if let Some(span) = span {
-                diags.push(diag::endless_loop(
-                    span,
-                    &scc.iter().map(|s| name(*s)).collect::<Vec<_>>(),
-                ));
+            if let Some((span, steps)) = in_loop(&all, &scc) {
+                diags.push(diag::endless_loop(span, &steps));
             }
         }
     }
@@ -206,15 +208,8 @@ pub fn analyse(facts: &Facts<'_>, diags: &mut Vec<Diagnostic>) {
         let unguarded: Vec<&Edge> = edges.iter().filter(|e| !e.state.guarded).collect();
         for scc in cycles(n, unguarded.iter().map(|e| (e.from, e.to))) {
             if scc.iter().any(|s| dials[*s]) {
-                let span = unguarded
-                    .iter()
-                    .find(|e| scc.contains(&e.from) && scc.contains(&e.to))
-                    .map(|e| e.span);
-                if let Some(span) = span {
-                    diags.push(diag::unbounded_dial_cycle(
-                        span,
-                        &scc.iter().map(|s| name(*s)).collect::<Vec<_>>(),
-                    ));
+                if let Some((span, steps)) = in_loop(&unguarded, &scc) {
+                    diags.push(diag::unbounded_dial_cycle(span, &steps));
                 }
             }
         }

@@ -24,16 +24,19 @@ pub fn check_program(
     let (schema_info, schema) = check_schema(scope.schema, region, diags);
     let calendars: Vec<ir::Calendar> = scope
         .calendars
+        .items
         .iter()
         .map(|c| calendar::build_calendar(c, diags))
         .collect();
     let strategies: Vec<ir::Strategy> = scope
         .strategies
+        .items
         .iter()
         .map(|s| check_strategy(s, diags))
         .collect();
     let policies: Vec<PolicyInfo> = scope
         .compliances
+        .items
         .iter()
         .map(|c| calendar::custom_policy(c, diags))
         .collect();

@@ -36,7 +36,7 @@ impl Timing<'_> {
         for &cal in &calendars {
             let week = calendar::effective_week(cal.map(|c| &self.calendars[c]), self.policies);
             if let Some(c) = cal {
-                let ast_cal = self.scope.calendars[c];
+                let ast_cal = self.scope.calendars.items[c];
                 calendar::check_hours_against_quiet(ast_cal, self.policies, diags);
                 let own_empty = self.calendars[c].weekly.iter().all(Vec::is_empty);
                 if week.iter().all(Vec::is_empty) && !own_empty {
@@ -63,8 +63,9 @@ impl Timing<'_> {
             }
             if self.policies.is_empty() && !warned_no_policy {
                 if let Some(window) = calendar::outside_day(&week) {
-                    let span =
-                        cal.map_or(self.flow.name.span, |c| self.scope.calendars[c].name.span);
+                    let span = cal.map_or(self.flow.name.span, |c| {
+                        self.scope.calendars.items[c].name.span
+                    });
                     diags.push(diag::no_compliance(span, &window));
                     warned_no_policy = true;
                 }
@@ -127,7 +128,7 @@ impl Timing<'_> {
             .iter()
             .map(|r| (r.times.clone(), r.span, r.arms.clone()))
             .collect();
-        for (s, strategy) in self.scope.strategies.iter().enumerate() {
+        for (s, strategy) in self.scope.strategies.items.iter().enumerate() {
             let arms: Vec<usize> = (0..self.arms.len())
                 .filter(|a| self.arms[*a].strategy == Some(s))
                 .collect();
@@ -157,8 +158,8 @@ impl Timing<'_> {
                 if !calendar::any_time_callable(&week, &times) {
                     let named = cal.map(|c| {
                         (
-                            self.scope.calendars[c].name.node.as_str(),
-                            self.scope.calendars[c].name.span,
+                            self.scope.calendars.items[c].name.node.as_str(),
+                            self.scope.calendars.items[c].name.span,
                         )
                     });
                     diags.push(diag::retry_at_never_callable(span, named));
@@ -194,6 +195,7 @@ impl Timing<'_> {
             let span = self
                 .scope
                 .compliances
+                .items
                 .iter()
                 .find(|c| c.name.node == p.ir.name)
                 .and_then(|c| {
@@ -222,7 +224,7 @@ impl Timing<'_> {
         strategies.sort();
         strategies.dedup();
         for s in strategies {
-            let Some(attempts) = self.scope.strategies[s].max_attempts.as_ref() else {
+            let Some(attempts) = self.scope.strategies.items[s].max_attempts.as_ref() else {
                 continue;
             };
             let mut tightest: Option<(u64, Span, String)> = None;
