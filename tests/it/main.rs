@@ -2,6 +2,7 @@
 //! checks, random inputs, and a ledger of messages known to be poor.
 
 mod bad_messages;
+mod calendar;
 mod cli;
 mod flows;
 mod fuzz;
