@@ -23,17 +23,29 @@ pub fn easter(year: i32) -> NaiveDate {
     let m = (a + 11 * h + 22 * l) / 451;
     let month = (h + l - 7 * m + 114) / 31;
     let day = (h + l - 7 * m + 114) % 31 + 1;
-    NaiveDate::from_ymd_opt(year, month as u32, day as u32).expect("the computus yields a real date")
+    NaiveDate::from_ymd_opt(year, month as u32, day as u32)
+        .expect("the computus yields a real date")
 }
 
 /// The public holidays of `region` in `year`, or `None` for a region without a table.
 pub fn holidays(region: &str, year: i32) -> Option<Vec<NaiveDate>> {
     match region {
         "FR" => {
-            let fixed = [(1, 1), (5, 1), (5, 8), (7, 14), (8, 15), (11, 1), (11, 11), (12, 25)];
+            let fixed = [
+                (1, 1),
+                (5, 1),
+                (5, 8),
+                (7, 14),
+                (8, 15),
+                (11, 1),
+                (11, 11),
+                (12, 25),
+            ];
             let easter = easter(year);
-            let mut days: Vec<NaiveDate> =
-                fixed.iter().filter_map(|&(m, d)| NaiveDate::from_ymd_opt(year, m, d)).collect();
+            let mut days: Vec<NaiveDate> = fixed
+                .iter()
+                .filter_map(|&(m, d)| NaiveDate::from_ymd_opt(year, m, d))
+                .collect();
             // Easter Monday, Ascension Thursday, Whit Monday.
             days.extend([1, 39, 50].iter().map(|&n| easter + chrono::Days::new(n)));
             days.sort();

@@ -20,7 +20,12 @@ impl Limits {
     /// The earliest instant at or after `at` at which one more attempt keeps
     /// every limit, given the start instants of past attempts (any order).
     /// Local days are those of `zone`.
-    pub fn earliest(&self, at: DateTime<Utc>, history: &[DateTime<Utc>], zone: Tz) -> DateTime<Utc> {
+    pub fn earliest(
+        &self,
+        at: DateTime<Utc>,
+        history: &[DateTime<Utc>],
+        zone: Tz,
+    ) -> DateTime<Utc> {
         let mut past = history.to_vec();
         past.sort_unstable();
         let mut t = at;
@@ -38,14 +43,20 @@ impl Limits {
                 let window = Duration::seconds(limit.per_seconds as i64);
                 // Attempts in (t - D, t]: with N of them, the oldest of the
                 // last N must leave the window first, at its start + D.
-                let recent: Vec<&DateTime<Utc>> = past.iter().filter(|a| **a > t - window && **a <= t).collect();
+                let recent: Vec<&DateTime<Utc>> = past
+                    .iter()
+                    .filter(|a| **a > t - window && **a <= t)
+                    .collect();
                 if recent.len() >= n {
                     t = t.max(*recent[recent.len() - n] + window);
                 }
             }
             if let Some(per_day) = self.per_day {
                 let day = t.with_timezone(&zone).date_naive();
-                let on_day = past.iter().filter(|a| a.with_timezone(&zone).date_naive() == day).count();
+                let on_day = past
+                    .iter()
+                    .filter(|a| a.with_timezone(&zone).date_naive() == day)
+                    .count();
                 if on_day >= per_day as usize {
                     t = instant(zone, day.succ_opt().unwrap_or(day), 0).max(t);
                 }

@@ -18,7 +18,11 @@ const MAP: &str = include_str!("../../data/phone_timezones.txt");
 pub const OVERRIDES: &[(&str, &[&str], &str)] = &[
     // Morocco is mapped to Atlantic/Canary, which is an hour off Casablanca
     // in winter (and Morocco suspends its summer time during Ramadan).
-    ("212", &["Africa/Casablanca"], "Morocco maps to Atlantic/Canary upstream"),
+    (
+        "212",
+        &["Africa/Casablanca"],
+        "Morocco maps to Atlantic/Canary upstream",
+    ),
 ];
 
 /// Country codes whose mobile numbers are geographic (libphonenumber's
@@ -35,12 +39,23 @@ struct ZoneMap {
 static ZONES: LazyLock<ZoneMap> = LazyLock::new(|| {
     let mut by_prefix: HashMap<&'static str, Vec<Tz>> = HashMap::new();
     for line in MAP.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
-        let Some((prefix, zones)) = line.split_once('|') else { continue };
+        let Some((prefix, zones)) = line.split_once('|') else {
+            continue;
+        };
         // Zones unknown to this build of the IANA database are left out.
-        by_prefix.insert(prefix, zones.split('&').filter_map(|z| Tz::from_str(z).ok()).collect());
+        by_prefix.insert(
+            prefix,
+            zones
+                .split('&')
+                .filter_map(|z| Tz::from_str(z).ok())
+                .collect(),
+        );
     }
     for (prefix, zones, _) in OVERRIDES {
-        by_prefix.insert(prefix, zones.iter().filter_map(|z| Tz::from_str(z).ok()).collect());
+        by_prefix.insert(
+            prefix,
+            zones.iter().filter_map(|z| Tz::from_str(z).ok()).collect(),
+        );
     }
     ZoneMap { by_prefix }
 });
@@ -77,11 +92,15 @@ pub fn parse(text: &str, region: Option<Region>) -> Result<Number, NumberError> 
     if !international && region.is_none() {
         return Err(NumberError::NoCountry);
     }
-    let parsed = phonenumber::parse(if international { None } else { region }, text).map_err(|_| NumberError::Unreadable)?;
+    let parsed = phonenumber::parse(if international { None } else { region }, text)
+        .map_err(|_| NumberError::Unreadable)?;
     if !phonenumber::is_valid(&parsed) {
         return Err(NumberError::Invalid);
     }
-    Ok(Number { e164: parsed.format().mode(Mode::E164).to_string(), parsed })
+    Ok(Number {
+        e164: parsed.format().mode(Mode::E164).to_string(),
+        parsed,
+    })
 }
 
 pub fn region(code: &str) -> Option<Region> {
@@ -100,9 +119,17 @@ impl Number {
             phonenumber::Type::Mobile => GEO_MOBILE_COUNTRIES.contains(&country),
             _ => false,
         };
-        let longest = if geographic { digits.len().min(LONGEST_PREFIX) } else { country.to_string().len() };
+        let longest = if geographic {
+            digits.len().min(LONGEST_PREFIX)
+        } else {
+            country.to_string().len()
+        };
         let map = &ZONES.by_prefix;
-        (1..=longest).rev().find_map(|n| map.get(&digits[..n])).cloned().unwrap_or_default()
+        (1..=longest)
+            .rev()
+            .find_map(|n| map.get(&digits[..n]))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The zones when they say something about the contact: a country-wide

@@ -31,7 +31,11 @@ pub fn delay(form: &RetryForm, nth: u32) -> Option<Duration> {
             let i = (n as usize - 1).min(delays_seconds.len().checked_sub(1)?);
             Some(Duration::seconds(delays_seconds[i] as i64))
         }
-        RetryForm::Backoff { first_seconds, factor, cap_seconds } => {
+        RetryForm::Backoff {
+            first_seconds,
+            factor,
+            cap_seconds,
+        } => {
             let raw = *first_seconds as f64 * factor.powi(n as i32 - 1);
             let capped = cap_seconds.map_or(raw, |c| raw.min(c as f64));
             Some(Duration::seconds(capped.min(10.0 * 365.0 * 86_400.0) as i64))
@@ -53,14 +57,22 @@ pub fn jitter_fraction(key: &str, nth: u32) -> f64 {
 
 /// The instant the form asks for, before the calendar and the limits move it:
 /// delays are minimums, listed times are callable local times of day.
-pub fn requested(form: &RetryForm, r: &Retry<'_>, zones: &[Tz], schedule: &Schedule) -> Option<DateTime<Utc>> {
+pub fn requested(
+    form: &RetryForm,
+    r: &Retry<'_>,
+    zones: &[Tz],
+    schedule: &Schedule,
+) -> Option<DateTime<Utc>> {
     match form {
         RetryForm::After { .. } | RetryForm::Backoff { .. } => {
             let d = delay(form, r.nth)?;
-            let spread = d.num_milliseconds() as f64 * r.jitter_percent / 100.0 * jitter_fraction(r.key, r.nth);
+            let spread = d.num_milliseconds() as f64 * r.jitter_percent / 100.0
+                * jitter_fraction(r.key, r.nth);
             Some(r.ended_at + d + Duration::milliseconds(spread as i64))
         }
-        RetryForm::At { times } => schedule.next_time_of_day(r.ended_at + r.min_gap, times, zones, false),
+        RetryForm::At { times } => {
+            schedule.next_time_of_day(r.ended_at + r.min_gap, times, zones, false)
+        }
         RetryForm::NextDayAt { times } => {
             // The first listed time on the next day that has one callable.
             schedule.next_time_of_day(r.ended_at, times, zones, true)
@@ -70,8 +82,14 @@ pub fn requested(form: &RetryForm, r: &Retry<'_>, zones: &[Tz], schedule: &Sched
             instants
                 .iter()
                 .filter_map(|i| {
-                    let tz = i.zone.as_deref().and_then(|z| z.parse::<Tz>().ok()).unwrap_or(zone);
-                    let minute = (chrono::Timelike::hour(&i.local) * 60 + chrono::Timelike::minute(&i.local)) as u16;
+                    let tz = i
+                        .zone
+                        .as_deref()
+                        .and_then(|z| z.parse::<Tz>().ok())
+                        .unwrap_or(zone);
+                    let minute = (chrono::Timelike::hour(&i.local) * 60
+                        + chrono::Timelike::minute(&i.local))
+                        as u16;
                     Some(instant(tz, i.local.date(), minute))
                 })
                 .filter(|t| *t > r.ended_at)
@@ -111,5 +129,11 @@ pub fn next_attempt(
     limits: &Limits,
     history: &[DateTime<Utc>],
 ) -> Option<DateTime<Utc>> {
-    settle(requested(form, r, zones, schedule)?, zones, schedule, limits, history)
+    settle(
+        requested(form, r, zones, schedule)?,
+        zones,
+        schedule,
+        limits,
+        history,
+    )
 }

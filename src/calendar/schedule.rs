@@ -8,7 +8,10 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike, Utc};
+use chrono::{
+    DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone,
+    Timelike, Utc,
+};
 use chrono_tz::Tz;
 
 use super::holidays;
@@ -40,7 +43,12 @@ impl Schedule {
     pub fn new(calendar: Option<&ir::Calendar>, policies: &[&ir::Policy]) -> Schedule {
         let mut weekly: Week = match calendar {
             Some(c) => c.weekly.clone(),
-            None => std::array::from_fn(|_| vec![Window { start: 0, end: 1440 }]),
+            None => std::array::from_fn(|_| {
+                vec![Window {
+                    start: 0,
+                    end: 1440,
+                }]
+            }),
         };
         let mut closed: BTreeMap<NaiveDate, Vec<Window>> = BTreeMap::new();
         let mut close = |date: NaiveDate, w: Window| {
@@ -49,7 +57,13 @@ impl Schedule {
             *day = merge(std::mem::take(day));
         };
         for c in calendar.map(|c| c.closed.as_slice()).unwrap_or_default() {
-            close(c.date, c.window.unwrap_or(Window { start: 0, end: 1440 }));
+            close(
+                c.date,
+                c.window.unwrap_or(Window {
+                    start: 0,
+                    end: 1440,
+                }),
+            );
         }
         for p in policies {
             if let Some(allowed) = &p.allowed {
@@ -67,7 +81,13 @@ impl Schedule {
             for region in &p.no_holidays {
                 for year in HOLIDAY_YEARS {
                     for date in holidays::holidays(region, year).unwrap_or_default() {
-                        close(date, Window { start: 0, end: 1440 });
+                        close(
+                            date,
+                            Window {
+                                start: 0,
+                                end: 1440,
+                            },
+                        );
                     }
                 }
             }
@@ -80,44 +100,85 @@ impl Schedule {
         let day = &self.weekly[date.weekday().num_days_from_monday() as usize];
         match self.closed.get(&date) {
             None => Cow::Borrowed(day),
-            Some(cuts) => Cow::Owned(cuts.iter().fold(day.clone(), |acc, cut| subtract(&acc, *cut))),
+            Some(cuts) => Cow::Owned(
+                cuts.iter()
+                    .fold(day.clone(), |acc, cut| subtract(&acc, *cut)),
+            ),
         }
     }
 
     pub fn is_callable_local(&self, local: NaiveDateTime) -> bool {
         let minute = (local.hour() * 60 + local.minute()) as u16;
-        self.windows_on(local.date()).iter().any(|w| w.start <= minute && minute < w.end)
+        self.windows_on(local.date())
+            .iter()
+            .any(|w| w.start <= minute && minute < w.end)
     }
 
     /// Whether a dial may start at `at` in every zone.
     pub fn is_callable(&self, at: DateTime<Utc>, zones: &[Tz]) -> bool {
-        !zones.is_empty() && zones.iter().all(|z| self.is_callable_local(at.with_timezone(z).naive_local()))
+        !zones.is_empty()
+            && zones
+                .iter()
+                .all(|z| self.is_callable_local(at.with_timezone(z).naive_local()))
     }
 
     /// The first instant at or after `from` that is callable in `zone`.
     pub fn next_callable_in(&self, from: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
-        let local = from.with_timezone(&zone).naive_local();
+        // One zone lookup gives the offset in force at `from`; candidates are
+        // computed with it and confirmed with one more lookup. Only around a
+        // clock change does the confirmation fail and the careful path run.
+        let offset = zone.offset_from_utc_datetime(&from.naive_utc()).fix();
+        let local = from.naive_utc() + offset;
         if self.is_callable_local(local) {
             return Some(from);
         }
+        let minute = (local.hour() * 60 + local.minute()) as u16;
         let mut date = local.date();
-        for _ in 0..HORIZON_DAYS {
+        for day in 0..HORIZON_DAYS {
             for w in self.windows_on(date).iter() {
-                let end = instant(zone, date, w.end);
-                if end <= from {
-                    continue;
-                }
-                let mut at = instant(zone, date, w.start).max(from);
-                // Around a clock change the window's instants and its local
-                // times can disagree: confirm, minute by minute.
-                while at < end {
-                    if self.is_callable_local(at.with_timezone(&zone).naive_local()) {
-                        return Some(at);
+                if day == 0 && w.start <= minute {
+                    // Passed already (a window holding `minute` would have been callable).
+                    if w.end <= minute {
+                        continue;
                     }
-                    at = next_minute(at);
+                }
+                let wanted = date.and_time(NaiveTime::from_hms_opt(
+                    u32::from(w.start / 60),
+                    u32::from(w.start % 60),
+                    0,
+                )?);
+                let guess = Utc.from_utc_datetime(&(wanted - offset));
+                if guess > from && guess.with_timezone(&zone).naive_local() == wanted {
+                    return Some(guess);
+                }
+                if let Some(at) = self.first_in_window(from, zone, date, *w) {
+                    return Some(at);
                 }
             }
             date = date.succ_opt()?;
+        }
+        None
+    }
+
+    /// The careful path: the first callable instant at or after `from` within
+    /// one local window, resolving gaps and overlaps minute by minute.
+    fn first_in_window(
+        &self,
+        from: DateTime<Utc>,
+        zone: Tz,
+        date: NaiveDate,
+        w: Window,
+    ) -> Option<DateTime<Utc>> {
+        let end = instant(zone, date, w.end);
+        if end <= from {
+            return None;
+        }
+        let mut at = instant(zone, date, w.start).max(from);
+        while at < end {
+            if self.is_callable_local(at.with_timezone(&zone).naive_local()) {
+                return Some(at);
+            }
+            at = next_minute(at);
         }
         None
     }
@@ -150,7 +211,11 @@ impl Schedule {
                 let local = at.with_timezone(z).naive_local();
                 let minute = (local.hour() * 60 + local.minute()) as u16;
                 let date = local.date();
-                let w = self.windows_on(date).iter().find(|w| w.start <= minute && minute < w.end).copied();
+                let w = self
+                    .windows_on(date)
+                    .iter()
+                    .find(|w| w.start <= minute && minute < w.end)
+                    .copied();
                 w.map_or(at, |w| instant(*z, date, w.end))
             })
             .min()
@@ -163,7 +228,9 @@ impl Schedule {
         let mut out: Vec<Stretch> = Vec::new();
         let mut at = from;
         while at < to {
-            let Some(start) = self.next_callable(at, zones) else { break };
+            let Some(start) = self.next_callable(at, zones) else {
+                break;
+            };
             if start >= to {
                 break;
             }
@@ -185,7 +252,13 @@ impl Schedule {
     /// The first of the listed local times of day (in the first zone) that is
     /// later than `after` and callable in every zone; with `next_day`, only on
     /// dates after `after`'s own.
-    pub fn next_time_of_day(&self, after: DateTime<Utc>, times: &[u16], zones: &[Tz], next_day: bool) -> Option<DateTime<Utc>> {
+    pub fn next_time_of_day(
+        &self,
+        after: DateTime<Utc>,
+        times: &[u16],
+        zones: &[Tz],
+        next_day: bool,
+    ) -> Option<DateTime<Utc>> {
         let zone = *zones.first()?;
         let mut times = times.to_vec();
         times.sort_unstable();
@@ -210,8 +283,15 @@ impl Schedule {
 /// next valid instant, an ambiguous one takes the earlier. Minute 1440 is the
 /// next day's midnight.
 pub fn instant(zone: Tz, date: NaiveDate, minute: u16) -> DateTime<Utc> {
-    let (date, minute) = if minute >= 1440 { (date.checked_add_days(Days::new(1)).unwrap_or(date), 0) } else { (date, minute) };
-    let mut local = date.and_time(NaiveTime::from_hms_opt(u32::from(minute / 60), u32::from(minute % 60), 0).unwrap_or_default());
+    let (date, minute) = if minute >= 1440 {
+        (date.checked_add_days(Days::new(1)).unwrap_or(date), 0)
+    } else {
+        (date, minute)
+    };
+    let mut local = date.and_time(
+        NaiveTime::from_hms_opt(u32::from(minute / 60), u32::from(minute % 60), 0)
+            .unwrap_or_default(),
+    );
     // Gaps last an hour or two in practice; a day covers every zone's history.
     for _ in 0..1440 {
         match zone.from_local_datetime(&local) {
@@ -224,7 +304,10 @@ pub fn instant(zone: Tz, date: NaiveDate, minute: u16) -> DateTime<Utc> {
 }
 
 fn next_minute(at: DateTime<Utc>) -> DateTime<Utc> {
-    let truncated = at.with_second(0).and_then(|t| t.with_nanosecond(0)).unwrap_or(at);
+    let truncated = at
+        .with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap_or(at);
     truncated + chrono::Duration::minutes(1)
 }
 
@@ -233,7 +316,16 @@ pub fn quiet_pieces(q: Window) -> Vec<Window> {
     if q.start < q.end {
         vec![q]
     } else {
-        vec![Window { start: q.start, end: 1440 }, Window { start: 0, end: q.end }]
+        vec![
+            Window {
+                start: q.start,
+                end: 1440,
+            },
+            Window {
+                start: 0,
+                end: q.end,
+            },
+        ]
     }
 }
 
@@ -258,10 +350,16 @@ pub fn subtract(list: &[Window], cut: Window) -> Vec<Window> {
             continue;
         }
         if cut.start > w.start {
-            out.push(Window { start: w.start, end: cut.start });
+            out.push(Window {
+                start: w.start,
+                end: cut.start,
+            });
         }
         if cut.end < w.end {
-            out.push(Window { start: cut.end, end: w.end });
+            out.push(Window {
+                start: cut.end,
+                end: w.end,
+            });
         }
     }
     out

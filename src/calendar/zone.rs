@@ -20,8 +20,12 @@ pub enum ZoneError {
 impl std::fmt::Display for ZoneError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ZoneError::UnknownZone { field, value } => write!(f, "`{field}` holds \"{value}\", which is not a time zone"),
-            ZoneError::Undetermined => f.write_str("no time zone: no source of the flow's `timezone` line gives one for this contact"),
+            ZoneError::UnknownZone { field, value } => {
+                write!(f, "`{field}` holds \"{value}\", which is not a time zone")
+            }
+            ZoneError::Undetermined => f.write_str(
+                "no time zone: no source of the flow's `timezone` line gives one for this contact",
+            ),
         }
     }
 }
@@ -39,7 +43,10 @@ pub fn resolve<'a>(
                 if let Some(value) = field(name).map(str::trim).filter(|v| !v.is_empty()) {
                     return match Tz::from_str(value) {
                         Ok(tz) => Ok(vec![tz]),
-                        Err(_) => Err(ZoneError::UnknownZone { field: name.clone(), value: value.to_string() }),
+                        Err(_) => Err(ZoneError::UnknownZone {
+                            field: name.clone(),
+                            value: value.to_string(),
+                        }),
                     };
                 }
             }

@@ -22,13 +22,20 @@ fn utc(s: &str) -> DateTime<Utc> {
 
 fn local(zone: &str, s: &str) -> DateTime<Utc> {
     let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap();
-    tz(zone).from_local_datetime(&naive).earliest().unwrap().with_timezone(&Utc)
+    tz(zone)
+        .from_local_datetime(&naive)
+        .earliest()
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 fn week(days: &[usize], windows: &[(u16, u16)]) -> ir::Week {
     std::array::from_fn(|d| {
         if days.contains(&d) {
-            windows.iter().map(|&(start, end)| Window { start, end }).collect()
+            windows
+                .iter()
+                .map(|&(start, end)| Window { start, end })
+                .collect()
         } else {
             vec![]
         }
@@ -36,13 +43,20 @@ fn week(days: &[usize], windows: &[(u16, u16)]) -> ir::Week {
 }
 
 fn calendar(weekly: ir::Week, closed: Vec<ir::Closed>) -> ir::Calendar {
-    ir::Calendar { name: "test".into(), weekly, closed }
+    ir::Calendar {
+        name: "test".into(),
+        weekly,
+        closed,
+    }
 }
 
 const WEEKDAYS: &[usize] = &[0, 1, 2, 3, 4];
 
 fn business() -> Schedule {
-    Schedule::new(Some(&calendar(week(WEEKDAYS, &[(9 * 60, 17 * 60)]), vec![])), &[])
+    Schedule::new(
+        Some(&calendar(week(WEEKDAYS, &[(9 * 60, 17 * 60)]), vec![])),
+        &[],
+    )
 }
 
 // ------------------------------------------------------------------ DST
@@ -51,16 +65,76 @@ fn business() -> Schedule {
 /// both sides of the change (the UTC instants differ by the offset change).
 const NINE_AM: &[(&str, &str, &str, &str, &str)] = &[
     // zone, Friday before, its 09:00 in UTC, Monday after, its 09:00 in UTC
-    ("America/New_York", "2026-03-06 18:00", "2026-03-09T13:00:00Z", "2026-03-06T14:00:00Z", "spring forward 2026-03-08"),
-    ("America/New_York", "2026-10-30 18:00", "2026-11-02T14:00:00Z", "2026-10-30T13:00:00Z", "fall back 2026-11-01"),
-    ("Europe/London", "2026-03-27 18:00", "2026-03-30T08:00:00Z", "2026-03-27T09:00:00Z", "spring forward 2026-03-29"),
-    ("Europe/London", "2026-10-23 18:00", "2026-10-26T09:00:00Z", "2026-10-23T08:00:00Z", "fall back 2026-10-25"),
-    ("Europe/Paris", "2026-03-27 18:00", "2026-03-30T07:00:00Z", "2026-03-27T08:00:00Z", "spring forward 2026-03-29"),
-    ("Europe/Paris", "2026-10-23 18:00", "2026-10-26T08:00:00Z", "2026-10-23T07:00:00Z", "fall back 2026-10-25"),
-    ("Australia/Sydney", "2026-04-03 18:00", "2026-04-05T23:00:00Z", "2026-04-02T22:00:00Z", "fall back 2026-04-05"),
-    ("Australia/Sydney", "2026-10-02 18:00", "2026-10-04T22:00:00Z", "2026-10-01T23:00:00Z", "spring forward 2026-10-04"),
-    ("America/Phoenix", "2026-03-06 18:00", "2026-03-09T16:00:00Z", "2026-03-06T16:00:00Z", "no DST"),
-    ("Asia/Tokyo", "2026-03-06 18:00", "2026-03-09T00:00:00Z", "2026-03-06T00:00:00Z", "no DST"),
+    (
+        "America/New_York",
+        "2026-03-06 18:00",
+        "2026-03-09T13:00:00Z",
+        "2026-03-06T14:00:00Z",
+        "spring forward 2026-03-08",
+    ),
+    (
+        "America/New_York",
+        "2026-10-30 18:00",
+        "2026-11-02T14:00:00Z",
+        "2026-10-30T13:00:00Z",
+        "fall back 2026-11-01",
+    ),
+    (
+        "Europe/London",
+        "2026-03-27 18:00",
+        "2026-03-30T08:00:00Z",
+        "2026-03-27T09:00:00Z",
+        "spring forward 2026-03-29",
+    ),
+    (
+        "Europe/London",
+        "2026-10-23 18:00",
+        "2026-10-26T09:00:00Z",
+        "2026-10-23T08:00:00Z",
+        "fall back 2026-10-25",
+    ),
+    (
+        "Europe/Paris",
+        "2026-03-27 18:00",
+        "2026-03-30T07:00:00Z",
+        "2026-03-27T08:00:00Z",
+        "spring forward 2026-03-29",
+    ),
+    (
+        "Europe/Paris",
+        "2026-10-23 18:00",
+        "2026-10-26T08:00:00Z",
+        "2026-10-23T07:00:00Z",
+        "fall back 2026-10-25",
+    ),
+    (
+        "Australia/Sydney",
+        "2026-04-03 18:00",
+        "2026-04-05T23:00:00Z",
+        "2026-04-02T22:00:00Z",
+        "fall back 2026-04-05",
+    ),
+    (
+        "Australia/Sydney",
+        "2026-10-02 18:00",
+        "2026-10-04T22:00:00Z",
+        "2026-10-01T23:00:00Z",
+        "spring forward 2026-10-04",
+    ),
+    (
+        "America/Phoenix",
+        "2026-03-06 18:00",
+        "2026-03-09T16:00:00Z",
+        "2026-03-06T16:00:00Z",
+        "no DST",
+    ),
+    (
+        "Asia/Tokyo",
+        "2026-03-06 18:00",
+        "2026-03-09T00:00:00Z",
+        "2026-03-06T00:00:00Z",
+        "no DST",
+    ),
 ];
 
 #[test]
@@ -69,9 +143,17 @@ fn nine_am_is_local_on_both_sides_of_a_change() {
     for (zone, friday_evening, monday_nine, friday_nine, what) in NINE_AM {
         let z = tz(zone);
         let next = s.next_callable(local(zone, friday_evening), &[z]).unwrap();
-        assert_eq!(next, utc(monday_nine), "{zone} {what}: next callable after Friday evening");
+        assert_eq!(
+            next,
+            utc(monday_nine),
+            "{zone} {what}: next callable after Friday evening"
+        );
         let friday_morning = local(zone, &friday_evening.replace("18:00", "07:00"));
-        assert_eq!(s.next_callable(friday_morning, &[z]).unwrap(), utc(friday_nine), "{zone} {what}: Friday 09:00");
+        assert_eq!(
+            s.next_callable(friday_morning, &[z]).unwrap(),
+            utc(friday_nine),
+            "{zone} {what}: Friday 09:00"
+        );
     }
 }
 
@@ -81,12 +163,23 @@ fn durations_are_elapsed_time_across_a_change() {
     // lands at 12:00 local on Sunday (an hour of the night does not exist).
     let z = tz("America/New_York");
     let all_day = Schedule::new(None, &[]);
-    let r = Retry { ended_at: local("America/New_York", "2026-03-07 10:00"), nth: 1, jitter_percent: 0.0, key: "x", min_gap: Duration::zero() };
-    let form = RetryForm::After { delays_seconds: vec![25 * 3600] };
+    let r = Retry {
+        ended_at: local("America/New_York", "2026-03-07 10:00"),
+        nth: 1,
+        jitter_percent: 0.0,
+        key: "x",
+        min_gap: Duration::zero(),
+    };
+    let form = RetryForm::After {
+        delays_seconds: vec![25 * 3600],
+    };
     let at = retry::next_attempt(&form, &r, &[z], &all_day, &Limits::default(), &[]).unwrap();
     assert_eq!(at, local("America/New_York", "2026-03-08 12:00"));
     // Across fall back, the same 25h lands at 10:00 local.
-    let r = Retry { ended_at: local("America/New_York", "2026-10-31 10:00"), ..r };
+    let r = Retry {
+        ended_at: local("America/New_York", "2026-10-31 10:00"),
+        ..r
+    };
     let at = retry::next_attempt(&form, &r, &[z], &all_day, &Limits::default(), &[]).unwrap();
     assert_eq!(at, local("America/New_York", "2026-11-01 10:00"));
 }
@@ -95,12 +188,21 @@ fn durations_are_elapsed_time_across_a_change() {
 fn nonexistent_local_times_move_forward_and_ambiguous_take_the_earlier() {
     let z = tz("America/New_York");
     // 02:30 does not exist on 2026-03-08: it moves to 03:00 EDT (07:00 UTC).
-    assert_eq!(schedule::instant(z, NaiveDate::from_ymd_opt(2026, 3, 8).unwrap(), 150), utc("2026-03-08T07:00:00Z"));
+    assert_eq!(
+        schedule::instant(z, NaiveDate::from_ymd_opt(2026, 3, 8).unwrap(), 150),
+        utc("2026-03-08T07:00:00Z")
+    );
     // 01:30 happens twice on 2026-11-01: the earlier is 01:30 EDT (05:30 UTC).
-    assert_eq!(schedule::instant(z, NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(), 90), utc("2026-11-01T05:30:00Z"));
+    assert_eq!(
+        schedule::instant(z, NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(), 90),
+        utc("2026-11-01T05:30:00Z")
+    );
     // A window opening at 02:30 on the spring-forward Sunday opens at 03:00.
     let s = Schedule::new(Some(&calendar(week(&[6], &[(150, 240)]), vec![])), &[]);
-    assert_eq!(s.next_callable(utc("2026-03-08T05:00:00Z"), &[z]).unwrap(), utc("2026-03-08T07:00:00Z"));
+    assert_eq!(
+        s.next_callable(utc("2026-03-08T05:00:00Z"), &[z]).unwrap(),
+        utc("2026-03-08T07:00:00Z")
+    );
 }
 
 #[test]
@@ -109,10 +211,16 @@ fn several_zones_must_all_be_callable() {
     let s = business();
     let zones = [tz("America/New_York"), tz("America/Los_Angeles")];
     let from = local("America/New_York", "2026-12-01 08:00");
-    assert_eq!(s.next_callable(from, &zones).unwrap(), local("America/New_York", "2026-12-01 12:00"));
+    assert_eq!(
+        s.next_callable(from, &zones).unwrap(),
+        local("America/New_York", "2026-12-01 12:00")
+    );
     let stretches = s.stretches(from, from + Duration::hours(24), &zones);
     assert_eq!(stretches.len(), 1);
-    assert_eq!(stretches[0].end, local("America/New_York", "2026-12-01 17:00"));
+    assert_eq!(
+        stretches[0].end,
+        local("America/New_York", "2026-12-01 17:00")
+    );
     // Zones that never share a callable minute: nothing.
     let apart = [tz("America/New_York"), tz("Asia/Tokyo")];
     assert_eq!(s.next_callable(from, &apart), None);
@@ -120,10 +228,21 @@ fn several_zones_must_all_be_callable() {
 
 #[test]
 fn closed_days_and_holidays_are_skipped() {
-    let closed = vec![ir::Closed { date: NaiveDate::from_ymd_opt(2026, 12, 25).unwrap(), window: None, label: None }];
-    let s = Schedule::new(Some(&calendar(week(WEEKDAYS, &[(9 * 60, 17 * 60)]), closed)), &[]);
+    let closed = vec![ir::Closed {
+        date: NaiveDate::from_ymd_opt(2026, 12, 25).unwrap(),
+        window: None,
+        label: None,
+    }];
+    let s = Schedule::new(
+        Some(&calendar(week(WEEKDAYS, &[(9 * 60, 17 * 60)]), closed)),
+        &[],
+    );
     let z = tz("America/New_York");
-    assert_eq!(s.next_callable(local("America/New_York", "2026-12-24 18:00"), &[z]).unwrap(), local("America/New_York", "2026-12-28 09:00"));
+    assert_eq!(
+        s.next_callable(local("America/New_York", "2026-12-24 18:00"), &[z])
+            .unwrap(),
+        local("America/New_York", "2026-12-28 09:00")
+    );
     // The france preset: Monday to Friday 10:00-13:00 and 14:00-20:00, no public holidays.
     let france = ir::Policy {
         name: "france".into(),
@@ -135,17 +254,39 @@ fn closed_days_and_holidays_are_skipped() {
     let s = Schedule::new(None, &[&france]);
     let paris = tz("Europe/Paris");
     // 2027-05-06 is Ascension Thursday (Easter + 39 days); 2027-05-07 a Friday.
-    assert_eq!(s.next_callable(local("Europe/Paris", "2027-05-05 20:30"), &[paris]).unwrap(), local("Europe/Paris", "2027-05-07 10:00"));
-    assert_eq!(s.next_callable(local("Europe/Paris", "2027-05-07 13:10"), &[paris]).unwrap(), local("Europe/Paris", "2027-05-07 14:00"));
-    assert_eq!(flowc::calendar::holidays::easter(2027), NaiveDate::from_ymd_opt(2027, 3, 28).unwrap());
+    assert_eq!(
+        s.next_callable(local("Europe/Paris", "2027-05-05 20:30"), &[paris])
+            .unwrap(),
+        local("Europe/Paris", "2027-05-07 10:00")
+    );
+    assert_eq!(
+        s.next_callable(local("Europe/Paris", "2027-05-07 13:10"), &[paris])
+            .unwrap(),
+        local("Europe/Paris", "2027-05-07 14:00")
+    );
+    assert_eq!(
+        flowc::calendar::holidays::easter(2027),
+        NaiveDate::from_ymd_opt(2027, 3, 28).unwrap()
+    );
 }
 
 #[test]
 fn quiet_hours_wrap_midnight() {
-    let tcpa = ir::Policy { name: "tcpa".into(), quiet_hours: vec![Window { start: 21 * 60, end: 8 * 60 }], ..Default::default() };
+    let tcpa = ir::Policy {
+        name: "tcpa".into(),
+        quiet_hours: vec![Window {
+            start: 21 * 60,
+            end: 8 * 60,
+        }],
+        ..Default::default()
+    };
     let s = Schedule::new(None, &[&tcpa]);
     let z = tz("America/Chicago");
-    assert_eq!(s.next_callable(local("America/Chicago", "2026-12-01 21:00"), &[z]).unwrap(), local("America/Chicago", "2026-12-02 08:00"));
+    assert_eq!(
+        s.next_callable(local("America/Chicago", "2026-12-01 21:00"), &[z])
+            .unwrap(),
+        local("America/Chicago", "2026-12-02 08:00")
+    );
     assert!(s.is_callable(local("America/Chicago", "2026-12-01 20:59"), &[z]));
 }
 
@@ -160,21 +301,68 @@ fn every_retry_form() {
     let z = [tz("America/New_York")];
     let s = business();
     let none = Limits::default();
-    let r = |ended: &str, nth: u32| Retry { ended_at: at(ended), nth, jitter_percent: 0.0, key: "+12125550100", min_gap: Duration::minutes(15) };
-    let after = RetryForm::After { delays_seconds: vec![1800, 3600, 7200] };
+    let r = |ended: &str, nth: u32| Retry {
+        ended_at: at(ended),
+        nth,
+        jitter_percent: 0.0,
+        key: "+12125550100",
+        min_gap: Duration::minutes(15),
+    };
+    let after = RetryForm::After {
+        delays_seconds: vec![1800, 3600, 7200],
+    };
     let cases: Vec<(RetryForm, Retry<'_>, &str)> = vec![
         (after.clone(), r("2026-12-01 10:00", 1), "2026-12-01 10:30"),
         (after.clone(), r("2026-12-01 10:00", 2), "2026-12-01 11:00"),
         (after.clone(), r("2026-12-01 10:00", 5), "2026-12-01 12:00"),
         // Past the calendar's end: the next morning.
         (after, r("2026-12-01 16:45", 1), "2026-12-02 09:00"),
-        (RetryForm::Backoff { first_seconds: 900, factor: 2.0, cap_seconds: Some(4 * 3600) }, r("2026-12-01 09:00", 3), "2026-12-01 10:00"),
-        (RetryForm::Backoff { first_seconds: 900, factor: 2.0, cap_seconds: Some(4 * 3600) }, r("2026-12-01 09:00", 9), "2026-12-01 13:00"),
-        (RetryForm::At { times: vec![600, 840, 1080] }, r("2026-12-01 09:50", 1), "2026-12-01 14:00"),
-        (RetryForm::At { times: vec![600, 840, 1080] }, r("2026-12-01 15:00", 1), "2026-12-02 10:00"),
-        (RetryForm::NextDayAt { times: vec![600, 960] }, r("2026-12-04 11:00", 1), "2026-12-07 10:00"),
         (
-            RetryForm::On { instants: vec![ir::LocalDateTime { local: "2026-12-10T10:00:00".parse().unwrap(), zone: None }] },
+            RetryForm::Backoff {
+                first_seconds: 900,
+                factor: 2.0,
+                cap_seconds: Some(4 * 3600),
+            },
+            r("2026-12-01 09:00", 3),
+            "2026-12-01 10:00",
+        ),
+        (
+            RetryForm::Backoff {
+                first_seconds: 900,
+                factor: 2.0,
+                cap_seconds: Some(4 * 3600),
+            },
+            r("2026-12-01 09:00", 9),
+            "2026-12-01 13:00",
+        ),
+        (
+            RetryForm::At {
+                times: vec![600, 840, 1080],
+            },
+            r("2026-12-01 09:50", 1),
+            "2026-12-01 14:00",
+        ),
+        (
+            RetryForm::At {
+                times: vec![600, 840, 1080],
+            },
+            r("2026-12-01 15:00", 1),
+            "2026-12-02 10:00",
+        ),
+        (
+            RetryForm::NextDayAt {
+                times: vec![600, 960],
+            },
+            r("2026-12-04 11:00", 1),
+            "2026-12-07 10:00",
+        ),
+        (
+            RetryForm::On {
+                instants: vec![ir::LocalDateTime {
+                    local: "2026-12-10T10:00:00".parse().unwrap(),
+                    zone: None,
+                }],
+            },
             r("2026-12-01 11:00", 1),
             "2026-12-10 10:00",
         ),
@@ -192,23 +380,74 @@ fn jitter_is_deterministic_and_bounded() {
     assert_ne!(a, retry::jitter_fraction("+12125550101", 2));
     let s = Schedule::new(None, &[]);
     let z = [tz("UTC")];
-    let r = Retry { ended_at: utc("2026-12-01T10:00:00Z"), nth: 1, jitter_percent: 10.0, key: "k", min_gap: Duration::zero() };
-    let got = retry::requested(&RetryForm::After { delays_seconds: vec![3600] }, &r, &z, &s).unwrap();
-    assert!(got >= utc("2026-12-01T11:00:00Z") && got < utc("2026-12-01T11:06:00Z"), "{got}");
+    let r = Retry {
+        ended_at: utc("2026-12-01T10:00:00Z"),
+        nth: 1,
+        jitter_percent: 10.0,
+        key: "k",
+        min_gap: Duration::zero(),
+    };
+    let got = retry::requested(
+        &RetryForm::After {
+            delays_seconds: vec![3600],
+        },
+        &r,
+        &z,
+        &s,
+    )
+    .unwrap();
+    assert!(
+        got >= utc("2026-12-01T11:00:00Z") && got < utc("2026-12-01T11:06:00Z"),
+        "{got}"
+    );
 }
 
 #[test]
 fn limits_per_day_rolling_and_gap() {
     let z = tz("America/New_York");
-    let history = [at("2026-12-01 09:00"), at("2026-12-01 10:00"), at("2026-12-01 11:00")];
-    let gap = Limits { min_gap: Duration::hours(2), ..Default::default() };
-    assert_eq!(gap.earliest(at("2026-12-01 11:30"), &history, z), at("2026-12-01 13:00"));
-    let per_day = Limits { per_day: Some(3), ..Default::default() };
-    assert_eq!(per_day.earliest(at("2026-12-01 12:00"), &history, z), at("2026-12-02 00:00"));
-    let rolling = Limits { rolling: vec![ir::RollingLimit { max: 3, per_seconds: 86_400 }], ..Default::default() };
-    assert_eq!(rolling.earliest(at("2026-12-01 12:00"), &history, z), at("2026-12-02 09:00"));
-    let weekly = Limits { rolling: vec![ir::RollingLimit { max: 2, per_seconds: 7 * 86_400 }], ..Default::default() };
-    assert_eq!(weekly.earliest(at("2026-12-01 12:00"), &history, z), at("2026-12-08 10:00"));
+    let history = [
+        at("2026-12-01 09:00"),
+        at("2026-12-01 10:00"),
+        at("2026-12-01 11:00"),
+    ];
+    let gap = Limits {
+        min_gap: Duration::hours(2),
+        ..Default::default()
+    };
+    assert_eq!(
+        gap.earliest(at("2026-12-01 11:30"), &history, z),
+        at("2026-12-01 13:00")
+    );
+    let per_day = Limits {
+        per_day: Some(3),
+        ..Default::default()
+    };
+    assert_eq!(
+        per_day.earliest(at("2026-12-01 12:00"), &history, z),
+        at("2026-12-02 00:00")
+    );
+    let rolling = Limits {
+        rolling: vec![ir::RollingLimit {
+            max: 3,
+            per_seconds: 86_400,
+        }],
+        ..Default::default()
+    };
+    assert_eq!(
+        rolling.earliest(at("2026-12-01 12:00"), &history, z),
+        at("2026-12-02 09:00")
+    );
+    let weekly = Limits {
+        rolling: vec![ir::RollingLimit {
+            max: 2,
+            per_seconds: 7 * 86_400,
+        }],
+        ..Default::default()
+    };
+    assert_eq!(
+        weekly.earliest(at("2026-12-01 12:00"), &history, z),
+        at("2026-12-08 10:00")
+    );
     // The limits and the calendar together: 3 per 24h, then the calendar opens at 09:00.
     let s = business();
     let next = retry::settle(at("2026-12-01 12:00"), &[z], &s, &rolling, &history).unwrap();
@@ -222,9 +461,17 @@ fn numbers_map_to_zones_with_the_moroccan_correction() {
     let us = phone::region("US");
     for (text, e164, zones) in [
         ("(212) 555-0100", "+12125550100", vec!["America/New_York"]),
-        ("1-310-555-0100", "+13105550100", vec!["America/Los_Angeles"]),
+        (
+            "1-310-555-0100",
+            "+13105550100",
+            vec!["America/Los_Angeles"],
+        ),
         ("+12125550100", "+12125550100", vec!["America/New_York"]),
-        ("+16055550100", "+16055550100", vec!["America/Denver", "America/North_Dakota/Center"]),
+        (
+            "+16055550100",
+            "+16055550100",
+            vec!["America/Denver", "America/North_Dakota/Center"],
+        ),
         ("+212661234567", "+212661234567", vec!["Africa/Casablanca"]),
     ] {
         let n = phone::parse(text, us).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -232,8 +479,14 @@ fn numbers_map_to_zones_with_the_moroccan_correction() {
         let names: Vec<&str> = n.zones().iter().map(|z| z.name()).collect();
         assert_eq!(names, zones, "{text}");
     }
-    assert_eq!(phone::parse("555-0100", None).unwrap_err(), phone::NumberError::NoCountry);
-    assert_eq!(phone::parse("+1212555", None).unwrap_err(), phone::NumberError::Invalid);
+    assert_eq!(
+        phone::parse("555-0100", None).unwrap_err(),
+        phone::NumberError::NoCountry
+    );
+    assert_eq!(
+        phone::parse("+1212555", None).unwrap_err(),
+        phone::NumberError::Invalid
+    );
     assert!(phone::parse("not a number", us).is_err());
     // A country-wide list (+1 as a whole) does not locate anyone.
     let toll_free = phone::parse("+18005550100", None).unwrap();
@@ -243,7 +496,11 @@ fn numbers_map_to_zones_with_the_moroccan_correction() {
 #[test]
 fn zones_resolve_from_the_flow_sources_in_order() {
     use flowc::calendar::zone::{resolve, ZoneError};
-    let sources = vec![ir::ZoneSource::Field("timezone".into()), ir::ZoneSource::Phone, ir::ZoneSource::Zone("America/Chicago".into())];
+    let sources = vec![
+        ir::ZoneSource::Field("timezone".into()),
+        ir::ZoneSource::Phone,
+        ir::ZoneSource::Zone("America/Chicago".into()),
+    ];
     let number = phone::parse("+13105550100", None).unwrap();
     let with_field = resolve(&sources, |_| Some("Europe/Paris"), Some(&number)).unwrap();
     assert_eq!(with_field, vec![tz("Europe/Paris")]);
@@ -251,8 +508,14 @@ fn zones_resolve_from_the_flow_sources_in_order() {
     assert_eq!(by_phone, vec![tz("America/Los_Angeles")]);
     let fallback = resolve(&sources, |_| Some(""), None).unwrap();
     assert_eq!(fallback, vec![tz("America/Chicago")]);
-    assert!(matches!(resolve(&sources, |_| Some("Mars/Base"), None), Err(ZoneError::UnknownZone { .. })));
-    assert_eq!(resolve(&sources[..2], |_| None, None), Err(ZoneError::Undetermined));
+    assert!(matches!(
+        resolve(&sources, |_| Some("Mars/Base"), None),
+        Err(ZoneError::UnknownZone { .. })
+    ));
+    assert_eq!(
+        resolve(&sources[..2], |_| None, None),
+        Err(ZoneError::Undetermined)
+    );
 }
 
 // ------------------------------------------------------------------ the oracle
@@ -273,21 +536,44 @@ struct NextCallable {
 
 #[test]
 fn next_callable_matches_the_zoneinfo_oracle() {
-    let text = std::fs::read_to_string(crate::root().join("tests/vectors/next_callable.json")).unwrap();
+    let text =
+        std::fs::read_to_string(crate::root().join("tests/vectors/next_callable.json")).unwrap();
     let vectors: Vectors<NextCallable> = serde_json::from_str(&text).unwrap();
     assert!(vectors.vectors.len() > 300);
     let mut failures = Vec::new();
     for v in &vectors.vectors {
-        let weekly: ir::Week = std::array::from_fn(|d| v.weekly[d].iter().map(|&(start, end)| Window { start, end }).collect());
-        let closed = v.closed.iter().map(|d| ir::Closed { date: *d, window: None, label: None }).collect();
+        let weekly: ir::Week = std::array::from_fn(|d| {
+            v.weekly[d]
+                .iter()
+                .map(|&(start, end)| Window { start, end })
+                .collect()
+        });
+        let closed = v
+            .closed
+            .iter()
+            .map(|d| ir::Closed {
+                date: *d,
+                window: None,
+                label: None,
+            })
+            .collect();
         let s = Schedule::new(Some(&calendar(weekly, closed)), &[]);
         let zones: Vec<Tz> = v.zones.iter().map(|z| tz(z)).collect();
         let got = s.next_callable(utc(&v.from), &zones);
         if got != Some(utc(&v.expected)) {
-            failures.push(format!("{:?} from {}: expected {}, got {:?}", v.zones, v.from, v.expected, got));
+            failures.push(format!(
+                "{:?} from {}: expected {}, got {:?}",
+                v.zones, v.from, v.expected, got
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} differ:\n{}", failures.len(), vectors.vectors.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} differ:\n{}",
+        failures.len(),
+        vectors.vectors.len(),
+        failures.join("\n")
+    );
 }
 
 #[derive(serde::Deserialize)]
@@ -300,7 +586,8 @@ struct PhoneVector {
 
 #[test]
 fn phone_zones_match_the_libphonenumber_oracle() {
-    let text = std::fs::read_to_string(crate::root().join("tests/vectors/phone_zones.json")).unwrap();
+    let text =
+        std::fs::read_to_string(crate::root().join("tests/vectors/phone_zones.json")).unwrap();
     let vectors: Vectors<PhoneVector> = serde_json::from_str(&text).unwrap();
     for v in &vectors.vectors {
         let n = phone::parse(&v.number, v.region.as_deref().and_then(phone::region)).unwrap();
@@ -309,7 +596,10 @@ fn phone_zones_match_the_libphonenumber_oracle() {
         }
         // The override table replaces upstream's answer where it is known wrong.
         let digits = n.e164.trim_start_matches('+');
-        let expected: Vec<String> = match phone::OVERRIDES.iter().find(|(p, _, _)| digits.starts_with(p)) {
+        let expected: Vec<String> = match phone::OVERRIDES
+            .iter()
+            .find(|(p, _, _)| digits.starts_with(p))
+        {
             Some((_, zones, _)) => zones.iter().map(|z| z.to_string()).collect(),
             None => v.zones.clone(),
         };
@@ -321,15 +611,31 @@ fn phone_zones_match_the_libphonenumber_oracle() {
 // ------------------------------------------------------------------ properties
 
 const PROPERTY_ZONES: &[&str] = &[
-    "America/New_York", "America/Los_Angeles", "Europe/London", "Europe/Paris", "Australia/Sydney", "Asia/Tokyo",
-    "America/Sao_Paulo", "Pacific/Auckland", "Africa/Casablanca", "Asia/Kolkata",
+    "America/New_York",
+    "America/Los_Angeles",
+    "Europe/London",
+    "Europe/Paris",
+    "Australia/Sydney",
+    "Asia/Tokyo",
+    "America/Sao_Paulo",
+    "Pacific/Auckland",
+    "Africa/Casablanca",
+    "Asia/Kolkata",
 ];
 
 fn arb_week() -> impl Strategy<Value = ir::Week> {
     let day = prop::collection::vec((0u16..48, 1u16..20), 0..3).prop_map(|ws| {
-        schedule::merge(ws.into_iter().map(|(s, len)| Window { start: s * 30, end: (s * 30 + len * 30).min(1440) }).collect())
+        schedule::merge(
+            ws.into_iter()
+                .map(|(s, len)| Window {
+                    start: s * 30,
+                    end: (s * 30 + len * 30).min(1440),
+                })
+                .collect(),
+        )
     });
-    prop::array::uniform7(day).prop_filter("some callable time", |w| w.iter().any(|d| !d.is_empty()))
+    prop::array::uniform7(day)
+        .prop_filter("some callable time", |w| w.iter().any(|d| !d.is_empty()))
 }
 
 proptest! {

@@ -1,0 +1,71 @@
+//! `cargo bench --bench callable`: next-callable-instant queries per second
+//! on one core, for a realistic calendar under TCPA quiet hours, for a
+//! contact in one zone and a contact whose number spans two zones.
+
+use std::str::FromStr;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
+use flowc::calendar::Schedule;
+use flowc::ir::{self, Window};
+
+fn main() {
+    let w = |s: u16, e: u16| Window { start: s, end: e };
+    let mut weekly: ir::Week = Default::default();
+    for day in weekly.iter_mut().take(5) {
+        *day = vec![w(540, 720), w(780, 1200)]; // 09:00-20:00 with a 12:00-13:00 lunch pause
+    }
+    weekly[5] = vec![w(600, 840)]; // Saturday 10:00-14:00
+    let closed = ["2026-12-25", "2027-01-01", "2027-07-05", "2027-11-25"]
+        .iter()
+        .map(|d| ir::Closed {
+            date: NaiveDate::from_str(d).unwrap(),
+            window: None,
+            label: None,
+        })
+        .collect();
+    let calendar = ir::Calendar {
+        name: "us_business".into(),
+        weekly,
+        closed,
+    };
+    let tcpa = ir::Policy {
+        name: "tcpa".into(),
+        quiet_hours: vec![w(21 * 60, 8 * 60)],
+        ..Default::default()
+    };
+    let schedule = Schedule::new(Some(&calendar), &[&tcpa]);
+
+    // Query instants spread over two years, every 7 minutes and 13 seconds.
+    let start: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+    let queries: Vec<DateTime<Utc>> = (0..200_000)
+        .map(|i| start + Duration::seconds(i * 433))
+        .collect();
+
+    for (label, zones) in [
+        ("one zone (America/New_York)", vec![Tz::America__New_York]),
+        (
+            "two zones (America/Denver + America/North_Dakota/Center)",
+            vec![Tz::America__Denver, Tz::America__North_Dakota__Center],
+        ),
+    ] {
+        let mut best = f64::MAX;
+        let mut checksum = 0i64;
+        for _ in 0..5 {
+            let t = Instant::now();
+            for q in &queries {
+                checksum += schedule
+                    .next_callable(*q, &zones)
+                    .map_or(0, |n| n.timestamp() & 1);
+            }
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        let per_second = queries.len() as f64 / best;
+        println!(
+            "{label:<58} {:>6.2} M queries/s ({:.0} ns each; checksum {checksum})",
+            per_second / 1e6,
+            best * 1e9 / queries.len() as f64
+        );
+    }
+}
