@@ -81,7 +81,7 @@ pub fn requested(
             let zone = *zones.first()?;
             instants
                 .iter()
-                .filter_map(|i| {
+                .map(|i| {
                     let tz = i
                         .zone
                         .as_deref()
@@ -90,7 +90,7 @@ pub fn requested(
                     let minute = (chrono::Timelike::hour(&i.local) * 60
                         + chrono::Timelike::minute(&i.local))
                         as u16;
-                    Some(instant(tz, i.local.date(), minute))
+                    instant(tz, i.local.date(), minute)
                 })
                 .filter(|t| *t > r.ended_at)
                 .min()
