@@ -24,6 +24,7 @@ use crate::ir;
 use crate::source::SourceMap;
 
 pub use calendar::PRESETS;
+pub use timing::human_duration;
 
 /// Where source files come from: the file system for the CLI, memory for tests.
 pub trait Loader {

@@ -4,6 +4,7 @@
 mod check;
 mod compile;
 mod explain;
+mod plan;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,8 @@ enum Command {
     Explain(explain::Args),
     /// Check a flow and write its IR as JSON
     Compile(compile::Args),
+    /// Print each strategy's attempt timeline and the callable windows of the coming week
+    Plan(plan::Args),
 }
 
 /// Exit status 2: the command could not do its job (usage, unreadable file).
@@ -39,6 +42,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Compile(args) => compile::run(args),
+        Command::Plan(args) => plan::run(args),
     }
 }
 

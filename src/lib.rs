@@ -5,5 +5,6 @@ pub mod check;
 pub mod cli;
 pub mod diagnostic;
 pub mod ir;
+pub mod plan;
 pub mod source;
 pub mod syntax;

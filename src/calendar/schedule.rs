@@ -95,6 +95,11 @@ impl Schedule {
         Schedule { weekly, closed }
     }
 
+    /// Callable windows per weekday, before closed dates.
+    pub fn weekly(&self) -> &Week {
+        &self.weekly
+    }
+
     /// The callable windows of one local date.
     pub fn windows_on(&self, date: NaiveDate) -> Cow<'_, [Window]> {
         let day = &self.weekly[date.weekday().num_days_from_monday() as usize];

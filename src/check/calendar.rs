@@ -3,6 +3,8 @@
 //! calendars, strategies and policies with each other.
 
 use super::diagnostics as diag;
+use crate::calendar::holidays;
+use crate::calendar::schedule::{merge, quiet_pieces, subtract, Schedule};
 use crate::diagnostic::Diagnostic;
 use crate::ir::{self, Week, Window};
 use crate::source::Span;
@@ -107,83 +109,6 @@ pub fn empty_week() -> Week {
     Default::default()
 }
 
-fn full_week() -> Week {
-    std::array::from_fn(|_| {
-        vec![Window {
-            start: 0,
-            end: 1440,
-        }]
-    })
-}
-
-/// Adds a window to a sorted, disjoint list, merging what touches.
-fn insert(list: &mut Vec<Window>, w: Window) {
-    list.push(w);
-    list.sort();
-    let mut merged: Vec<Window> = Vec::with_capacity(list.len());
-    for w in list.drain(..) {
-        match merged.last_mut() {
-            Some(last) if w.start <= last.end => last.end = last.end.max(w.end),
-            _ => merged.push(w),
-        }
-    }
-    *list = merged;
-}
-
-fn subtract(list: &[Window], cut: Window) -> Vec<Window> {
-    let mut out = Vec::new();
-    for w in list {
-        if cut.end <= w.start || cut.start >= w.end {
-            out.push(*w);
-            continue;
-        }
-        if cut.start > w.start {
-            out.push(Window {
-                start: w.start,
-                end: cut.start,
-            });
-        }
-        if cut.end < w.end {
-            out.push(Window {
-                start: cut.end,
-                end: w.end,
-            });
-        }
-    }
-    out
-}
-
-fn intersect(a: &[Window], b: &[Window]) -> Vec<Window> {
-    let mut out = Vec::new();
-    for x in a {
-        for y in b {
-            let (start, end) = (x.start.max(y.start), x.end.min(y.end));
-            if start < end {
-                out.push(Window { start, end });
-            }
-        }
-    }
-    out
-}
-
-/// Quiet hours as same-day pieces: `21:00-08:00` is 21:00-24:00 and 00:00-08:00.
-pub fn quiet_pieces(q: Window) -> Vec<Window> {
-    if q.start < q.end {
-        vec![q]
-    } else {
-        vec![
-            Window {
-                start: q.start,
-                end: 1440,
-            },
-            Window {
-                start: 0,
-                end: q.end,
-            },
-        ]
-    }
-}
-
 fn overlaps(a: Window, b: Window) -> bool {
     a.start < b.end && b.start < a.end
 }
@@ -230,7 +155,7 @@ pub fn build_calendar(cal: &ast::Calendar, diags: &mut Vec<Diagnostic>) -> ir::C
                             }
                         }
                         seen[d].push((win, w.span));
-                        insert(day, win);
+                        *day = merge(std::mem::take(day).into_iter().chain([win]).collect());
                     }
                 }
             }
@@ -301,7 +226,12 @@ pub fn preset_policy(preset: &Preset, span: Span) -> PolicyInfo {
             .filter(|(d, _)| days & (1 << d) != 0)
         {
             for &(start, end) in windows {
-                insert(day, Window { start, end });
+                *day = merge(
+                    std::mem::take(day)
+                        .into_iter()
+                        .chain([Window { start, end }])
+                        .collect(),
+                );
             }
         }
         week
@@ -383,7 +313,7 @@ pub fn custom_policy(c: &ast::Compliance, diags: &mut Vec<Diagnostic>) -> Policy
                             .enumerate()
                             .filter(|(d, _)| days.node.contains(*d))
                         {
-                            insert(day, win);
+                            *day = merge(std::mem::take(day).into_iter().chain([win]).collect());
                         }
                     }
                 }
@@ -393,7 +323,18 @@ pub fn custom_policy(c: &ast::Compliance, diags: &mut Vec<Diagnostic>) -> Policy
                 info.ring_span = d.span;
             }
             ast::ComplianceEntry::NoHolidays(region) => {
-                if !region.node.chars().all(|c| c.is_ascii_uppercase()) || region.node.len() != 2 {
+                if !holidays::REGIONS.contains(&region.node.as_str()) {
+                    diags.push(diag::invalid_literal(
+                        region.span,
+                        &format!("there is no public-holiday table for \"{}\"", region.node),
+                        &format!(
+                            "the regions with a table are {}",
+                            holidays::REGIONS.join(", ")
+                        ),
+                    ));
+                } else if !region.node.chars().all(|c| c.is_ascii_uppercase())
+                    || region.node.len() != 2
+                {
                     diags.push(diag::invalid_literal(
                         region.span,
                         "a region is a two-letter country code",
@@ -409,24 +350,10 @@ pub fn custom_policy(c: &ast::Compliance, diags: &mut Vec<Diagnostic>) -> Policy
 
 /// When dialling may start under a calendar (or at any time without one)
 /// and every policy: the calendar's windows, inside every `allowed`, outside
-/// every quiet window.
+/// every quiet window. The same arithmetic the engine runs on.
 pub fn effective_week(calendar: Option<&ir::Calendar>, policies: &[PolicyInfo]) -> Week {
-    let mut week = calendar.map_or_else(full_week, |c| c.weekly.clone());
-    for p in policies {
-        if let Some(allowed) = &p.ir.allowed {
-            for (day, allow) in week.iter_mut().zip(allowed) {
-                *day = intersect(day, allow);
-            }
-        }
-        for q in &p.ir.quiet_hours {
-            for piece in quiet_pieces(*q) {
-                for day in week.iter_mut() {
-                    *day = subtract(day, piece);
-                }
-            }
-        }
-    }
-    week
+    let refs: Vec<&ir::Policy> = policies.iter().map(|p| &p.ir).collect();
+    Schedule::new(calendar, &refs).weekly().clone()
 }
 
 /// Whether any of the local times of day can start a dial on some weekday.

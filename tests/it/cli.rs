@@ -177,3 +177,50 @@ fn compile_writes_the_ir() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no IR written"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn plan_prints_timelines_and_the_week() {
+    let o = flowc(&["plan", "flows/renewal.flow", "--from", "2026-12-21 08:00"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(root().join("tests/ui/snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| insta::assert_snapshot!("plan_renewal", stdout(&o)));
+
+    let o = flowc(&[
+        "plan",
+        "flows/fallback.flow",
+        "--zone",
+        "Europe/Paris",
+        "--from",
+        "2027-05-03 09:00",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("valid JSON");
+    assert_eq!(doc["zone"], "Europe/Paris");
+    let days = doc["calendars"][0]["days"].as_array().unwrap();
+    // The france preset: Thursday 2027-05-06 is Ascension, a public holiday.
+    let ascension = days.iter().find(|d| d["date"] == "2027-05-06").unwrap();
+    assert_eq!(ascension["windows"].as_array().unwrap().len(), 0);
+    assert!(ascension["closed"][0]["label"]
+        .as_str()
+        .unwrap()
+        .contains("public holiday"));
+    let monday = &days[0];
+    assert_eq!(monday["windows"][0]["start"], "10:00");
+    assert_eq!(monday["windows"][1]["end"], "18:00");
+    assert_eq!(doc["strategies"][0]["timeline"][0]["attempt"], 2);
+
+    for (args, expected) in [
+        (vec!["plan", "flows/renewal.flow", "--zone", "Mars/Base"], 2),
+        (vec!["plan", "flows/renewal.flow", "--from", "tomorrow"], 2),
+        (
+            vec!["plan", "tests/ui/check/err/E0201_unknown_step.flow"],
+            1,
+        ),
+    ] {
+        assert_eq!(code(&flowc(&args)), expected, "{args:?}");
+    }
+}
