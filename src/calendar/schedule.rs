@@ -192,17 +192,22 @@ impl Schedule {
     pub fn next_callable(&self, from: DateTime<Utc>, zones: &[Tz]) -> Option<DateTime<Utc>> {
         let horizon = from + chrono::Duration::days(HORIZON_DAYS as i64);
         let mut at = from;
-        while at <= horizon {
-            let mut moved = false;
-            for z in zones {
-                let next = self.next_callable_in(at, *z)?;
-                if next > at {
-                    at = next;
-                    moved = true;
-                }
+        // Go round the zones; each may move `at` forward. Once every zone in a
+        // row has accepted `at` without moving it, it is callable in all.
+        let mut accepted = 0;
+        for zone in zones.iter().cycle() {
+            if accepted == zones.len() {
+                return Some(at);
             }
-            if !moved {
-                return (!zones.is_empty()).then_some(at);
+            let next = self.next_callable_in(at, *zone)?;
+            if next > at {
+                if next > horizon {
+                    return None;
+                }
+                at = next;
+                accepted = 1;
+            } else {
+                accepted += 1;
             }
         }
         None
