@@ -672,8 +672,9 @@ proptest! {
     }
 
     #[test]
-    fn stretches_are_callable_and_disjoint(weekly in arb_week(), zone in 0..PROPERTY_ZONES.len(), days in 0i64..1500) {
-        let s = Schedule::new(Some(&calendar(weekly, vec![])), &[]);
+    fn stretches_are_callable_disjoint_and_outside_quiet_hours(weekly in arb_week(), zone in 0..PROPERTY_ZONES.len(), days in 0i64..1500) {
+        let quiet = ir::Policy { name: "q".into(), quiet_hours: vec![Window { start: 21 * 60, end: 8 * 60 }], ..Default::default() };
+        let s = Schedule::new(Some(&calendar(weekly, vec![])), &[&quiet]);
         let z = tz(PROPERTY_ZONES[zone]);
         let from = utc("2026-01-01T00:00:00Z") + Duration::days(days);
         let stretches = s.stretches(from, from + Duration::days(7), &[z]);
@@ -683,6 +684,14 @@ proptest! {
         for st in &stretches {
             prop_assert!(s.is_callable(st.start, &[z]));
             prop_assert!(s.is_callable(st.end - Duration::minutes(1), &[z]));
+            // Every quarter hour inside a stretch is outside the quiet hours, in local time.
+            let mut t = st.start;
+            while t < st.end {
+                let local = t.with_timezone(&z);
+                let m = chrono::Timelike::hour(&local) * 60 + chrono::Timelike::minute(&local);
+                prop_assert!((8 * 60..21 * 60).contains(&m), "{local} lies in quiet hours");
+                t += Duration::minutes(15);
+            }
         }
     }
 }
