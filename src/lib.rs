@@ -3,6 +3,7 @@
 pub mod calendar;
 pub mod check;
 pub mod cli;
+pub mod contacts;
 pub mod diagnostic;
 pub mod ir;
 pub mod plan;

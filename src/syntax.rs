@@ -20,6 +20,8 @@ pub fn parse(file: FileId, text: &str) -> (ast::File, Vec<Diagnostic>) {
 
 /// Parses with the grammar only, without building the tree: what the
 /// benchmark compares the whole check against.
+pub(crate) use lower::parse_duration;
+
 pub fn parse_only(text: &str) -> bool {
     parser::grammar_accepts(text)
 }

@@ -1,10 +1,13 @@
 //! `flowc check FILE…`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::calendar::phone;
 use crate::check::{self, FsLoader};
+use crate::contacts;
 use crate::diagnostic::{self, render::IoFailure, Diagnostic, Format};
+use crate::ir;
 use crate::source::SourceMap;
 
 #[derive(clap::Args)]
@@ -18,15 +21,51 @@ pub struct Args {
     /// Treat warnings as errors: `--deny warnings`
     #[arg(long, value_name = "LINT", value_parser = ["warnings"])]
     deny: Option<String>,
+    /// Also validate a contact list (CSV with a header row, or JSON lines
+    /// when the name ends in .jsonl) against the flow's contact schema
+    #[arg(long, value_name = "LIST")]
+    contacts: Option<PathBuf>,
+    /// Where rejected rows go (default: LIST.rejects.csv beside the list)
+    #[arg(long, value_name = "FILE", requires = "contacts")]
+    rejects: Option<PathBuf>,
+    /// How numbers without a country code are read, such as US (default: the flow's `region`)
+    #[arg(long, value_name = "REGION", requires = "contacts")]
+    region: Option<String>,
 }
 
 pub fn run(args: Args) -> ExitCode {
+    if args.contacts.is_some() && args.files.len() != 1 {
+        eprintln!("error: --contacts checks a list against one flow: give exactly one FILE");
+        return ExitCode::from(super::EXIT_USAGE);
+    }
     let mut sources = SourceMap::default();
     let mut diags: Vec<Diagnostic> = Vec::new();
     let mut failures: Vec<IoFailure> = Vec::new();
+    let mut list: Option<ListReport> = None;
     for path in &args.files {
         match check::check(path, &FsLoader) {
             Ok(c) => {
+                if let Some(contacts) = &args.contacts {
+                    match c.program.as_ref().and_then(|p| p.flow.as_ref()) {
+                        Some(flow) => match validate_list(
+                            flow,
+                            contacts,
+                            args.rejects.as_deref(),
+                            args.region.as_deref(),
+                        ) {
+                            Ok(report) => list = Some(report),
+                            Err(f) => failures.push(f),
+                        },
+                        None if !c.has_errors() => failures.push(IoFailure {
+                            path: contacts.display().to_string(),
+                            message: format!(
+                                "{} holds no flow to check the list against",
+                                path.display()
+                            ),
+                        }),
+                        None => {}
+                    }
+                }
                 // `check` needs no IR; the process ends soon, so it is not worth freeing.
                 std::mem::forget(c.program);
                 let offset = sources.absorb(c.sources);
@@ -60,17 +99,175 @@ pub fn run(args: Args) -> ExitCode {
                 errors,
                 warnings
             );
+            if let Some(l) = &list {
+                eprint!("{}", l.human());
+            }
         }
-        Format::Json => println!("{}", diagnostic::render_json(&diags, &sources, &failures)),
-        Format::Github => print!("{}", diagnostic::render_github(&diags, &sources, &failures)),
+        Format::Json => {
+            let mut doc: serde_json::Value =
+                serde_json::from_str(&diagnostic::render_json(&diags, &sources, &failures))
+                    .expect("our own JSON");
+            if let Some(l) = &list {
+                doc["contacts"] = l.json();
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&doc).expect("a JSON value always serialises")
+            );
+        }
+        Format::Github => {
+            print!("{}", diagnostic::render_github(&diags, &sources, &failures));
+            if let Some(l) = &list {
+                print!("{}", l.github());
+            }
+        }
         Format::Sarif => println!("{}", diagnostic::render_sarif(&diags, &sources, &failures)),
     }
     if !failures.is_empty() {
         return ExitCode::from(super::EXIT_USAGE);
     }
     let deny = args.deny.is_some();
-    if diags.iter().any(|d| d.is_error() || deny) {
+    let list_failed = list.as_ref().is_some_and(|l| l.failed(deny));
+    if list_failed || diags.iter().any(|d| d.is_error() || deny) {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+/// What `--contacts` found in a list.
+struct ListReport {
+    path: String,
+    import: contacts::Import,
+    rejects_file: Option<String>,
+}
+
+fn validate_list(
+    flow: &ir::Flow,
+    path: &Path,
+    rejects: Option<&Path>,
+    region: Option<&str>,
+) -> Result<ListReport, IoFailure> {
+    let fail = |message: String| IoFailure {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let region = match region.or(flow.region.as_deref()) {
+        Some(r) => Some(
+            phone::region(r)
+                .ok_or_else(|| fail(format!("\"{r}\" is not a region code such as US or FR")))?,
+        ),
+        None => None,
+    };
+    let rules = contacts::Rules {
+        schema: &flow.contact,
+        zones: &flow.timezone,
+        region,
+    };
+    let jsonl = path
+        .extension()
+        .is_some_and(|e| e == "jsonl" || e == "ndjson");
+    let import = if jsonl {
+        contacts::import_jsonl(&text, &rules)
+    } else {
+        contacts::import_csv(&text, &rules)
+    };
+    let mut rejects_file = None;
+    if !import.rejects.is_empty() {
+        let out = rejects.map(Path::to_path_buf).unwrap_or_else(|| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(".rejects.csv");
+            PathBuf::from(name)
+        });
+        std::fs::write(&out, contacts::rejects_csv(&import)).map_err(|e| IoFailure {
+            path: out.display().to_string(),
+            message: e.to_string(),
+        })?;
+        rejects_file = Some(out.display().to_string());
+    }
+    Ok(ListReport {
+        path: path.display().to_string(),
+        import,
+        rejects_file,
+    })
+}
+
+/// Rejects listed one by one in the human report; the rest are in the file.
+const SHOWN_REJECTS: usize = 20;
+
+impl ListReport {
+    fn failed(&self, deny_warnings: bool) -> bool {
+        !self.import.rejects.is_empty()
+            || !self.import.errors.is_empty()
+            || (deny_warnings && !self.import.duplicates.is_empty())
+    }
+
+    fn human(&self) -> String {
+        let i = &self.import;
+        let mut out = String::new();
+        for e in &i.errors {
+            out.push_str(&format!("error: {}: {e}\n", self.path));
+        }
+        for r in i.rejects.iter().take(SHOWN_REJECTS) {
+            out.push_str(&format!("error: {}:{}: {}\n", self.path, r.line, r.reason));
+        }
+        if i.rejects.len() > SHOWN_REJECTS {
+            out.push_str(&format!(
+                "… and {} more rejected rows\n",
+                i.rejects.len() - SHOWN_REJECTS
+            ));
+        }
+        for d in i.duplicates.iter().take(SHOWN_REJECTS) {
+            out.push_str(&format!(
+                "warning: {}:{}: {} is already on line {}; the rows are merged\n",
+                self.path, d.line, d.phone, d.first_line
+            ));
+        }
+        out.push_str(&format!(
+            "contacts {}: {} valid, {} rejected, {} duplicate(s) merged",
+            self.path,
+            i.contacts.len(),
+            i.rejects.len(),
+            i.duplicates.len()
+        ));
+        if let Some(f) = &self.rejects_file {
+            out.push_str(&format!("; rejected rows written to {f}"));
+        }
+        out.push('\n');
+        out
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let i = &self.import;
+        serde_json::json!({
+            "file": self.path,
+            "valid": i.contacts.len(),
+            "rejected": i.rejects.len(),
+            "duplicates": i.duplicates.iter().map(|d| serde_json::json!({"line": d.line, "firstLine": d.first_line, "phone": d.phone})).collect::<Vec<_>>(),
+            "rejects": i.rejects.iter().map(|r| serde_json::json!({"line": r.line, "reason": r.reason})).collect::<Vec<_>>(),
+            "errors": i.errors,
+            "rejectsFile": self.rejects_file,
+        })
+    }
+
+    fn github(&self) -> String {
+        let i = &self.import;
+        let mut out = String::new();
+        for e in &i.errors {
+            out.push_str(&format!("::error file={},title=contacts::{e}\n", self.path));
+        }
+        for r in &i.rejects {
+            out.push_str(&format!(
+                "::error file={},line={},title=contacts::{}\n",
+                self.path, r.line, r.reason
+            ));
+        }
+        for d in &i.duplicates {
+            out.push_str(&format!(
+                "::warning file={},line={},title=contacts::{} is already on line {}\n",
+                self.path, d.line, d.phone, d.first_line
+            ));
+        }
+        out
+    }
 }

@@ -4,6 +4,7 @@
 mod bad_messages;
 mod calendar;
 mod cli;
+mod contacts;
 mod flows;
 mod fuzz;
 mod tidy;

@@ -1,0 +1,323 @@
+//! Contact lists: CSV (RFC 4180, UTF-8, a header row naming schema fields) or
+//! JSON lines, checked against the flow's contact schema. Numbers are
+//! normalised to E.164, each contact's zones resolved, duplicates merged with
+//! a warning. A row that fails is never dropped silently: it is reported with
+//! its line and reason and kept, as written, for the rejects file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+
+use chrono::{NaiveDate, NaiveDateTime};
+use chrono_tz::Tz;
+use phonenumber::country::Id as Region;
+
+use crate::calendar::{phone, zone};
+use crate::ir::{self, Type, Value};
+
+/// A contact that passed the schema.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Contact {
+    /// 1-based line of the row in its file.
+    pub line: usize,
+    /// The dialled number, E.164.
+    pub phone: String,
+    /// Every schema field with a value (defaults applied; phone fields in E.164).
+    pub fields: BTreeMap<String, Value>,
+    /// Candidate zones: a dial starts only when callable in all of them.
+    pub zones: Vec<Tz>,
+}
+
+/// A row that failed, with what to fix, and the row as it was written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reject {
+    pub line: usize,
+    pub reason: String,
+    pub raw: String,
+}
+
+/// A later row with the number of an earlier one, merged into it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Duplicate {
+    pub line: usize,
+    pub first_line: usize,
+    pub phone: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Import {
+    pub contacts: Vec<Contact>,
+    pub rejects: Vec<Reject>,
+    pub duplicates: Vec<Duplicate>,
+    /// The CSV header, for the rejects file (empty for JSON lines).
+    pub header: Vec<String>,
+    /// Problems with the file as a whole (an unreadable header, a missing column).
+    pub errors: Vec<String>,
+}
+
+/// What a row is checked against.
+pub struct Rules<'a> {
+    pub schema: &'a ir::Schema,
+    pub zones: &'a [ir::ZoneSource],
+    /// How national-format numbers are read (`region` in the flow or `--region`).
+    pub region: Option<Region>,
+}
+
+impl Rules<'_> {
+    /// Checks one row given as field → text; `Err` holds the reason.
+    fn contact(&self, line: usize, row: &HashMap<String, String>) -> Result<Contact, String> {
+        let mut fields = BTreeMap::new();
+        let mut numbers: HashMap<&str, phone::Number> = HashMap::new();
+        for f in &self.schema.fields {
+            let text = row.get(&f.name).map(|s| s.trim()).filter(|s| !s.is_empty());
+            let Some(text) = text else {
+                match &f.default {
+                    Some(v) => {
+                        fields.insert(f.name.clone(), v.clone());
+                    }
+                    None if f.optional => {}
+                    None => {
+                        return Err(format!("`{}` is empty, and the schema requires it", f.name))
+                    }
+                }
+                continue;
+            };
+            let value = match &f.ty {
+                Type::Phone => {
+                    let n = phone::parse(text, self.region)
+                        .map_err(|e| format!("`{}` \"{text}\" {e}", f.name))?;
+                    let v = Value::Text(n.e164.clone());
+                    numbers.insert(&f.name, n);
+                    v
+                }
+                ty => value(ty, text)
+                    .map_err(|want| format!("`{}` \"{text}\" is not {want}", f.name))?,
+            };
+            fields.insert(f.name.clone(), value);
+        }
+        let phone_field = self
+            .schema
+            .phone_field
+            .as_deref()
+            .ok_or("the schema has no phone field")?;
+        let number = numbers
+            .get(phone_field)
+            .ok_or_else(|| format!("`{phone_field}` is empty"))?;
+        let text_of = |name: &str| match fields.get(name) {
+            Some(Value::Text(t)) => Some(t.as_str()),
+            _ => None,
+        };
+        let zones = zone::resolve(self.zones, text_of, Some(number)).map_err(|e| e.to_string())?;
+        Ok(Contact {
+            line,
+            phone: number.e164.clone(),
+            fields,
+            zones,
+        })
+    }
+}
+
+/// Reads a text as a value of a field type; `Err` names what was expected.
+fn value(ty: &Type, text: &str) -> Result<Value, String> {
+    match ty {
+        Type::Text | Type::Phone => Ok(Value::Text(text.to_string())),
+        Type::Number => text
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .map(Value::Number)
+            .ok_or_else(|| "a number".into()),
+        Type::Bool => match text.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "y" | "1" => Ok(Value::Bool(true)),
+            "false" | "no" | "n" | "0" => Ok(Value::Bool(false)),
+            _ => Err("true or false".into()),
+        },
+        Type::Date => NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map(Value::Date)
+            .map_err(|_| "a date such as 2026-12-31".into()),
+        Type::Datetime => NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M")
+            .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
+            .map(|local| Value::Datetime(ir::LocalDateTime { local, zone: None }))
+            .map_err(|_| "a date and time such as 2026-12-01 09:00".into()),
+        Type::Duration => crate::syntax::parse_duration(text)
+            .map(Value::Duration)
+            .ok_or_else(|| "a duration such as 15m".into()),
+        Type::Time => Err("a time of day".into()),
+        Type::Timezone => Tz::from_str(text)
+            .map(|_| Value::Text(text.to_string()))
+            .map_err(|_| "an IANA time zone such as America/New_York".into()),
+        Type::Enum(values) => {
+            if values.iter().any(|v| v == text) {
+                Ok(Value::Text(text.to_string()))
+            } else {
+                Err(format!("one of {}", values.join(", ")))
+            }
+        }
+        Type::Optional(inner) => value(inner, text),
+        Type::List(_) => Err("a single value".into()),
+    }
+}
+
+impl Import {
+    fn add(
+        &mut self,
+        rules: &Rules<'_>,
+        line: usize,
+        row: &HashMap<String, String>,
+        raw: String,
+        first: &mut HashMap<String, usize>,
+    ) {
+        match rules.contact(line, row) {
+            Ok(c) => match first.get(&c.phone) {
+                Some(&first_line) => self.duplicates.push(Duplicate {
+                    line,
+                    first_line,
+                    phone: c.phone,
+                }),
+                None => {
+                    first.insert(c.phone.clone(), line);
+                    self.contacts.push(c);
+                }
+            },
+            Err(reason) => self.rejects.push(Reject { line, reason, raw }),
+        }
+    }
+}
+
+/// Imports a CSV list. Rows keep their physical line numbers (a quoted field
+/// may span lines).
+pub fn import_csv(text: &str, rules: &Rules<'_>) -> Import {
+    let mut import = Import::default();
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+    let header: Vec<String> = match reader.headers() {
+        Ok(h) => h.iter().map(|c| c.trim().to_string()).collect(),
+        Err(e) => {
+            import
+                .errors
+                .push(format!("the header row cannot be read: {e}"));
+            return import;
+        }
+    };
+    for f in rules
+        .schema
+        .fields
+        .iter()
+        .filter(|f| !f.optional && f.default.is_none())
+    {
+        if !header.contains(&f.name) {
+            import.errors.push(format!(
+                "the header has no `{}` column, which the schema requires",
+                f.name
+            ));
+        }
+    }
+    import.header = header.clone();
+    let mut first = HashMap::new();
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line = reader.position().line() as usize;
+        let start = reader.position().byte() as usize;
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                let end = reader.position().byte() as usize;
+                let raw = text
+                    .trim_start_matches('\u{feff}')
+                    .get(start..end)
+                    .unwrap_or("")
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string();
+                if record.len() != header.len() {
+                    let reason = format!(
+                        "the row has {} fields, the header {}",
+                        record.len(),
+                        header.len()
+                    );
+                    import.rejects.push(Reject { line, reason, raw });
+                    continue;
+                }
+                let row: HashMap<String, String> = header
+                    .iter()
+                    .cloned()
+                    .zip(record.iter().map(str::to_string))
+                    .collect();
+                import.add(rules, line, &row, raw, &mut first);
+            }
+            Err(e) => {
+                let end = reader.position().byte() as usize;
+                let raw = text.get(start..end.max(start)).unwrap_or("").to_string();
+                import.rejects.push(Reject {
+                    line,
+                    reason: format!("the row cannot be read as CSV: {e}"),
+                    raw,
+                });
+            }
+        }
+    }
+    import
+}
+
+/// Imports JSON lines: one object a line, keys naming schema fields.
+pub fn import_jsonl(text: &str, rules: &Rules<'_>) -> Import {
+    let mut import = Import::default();
+    let mut first = HashMap::new();
+    for (i, raw) in text.lines().enumerate() {
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let line = i + 1;
+        let object = match serde_json::from_str::<serde_json::Value>(raw) {
+            Ok(serde_json::Value::Object(o)) => o,
+            Ok(_) => {
+                import.rejects.push(Reject {
+                    line,
+                    reason: "the line is not a JSON object".into(),
+                    raw: raw.to_string(),
+                });
+                continue;
+            }
+            Err(e) => {
+                import.rejects.push(Reject {
+                    line,
+                    reason: format!("the line is not valid JSON: {e}"),
+                    raw: raw.to_string(),
+                });
+                continue;
+            }
+        };
+        let row: HashMap<String, String> = object
+            .into_iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+            .collect();
+        import.add(rules, line, &row, raw.to_string(), &mut first);
+    }
+    import
+}
+
+/// The rejects file: the rejected rows as written, with their line and reason.
+pub fn rejects_csv(import: &Import) -> String {
+    let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+    let mut header: Vec<&str> = vec!["line", "reason"];
+    header.extend(import.header.iter().map(String::as_str));
+    let _ = w.write_record(&header);
+    for r in &import.rejects {
+        let mut fields: Vec<String> = vec![r.line.to_string(), r.reason.clone()];
+        if import.header.is_empty() {
+            fields.push(r.raw.clone());
+        } else {
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(r.raw.as_bytes());
+            if let Some(Ok(rec)) = reader.records().next() {
+                fields.extend(rec.iter().map(str::to_string));
+            } else {
+                fields.push(r.raw.clone());
+            }
+        }
+        let _ = w.write_record(&fields);
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
