@@ -5,6 +5,7 @@ mod check;
 mod compile;
 mod explain;
 mod plan;
+mod test;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,8 @@ enum Command {
     Compile(compile::Args),
     /// Print each strategy's attempt timeline and the callable windows of the coming week
     Plan(plan::Args),
+    /// Run the `test` items of flows on a virtual clock with a scripted dialer
+    Test(test::Args),
 }
 
 /// Exit status 2: the command could not do its job (usage, unreadable file).
@@ -43,6 +46,7 @@ pub fn main() -> ExitCode {
         Command::Explain(args) => explain::run(args),
         Command::Compile(args) => compile::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Test(args) => test::run(args),
     }
 }
 

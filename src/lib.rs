@@ -7,5 +7,6 @@ pub mod contacts;
 pub mod diagnostic;
 pub mod ir;
 pub mod plan;
+pub mod runtime;
 pub mod source;
 pub mod syntax;

@@ -7,6 +7,7 @@ mod cli;
 mod contacts;
 mod flows;
 mod fuzz;
+mod scenarios;
 mod tidy;
 mod ui;
 

@@ -1,0 +1,577 @@
+//! The interpreter: one contact's run of a compiled flow, as a state machine.
+//! It asks for what it needs from the world (a dial at an instant, keys
+//! pressed, a transfer's outcome) with a `Request` and continues with the
+//! `Reply`, so the same code serves the scenario tests, the simulator and the
+//! campaign engine whatever their clock and dialer.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+
+use super::eval::{self, Scope};
+use crate::calendar::limits::Limits;
+use crate::calendar::{retry, Schedule};
+use crate::ir::{
+    self, Action, ArmId, Outcome, Resolution, RetryForm, StepId, StrategyRule, TransferOutcome,
+    Value,
+};
+
+/// What the run needs next.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Request {
+    Dial {
+        at: DateTime<Utc>,
+        step: StepId,
+        number: String,
+        timeout_seconds: u64,
+        detect_voicemail: bool,
+        from: Option<String>,
+    },
+    Gather {
+        digits: u32,
+        timeout_seconds: u64,
+        attempt: u32,
+        tries: u32,
+    },
+    Transfer {
+        number: String,
+        timeout_seconds: u64,
+    },
+    Done(End),
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    Dialled {
+        outcome: Outcome,
+        ended_at: DateTime<Utc>,
+    },
+    /// Keys pressed, or `None` when nothing came before the timeout.
+    Keys(Option<String>),
+    Transferred(TransferOutcome),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct End {
+    pub completed: bool,
+    pub reason: String,
+    /// Ended without a call: no callable time before `stop`, and the like.
+    pub skipped: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attempt {
+    pub number: u32,
+    pub step: StepId,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+    pub outcome: Outcome,
+}
+
+/// Everything the run did, for reports, tests and the journal.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Journal {
+    pub attempts: Vec<Attempt>,
+    pub path: Vec<StepId>,
+    pub said: Vec<String>,
+    pub sms: Vec<String>,
+    pub emails: Vec<String>,
+    pub flags: Vec<String>,
+    pub opted_out: bool,
+}
+
+/// A contact as the run sees it.
+#[derive(Clone, Debug)]
+pub struct Contact {
+    pub phone: String,
+    pub fields: BTreeMap<String, Value>,
+    pub zones: Vec<Tz>,
+}
+
+type Frame<'f> = (&'f [Action], usize);
+
+pub struct Run<'f> {
+    flow: &'f ir::Flow,
+    arm: ArmId,
+    contact: Contact,
+    schedule: Schedule,
+    limits: Limits,
+    vars: Vec<Option<Value>>,
+    pub journal: Journal,
+    now: DateTime<Utc>,
+    stop: Option<DateTime<Utc>>,
+    stack: Vec<Frame<'f>>,
+    /// Where the last dial stands, to dial it again on a retry.
+    dial_at: Vec<Frame<'f>>,
+    dial: Option<(&'f ir::Dial, StepId, DateTime<Utc>)>,
+    current_step: StepId,
+    next_dial_at: Option<DateTime<Utc>>,
+    routing: Option<Outcome>,
+    retries: u32,
+    rule_retries: BTreeMap<Outcome, u32>,
+    waiting: Waiting<'f>,
+    jitter: bool,
+}
+
+enum Waiting<'f> {
+    Nothing,
+    Dial,
+    Gather(&'f ir::Gather, u32),
+    Transfer(&'f ir::Transfer),
+}
+
+impl<'f> Run<'f> {
+    /// A run of `flow` for `contact` under experiment arm `arm`, starting at `now`.
+    pub fn new(flow: &'f ir::Flow, arm: ArmId, contact: Contact, now: DateTime<Utc>) -> Run<'f> {
+        let arm_ir = &flow.arms[arm];
+        let state = contact.fields.get("state").and_then(|v| match v {
+            Value::Text(t) => Some(t.to_ascii_uppercase()),
+            _ => None,
+        });
+        // State presets apply to contacts of their state only.
+        let policies: Vec<&ir::Policy> = flow
+            .compliance
+            .policies
+            .iter()
+            .filter(|p| {
+                p.us_state
+                    .as_ref()
+                    .is_none_or(|s| state.as_deref() == Some(s.as_str()))
+            })
+            .collect();
+        let calendar = arm_ir.calendar.map(|c| &flow.calendars[c]);
+        let strategy = arm_ir.strategy.map(|s| &flow.strategies[s]);
+        let limits = Limits {
+            min_gap: Duration::seconds(strategy.map_or(0, |s| s.min_gap_seconds) as i64),
+            per_day: flow.max_attempts_per_day,
+            rolling: policies
+                .iter()
+                .flat_map(|p| p.rolling_limits.iter().copied())
+                .collect(),
+        };
+        let local_stop = flow
+            .stop
+            .as_ref()
+            .and_then(|s| local_instant(s, contact.zones.first().copied()?));
+        Run {
+            flow,
+            arm,
+            schedule: Schedule::new(calendar, &policies),
+            limits,
+            vars: vec![None; flow.variables.len()],
+            journal: Journal {
+                path: vec![flow.entry],
+                ..Journal::default()
+            },
+            now,
+            stop: local_stop,
+            stack: vec![(&flow.steps[flow.entry].actions, 0)],
+            dial_at: Vec::new(),
+            dial: None,
+            current_step: flow.entry,
+            next_dial_at: None,
+            routing: None,
+            retries: 0,
+            rule_retries: BTreeMap::new(),
+            waiting: Waiting::Nothing,
+            jitter: true,
+            contact,
+        }
+    }
+
+    /// Retries wait exactly what their rule says: scenario tests assert a
+    /// contact's timeline as written, while jitter spreads a campaign's load.
+    pub fn without_jitter(mut self) -> Self {
+        self.jitter = false;
+        self
+    }
+
+    pub fn arm(&self) -> ArmId {
+        self.arm
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
+    /// Runs until the first request.
+    pub fn start(&mut self) -> Request {
+        self.resume()
+    }
+
+    /// Continues with what happened.
+    pub fn reply(&mut self, reply: Reply) -> Request {
+        match (
+            std::mem::replace(&mut self.waiting, Waiting::Nothing),
+            reply,
+        ) {
+            (Waiting::Dial, Reply::Dialled { outcome, ended_at }) => {
+                let (_, step, started_at) = self.dial.expect("a dial is waiting");
+                let number = self.journal.attempts.len() as u32 + 1;
+                self.journal.attempts.push(Attempt {
+                    number,
+                    step,
+                    started_at,
+                    ended_at,
+                    outcome,
+                });
+                self.now = ended_at.max(started_at);
+                if let Some(end) = self.route(outcome) {
+                    return Request::Done(end);
+                }
+            }
+            (Waiting::Gather(g, attempt), Reply::Keys(keys)) => {
+                let matched = keys
+                    .as_ref()
+                    .and_then(|k| g.keys.iter().find(|(key, _)| key == k));
+                if let Some(d) = self.flow.variables.iter().position(|v| v.name == "digits") {
+                    self.vars[d] = keys.clone().map(Value::Text);
+                }
+                match (matched, keys) {
+                    (Some((_, block)), _) => self.stack.push((block, 0)),
+                    (None, _) if attempt < g.tries => {
+                        self.waiting = Waiting::Gather(g, attempt + 1);
+                        return Request::Gather {
+                            digits: g.digits,
+                            timeout_seconds: g.timeout_seconds,
+                            attempt: attempt + 1,
+                            tries: g.tries,
+                        };
+                    }
+                    (None, None) => self.stack.push((&g.on_timeout, 0)),
+                    (None, Some(_)) => self.stack.push((&g.on_invalid, 0)),
+                }
+            }
+            (Waiting::Transfer(t), Reply::Transferred(o)) => self.stack.push((
+                match o {
+                    TransferOutcome::Answered => &t.answered,
+                    TransferOutcome::Failed => &t.failed,
+                    TransferOutcome::Hangup => &t.hangup,
+                },
+                0,
+            )),
+            (_, other) => {
+                return Request::Done(End {
+                    completed: false,
+                    reason: format!("unexpected reply {other:?}"),
+                    skipped: false,
+                })
+            }
+        }
+        self.resume()
+    }
+
+    fn scope(&self) -> (Vec<Option<Value>>, chrono::NaiveDateTime) {
+        let zone = self.contact.zones.first().copied().unwrap_or(Tz::UTC);
+        (
+            self.vars.clone(),
+            self.now.with_timezone(&zone).naive_local(),
+        )
+    }
+
+    fn with_scope<T>(&self, f: impl FnOnce(&Scope<'_>) -> T) -> T {
+        let (vars, local) = self.scope();
+        let fields = &self.contact.fields;
+        let field = |name: &str| fields.get(name).cloned();
+        let outcome = self.journal.attempts.last().map(|a| a.outcome.name());
+        let s = Scope {
+            field: &field,
+            vars: &vars,
+            attempt: self.journal.attempts.len() as u32,
+            outcome,
+            arm: &self.flow.arms[self.arm].name,
+            local,
+        };
+        f(&s)
+    }
+
+    fn strategy(&self) -> Option<&'f ir::Strategy> {
+        self.flow.arms[self.arm]
+            .strategy
+            .map(|s| &self.flow.strategies[s])
+    }
+
+    fn finish(completed: bool, reason: impl Into<String>) -> Option<End> {
+        Some(End {
+            completed,
+            reason: reason.into(),
+            skipped: false,
+        })
+    }
+
+    fn resume(&mut self) -> Request {
+        loop {
+            let Some((actions, i)) = self.stack.last_mut() else {
+                return Request::Done(End {
+                    completed: false,
+                    reason: "no_route".into(),
+                    skipped: false,
+                });
+            };
+            if *i >= actions.len() {
+                self.stack.pop();
+                continue;
+            }
+            let actions: &'f [Action] = actions;
+            let action = &actions[*i];
+            *i += 1;
+            match action {
+                Action::Dial(d) => {
+                    let mut here = self.stack.clone();
+                    if let Some(top) = here.last_mut() {
+                        top.1 -= 1;
+                    }
+                    self.dial_at = here;
+                    if let Some(max) = self.strategy().and_then(|s| s.max_attempts) {
+                        if self.journal.attempts.len() as u32 >= max {
+                            self.dial = Some((d, self.current_step, self.now));
+                            match self.route(Outcome::Exhausted) {
+                                Some(end) => return Request::Done(end),
+                                None => continue,
+                            }
+                        }
+                    }
+                    let earliest = self
+                        .next_dial_at
+                        .take()
+                        .map_or(self.now, |t| t.max(self.now));
+                    let history: Vec<DateTime<Utc>> =
+                        self.journal.attempts.iter().map(|a| a.started_at).collect();
+                    let at = retry::settle(
+                        earliest,
+                        &self.contact.zones,
+                        &self.schedule,
+                        &self.limits,
+                        &history,
+                    );
+                    let at = match at {
+                        Some(at) if self.stop.is_none_or(|s| at < s) => at,
+                        _ => {
+                            return Request::Done(End {
+                                completed: false,
+                                reason: "campaign_stopped".into(),
+                                skipped: true,
+                            })
+                        }
+                    };
+                    let number = self
+                        .with_scope(|s| eval::eval(&d.number, s))
+                        .map_or(self.contact.phone.clone(), |v| eval::show(&v));
+                    self.dial = Some((d, self.current_step, at));
+                    self.routing = None;
+                    self.waiting = Waiting::Dial;
+                    self.now = at;
+                    return Request::Dial {
+                        at,
+                        step: self.current_step,
+                        number,
+                        timeout_seconds: d.timeout_seconds,
+                        detect_voicemail: d.detect_voicemail,
+                        from: d.from.clone(),
+                    };
+                }
+                Action::Say { text } => {
+                    let said = self.with_scope(|s| eval::render(text, s));
+                    self.journal.said.push(said);
+                }
+                Action::Play { file } => self.journal.said.push(format!("[{file}]")),
+                Action::Gather(g) => {
+                    self.waiting = Waiting::Gather(g, 1);
+                    return Request::Gather {
+                        digits: g.digits,
+                        timeout_seconds: g.timeout_seconds,
+                        attempt: 1,
+                        tries: g.tries,
+                    };
+                }
+                Action::Record { var, .. } => {
+                    self.vars[*var] = Some(Value::Text(format!(
+                        "recording-{}",
+                        self.journal.attempts.len()
+                    )))
+                }
+                Action::Transfer(t) => {
+                    let number = self
+                        .with_scope(|s| eval::eval(&t.number, s))
+                        .map_or_else(String::new, |v| eval::show(&v));
+                    self.waiting = Waiting::Transfer(t);
+                    return Request::Transfer {
+                        number,
+                        timeout_seconds: t.timeout_seconds,
+                    };
+                }
+                Action::Set { var, value } => {
+                    self.vars[*var] = self.with_scope(|s| eval::eval(value, s))
+                }
+                Action::SendSms { text } => {
+                    let sms = self.with_scope(|s| eval::render(text, s));
+                    self.journal.sms.push(sms);
+                }
+                Action::SendEmail { body, .. } => {
+                    let email = self.with_scope(|s| eval::render(body, s));
+                    self.journal.emails.push(email);
+                }
+                Action::Flag { label } => self.journal.flags.push(label.clone()),
+                Action::OptOut => self.journal.opted_out = true,
+                Action::Wait { seconds } => self.now += Duration::seconds(*seconds as i64),
+                Action::If {
+                    cond,
+                    then,
+                    otherwise,
+                } => {
+                    let branch = if self.with_scope(|s| eval::truthy(cond, s)) {
+                        then
+                    } else {
+                        otherwise
+                    };
+                    if !branch.is_empty() {
+                        self.stack.push((branch, 0));
+                    }
+                }
+                Action::Goto { step } => self.goto(*step),
+                Action::Retry { form, max } => {
+                    if let Some(end) = self.retry(form.as_ref(), *max) {
+                        return Request::Done(end);
+                    }
+                }
+                Action::End { completed, reason } => {
+                    let reason = reason
+                        .clone()
+                        .unwrap_or_else(|| if *completed { "completed" } else { "failed" }.into());
+                    return Request::Done(End {
+                        completed: *completed,
+                        reason,
+                        skipped: false,
+                    });
+                }
+            }
+        }
+    }
+
+    fn goto(&mut self, step: StepId) {
+        self.stack = vec![(&self.flow.steps[step].actions, 0)];
+        self.current_step = step;
+        self.journal.path.push(step);
+    }
+
+    /// Routes a dial outcome for this arm; `Some` when the contact ends.
+    fn route(&mut self, outcome: Outcome) -> Option<End> {
+        let (dial, _, _) = self.dial?;
+        self.routing = Some(outcome);
+        match dial.routing[self.arm].get(&outcome) {
+            Some(Resolution::Block(i)) => {
+                self.stack.push((&dial.blocks[*i], 0));
+                None
+            }
+            Some(Resolution::Strategy) => match self.strategy().and_then(|s| s.rules.get(&outcome))
+            {
+                Some(StrategyRule::Retry { form, max }) => self.retry(Some(form), *max),
+                Some(StrategyRule::Stop) => Self::finish(false, outcome.name()),
+                None => Self::finish(false, outcome.name()),
+            },
+            Some(Resolution::Default) | None => match outcome {
+                Outcome::Exhausted => Self::finish(false, "retries_exhausted"),
+                other => Self::finish(false, other.name()),
+            },
+        }
+    }
+
+    /// Retries the last dial with a form (or the strategy's rule for the
+    /// outcome being routed); `Some` when the contact ends instead.
+    fn retry(&mut self, form: Option<&'f RetryForm>, max: Option<u32>) -> Option<End> {
+        let outcome = self.routing?;
+        if outcome == Outcome::Exhausted {
+            return Self::finish(false, "retries_exhausted");
+        }
+        let rule = self.strategy().and_then(|s| s.rules.get(&outcome));
+        let (form, max) = match (form, rule) {
+            (Some(f), _) => (f, max),
+            (
+                None,
+                Some(StrategyRule::Retry {
+                    form,
+                    max: rule_max,
+                }),
+            ) => (form, max.or(*rule_max)),
+            (None, _) => return self.route(Outcome::Exhausted),
+        };
+        let attempts = self.journal.attempts.len() as u32;
+        let over_total = self
+            .strategy()
+            .and_then(|s| s.max_attempts)
+            .is_some_and(|m| attempts >= m);
+        let over_rule =
+            max.is_some_and(|m| self.rule_retries.get(&outcome).copied().unwrap_or(0) >= m);
+        if over_total || over_rule {
+            return self.route(Outcome::Exhausted);
+        }
+        let strategy = self.strategy();
+        let r = retry::Retry {
+            ended_at: self.now,
+            nth: self.retries + 1,
+            jitter_percent: if self.jitter {
+                strategy.map_or(0.0, |s| s.jitter_percent)
+            } else {
+                0.0
+            },
+            key: &self.contact.phone,
+            min_gap: Duration::seconds(strategy.map_or(0, |s| s.min_gap_seconds) as i64),
+        };
+        let history: Vec<DateTime<Utc>> =
+            self.journal.attempts.iter().map(|a| a.started_at).collect();
+        let Some(at) = retry::next_attempt(
+            form,
+            &r,
+            &self.contact.zones,
+            &self.schedule,
+            &self.limits,
+            &history,
+        ) else {
+            return self.route(Outcome::Exhausted);
+        };
+        self.retries += 1;
+        *self.rule_retries.entry(outcome).or_default() += 1;
+        self.next_dial_at = Some(at);
+        let (_, step, _) = self.dial?;
+        self.stack = self.dial_at.clone();
+        self.current_step = step;
+        self.journal.path.push(step);
+        None
+    }
+}
+
+/// A flow date-time as an instant: in its own zone, else the given one.
+pub fn local_instant(dt: &ir::LocalDateTime, zone: Tz) -> Option<DateTime<Utc>> {
+    use chrono::Timelike;
+    let tz = dt
+        .zone
+        .as_deref()
+        .and_then(|z| z.parse::<Tz>().ok())
+        .unwrap_or(zone);
+    let minute = (dt.local.hour() * 60 + dt.local.minute()) as u16;
+    Some(crate::calendar::schedule::instant(
+        tz,
+        dt.local.date(),
+        minute,
+    ))
+}
+
+/// The experiment arm of a contact: a stable hash of its number and the
+/// experiment's name, so a restart never moves a contact.
+pub fn assign_arm(flow: &ir::Flow, phone: &str) -> ArmId {
+    let Some(experiment) = &flow.experiment else {
+        return 0;
+    };
+    let key = format!("{experiment}\u{0}{phone}");
+    let point = retry::jitter_fraction(&key, 0) * 100.0;
+    let mut acc = 0.0;
+    for (i, arm) in flow.arms.iter().enumerate() {
+        acc += arm.weight_percent;
+        if point < acc {
+            return i;
+        }
+    }
+    flow.arms.len().saturating_sub(1)
+}
