@@ -5,6 +5,7 @@ mod check;
 mod compile;
 mod explain;
 mod plan;
+mod simulate;
 mod test;
 
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ enum Command {
     Plan(plan::Args),
     /// Run the `test` items of flows on a virtual clock with a scripted dialer
     Test(test::Args),
+    /// Run a campaign on a virtual clock with the simulated dialer and print its report
+    Simulate(simulate::Args),
 }
 
 /// Exit status 2: the command could not do its job (usage, unreadable file).
@@ -47,6 +50,7 @@ pub fn main() -> ExitCode {
         Command::Compile(args) => compile::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Test(args) => test::run(args),
+        Command::Simulate(args) => simulate::run(args),
     }
 }
 

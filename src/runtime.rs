@@ -6,3 +6,4 @@
 pub mod eval;
 pub mod interpreter;
 pub mod scenario;
+pub mod simulate;

@@ -28,11 +28,13 @@ pub enum Request {
         detect_voicemail: bool,
         from: Option<String>,
     },
+    /// `keys` are the keys the flow lists (a dialer simulating people picks among them).
     Gather {
         digits: u32,
         timeout_seconds: u64,
         attempt: u32,
         tries: u32,
+        keys: Vec<String>,
     },
     Transfer {
         number: String,
@@ -44,8 +46,11 @@ pub enum Request {
 /// What happened.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reply {
+    /// `started_at` is when the call really started: a scheduler may start
+    /// it later than asked (concurrency, pacing), never earlier.
     Dialled {
         outcome: Outcome,
+        started_at: DateTime<Utc>,
         ended_at: DateTime<Utc>,
     },
     /// Keys pressed, or `None` when nothing came before the timeout.
@@ -207,8 +212,16 @@ impl<'f> Run<'f> {
             std::mem::replace(&mut self.waiting, Waiting::Nothing),
             reply,
         ) {
-            (Waiting::Dial, Reply::Dialled { outcome, ended_at }) => {
-                let (_, step, started_at) = self.dial.expect("a dial is waiting");
+            (
+                Waiting::Dial,
+                Reply::Dialled {
+                    outcome,
+                    started_at,
+                    ended_at,
+                },
+            ) => {
+                let (_, step, asked) = self.dial.expect("a dial is waiting");
+                let started_at = started_at.max(asked);
                 let number = self.journal.attempts.len() as u32 + 1;
                 self.journal.attempts.push(Attempt {
                     number,
@@ -233,12 +246,7 @@ impl<'f> Run<'f> {
                     (Some((_, block)), _) => self.stack.push((block, 0)),
                     (None, _) if attempt < g.tries => {
                         self.waiting = Waiting::Gather(g, attempt + 1);
-                        return Request::Gather {
-                            digits: g.digits,
-                            timeout_seconds: g.timeout_seconds,
-                            attempt: attempt + 1,
-                            tries: g.tries,
-                        };
+                        return gather_request(g, attempt + 1);
                     }
                     (None, None) => self.stack.push((&g.on_timeout, 0)),
                     (None, Some(_)) => self.stack.push((&g.on_invalid, 0)),
@@ -379,12 +387,7 @@ impl<'f> Run<'f> {
                 Action::Play { file } => self.journal.said.push(format!("[{file}]")),
                 Action::Gather(g) => {
                     self.waiting = Waiting::Gather(g, 1);
-                    return Request::Gather {
-                        digits: g.digits,
-                        timeout_seconds: g.timeout_seconds,
-                        attempt: 1,
-                        tries: g.tries,
-                    };
+                    return gather_request(g, 1);
                 }
                 Action::Record { var, .. } => {
                     self.vars[*var] = Some(Value::Text(format!(
@@ -446,6 +449,48 @@ impl<'f> Run<'f> {
                         skipped: false,
                     });
                 }
+            }
+        }
+    }
+
+    /// The dial waiting for an answer could not start when asked (the
+    /// scheduler was at its limits): plans it again from `after`, within the
+    /// calendar and the limits.
+    pub fn reschedule(&mut self, after: DateTime<Utc>) -> Request {
+        let Some((d, step, _)) = self.dial else {
+            return self.resume();
+        };
+        let history: Vec<DateTime<Utc>> =
+            self.journal.attempts.iter().map(|a| a.started_at).collect();
+        match retry::settle(
+            after,
+            &self.contact.zones,
+            &self.schedule,
+            &self.limits,
+            &history,
+        ) {
+            Some(at) if self.stop.is_none_or(|s| at < s) => {
+                self.dial = Some((d, step, at));
+                self.now = at;
+                let number = self
+                    .with_scope(|s| eval::eval(&d.number, s))
+                    .map_or(self.contact.phone.clone(), |v| eval::show(&v));
+                Request::Dial {
+                    at,
+                    step,
+                    number,
+                    timeout_seconds: d.timeout_seconds,
+                    detect_voicemail: d.detect_voicemail,
+                    from: d.from.clone(),
+                }
+            }
+            _ => {
+                self.waiting = Waiting::Nothing;
+                Request::Done(End {
+                    completed: false,
+                    reason: "campaign_stopped".into(),
+                    skipped: true,
+                })
             }
         }
     }
@@ -539,6 +584,16 @@ impl<'f> Run<'f> {
         self.current_step = step;
         self.journal.path.push(step);
         None
+    }
+}
+
+fn gather_request(g: &ir::Gather, attempt: u32) -> Request {
+    Request::Gather {
+        digits: g.digits,
+        timeout_seconds: g.timeout_seconds,
+        attempt,
+        tries: g.tries,
+        keys: g.keys.iter().map(|(k, _)| k.clone()).collect(),
     }
 }
 

@@ -141,6 +141,7 @@ pub fn run_test(flow: &ir::Flow, test: &ir::Test) -> TestResult {
                     let ended_at = at + Duration::seconds(next.lasting_seconds as i64);
                     run.reply(Reply::Dialled {
                         outcome: next.outcome,
+                        started_at: at,
                         ended_at,
                     })
                 }

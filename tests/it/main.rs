@@ -8,6 +8,7 @@ mod contacts;
 mod flows;
 mod fuzz;
 mod scenarios;
+mod simulate;
 mod tidy;
 mod ui;
 

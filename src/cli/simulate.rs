@@ -1,0 +1,240 @@
+//! `flowc simulate FILE --contacts LIST [--model M] [--seed N] [--from DATETIME] [--journal FILE] [--format table|json]`
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::str::FromStr;
+
+use chrono::{NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+use crate::calendar::phone;
+use crate::check::{self, FsLoader};
+use crate::contacts;
+use crate::dialer::{Model, SimDialer};
+use crate::ir::{self, ZoneSource};
+use crate::runtime::simulate::{self, Simulation};
+use crate::{diagnostic, report};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The .flow file
+    file: PathBuf,
+    /// The contact list: CSV with a header row, or JSON lines (.jsonl)
+    #[arg(long, value_name = "LIST")]
+    contacts: PathBuf,
+    /// The simulation model (TOML); the built-in one is calibrated to the field's figures
+    #[arg(long, value_name = "FILE")]
+    model: Option<PathBuf>,
+    /// Seed of the simulation: the same seed gives the same campaign
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// When the campaign starts, in the flow's fallback zone: `2026-12-01 09:00`
+    /// (default: the flow's `start`, else today at 00:00 UTC)
+    #[arg(long)]
+    from: Option<String>,
+    /// Write every attempt as JSON lines here
+    #[arg(long, value_name = "FILE")]
+    journal: Option<PathBuf>,
+    /// Where rejected contact rows go (default: LIST.rejects.csv)
+    #[arg(long, value_name = "FILE")]
+    rejects: Option<PathBuf>,
+    /// How numbers without a country code are read (default: the flow's `region`)
+    #[arg(long)]
+    region: Option<String>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    format: ReportFormat,
+}
+
+fn usage(message: String) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(super::EXIT_USAGE)
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let compilation = match check::check(&args.file, &FsLoader) {
+        Ok(c) => c,
+        Err(e) => return usage(format!("cannot read {}: {e}", args.file.display())),
+    };
+    let Some(flow) = compilation.program.as_ref().and_then(|p| p.flow.as_ref()) else {
+        eprint!(
+            "{}",
+            diagnostic::render_human(
+                &compilation.diagnostics,
+                &compilation.sources,
+                super::color(),
+                super::width()
+            )
+        );
+        eprintln!(
+            "error: {} has errors or no flow; nothing to simulate",
+            args.file.display()
+        );
+        return ExitCode::from(1);
+    };
+    let model = match &args.model {
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| Model::parse(&t))
+        {
+            Ok(m) => m,
+            Err(e) => return usage(format!("the model {} cannot be used: {e}", path.display())),
+        },
+        None => Model::default_model(),
+    };
+    let text = match std::fs::read_to_string(&args.contacts) {
+        Ok(t) => t,
+        Err(e) => return usage(format!("cannot read {}: {e}", args.contacts.display())),
+    };
+    let region = match args.region.as_deref().or(flow.region.as_deref()) {
+        Some(r) => match phone::region(r) {
+            Some(id) => Some(id),
+            None => return usage(format!("\"{r}\" is not a region code such as US or FR")),
+        },
+        None => None,
+    };
+    let rules = contacts::Rules {
+        schema: &flow.contact,
+        zones: &flow.timezone,
+        region,
+    };
+    let jsonl = args
+        .contacts
+        .extension()
+        .is_some_and(|e| e == "jsonl" || e == "ndjson");
+    let import = if jsonl {
+        contacts::import_jsonl(&text, &rules)
+    } else {
+        contacts::import_csv(&text, &rules)
+    };
+    for e in &import.errors {
+        eprintln!("error: {}: {e}", args.contacts.display());
+    }
+    if !import.errors.is_empty() {
+        return ExitCode::from(1);
+    }
+    if !import.rejects.is_empty() {
+        let out = args.rejects.clone().unwrap_or_else(|| {
+            let mut name = args.contacts.as_os_str().to_owned();
+            name.push(".rejects.csv");
+            PathBuf::from(name)
+        });
+        if let Err(e) = std::fs::write(&out, contacts::rejects_csv(&import)) {
+            return usage(format!("cannot write {}: {e}", out.display()));
+        }
+        eprintln!(
+            "{} row(s) rejected, written to {} (the first: line {}: {})",
+            import.rejects.len(),
+            out.display(),
+            import.rejects[0].line,
+            import.rejects[0].reason
+        );
+    }
+    if !import.duplicates.is_empty() {
+        eprintln!("{} duplicate number(s) merged", import.duplicates.len());
+    }
+    let zone = flow
+        .timezone
+        .iter()
+        .find_map(|s| match s {
+            ZoneSource::Zone(z) => Tz::from_str(z).ok(),
+            _ => None,
+        })
+        .unwrap_or(Tz::UTC);
+    let start = match args.from.as_deref() {
+        Some(t) => match NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M")
+            .ok()
+            .and_then(|l| zone.from_local_datetime(&l).earliest())
+        {
+            Some(s) => s.with_timezone(&Utc),
+            None => return usage(format!(
+                "cannot read --from \"{t}\": write a date and time such as \"2026-12-01 09:00\""
+            )),
+        },
+        None => flow
+            .start
+            .as_ref()
+            .and_then(|s| crate::runtime::interpreter::local_instant(s, zone))
+            .unwrap_or_else(|| {
+                Utc::now()
+                    .date_naive()
+                    .and_hms_opt(0, 0, 0)
+                    .map_or_else(Utc::now, |d| Utc.from_utc_datetime(&d))
+            }),
+    };
+    let dialer = SimDialer {
+        model,
+        seed: args.seed,
+    };
+    let sim = simulate::simulate(flow, &import.contacts, &dialer, start);
+    if let Some(path) = &args.journal {
+        if let Err(e) = write_journal(path, flow, &sim) {
+            return usage(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    let report = report::report(flow, &sim.contacts);
+    match args.format {
+        ReportFormat::Table => {
+            print!("{}", report.table());
+            println!(
+                "\nsimulated {} to {} (UTC), seed {}",
+                sim.start.format("%Y-%m-%d %H:%M"),
+                sim.finish.format("%Y-%m-%d %H:%M"),
+                args.seed
+            );
+        }
+        ReportFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("a report always serialises")
+        ),
+    }
+    ExitCode::SUCCESS
+}
+
+/// One JSON line per attempt; a contact's last line carries its path and end.
+fn write_journal(path: &std::path::Path, flow: &ir::Flow, sim: &Simulation) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for c in &sim.contacts {
+        let arm = &flow.arms[c.arm];
+        for (k, a) in c.attempts.iter().enumerate() {
+            let last = k + 1 == c.attempts.len();
+            let caller_id = (!arm.caller_ids.is_empty())
+                .then(|| arm.caller_ids[(a.number as usize - 1) % arm.caller_ids.len()].clone());
+            let mut line = serde_json::json!({
+                "contact": c.phone,
+                "attempt": a.number,
+                "step": flow.steps[a.step].name,
+                "started_at": a.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "local_time": a.started_at.with_timezone(&c.zone).format("%Y-%m-%dT%H:%M:%S").to_string(),
+                "zone": c.zone.name(),
+                "outcome": a.outcome.name(),
+                "ended_at": a.ended_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "arm": arm.name,
+                "caller_id": caller_id,
+            });
+            if last {
+                line["path"] = serde_json::json!(c
+                    .path
+                    .iter()
+                    .map(|s| flow.steps[*s].name.as_str())
+                    .collect::<Vec<_>>());
+                let kind = if c.end.skipped {
+                    "skipped"
+                } else if c.end.completed {
+                    "completed"
+                } else {
+                    "failed"
+                };
+                line["end"] = serde_json::json!({ "state": kind, "reason": c.end.reason });
+            }
+            writeln!(out, "{line}")?;
+        }
+    }
+    out.flush()
+}

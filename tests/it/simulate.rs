@@ -1,0 +1,199 @@
+//! The simulator against closed-form results, the built-in model against the
+//! field's published ranges, and `flowc simulate` end to end.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use flowc::contacts::Contact;
+use flowc::dialer::{Model, SimDialer};
+use flowc::ir::{self, Value};
+use flowc::runtime::simulate::simulate;
+
+fn flow(src: &str) -> ir::Flow {
+    let c = flowc::check::check_source("sim.flow", src);
+    assert!(!c.has_errors(), "{:?}", c.diagnostics);
+    c.program.unwrap().flow.unwrap()
+}
+
+fn contacts(n: usize) -> Vec<Contact> {
+    (0..n)
+        .map(|i| {
+            let phone = format!("+1212555{:04}", i % 10_000);
+            let phone = if i < 10_000 {
+                phone
+            } else {
+                format!("+1646555{:04}", i % 10_000)
+            };
+            let mut fields = BTreeMap::new();
+            fields.insert("phone".to_string(), Value::Text(phone.clone()));
+            Contact {
+                line: i + 2,
+                phone,
+                fields,
+                zones: vec![chrono_tz::Tz::America__New_York],
+            }
+        })
+        .collect()
+}
+
+fn start() -> DateTime<Utc> {
+    "2026-12-01T14:00:00Z".parse().unwrap()
+}
+
+const MEMORYLESS: &str = r#"
+talk_seconds = 60
+ring_seconds = 20
+[outcomes]
+answered = 0.3
+no_answer = 0.7
+"#;
+
+/// Answer 30% on every attempt, up to 3 attempts: 1 - 0.7^3 = 65.7% complete,
+/// and each attempt connects 30%.
+#[test]
+fn memoryless_model_matches_the_closed_form() {
+    let flow = flow(
+        "contact { phone: phone }\n\
+         strategy three { max attempts 3\n on no_answer retry after 1h }\n\
+         flow f {\n strategy three\n timezone \"America/New_York\"\n compliance tcpa\n\
+         step call {\n dial contact.phone\n on answered -> end completed\n on other -> end failed\n }\n}\n",
+    );
+    let n = 20_000;
+    let dialer = SimDialer {
+        model: Model::parse(MEMORYLESS).unwrap(),
+        seed: 7,
+    };
+    let sim = simulate(&flow, &contacts(n), &dialer, start());
+    let report = flowc::report::report(&flow, &sim.contacts);
+    let m = &report.metrics;
+    // Three standard deviations of a proportion over 20,000 contacts is about 1%.
+    assert!(
+        (m.connection_rate - 65.7).abs() < 1.2,
+        "connection rate {}",
+        m.connection_rate
+    );
+    for p in &m.per_attempt {
+        assert!(
+            (p.connection_rate - 30.0).abs() < 2.0,
+            "attempt {}: {}",
+            p.attempt,
+            p.connection_rate
+        );
+    }
+    assert_eq!(m.per_attempt.len(), 3);
+    assert_eq!(m.total_contacts, n as u64);
+    assert_eq!(
+        m.contacts_completed
+            + m.contacts_failed
+            + m.contacts_skipped
+            + m.contacts_pending
+            + m.contacts_in_progress,
+        m.total_contacts
+    );
+    // Retries follow the rule: each retry at least an hour after the attempt before.
+    for c in &sim.contacts {
+        for pair in c.attempts.windows(2) {
+            assert!(pair[1].started_at - pair[0].ended_at >= chrono::Duration::hours(1));
+        }
+    }
+}
+
+/// The built-in model: 20-40% connect on the first attempt, 30-50% within
+/// two attempts, 40-60% within three.
+#[test]
+fn the_built_in_model_is_calibrated_to_the_field() {
+    let flow = flow(
+        "contact { phone: phone }\n\
+         strategy three { max attempts 3\n on busy, no_answer, voicemail, network_error retry after 2h\n on rejected stop }\n\
+         flow f {\n strategy three\n timezone \"America/New_York\"\n compliance tcpa\n\
+         step call {\n dial contact.phone detect voicemail\n on answered -> end completed\n on invalid_number -> end failed\n on exhausted -> end failed\n }\n}\n",
+    );
+    let dialer = SimDialer {
+        model: Model::default_model(),
+        seed: 11,
+    };
+    let sim = simulate(&flow, &contacts(20_000), &dialer, start());
+    let total = sim.contacts.len() as f64;
+    let within = |k: usize| {
+        sim.contacts
+            .iter()
+            .filter(|c| {
+                c.attempts
+                    .iter()
+                    .take(k)
+                    .any(|a| a.outcome == ir::Outcome::Answered)
+            })
+            .count() as f64
+            / total
+            * 100.0
+    };
+    let (one, two, three) = (within(1), within(2), within(3));
+    assert!((20.0..=40.0).contains(&one), "first attempt {one}");
+    assert!((30.0..=50.0).contains(&two), "within two {two}");
+    assert!((40.0..=60.0).contains(&three), "within three {three}");
+}
+
+#[test]
+fn simulate_on_the_command_line() {
+    let dir = std::env::temp_dir().join(format!("flowc-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let journal = dir.join("journal.jsonl");
+    let rejects = dir.join("rejects.csv");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "simulate",
+            "flows/win_back.flow",
+            "--contacts",
+            "contacts/sample.csv",
+            "--format",
+            "json",
+            "--rejects",
+        ];
+        args.push(rejects.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args(&args)
+            .current_dir(crate::root())
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let report = run(&["--journal", journal.to_str().unwrap()]);
+    let n = |k: &str| report[k].as_u64().unwrap();
+    assert_eq!(
+        n("contactsCompleted")
+            + n("contactsFailed")
+            + n("contactsSkipped")
+            + n("contactsPending")
+            + n("contactsInProgress"),
+        n("totalContacts")
+    );
+    assert_eq!(report["arms"].as_array().unwrap().len(), 2);
+    let lines = std::fs::read_to_string(&journal).unwrap();
+    assert_eq!(lines.lines().count() as u64, n("callsUsed"));
+    let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    for key in [
+        "contact",
+        "attempt",
+        "step",
+        "started_at",
+        "local_time",
+        "zone",
+        "outcome",
+        "ended_at",
+        "arm",
+        "caller_id",
+    ] {
+        assert!(first.get(key).is_some(), "journal lines carry `{key}`");
+    }
+    // The same seed gives the same campaign; another seed another one.
+    assert_eq!(run(&[]), report);
+    assert_ne!(run(&["--seed", "2"]), report);
+    std::fs::remove_dir_all(&dir).ok();
+}
