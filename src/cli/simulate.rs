@@ -153,9 +153,11 @@ pub fn run(args: Args) -> ExitCode {
             .and_then(|l| zone.from_local_datetime(&l).earliest())
         {
             Some(s) => s.with_timezone(&Utc),
-            None => return usage(format!(
+            None => {
+                return usage(format!(
                 "cannot read --from \"{t}\": write a date and time such as \"2026-12-01 09:00\""
-            )),
+            ))
+            }
         },
         None => flow
             .start

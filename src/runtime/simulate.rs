@@ -40,6 +40,8 @@ enum Event {
     Due,
     /// The contact's call has ended.
     CallEnded,
+    /// The pace allows another dial.
+    Wake,
 }
 
 /// An event for a contact at an instant; the sequence number keeps events of
@@ -57,157 +59,10 @@ pub fn simulate(
     dialer: &SimDialer,
     start: DateTime<Utc>,
 ) -> Simulation {
-    let n = list.len();
-    let mut runs: Vec<Option<Run<'_>>> = (0..n).map(|_| None).collect();
-    let mut pending: Vec<Option<Request>> = vec![None; n];
-    let mut lines: Vec<Option<Line>> = (0..n).map(|_| None).collect();
-    let mut results: Vec<Option<ContactResult>> = vec![None; n];
-    let mut queue: BinaryHeap<Reverse<Scheduled>> = BinaryHeap::new();
-    let mut seq = 0u64;
-    let mut push = |queue: &mut BinaryHeap<_>, at: DateTime<Utc>, i: usize, e: Event| {
-        seq += 1;
-        queue.push(Reverse((at, seq, i, e)));
-    };
-    for i in 0..n {
-        push(&mut queue, start, i, Event::Due);
-    }
-    let concurrency = flow.concurrency.map(|c| c as usize);
-    let rate = flow.rate.map(|r| {
-        (
-            r.count as usize,
-            Duration::seconds(i64::from(r.per_seconds)),
-        )
-    });
-    let mut in_flight: BinaryHeap<Reverse<DateTime<Utc>>> = BinaryHeap::new();
-    let mut recent_dials: VecDeque<DateTime<Utc>> = VecDeque::new();
-    let consent_required = flow.compliance.policies.iter().any(|p| p.require_consent);
-    let mut finish = start;
-
-    while let Some(Reverse((now, _, i, event))) = queue.pop() {
-        finish = finish.max(now);
-        let c = &list[i];
-        let mut request = match event {
-            Event::CallEnded => {
-                in_flight.pop();
-                let line = lines[i].take().expect("a call was in progress");
-                let run = runs[i].as_mut().expect("a call belongs to a run");
-                run.reply(Reply::Dialled {
-                    outcome: line.outcome,
-                    started_at: line.started_at,
-                    ended_at: now,
-                })
-            }
-            Event::Due => match runs[i].as_mut() {
-                Some(_) => pending[i].take().expect("a due contact has a request"),
-                None => {
-                    if consent_required
-                        && matches!(c.fields.get("consent"), Some(Value::Bool(false)))
-                    {
-                        results[i] = Some(result(
-                            c,
-                            0,
-                            End {
-                                completed: false,
-                                reason: "no_consent".into(),
-                                skipped: true,
-                            },
-                            None,
-                        ));
-                        continue;
-                    }
-                    let arm = interpreter::assign_arm(flow, &c.phone);
-                    let contact = Contact {
-                        phone: c.phone.clone(),
-                        fields: c.fields.clone(),
-                        zones: c.zones.clone(),
-                    };
-                    runs[i].insert(Run::new(flow, arm, contact, start)).start()
-                }
-            },
-        };
-        let run = runs[i].as_mut().expect("the run exists by now");
-        loop {
-            request = match request {
-                Request::Done(end) => {
-                    let arm = run.arm();
-                    results[i] = Some(result(c, arm, end, Some(run)));
-                    runs[i] = None;
-                    break;
-                }
-                Request::Dial { at, .. } if at > now => {
-                    pending[i] = Some(request);
-                    push(&mut queue, at, i, Event::Due);
-                    break;
-                }
-                Request::Dial {
-                    number,
-                    timeout_seconds,
-                    detect_voicemail,
-                    ..
-                } => {
-                    // Hard limits: a free line, and the pace of dialling.
-                    let line_free = concurrency.is_none_or(|c| in_flight.len() < c);
-                    while let (Some((_, period)), Some(first)) = (rate, recent_dials.front()) {
-                        if now - *first >= period {
-                            recent_dials.pop_front();
-                        } else {
-                            break;
-                        }
-                    }
-                    let paced = rate.is_none_or(|(count, _)| recent_dials.len() < count);
-                    if !line_free || !paced {
-                        let free_at = if line_free {
-                            now
-                        } else {
-                            in_flight.peek().map_or(now, |r| r.0)
-                        };
-                        let paced_at = match (rate, recent_dials.front()) {
-                            (Some((_, period)), Some(first)) if !paced => *first + period,
-                            _ => now,
-                        };
-                        let later = free_at.max(paced_at).max(now + Duration::milliseconds(1));
-                        request = run.reschedule(later);
-                        if let Request::Dial { at, .. } = &request {
-                            pending[i] = Some(request.clone());
-                            push(&mut queue, *at, i, Event::Due);
-                            break;
-                        }
-                        continue;
-                    }
-                    let zone = c.zones.first().copied().unwrap_or(Tz::UTC);
-                    let attempt = run.journal.attempts.len() as u32 + 1;
-                    let call = Call {
-                        contact: i,
-                        attempt,
-                        number: &number,
-                        local: now.with_timezone(&zone).naive_local(),
-                        timeout_seconds,
-                        detect_voicemail,
-                    };
-                    let dialled = dialer.dial(&call);
-                    let end = now + Duration::seconds(dialled.seconds.max(1) as i64);
-                    in_flight.push(Reverse(end));
-                    recent_dials.push_back(now);
-                    lines[i] = Some(Line {
-                        outcome: dialled.outcome,
-                        started_at: now,
-                    });
-                    push(&mut queue, end, i, Event::CallEnded);
-                    break;
-                }
-                Request::Gather { keys, attempt, .. } => {
-                    let pressed =
-                        dialer.gather(i, run.journal.attempts.len() as u32, attempt, &keys);
-                    run.reply(Reply::Keys(pressed))
-                }
-                Request::Transfer { .. } => {
-                    let outcome = dialer.transfer(i, run.journal.attempts.len() as u32);
-                    run.reply(Reply::Transferred(outcome))
-                }
-            };
-        }
-    }
-    let contacts = results
+    let mut sim = Simulator::new(flow, list, dialer, start);
+    sim.run();
+    let contacts = sim
+        .results
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
@@ -228,7 +83,240 @@ pub fn simulate(
     Simulation {
         contacts,
         start,
-        finish,
+        finish: sim.finish,
+    }
+}
+
+/// The event loop. Contacts wait in a heap until their dial is due, then in
+/// a first-come queue until a line is free and the pace allows a dial: the
+/// scheduler is fair by due time, and concurrency and rate are hard limits.
+struct Simulator<'f, 'l> {
+    flow: &'f ir::Flow,
+    list: &'l [contacts::Contact],
+    dialer: &'l SimDialer,
+    start: DateTime<Utc>,
+    runs: Vec<Option<Run<'f>>>,
+    pending: Vec<Option<Request>>,
+    lines: Vec<Option<Line>>,
+    results: Vec<Option<ContactResult>>,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    seq: u64,
+    /// Contacts whose dial is due, waiting for a line or for the pace.
+    ready: VecDeque<usize>,
+    in_flight: usize,
+    concurrency: Option<usize>,
+    rate: Option<(usize, Duration)>,
+    recent_dials: VecDeque<DateTime<Utc>>,
+    /// A wake-up is scheduled for when the pace allows the next dial.
+    wake_pending: bool,
+    finish: DateTime<Utc>,
+}
+
+impl<'f, 'l> Simulator<'f, 'l> {
+    fn new(
+        flow: &'f ir::Flow,
+        list: &'l [contacts::Contact],
+        dialer: &'l SimDialer,
+        start: DateTime<Utc>,
+    ) -> Self {
+        let n = list.len();
+        let mut s = Simulator {
+            flow,
+            list,
+            dialer,
+            start,
+            runs: (0..n).map(|_| None).collect(),
+            pending: vec![None; n],
+            lines: (0..n).map(|_| None).collect(),
+            results: vec![None; n],
+            queue: BinaryHeap::new(),
+            seq: 0,
+            ready: VecDeque::new(),
+            in_flight: 0,
+            concurrency: flow.concurrency.map(|c| c as usize),
+            rate: flow.rate.map(|r| {
+                (
+                    r.count as usize,
+                    Duration::seconds(i64::from(r.per_seconds)),
+                )
+            }),
+            recent_dials: VecDeque::new(),
+            wake_pending: false,
+            finish: start,
+        };
+        for i in 0..n {
+            s.push(start, i, Event::Due);
+        }
+        s
+    }
+
+    fn push(&mut self, at: DateTime<Utc>, i: usize, e: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq, i, e)));
+    }
+
+    fn run(&mut self) {
+        while let Some(Reverse((now, _, i, event))) = self.queue.pop() {
+            self.finish = self.finish.max(now);
+            match event {
+                Event::Wake => self.wake_pending = false,
+                Event::CallEnded => {
+                    self.in_flight -= 1;
+                    let line = self.lines[i].take().expect("a call was in progress");
+                    let run = self.runs[i].as_mut().expect("a call belongs to a run");
+                    let request = run.reply(Reply::Dialled {
+                        outcome: line.outcome,
+                        started_at: line.started_at,
+                        ended_at: now,
+                    });
+                    self.handle(i, request, now);
+                }
+                Event::Due => {
+                    let request = match self.runs[i].as_mut() {
+                        Some(_) => self.pending[i].take().expect("a due contact has a request"),
+                        None => match self.begin(i) {
+                            Some(r) => r,
+                            None => continue,
+                        },
+                    };
+                    self.handle(i, request, now);
+                }
+            }
+            self.dispatch(now);
+        }
+    }
+
+    /// Starts a contact's run; `None` when it is skipped before any call.
+    fn begin(&mut self, i: usize) -> Option<Request> {
+        let c = &self.list[i];
+        let consent_required = self
+            .flow
+            .compliance
+            .policies
+            .iter()
+            .any(|p| p.require_consent);
+        if consent_required && matches!(c.fields.get("consent"), Some(Value::Bool(false))) {
+            self.results[i] = Some(result(
+                c,
+                0,
+                End {
+                    completed: false,
+                    reason: "no_consent".into(),
+                    skipped: true,
+                },
+                None,
+            ));
+            return None;
+        }
+        let arm = interpreter::assign_arm(self.flow, &c.phone);
+        let contact = Contact {
+            phone: c.phone.clone(),
+            fields: c.fields.clone(),
+            zones: c.zones.clone(),
+        };
+        Some(
+            self.runs[i]
+                .insert(Run::new(self.flow, arm, contact, self.start))
+                .start(),
+        )
+    }
+
+    /// Follows a contact's requests until it waits for a dial or ends.
+    fn handle(&mut self, i: usize, mut request: Request, now: DateTime<Utc>) {
+        loop {
+            let run = self.runs[i].as_mut().expect("the run exists");
+            request = match request {
+                Request::Done(end) => {
+                    let arm = run.arm();
+                    self.results[i] = Some(result(&self.list[i], arm, end, Some(run)));
+                    self.runs[i] = None;
+                    return;
+                }
+                Request::Dial { at, .. } if at > now => {
+                    self.pending[i] = Some(request);
+                    self.push(at, i, Event::Due);
+                    return;
+                }
+                Request::Dial { .. } => {
+                    self.pending[i] = Some(request);
+                    self.ready.push_back(i);
+                    return;
+                }
+                Request::Gather { keys, attempt, .. } => {
+                    let pressed =
+                        self.dialer
+                            .gather(i, run.journal.attempts.len() as u32, attempt, &keys);
+                    run.reply(Reply::Keys(pressed))
+                }
+                Request::Transfer { .. } => {
+                    let outcome = self.dialer.transfer(i, run.journal.attempts.len() as u32);
+                    run.reply(Reply::Transferred(outcome))
+                }
+            };
+        }
+    }
+
+    /// Places the calls the limits allow now, first come first served.
+    fn dispatch(&mut self, now: DateTime<Utc>) {
+        while !self.ready.is_empty() {
+            if self.concurrency.is_some_and(|c| self.in_flight >= c) {
+                return; // A call's end frees a line and dispatches again.
+            }
+            if let Some((count, period)) = self.rate {
+                while self
+                    .recent_dials
+                    .front()
+                    .is_some_and(|t| now - *t >= period)
+                {
+                    self.recent_dials.pop_front();
+                }
+                if self.recent_dials.len() >= count {
+                    if !self.wake_pending {
+                        let at = self.recent_dials[0] + period;
+                        self.wake_pending = true;
+                        self.push(at, usize::MAX, Event::Wake);
+                    }
+                    return;
+                }
+            }
+            let i = self.ready.pop_front().expect("not empty");
+            let run = self.runs[i].as_mut().expect("a ready contact has a run");
+            // Waiting may have carried the dial out of callable time or into
+            // a limit: plan it again from now (unchanged when nothing moved).
+            self.pending[i] = None;
+            let request = run.reschedule(now);
+            match request {
+                Request::Dial {
+                    at,
+                    number,
+                    timeout_seconds,
+                    detect_voicemail,
+                    ..
+                } if at <= now => {
+                    let c = &self.list[i];
+                    let run = self.runs[i].as_ref().expect("a ready contact has a run");
+                    let zone = c.zones.first().copied().unwrap_or(Tz::UTC);
+                    let call = Call {
+                        contact: i,
+                        attempt: run.journal.attempts.len() as u32 + 1,
+                        number: &number,
+                        local: now.with_timezone(&zone).naive_local(),
+                        timeout_seconds,
+                        detect_voicemail,
+                    };
+                    let dialled = self.dialer.dial(&call);
+                    let end = now + Duration::seconds(dialled.seconds.max(1) as i64);
+                    self.in_flight += 1;
+                    self.recent_dials.push_back(now);
+                    self.lines[i] = Some(Line {
+                        outcome: dialled.outcome,
+                        started_at: now,
+                    });
+                    self.push(end, i, Event::CallEnded);
+                }
+                other => self.handle(i, other, now),
+            }
+        }
     }
 }
 
