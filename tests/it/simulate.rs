@@ -197,3 +197,31 @@ fn simulate_on_the_command_line() {
     assert_ne!(run(&["--seed", "2"]), report);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn skipped_contacts_stay_in_their_arm() {
+    let flow = flow(
+        "contact { phone: phone\n consent: bool = false }\n\
+         strategy a { max attempts 1 }\nstrategy b { max attempts 1 }\n\
+         compliance needs_consent { require consent }\n\
+         flow f {\n timezone \"America/New_York\"\n compliance tcpa, needs_consent\n\
+         experiment e {\n one 50% strategy a\n two 50% strategy b\n }\n\
+         step call {\n dial contact.phone\n on answered -> end completed\n on other -> end failed\n }\n}\n",
+    );
+    let list = contacts(2_000);
+    let dialer = SimDialer {
+        model: Model::default_model(),
+        seed: 3,
+    };
+    let sim = simulate(&flow, &list, &dialer, start());
+    let report = flowc::report::report(&flow, &sim.contacts);
+    assert_eq!(report.metrics.contacts_skipped, 2_000);
+    for arm in &report.arms {
+        assert!(
+            arm.metrics.contacts_skipped > 800,
+            "{}: {}",
+            arm.arm,
+            arm.metrics.contacts_skipped
+        );
+    }
+}
