@@ -189,6 +189,8 @@ impl<'f, 'l> Simulator<'f, 'l> {
     /// Starts a contact's run; `None` when it is skipped before any call.
     fn begin(&mut self, i: usize) -> Option<Request> {
         let c = &self.list[i];
+        // The arm comes first: a skipped contact still belongs to its arm.
+        let arm = interpreter::assign_arm(self.flow, &c.phone);
         let consent_required = self
             .flow
             .compliance
@@ -198,7 +200,7 @@ impl<'f, 'l> Simulator<'f, 'l> {
         if consent_required && matches!(c.fields.get("consent"), Some(Value::Bool(false))) {
             self.results[i] = Some(result(
                 c,
-                0,
+                arm,
                 End {
                     completed: false,
                     reason: "no_consent".into(),
@@ -208,7 +210,6 @@ impl<'f, 'l> Simulator<'f, 'l> {
             ));
             return None;
         }
-        let arm = interpreter::assign_arm(self.flow, &c.phone);
         let contact = Contact {
             phone: c.phone.clone(),
             fields: c.fields.clone(),
