@@ -208,7 +208,11 @@ fn skipped_contacts_stay_in_their_arm() {
          experiment e {\n one 50% strategy a\n two 50% strategy b\n }\n\
          step call {\n dial contact.phone\n on answered -> end completed\n on other -> end failed\n }\n}\n",
     );
-    let list = contacts(2_000);
+    // An import fills `consent` from the schema's default, false.
+    let mut list = contacts(2_000);
+    for c in &mut list {
+        c.fields.insert("consent".into(), Value::Bool(false));
+    }
     let dialer = SimDialer {
         model: Model::default_model(),
         seed: 3,
