@@ -60,6 +60,29 @@ fn color() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
 
+/// The checked program of a flow file, for the commands that run a flow:
+/// diagnostics go to standard error; a file that cannot be read, has errors
+/// or holds no flow ends the command with the matching exit code.
+fn flow_program(path: &std::path::Path, instead: &str) -> Result<crate::ir::Program, ExitCode> {
+    let c = crate::check::check(path, &crate::check::FsLoader).map_err(|e| {
+        eprintln!("error: cannot read {}: {e}", path.display());
+        ExitCode::from(EXIT_USAGE)
+    })?;
+    if !c.diagnostics.is_empty() {
+        eprint!(
+            "{}",
+            crate::diagnostic::render_human(&c.diagnostics, &c.sources, color(), width())
+        );
+    }
+    match c.program {
+        Some(p) if p.flow.is_some() => Ok(p),
+        _ => {
+            eprintln!("error: {} has errors or no flow; {instead}", path.display());
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
 fn width() -> usize {
     std::env::var("COLUMNS")
         .ok()

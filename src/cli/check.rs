@@ -47,7 +47,7 @@ pub fn run(args: Args) -> ExitCode {
             Ok(c) => {
                 if let Some(contacts) = &args.contacts {
                     match c.program.as_ref().and_then(|p| p.flow.as_ref()) {
-                        Some(flow) => match validate_list(
+                        Some(flow) => match import_list(
                             flow,
                             contacts,
                             args.rejects.as_deref(),
@@ -135,13 +135,15 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 /// What `--contacts` found in a list.
-struct ListReport {
-    path: String,
-    import: contacts::Import,
-    rejects_file: Option<String>,
+pub(super) struct ListReport {
+    pub path: String,
+    pub import: contacts::Import,
+    pub rejects_file: Option<String>,
 }
 
-fn validate_list(
+/// Reads a contact list against a flow, writing the rejected rows to their
+/// file; shared by `check --contacts` and `simulate`.
+pub(super) fn import_list(
     flow: &ir::Flow,
     path: &Path,
     rejects: Option<&Path>,

@@ -7,8 +7,6 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use crate::check::{self, FsLoader};
-use crate::diagnostic;
 use crate::ir::ZoneSource;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -34,29 +32,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let compilation = match check::check(&args.file, &FsLoader) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: cannot read {}: {e}", args.file.display());
-            return ExitCode::from(super::EXIT_USAGE);
-        }
+    let program = match super::flow_program(&args.file, "nothing to plan") {
+        Ok(p) => p,
+        Err(code) => return code,
     };
-    let Some(flow) = compilation.program.as_ref().and_then(|p| p.flow.as_ref()) else {
-        eprint!(
-            "{}",
-            diagnostic::render_human(
-                &compilation.diagnostics,
-                &compilation.sources,
-                super::color(),
-                super::width()
-            )
-        );
-        eprintln!(
-            "error: {} has errors or no flow; nothing to plan",
-            args.file.display()
-        );
-        return ExitCode::from(1);
-    };
+    let flow = program.flow.as_ref().expect("flow_program returns a flow");
     let zone_name = args.zone.clone().unwrap_or_else(|| {
         flow.timezone
             .iter()

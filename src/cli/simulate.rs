@@ -8,13 +8,10 @@ use std::str::FromStr;
 use chrono::{NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use crate::calendar::phone;
-use crate::check::{self, FsLoader};
-use crate::contacts;
 use crate::dialer::{Model, SimDialer};
 use crate::ir::{self, ZoneSource};
+use crate::report;
 use crate::runtime::simulate::{self, Simulation};
-use crate::{diagnostic, report};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportFormat {
@@ -58,26 +55,11 @@ fn usage(message: String) -> ExitCode {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let compilation = match check::check(&args.file, &FsLoader) {
-        Ok(c) => c,
-        Err(e) => return usage(format!("cannot read {}: {e}", args.file.display())),
+    let program = match super::flow_program(&args.file, "nothing to simulate") {
+        Ok(p) => p,
+        Err(code) => return code,
     };
-    let Some(flow) = compilation.program.as_ref().and_then(|p| p.flow.as_ref()) else {
-        eprint!(
-            "{}",
-            diagnostic::render_human(
-                &compilation.diagnostics,
-                &compilation.sources,
-                super::color(),
-                super::width()
-            )
-        );
-        eprintln!(
-            "error: {} has errors or no flow; nothing to simulate",
-            args.file.display()
-        );
-        return ExitCode::from(1);
-    };
+    let flow = program.flow.as_ref().expect("flow_program returns a flow");
     let model = match &args.model {
         Some(path) => match std::fs::read_to_string(path)
             .map_err(|e| e.to_string())
@@ -88,52 +70,28 @@ pub fn run(args: Args) -> ExitCode {
         },
         None => Model::default_model(),
     };
-    let text = match std::fs::read_to_string(&args.contacts) {
-        Ok(t) => t,
-        Err(e) => return usage(format!("cannot read {}: {e}", args.contacts.display())),
+    let list = match super::check::import_list(
+        flow,
+        &args.contacts,
+        args.rejects.as_deref(),
+        args.region.as_deref(),
+    ) {
+        Ok(l) => l,
+        Err(f) => return usage(format!("{}: {}", f.path, f.message)),
     };
-    let region = match args.region.as_deref().or(flow.region.as_deref()) {
-        Some(r) => match phone::region(r) {
-            Some(id) => Some(id),
-            None => return usage(format!("\"{r}\" is not a region code such as US or FR")),
-        },
-        None => None,
-    };
-    let rules = contacts::Rules {
-        schema: &flow.contact,
-        zones: &flow.timezone,
-        region,
-    };
-    let jsonl = args
-        .contacts
-        .extension()
-        .is_some_and(|e| e == "jsonl" || e == "ndjson");
-    let import = if jsonl {
-        contacts::import_jsonl(&text, &rules)
-    } else {
-        contacts::import_csv(&text, &rules)
-    };
+    let import = &list.import;
     for e in &import.errors {
-        eprintln!("error: {}: {e}", args.contacts.display());
+        eprintln!("error: {}: {e}", list.path);
     }
     if !import.errors.is_empty() {
         return ExitCode::from(1);
     }
-    if !import.rejects.is_empty() {
-        let out = args.rejects.clone().unwrap_or_else(|| {
-            let mut name = args.contacts.as_os_str().to_owned();
-            name.push(".rejects.csv");
-            PathBuf::from(name)
-        });
-        if let Err(e) = std::fs::write(&out, contacts::rejects_csv(&import)) {
-            return usage(format!("cannot write {}: {e}", out.display()));
-        }
+    if let (Some(file), Some(first)) = (&list.rejects_file, import.rejects.first()) {
         eprintln!(
-            "{} row(s) rejected, written to {} (the first: line {}: {})",
+            "{} row(s) rejected, written to {file} (the first: line {}: {})",
             import.rejects.len(),
-            out.display(),
-            import.rejects[0].line,
-            import.rejects[0].reason
+            first.line,
+            first.reason
         );
     }
     if !import.duplicates.is_empty() {
