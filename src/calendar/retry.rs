@@ -21,6 +21,8 @@ pub struct Retry<'a> {
     /// Stable per contact (its number): the same contact gets the same jitter.
     pub key: &'a str,
     pub min_gap: Duration,
+    /// The zone of `retry on` instants written without one: the flow's zone.
+    pub flow_zone: Tz,
 }
 
 /// The delay the n-th retry waits under a delay-based form, before jitter.
@@ -78,7 +80,7 @@ pub fn requested(
             schedule.next_time_of_day(r.ended_at, times, zones, true)
         }
         RetryForm::On { instants } => {
-            let zone = *zones.first()?;
+            let zone = r.flow_zone;
             instants
                 .iter()
                 .map(|i| {

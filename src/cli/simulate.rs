@@ -3,13 +3,11 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::str::FromStr;
 
 use chrono::{NaiveDateTime, TimeZone, Utc};
-use chrono_tz::Tz;
 
 use crate::dialer::{Model, SimDialer};
-use crate::ir::{self, ZoneSource};
+use crate::ir::{self};
 use crate::report;
 use crate::runtime::simulate::{self, Simulation};
 
@@ -97,14 +95,7 @@ pub fn run(args: Args) -> ExitCode {
     if !import.duplicates.is_empty() {
         eprintln!("{} duplicate number(s) merged", import.duplicates.len());
     }
-    let zone = flow
-        .timezone
-        .iter()
-        .find_map(|s| match s {
-            ZoneSource::Zone(z) => Tz::from_str(z).ok(),
-            _ => None,
-        })
-        .unwrap_or(Tz::UTC);
+    let zone = crate::runtime::interpreter::flow_zone(flow);
     let start = match args.from.as_deref() {
         Some(t) => match NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M")
             .ok()

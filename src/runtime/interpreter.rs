@@ -156,10 +156,11 @@ impl<'f> Run<'f> {
                 .flat_map(|p| p.rolling_limits.iter().copied())
                 .collect(),
         };
+        // `start` and `stop` are campaign instants, in the flow's zone.
         let local_stop = flow
             .stop
             .as_ref()
-            .and_then(|s| local_instant(s, contact.zones.first().copied()?));
+            .and_then(|s| local_instant(s, flow_zone(flow)));
         Run {
             flow,
             arm,
@@ -563,6 +564,7 @@ impl<'f> Run<'f> {
             },
             key: &self.contact.phone,
             min_gap: Duration::seconds(strategy.map_or(0, |s| s.min_gap_seconds) as i64),
+            flow_zone: flow_zone(self.flow),
         };
         let history: Vec<DateTime<Utc>> =
             self.journal.attempts.iter().map(|a| a.started_at).collect();
@@ -595,6 +597,18 @@ fn gather_request(g: &ir::Gather, attempt: u32) -> Request {
         tries: g.tries,
         keys: g.keys.iter().map(|(k, _)| k.clone()).collect(),
     }
+}
+
+/// The flow's own zone, for `start`, `stop` and `retry on` instants without
+/// a zone of their own: the literal fallback of its `timezone` line, else UTC.
+pub fn flow_zone(flow: &ir::Flow) -> Tz {
+    flow.timezone
+        .iter()
+        .find_map(|s| match s {
+            ir::ZoneSource::Zone(z) => z.parse::<Tz>().ok(),
+            _ => None,
+        })
+        .unwrap_or(Tz::UTC)
 }
 
 /// A flow date-time as an instant: in its own zone, else the given one.

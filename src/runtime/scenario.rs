@@ -72,11 +72,16 @@ pub fn run_test(flow: &ir::Flow, test: &ir::Test) -> TestResult {
     };
     let zone = zones[0];
     let phone = number.map_or_else(|| phone_text.clone().unwrap_or_default(), |n| n.e164);
+    // `now` is the contact's local time; the flow's `start` is in the flow's zone.
     let start = test
         .now
         .as_ref()
-        .or(flow.start.as_ref())
         .and_then(|t| interpreter::local_instant(t, zone))
+        .or_else(|| {
+            flow.start
+                .as_ref()
+                .and_then(|t| interpreter::local_instant(t, interpreter::flow_zone(flow)))
+        })
         .unwrap_or_else(|| {
             crate::calendar::schedule::instant(zone, default_start(), 0) + Duration::hours(8)
         });

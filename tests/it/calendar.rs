@@ -169,6 +169,7 @@ fn durations_are_elapsed_time_across_a_change() {
         jitter_percent: 0.0,
         key: "x",
         min_gap: Duration::zero(),
+        flow_zone: z,
     };
     let form = RetryForm::After {
         delays_seconds: vec![25 * 3600],
@@ -307,6 +308,7 @@ fn every_retry_form() {
         jitter_percent: 0.0,
         key: "+12125550100",
         min_gap: Duration::minutes(15),
+        flow_zone: tz("America/New_York"),
     };
     let after = RetryForm::After {
         delays_seconds: vec![1800, 3600, 7200],
@@ -386,6 +388,7 @@ fn jitter_is_deterministic_and_bounded() {
         jitter_percent: 10.0,
         key: "k",
         min_gap: Duration::zero(),
+        flow_zone: Tz::UTC,
     };
     let got = retry::requested(
         &RetryForm::After {
