@@ -5,6 +5,7 @@ mod check;
 mod compile;
 mod explain;
 mod plan;
+mod report;
 mod simulate;
 mod test;
 
@@ -37,6 +38,8 @@ enum Command {
     Test(test::Args),
     /// Run a campaign on a virtual clock with the simulated dialer and print its report
     Simulate(simulate::Args),
+    /// Print the report of a run kept in a database
+    Report(report::Args),
 }
 
 /// Exit status 2: the command could not do its job (usage, unreadable file).
@@ -51,6 +54,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan::run(args),
         Command::Test(args) => test::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Report(args) => report::run(args),
     }
 }
 

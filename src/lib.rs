@@ -11,4 +11,5 @@ pub mod plan;
 pub mod report;
 pub mod runtime;
 pub mod source;
+pub mod store;
 pub mod syntax;

@@ -37,6 +37,9 @@ pub struct Args {
     /// Write every attempt as JSON lines here
     #[arg(long, value_name = "FILE")]
     journal: Option<PathBuf>,
+    /// Keep the run in this SQLite database, for `flowc report --db`
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
     /// Where rejected contact rows go (default: LIST.rejects.csv)
     #[arg(long, value_name = "FILE")]
     rejects: Option<PathBuf>,
@@ -127,6 +130,15 @@ pub fn run(args: Args) -> ExitCode {
     if let Some(path) = &args.journal {
         if let Err(e) = write_journal(path, flow, &sim) {
             return usage(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    if let Some(path) = &args.db {
+        let saved = crate::store::Store::open(path).and_then(|mut db| {
+            db.begin(&program, sim.start)?;
+            db.save_results(flow, &sim.contacts)
+        });
+        if let Err(e) = saved {
+            return usage(format!("{}: {e}", path.display()));
         }
     }
     let report = report::report(flow, &sim.contacts);

@@ -229,3 +229,70 @@ fn skipped_contacts_stay_in_their_arm() {
         );
     }
 }
+
+#[test]
+fn the_store_keeps_a_run_for_report() {
+    let dir = std::env::temp_dir().join(format!("flowc-db-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("run.db");
+    let rejects = dir.join("rejects.csv");
+    let flowc = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args(args)
+            .current_dir(crate::root())
+            .output()
+            .unwrap()
+    };
+    let sim = flowc(&[
+        "simulate",
+        "flows/win_back.flow",
+        "--contacts",
+        "contacts/sample.csv",
+        "--format",
+        "json",
+        "--rejects",
+        rejects.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        sim.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    let report = flowc(&["report", "--db", db.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(report.status.code(), Some(0));
+    assert_eq!(
+        report.stdout, sim.stdout,
+        "the report from the store is the simulation's"
+    );
+    // Another flow does not go into the same database.
+    let other = dir.join("other.flow");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(crate::root().join("flows/win_back.flow"))
+            .unwrap()
+            .replace("max attempts 3", "max attempts 2"),
+    )
+    .unwrap();
+    let again = flowc(&[
+        "simulate",
+        other.to_str().unwrap(),
+        "--contacts",
+        "contacts/sample.csv",
+        "--rejects",
+        rejects.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("another flow"));
+    assert_eq!(
+        flowc(&["report", "--db", dir.join("none.db").to_str().unwrap()])
+            .status
+            .code(),
+        Some(2)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
