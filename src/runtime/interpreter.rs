@@ -4,7 +4,8 @@
 //! `Reply`, so the same code serves the scenario tests, the simulator and the
 //! campaign engine whatever their clock and dialer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -12,6 +13,7 @@ use chrono_tz::Tz;
 use super::eval::{self, Scope};
 use crate::calendar::limits::Limits;
 use crate::calendar::{retry, Schedule};
+use crate::contacts;
 use crate::ir::{
     self, Action, ArmId, Outcome, Resolution, RetryForm, StepId, StrategyRule, TransferOutcome,
     Value,
@@ -87,12 +89,34 @@ pub struct Journal {
     pub opted_out: bool,
 }
 
-/// A contact as the run sees it.
-#[derive(Clone, Debug)]
-pub struct Contact {
-    pub phone: String,
-    pub fields: BTreeMap<String, Value>,
-    pub zones: Vec<Tz>,
+/// Schedules shared by the contacts that need the same one: one per arm and
+/// US state (state presets apply to their state only).
+#[derive(Default)]
+pub struct Schedules {
+    cache: HashMap<(ArmId, Option<String>), Arc<Schedule>>,
+}
+
+impl Schedules {
+    fn get(
+        &mut self,
+        flow: &ir::Flow,
+        arm: ArmId,
+        state: Option<String>,
+        calendar: Option<&ir::Calendar>,
+        policies: &[&ir::Policy],
+    ) -> Arc<Schedule> {
+        // Only a state some policy names makes a schedule of its own.
+        let state = state.filter(|s| {
+            flow.compliance
+                .policies
+                .iter()
+                .any(|p| p.us_state.as_deref() == Some(s))
+        });
+        self.cache
+            .entry((arm, state))
+            .or_insert_with(|| Arc::new(Schedule::new(calendar, policies)))
+            .clone()
+    }
 }
 
 type Frame<'f> = (&'f [Action], usize);
@@ -100,8 +124,8 @@ type Frame<'f> = (&'f [Action], usize);
 pub struct Run<'f> {
     flow: &'f ir::Flow,
     arm: ArmId,
-    contact: Contact,
-    schedule: Schedule,
+    contact: &'f contacts::Contact,
+    schedule: Arc<Schedule>,
     limits: Limits,
     vars: Vec<Option<Value>>,
     pub journal: Journal,
@@ -128,8 +152,15 @@ enum Waiting<'f> {
 }
 
 impl<'f> Run<'f> {
-    /// A run of `flow` for `contact` under experiment arm `arm`, starting at `now`.
-    pub fn new(flow: &'f ir::Flow, arm: ArmId, contact: Contact, now: DateTime<Utc>) -> Run<'f> {
+    /// A run of `flow` for `contact` under experiment arm `arm`, starting at
+    /// `now`, with the schedule the arm and the contact's state call for.
+    pub fn new(
+        flow: &'f ir::Flow,
+        arm: ArmId,
+        contact: &'f contacts::Contact,
+        now: DateTime<Utc>,
+        schedules: &mut Schedules,
+    ) -> Run<'f> {
         let arm_ir = &flow.arms[arm];
         let state = contact.fields.get("state").and_then(|v| match v {
             Value::Text(t) => Some(t.to_ascii_uppercase()),
@@ -161,10 +192,11 @@ impl<'f> Run<'f> {
             .stop
             .as_ref()
             .and_then(|s| local_instant(s, flow_zone(flow)));
+        let schedule = schedules.get(flow, arm, state, calendar, &policies);
         Run {
             flow,
             arm,
-            schedule: Schedule::new(calendar, &policies),
+            schedule,
             limits,
             vars: vec![None; flow.variables.len()],
             journal: Journal {

@@ -7,8 +7,9 @@ use std::collections::VecDeque;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use super::interpreter::{self, Contact, End, Journal, Reply, Request, Run};
+use super::interpreter::{self, End, Journal, Reply, Request, Run, Schedules};
 use crate::calendar::{phone, zone};
+use crate::contacts::Contact;
 use crate::ir::{self, Expectation, TransferOutcome, Value};
 
 /// The result of one test item.
@@ -102,11 +103,13 @@ pub fn run_test(flow: &ir::Flow, test: &ir::Test) -> TestResult {
         )
     } else {
         let contact = Contact {
+            line: 0,
             phone: phone.clone(),
             fields,
             zones: zones.clone(),
         };
-        let mut run = Run::new(flow, arm, contact, start).without_jitter();
+        let mut run =
+            Run::new(flow, arm, &contact, start, &mut Schedules::default()).without_jitter();
         let mut keys: VecDeque<char> = VecDeque::new();
         let mut transfer: Option<TransferOutcome> = None;
         let mut request = run.start();

@@ -9,7 +9,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
-use super::interpreter::{self, Attempt, Contact, End, Reply, Request, Run};
+use super::interpreter::{self, Attempt, End, Reply, Request, Run, Schedules};
 use crate::contacts;
 use crate::dialer::{Call, SimDialer};
 use crate::ir::{self, ArmId, Outcome, StepId, Value};
@@ -90,12 +90,13 @@ pub fn simulate(
 /// The event loop. Contacts wait in a heap until their dial is due, then in
 /// a first-come queue until a line is free and the pace allows a dial: the
 /// scheduler is fair by due time, and concurrency and rate are hard limits.
-struct Simulator<'f, 'l> {
-    flow: &'f ir::Flow,
-    list: &'l [contacts::Contact],
-    dialer: &'l SimDialer,
+struct Simulator<'a> {
+    flow: &'a ir::Flow,
+    list: &'a [contacts::Contact],
+    dialer: &'a SimDialer,
+    schedules: Schedules,
     start: DateTime<Utc>,
-    runs: Vec<Option<Run<'f>>>,
+    runs: Vec<Option<Run<'a>>>,
     pending: Vec<Option<Request>>,
     lines: Vec<Option<Line>>,
     results: Vec<Option<ContactResult>>,
@@ -112,11 +113,11 @@ struct Simulator<'f, 'l> {
     finish: DateTime<Utc>,
 }
 
-impl<'f, 'l> Simulator<'f, 'l> {
+impl<'a> Simulator<'a> {
     fn new(
-        flow: &'f ir::Flow,
-        list: &'l [contacts::Contact],
-        dialer: &'l SimDialer,
+        flow: &'a ir::Flow,
+        list: &'a [contacts::Contact],
+        dialer: &'a SimDialer,
         start: DateTime<Utc>,
     ) -> Self {
         let n = list.len();
@@ -124,6 +125,7 @@ impl<'f, 'l> Simulator<'f, 'l> {
             flow,
             list,
             dialer,
+            schedules: Schedules::default(),
             start,
             runs: (0..n).map(|_| None).collect(),
             pending: vec![None; n],
@@ -210,16 +212,8 @@ impl<'f, 'l> Simulator<'f, 'l> {
             ));
             return None;
         }
-        let contact = Contact {
-            phone: c.phone.clone(),
-            fields: c.fields.clone(),
-            zones: c.zones.clone(),
-        };
-        Some(
-            self.runs[i]
-                .insert(Run::new(self.flow, arm, contact, self.start))
-                .start(),
-        )
+        let run = Run::new(self.flow, arm, c, self.start, &mut self.schedules);
+        Some(self.runs[i].insert(run).start())
     }
 
     /// Follows a contact's requests until it waits for a dial or ends.
