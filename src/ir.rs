@@ -70,6 +70,11 @@ impl Outcome {
         }
     }
 
+    /// The names of what a dial can report, in order.
+    pub fn dial_names() -> Vec<&'static str> {
+        Outcome::DIAL.iter().map(|o| o.name()).collect()
+    }
+
     pub fn from_name(name: &str) -> Option<Outcome> {
         Outcome::DIAL
             .into_iter()

@@ -11,17 +11,6 @@ use crate::ir::{self, Outcome};
 use crate::source::Span;
 use crate::syntax::ast::{self, TestEntry};
 
-const DIAL_OUTCOMES: &[&str] = &[
-    "answered",
-    "voicemail",
-    "busy",
-    "no_answer",
-    "rejected",
-    "invalid_number",
-    "network_error",
-    "unknown",
-];
-
 pub fn check_tests(
     scope: &Scope<'_>,
     schema: &SchemaInfo,
@@ -96,7 +85,7 @@ fn check_test(
                     diags.push(diag::unknown_outcome(
                         &outcome.node,
                         outcome.span,
-                        DIAL_OUTCOMES,
+                        &Outcome::dial_names(),
                         "a dial",
                     ));
                     continue;

@@ -100,18 +100,11 @@ impl FlowChecker<'_, '_> {
         routes: &[ast::Route],
         ctx: &Ctx,
     ) -> (Vec<Vec<ir::Action>>, Vec<BTreeMap<Outcome, ir::Resolution>>) {
-        const ALLOWED: &[&str] = &[
-            "answered",
-            "voicemail",
-            "busy",
-            "no_answer",
-            "rejected",
-            "invalid_number",
-            "network_error",
-            "unknown",
-            "exhausted",
-            "other",
-        ];
+        // Every dial outcome, and the routing-only `exhausted` and `other`.
+        let allowed: Vec<&str> = Outcome::dial_names()
+            .into_iter()
+            .chain(["exhausted", "other"])
+            .collect();
         let produced: Vec<Outcome> = Outcome::DIAL
             .into_iter()
             .filter(|o| *o != Outcome::Unknown && (detect || *o != Outcome::Voicemail))
@@ -142,7 +135,7 @@ impl FlowChecker<'_, '_> {
                         explicit.insert(outcome, i);
                         list.push(outcome);
                     }
-                    None => self.report(diag::unknown_outcome(&o.node, o.span, ALLOWED, "a dial")),
+                    None => self.report(diag::unknown_outcome(&o.node, o.span, &allowed, "a dial")),
                 }
             }
             per_route.push(list);
