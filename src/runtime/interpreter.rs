@@ -343,7 +343,19 @@ impl<'f> Run<'f> {
     }
 
     fn resume(&mut self) -> Request {
+        // A loop the checker cannot see through (an `if` on a value that
+        // never changes) must not hang the engine: after this many actions
+        // without a dial, the contact ends.
+        let mut budget: u32 = 100_000;
         loop {
+            budget = budget.saturating_sub(1);
+            if budget == 0 {
+                return Request::Done(End {
+                    completed: false,
+                    reason: "endless_loop".into(),
+                    skipped: false,
+                });
+            }
             let Some((actions, i)) = self.stack.last_mut() else {
                 return Request::Done(End {
                     completed: false,
@@ -367,6 +379,14 @@ impl<'f> Run<'f> {
                     self.dial_at = here;
                     if let Some(max) = self.strategy().and_then(|s| s.max_attempts) {
                         if self.journal.attempts.len() as u32 >= max {
+                            // Back at a dial after `on exhausted`: nothing more to try.
+                            if self.routing == Some(Outcome::Exhausted) {
+                                return Request::Done(End {
+                                    completed: false,
+                                    reason: "retries_exhausted".into(),
+                                    skipped: false,
+                                });
+                            }
                             self.dial = Some((d, self.current_step, self.now));
                             match self.route(Outcome::Exhausted) {
                                 Some(end) => return Request::Done(end),
