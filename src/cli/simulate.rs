@@ -37,6 +37,9 @@ pub struct Args {
     /// Write every attempt as JSON lines here
     #[arg(long, value_name = "FILE")]
     journal: Option<PathBuf>,
+    /// Never dial the numbers of this list (one a line, any format the region reads)
+    #[arg(long, value_name = "FILE")]
+    dnc: Option<PathBuf>,
     /// Keep the run in this SQLite database, for `flowc report --db`
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
@@ -126,7 +129,36 @@ pub fn run(args: Args) -> ExitCode {
         model,
         seed: args.seed,
     };
-    let sim = simulate::simulate(flow, &import.contacts, &dialer, start);
+    let mut do_not_call = std::collections::HashSet::new();
+    if let Some(path) = &args.dnc {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => return usage(format!("cannot read {}: {e}", path.display())),
+        };
+        let region = args
+            .region
+            .as_deref()
+            .or(flow.region.as_deref())
+            .and_then(crate::calendar::phone::region);
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match crate::calendar::phone::parse(line, region) {
+                Ok(number) => {
+                    do_not_call.insert(number.e164);
+                }
+                // An entry that cannot be read blocks nothing: say so.
+                Err(e) => eprintln!(
+                    "warning: {}:{}: \"{line}\" {e}; it blocks no number",
+                    path.display(),
+                    n + 1
+                ),
+            }
+        }
+    }
+    let sim = simulate::simulate_with(flow, &import.contacts, &dialer, start, &do_not_call);
     if let Some(path) = &args.journal {
         if let Err(e) = write_journal(path, flow, &sim) {
             return usage(format!("cannot write {}: {e}", path.display()));

@@ -4,7 +4,7 @@
 //! to its end, so concurrency and rate limits act as they would for real.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashSet, VecDeque};
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -59,7 +59,19 @@ pub fn simulate(
     dialer: &SimDialer,
     start: DateTime<Utc>,
 ) -> Simulation {
-    let mut sim = Simulator::new(flow, list, dialer, start);
+    simulate_with(flow, list, dialer, start, &HashSet::new())
+}
+
+/// A simulation that never dials the numbers (E.164) of a do-not-call list:
+/// those contacts end skipped, whatever the flow says.
+pub fn simulate_with(
+    flow: &ir::Flow,
+    list: &[contacts::Contact],
+    dialer: &SimDialer,
+    start: DateTime<Utc>,
+    do_not_call: &HashSet<String>,
+) -> Simulation {
+    let mut sim = Simulator::new(flow, list, dialer, start, do_not_call);
     sim.run();
     let contacts = sim
         .results
@@ -94,6 +106,7 @@ struct Simulator<'a> {
     flow: &'a ir::Flow,
     list: &'a [contacts::Contact],
     dialer: &'a SimDialer,
+    do_not_call: &'a HashSet<String>,
     schedules: Schedules,
     start: DateTime<Utc>,
     runs: Vec<Option<Run<'a>>>,
@@ -119,12 +132,14 @@ impl<'a> Simulator<'a> {
         list: &'a [contacts::Contact],
         dialer: &'a SimDialer,
         start: DateTime<Utc>,
+        do_not_call: &'a HashSet<String>,
     ) -> Self {
         let n = list.len();
         let mut s = Simulator {
             flow,
             list,
             dialer,
+            do_not_call,
             schedules: Schedules::default(),
             start,
             runs: (0..n).map(|_| None).collect(),
@@ -193,6 +208,15 @@ impl<'a> Simulator<'a> {
         let c = &self.list[i];
         // The arm comes first: a skipped contact still belongs to its arm.
         let arm = interpreter::assign_arm(self.flow, &c.phone);
+        if self.do_not_call.contains(&c.phone) {
+            let end = End {
+                completed: false,
+                reason: "do_not_call".into(),
+                skipped: true,
+            };
+            self.results[i] = Some(result(c, arm, end, None));
+            return None;
+        }
         let consent_required = self
             .flow
             .compliance

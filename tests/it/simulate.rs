@@ -296,3 +296,50 @@ fn the_store_keeps_a_run_for_report() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn do_not_call_numbers_are_never_dialled() {
+    let dir = std::env::temp_dir().join(format!("flowc-dnc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dnc = dir.join("dnc.txt");
+    // The first three numbers of the sample, written as a person would, and a line that is no number.
+    std::fs::write(
+        &dnc,
+        "# do not call\n(212) 450-3657\n+12129338928\n1-713-544-1674\nnobody\n",
+    )
+    .unwrap();
+    let journal = dir.join("journal.jsonl");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args([
+            "simulate",
+            "flows/win_back.flow",
+            "--contacts",
+            "contacts/sample.csv",
+            "--format",
+            "json",
+        ])
+        .args([
+            "--rejects",
+            dir.join("r.csv").to_str().unwrap(),
+            "--dnc",
+            dnc.to_str().unwrap(),
+        ])
+        .args(["--journal", journal.to_str().unwrap()])
+        .current_dir(crate::root())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("dnc.txt:5: \"nobody\""));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["endReasons"]["skipped: do_not_call"], 3);
+    let dialled = std::fs::read_to_string(&journal).unwrap();
+    for number in ["+12124503657", "+12129338928", "+17135441674"] {
+        assert!(!dialled.contains(number), "{number} was dialled");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
