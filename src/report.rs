@@ -85,10 +85,11 @@ pub fn metrics(contacts: &[&ContactResult]) -> Metrics {
     let total = contacts.len() as u64;
     let completed: Vec<&&ContactResult> = contacts
         .iter()
-        .filter(|c| c.end.completed && !c.end.skipped)
+        .filter(|c| c.state() == "completed")
         .collect();
-    let skipped = contacts.iter().filter(|c| c.end.skipped).count() as u64;
-    let failed = total - completed.len() as u64 - skipped;
+    let skipped = contacts.iter().filter(|c| c.state() == "skipped").count() as u64;
+    let pending = contacts.iter().filter(|c| c.state() == "pending").count() as u64;
+    let failed = total - completed.len() as u64 - skipped - pending;
     let calls: u64 = contacts.iter().map(|c| c.attempts.len() as u64).sum();
     let completed_attempts: u64 = completed.iter().map(|c| c.attempts.len() as u64).sum();
     let first_missed: Vec<&&ContactResult> = contacts
@@ -101,7 +102,7 @@ pub fn metrics(contacts: &[&ContactResult]) -> Metrics {
         .collect();
     let converted = first_missed
         .iter()
-        .filter(|c| c.end.completed && !c.end.skipped)
+        .filter(|c| c.state() == "completed")
         .count() as u64;
 
     let mut per_attempt: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
@@ -128,15 +129,8 @@ pub fn metrics(contacts: &[&ContactResult]) -> Metrics {
     }
     let mut end_reasons: BTreeMap<String, u64> = BTreeMap::new();
     for c in contacts {
-        let kind = if c.end.skipped {
-            "skipped"
-        } else if c.end.completed {
-            "completed"
-        } else {
-            "failed"
-        };
         *end_reasons
-            .entry(format!("{kind}: {}", c.end.reason))
+            .entry(format!("{}: {}", c.state(), c.reason()))
             .or_default() += 1;
     }
     let bucket = |key: String, (d, a): (u64, u64)| Bucket {
@@ -150,7 +144,7 @@ pub fn metrics(contacts: &[&ContactResult]) -> Metrics {
         contacts_completed: completed.len() as u64,
         contacts_failed: failed,
         contacts_skipped: skipped,
-        contacts_pending: 0,
+        contacts_pending: pending,
         contacts_in_progress: 0,
         connection_rate: percent(completed.len() as u64, total),
         calls_used: calls,

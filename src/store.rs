@@ -146,13 +146,7 @@ impl Store {
                 "INSERT OR REPLACE INTO attempts (contact, number, step, started_at, ended_at, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for (id, c) in results.iter().enumerate() {
-                let state = if c.end.skipped {
-                    "skipped"
-                } else if c.end.completed {
-                    "completed"
-                } else {
-                    "failed"
-                };
+                let state = c.state();
                 let path: Vec<&str> = c
                     .path
                     .iter()
@@ -165,7 +159,7 @@ impl Store {
                     c.zone.name(),
                     c.arm as i64,
                     state,
-                    c.end.reason,
+                    c.end.as_ref().map(|e| e.reason.clone()),
                     serde_json::to_string(&path).expect("names serialise")
                 ])?;
                 for a in &c.attempts {
@@ -260,11 +254,11 @@ impl Store {
                     .parse::<Tz>()
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 arm: arm as usize,
-                end: End {
+                end: (state != "pending").then(|| End {
                     completed: state == "completed",
                     reason: reason.unwrap_or_default(),
                     skipped: state == "skipped",
-                },
+                }),
                 attempts: attempts
                     .get_mut(id as usize)
                     .map(std::mem::take)

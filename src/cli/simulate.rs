@@ -177,6 +177,14 @@ pub fn run(args: Args) -> ExitCode {
     match args.format {
         ReportFormat::Table => {
             print!("{}", report.table());
+            if let (Some(at), Some(p)) = (sim.paused_at, flow.pause_when) {
+                println!(
+                    "\nthe campaign paused at {} UTC: step `{}` was reached {} times; the pending contacts were not called",
+                    at.format("%Y-%m-%d %H:%M"),
+                    flow.steps[p.step].name,
+                    p.times
+                );
+            }
             println!(
                 "\nsimulated {} to {} (UTC), seed {}",
                 sim.start.format("%Y-%m-%d %H:%M"),
@@ -219,14 +227,7 @@ fn write_journal(path: &std::path::Path, flow: &ir::Flow, sim: &Simulation) -> s
                     .iter()
                     .map(|s| flow.steps[*s].name.as_str())
                     .collect::<Vec<_>>());
-                let kind = if c.end.skipped {
-                    "skipped"
-                } else if c.end.completed {
-                    "completed"
-                } else {
-                    "failed"
-                };
-                line["end"] = serde_json::json!({ "state": kind, "reason": c.end.reason });
+                line["end"] = serde_json::json!({ "state": c.state(), "reason": c.end.as_ref().map(|e| e.reason.as_str()) });
             }
             writeln!(out, "{line}")?;
         }

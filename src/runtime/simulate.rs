@@ -21,9 +21,26 @@ pub struct ContactResult {
     pub phone: String,
     pub zone: Tz,
     pub arm: ArmId,
-    pub end: End,
+    /// How the contact ended; `None` while it has not (a paused campaign).
+    pub end: Option<End>,
     pub attempts: Vec<Attempt>,
     pub path: Vec<StepId>,
+}
+
+impl ContactResult {
+    /// pending, completed, failed or skipped.
+    pub fn state(&self) -> &'static str {
+        match &self.end {
+            None => "pending",
+            Some(e) if e.skipped => "skipped",
+            Some(e) if e.completed => "completed",
+            Some(_) => "failed",
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        self.end.as_ref().map_or("", |e| e.reason.as_str())
+    }
 }
 
 #[derive(Debug)]
@@ -32,6 +49,8 @@ pub struct Simulation {
     pub start: DateTime<Utc>,
     /// The virtual instant the last contact finished.
     pub finish: DateTime<Utc>,
+    /// When `pause campaign when step … reached N times` stopped new dials.
+    pub paused_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -77,25 +96,13 @@ pub fn simulate_with(
         .results
         .into_iter()
         .enumerate()
-        .map(|(i, r)| {
-            r.unwrap_or_else(|| {
-                result(
-                    &list[i],
-                    0,
-                    End {
-                        completed: false,
-                        reason: "not_run".into(),
-                        skipped: true,
-                    },
-                    None,
-                )
-            })
-        })
+        .map(|(i, r)| r.unwrap_or_else(|| pending(&list[i], flow, sim.runs[i].as_mut())))
         .collect();
     Simulation {
         contacts,
         start,
         finish: sim.finish,
+        paused_at: sim.paused_at,
     }
 }
 
@@ -124,6 +131,12 @@ struct Simulator<'a> {
     /// A wake-up is scheduled for when the pace allows the next dial.
     wake_pending: bool,
     finish: DateTime<Utc>,
+    /// The step and count that pause the campaign, and how often it was reached.
+    pause_when: Option<(StepId, u32)>,
+    reached: u32,
+    /// Path entries already counted, per contact.
+    counted: Vec<usize>,
+    paused_at: Option<DateTime<Utc>>,
 }
 
 impl<'a> Simulator<'a> {
@@ -160,6 +173,10 @@ impl<'a> Simulator<'a> {
             recent_dials: VecDeque::new(),
             wake_pending: false,
             finish: start,
+            pause_when: flow.pause_when.map(|p| (p.step, p.times)),
+            reached: 0,
+            counted: vec![0; n],
+            paused_at: None,
         };
         for i in 0..n {
             s.push(start, i, Event::Due);
@@ -243,6 +260,7 @@ impl<'a> Simulator<'a> {
     /// Follows a contact's requests until it waits for a dial or ends.
     fn handle(&mut self, i: usize, mut request: Request, now: DateTime<Utc>) {
         loop {
+            self.count_reached(i, now);
             let run = self.runs[i].as_mut().expect("the run exists");
             request = match request {
                 Request::Done(end) => {
@@ -275,8 +293,29 @@ impl<'a> Simulator<'a> {
         }
     }
 
-    /// Places the calls the limits allow now, first come first served.
+    /// Counts the steps a contact entered since last time, for `pause
+    /// campaign when`; reaching the threshold pauses the campaign.
+    fn count_reached(&mut self, i: usize, now: DateTime<Utc>) {
+        let (Some((step, times)), Some(run)) = (self.pause_when, self.runs[i].as_ref()) else {
+            return;
+        };
+        let path = &run.journal.path;
+        self.reached += path[self.counted[i].min(path.len())..]
+            .iter()
+            .filter(|s| **s == step)
+            .count() as u32;
+        self.counted[i] = path.len();
+        if self.reached >= times && self.paused_at.is_none() {
+            self.paused_at = Some(now);
+        }
+    }
+
+    /// Places the calls the limits allow now, first come first served. A
+    /// paused campaign places none; calls in progress finish.
     fn dispatch(&mut self, now: DateTime<Utc>) {
+        if self.paused_at.is_some() {
+            return;
+        }
         while !self.ready.is_empty() {
             if self.concurrency.is_some_and(|c| self.in_flight >= c) {
                 return; // A call's end frees a line and dispatches again.
@@ -339,6 +378,25 @@ impl<'a> Simulator<'a> {
     }
 }
 
+/// A contact the run left unfinished (the campaign paused), with what it did so far.
+fn pending(c: &contacts::Contact, flow: &ir::Flow, run: Option<&mut Run<'_>>) -> ContactResult {
+    let arm = run
+        .as_ref()
+        .map_or_else(|| interpreter::assign_arm(flow, &c.phone), |r| r.arm());
+    let mut r = result(
+        c,
+        arm,
+        End {
+            completed: false,
+            reason: String::new(),
+            skipped: false,
+        },
+        run,
+    );
+    r.end = None;
+    r
+}
+
 fn result(c: &contacts::Contact, arm: ArmId, end: End, run: Option<&mut Run<'_>>) -> ContactResult {
     let journal = run
         .map(|r| std::mem::take(&mut r.journal))
@@ -348,7 +406,7 @@ fn result(c: &contacts::Contact, arm: ArmId, end: End, run: Option<&mut Run<'_>>
         phone: c.phone.clone(),
         zone: c.zones.first().copied().unwrap_or(Tz::UTC),
         arm,
-        end,
+        end: Some(end),
         attempts: journal.attempts,
         path: journal.path,
     }

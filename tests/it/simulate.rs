@@ -343,3 +343,36 @@ fn do_not_call_numbers_are_never_dialled() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `pause campaign when step thanks reached 50 times`: new dials stop, calls
+/// in progress finish, the rest stay pending.
+#[test]
+fn the_campaign_pauses_at_its_threshold() {
+    let flow = flow(
+        "contact { phone: phone }\n\
+         flow f {\n timezone \"America/New_York\"\n compliance tcpa\n concurrency 1\n\
+         pause campaign when step thanks reached 50 times\n\
+         step call {\n dial contact.phone\n on answered -> thanks\n on other -> end failed\n }\n\
+         step thanks { end completed \"thanked\" }\n}\n",
+    );
+    let dialer = SimDialer {
+        model: Model::parse(MEMORYLESS).unwrap(),
+        seed: 5,
+    };
+    let sim = simulate(&flow, &contacts(1_000), &dialer, start());
+    assert!(sim.paused_at.is_some());
+    let m = flowc::report::report(&flow, &sim.contacts).metrics;
+    assert_eq!(
+        m.contacts_completed, 50,
+        "one line: the threshold call was the last"
+    );
+    assert!(m.contacts_pending > 500, "{}", m.contacts_pending);
+    assert_eq!(
+        m.contacts_completed
+            + m.contacts_failed
+            + m.contacts_skipped
+            + m.contacts_pending
+            + m.contacts_in_progress,
+        1_000
+    );
+}
