@@ -304,22 +304,17 @@ impl<'f> Run<'f> {
         self.resume()
     }
 
-    fn scope(&self) -> (Vec<Option<Value>>, chrono::NaiveDateTime) {
-        let zone = self.contact.zones.first().copied().unwrap_or(Tz::UTC);
-        (
-            self.vars.clone(),
-            self.now.with_timezone(&zone).naive_local(),
-        )
-    }
-
+    /// Evaluates with what an expression may read: fields, variables,
+    /// built-ins and the contact's local clock.
     fn with_scope<T>(&self, f: impl FnOnce(&Scope<'_>) -> T) -> T {
-        let (vars, local) = self.scope();
+        let zone = self.contact.zones.first().copied().unwrap_or(Tz::UTC);
+        let local = self.now.with_timezone(&zone).naive_local();
         let fields = &self.contact.fields;
         let field = |name: &str| fields.get(name).cloned();
         let outcome = self.journal.attempts.last().map(|a| a.outcome.name());
         let s = Scope {
             field: &field,
-            vars: &vars,
+            vars: &self.vars,
             attempt: self.journal.attempts.len() as u32,
             outcome,
             arm: &self.flow.arms[self.arm].name,
