@@ -20,6 +20,16 @@ enum Conn {
 }
 
 impl Conn {
+    /// Connected when all the outcomes routed here leave a call connected,
+    /// not when none does, perhaps otherwise.
+    fn of(connected: usize, routed: usize) -> Conn {
+        match connected {
+            0 => Conn::No,
+            n if n == routed => Conn::Yes,
+            _ => Conn::Maybe,
+        }
+    }
+
     fn join(self, other: Conn) -> Conn {
         if self == other {
             self
@@ -269,11 +279,7 @@ impl Walker<'_> {
                             .iter()
                             .filter(|o| o.node == "failed" || o.node == "other")
                             .count();
-                        let conn = match failed {
-                            0 => Conn::No,
-                            n if n == r.outcomes.len() => Conn::Yes,
-                            _ => Conn::Maybe,
-                        };
+                        let conn = Conn::of(failed, r.outcomes.len());
                         let s = State {
                             conn,
                             via: (conn != Conn::Yes).then_some(r.span),
@@ -384,11 +390,7 @@ impl Walker<'_> {
                 );
             }
             let connected = outcomes.iter().filter(|o| o.connects()).count();
-            let conn = match connected {
-                0 => Conn::No,
-                n if n == outcomes.len() => Conn::Yes,
-                _ => Conn::Maybe,
-            };
+            let conn = Conn::of(connected, outcomes.len());
             let s = State {
                 conn,
                 via: (conn != Conn::Yes).then_some(r.span),

@@ -375,15 +375,7 @@ fn rule_keywords(rule: Rule) -> &'static [&'static str] {
     use Rule::*;
     match rule {
         use_item | contact_item | calendar_item | strategy_item | compliance_item | flow_item
-        | test_item => &[
-            "use",
-            "contact",
-            "calendar",
-            "strategy",
-            "compliance",
-            "flow",
-            "test",
-        ],
+        | test_item => ITEM_WORDS,
         step_item | experiment | title_set | calendar_set | timezone_set | region_set
         | strategy_set | compliance_set | caller_id_set | concurrency_set | rate_set
         | per_day_set | start_step_set | start_set | stop_set | pause_when_set => &[
