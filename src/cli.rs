@@ -1,11 +1,13 @@
 //! The command line. Only this module prints, reads arguments, picks colours
 //! and exit codes.
 
+mod campaign;
 mod check;
 mod compile;
 mod explain;
 mod plan;
 mod report;
+mod run;
 mod simulate;
 mod test;
 
@@ -38,6 +40,8 @@ enum Command {
     Test(test::Args),
     /// Run a campaign on a virtual clock with the simulated dialer and print its report
     Simulate(simulate::Args),
+    /// Run a campaign on the wall clock through a dialer, journalled in a database; resumable
+    Run(run::Args),
     /// Print the report of a run kept in a database
     Report(report::Args),
 }
@@ -54,6 +58,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan::run(args),
         Command::Test(args) => test::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Run(args) => run::run(args),
         Command::Report(args) => report::run(args),
     }
 }

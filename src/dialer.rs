@@ -1,31 +1,80 @@
-//! Dialers: what places a call and reports what happened. This module holds
-//! the seeded simulation model used by `flowc simulate`; the scenario tests
-//! script their own replies (`runtime::scenario`).
+//! Dialers: what places a call and reports what happened. The engine talks
+//! to every adapter through one async trait, `Dialer`: place a call and learn
+//! its outcome, then, on a connected call, carry out the in-call actions
+//! (gather keys, transfer) until the flow hangs up. Adapters: `sim` (a seeded
+//! model, below) and `script` (outcomes from a file, `dialer::script`). A SIP
+//! or external-program adapter fits the same trait: its futures wait on the
+//! network or the program, and the engine keeps dialling meanwhile.
+
+pub mod script;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
-use chrono::{Datelike, NaiveDateTime, Timelike};
+use chrono::{Datelike, Duration, NaiveDateTime, Timelike};
 use serde::Deserialize;
 
 use crate::ir::{Outcome, TransferOutcome};
 
 /// One call to place.
 #[derive(Clone, Debug)]
-pub struct Call<'a> {
-    pub contact: usize,
-    pub attempt: u32,
-    pub number: &'a str,
+pub struct Call {
+    pub id: CallId,
+    /// The number to dial, E.164.
+    pub number: String,
+    /// The number shown to the recipient, when the flow sets one.
+    pub caller_id: Option<String>,
     /// The contact's local time when the call starts.
     pub local: NaiveDateTime,
     pub timeout_seconds: u64,
     pub detect_voicemail: bool,
 }
 
-/// How a call ended and how long it took (ringing and talking).
+/// Names a call: the contact (its place in the campaign) and the attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CallId {
+    pub contact: usize,
+    pub attempt: u32,
+}
+
+/// How a call ended and how long it took (ringing and talking). The engine
+/// holds the line until the call's start plus `duration`: an adapter that
+/// answers at once (the simulation) still occupies a line as long as the call.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Dialled {
     pub outcome: Outcome,
-    pub seconds: u64,
+    pub duration: Duration,
+}
+
+/// A `gather` on a connected call: the keys the flow lists (a simulated
+/// person picks among them) and which try this is.
+#[derive(Clone, Debug)]
+pub struct Ask {
+    pub digits: u32,
+    pub timeout_seconds: u64,
+    pub attempt: u32,
+    pub keys: Vec<String>,
+}
+
+/// A dialer adapter. The engine runs on one thread, so futures need not be
+/// `Send`; each call's futures run concurrently with the others'.
+#[allow(async_fn_in_trait)]
+pub trait Dialer {
+    /// Places the call; resolves when its outcome is known.
+    fn place(&self, call: Call) -> impl Future<Output = Dialled>;
+    /// Keys pressed on a connected call, `None` when nothing came in time.
+    fn gather(&self, call: CallId, ask: Ask) -> impl Future<Output = Option<String>>;
+    /// Transfers a connected call.
+    fn transfer(
+        &self,
+        call: CallId,
+        number: String,
+        timeout_seconds: u64,
+    ) -> impl Future<Output = TransferOutcome>;
+    /// The flow is done with a connected call.
+    fn hang_up(&self, _call: CallId) -> impl Future<Output = ()> {
+        async {}
+    }
 }
 
 /// The simulation model (`--model FILE`, TOML). Probabilities are weights of
@@ -147,8 +196,22 @@ pub struct SimDialer {
     pub seed: u64,
 }
 
+impl Dialer for SimDialer {
+    async fn place(&self, call: Call) -> Dialled {
+        self.dial(&call)
+    }
+
+    async fn gather(&self, call: CallId, ask: Ask) -> Option<String> {
+        self.keys(call.contact, call.attempt, ask.attempt, &ask.keys)
+    }
+
+    async fn transfer(&self, call: CallId, _number: String, _timeout: u64) -> TransferOutcome {
+        self.transferred(call.contact, call.attempt)
+    }
+}
+
 impl SimDialer {
-    pub fn dial(&self, call: &Call<'_>) -> Dialled {
+    pub fn dial(&self, call: &Call) -> Dialled {
         let m = &self.model;
         let base = |o: &str| m.outcomes.get(o).copied().unwrap_or(0.0);
         let hour = m
@@ -158,7 +221,7 @@ impl SimDialer {
             .unwrap_or(1.0);
         let weekday = WEEKDAYS[call.local.weekday().num_days_from_monday() as usize];
         let day = m.by_weekday.get(weekday).copied().unwrap_or(1.0);
-        let decay = m.retry_decay.powi(call.attempt.saturating_sub(1) as i32);
+        let decay = m.retry_decay.powi(call.id.attempt.saturating_sub(1) as i32);
         let answered = (base("answered") * hour * day * decay).clamp(0.0, 1.0);
         // The other outcomes share the rest in their base proportions.
         let others: Vec<(Outcome, f64)> = Outcome::DIAL
@@ -167,7 +230,7 @@ impl SimDialer {
             .map(|o| (*o, base(o.name())))
             .collect();
         let others_total: f64 = others.iter().map(|(_, p)| p).sum();
-        let u = uniform(self.seed, call.contact, call.attempt, 0);
+        let u = uniform(self.seed, call.id.contact, call.id.attempt, 0);
         let mut outcome = Outcome::Answered;
         if u >= answered && others_total > 0.0 {
             let mut acc = answered;
@@ -189,17 +252,14 @@ impl SimDialer {
             Outcome::NoAnswer => call.timeout_seconds,
             _ => 5,
         };
-        Dialled { outcome, seconds }
+        Dialled {
+            outcome,
+            duration: Duration::seconds(seconds as i64),
+        }
     }
 
     /// Keys pressed for a gather on a connected call: nothing, or one of the listed keys.
-    pub fn gather(
-        &self,
-        contact: usize,
-        attempt: u32,
-        ask: u32,
-        keys: &[String],
-    ) -> Option<String> {
+    pub fn keys(&self, contact: usize, attempt: u32, ask: u32, keys: &[String]) -> Option<String> {
         let u = uniform(self.seed, contact, attempt, 100 + ask);
         if keys.is_empty() || u < self.model.gather_timeout {
             return None;
@@ -208,7 +268,7 @@ impl SimDialer {
         keys.get((v * keys.len() as f64) as usize).cloned()
     }
 
-    pub fn transfer(&self, contact: usize, attempt: u32) -> TransferOutcome {
+    pub fn transferred(&self, contact: usize, attempt: u32) -> TransferOutcome {
         let u = uniform(self.seed, contact, attempt, 300);
         if u < 0.8 {
             TransferOutcome::Answered

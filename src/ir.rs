@@ -110,6 +110,10 @@ impl TransferOutcome {
             TransferOutcome::Hangup => "hangup",
         }
     }
+
+    pub fn from_name(name: &str) -> Option<TransferOutcome> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

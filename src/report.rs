@@ -7,7 +7,7 @@ use chrono::{Datelike, Timelike};
 use serde::Serialize;
 
 use crate::ir::{self, Outcome};
-use crate::runtime::simulate::ContactResult;
+use crate::runtime::engine::ContactResult;
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -89,7 +89,11 @@ pub fn metrics(contacts: &[&ContactResult]) -> Metrics {
         .collect();
     let skipped = contacts.iter().filter(|c| c.state() == "skipped").count() as u64;
     let pending = contacts.iter().filter(|c| c.state() == "pending").count() as u64;
-    let failed = total - completed.len() as u64 - skipped - pending;
+    let in_progress = contacts
+        .iter()
+        .filter(|c| c.state() == "in_progress")
+        .count() as u64;
+    let failed = total - completed.len() as u64 - skipped - pending - in_progress;
     let calls: u64 = contacts.iter().map(|c| c.attempts.len() as u64).sum();
     let completed_attempts: u64 = completed.iter().map(|c| c.attempts.len() as u64).sum();
     let first_missed: Vec<&&ContactResult> = contacts
@@ -145,7 +149,7 @@ pub fn metrics(contacts: &[&ContactResult]) -> Metrics {
         contacts_failed: failed,
         contacts_skipped: skipped,
         contacts_pending: pending,
-        contacts_in_progress: 0,
+        contacts_in_progress: in_progress,
         connection_rate: percent(completed.len() as u64, total),
         calls_used: calls,
         average_attempts: if completed.is_empty() {

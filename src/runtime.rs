@@ -3,6 +3,8 @@
 //! transfers and is told what happened, so it knows nothing of clocks,
 //! dialers or storage.
 
+pub mod clock;
+pub mod engine;
 pub mod eval;
 pub mod interpreter;
 pub mod scenario;

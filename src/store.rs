@@ -1,19 +1,27 @@
-//! The store: an embedded SQLite database (WAL) holding a run's IR and its
-//! hash, its contacts, every attempt and how each contact ended. `flowc
-//! report` reads it. The schema is the journal the wall-clock engine will
-//! write as it goes: an attempt row is written before the dial (no end yet)
-//! and completed after it, so a crash leaves an attempt without an end,
-//! which resumes as `unknown`.
+//! The store: an embedded SQLite database (WAL) holding a campaign's IR and
+//! its hash, its contacts, every attempt, and how each contact ended. The
+//! engine writes it as it runs: an attempt row is written *before* the dial
+//! (no end yet) and completed after the call, with what the recipient did
+//! (keys pressed, transfer outcomes), so a resumed run replays every stored
+//! reply through the interpreter and continues where the crash left it. An
+//! attempt with a start and no end resumes as `unknown`. `flowc report`
+//! reads the same tables, also while a run goes on; the `counters` view sums
+//! to `total` at every commit.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::ir::{self, Outcome};
+use crate::contacts::Contact;
+use crate::ir::{self, Outcome, TransferOutcome, Value};
+use crate::runtime::engine::ContactResult;
 use crate::runtime::interpreter::{Attempt, End};
-use crate::runtime::simulate::ContactResult;
+
+/// Bumped when the tables change; a database of another version is refused.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS campaign (
@@ -21,32 +29,49 @@ CREATE TABLE IF NOT EXISTS campaign (
     flow TEXT NOT NULL,
     source_hash TEXT NOT NULL,
     ir TEXT NOT NULL,
-    started_at TEXT NOT NULL
+    started_at TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'running',   -- running, paused, finished
+    updated_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS contacts (
     id INTEGER PRIMARY KEY,
     line INTEGER NOT NULL,
     phone TEXT NOT NULL UNIQUE,
-    zone TEXT NOT NULL,
+    zones TEXT NOT NULL,          -- candidate zones, space-separated
+    fields TEXT NOT NULL,         -- the schema's fields, JSON
     arm INTEGER NOT NULL,
-    state TEXT NOT NULL,          -- pending, completed, failed, skipped
+    state TEXT NOT NULL DEFAULT 'pending', -- pending, completed, failed, skipped
     reason TEXT,
-    path TEXT NOT NULL DEFAULT '[]'
+    path TEXT,                    -- steps visited, JSON, once ended
+    opted_out INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS attempts (
     contact INTEGER NOT NULL REFERENCES contacts(id),
     number INTEGER NOT NULL,
-    step INTEGER NOT NULL,
+    step TEXT NOT NULL,
     started_at TEXT NOT NULL,
+    caller_id TEXT,
     ended_at TEXT,                -- null: the dial started and nothing recorded its end
     outcome TEXT,
+    keys TEXT,                    -- what gathers heard, JSON: [\"1\", null]
+    transfers TEXT,               -- transfer outcomes, JSON
     PRIMARY KEY (contact, number)
+) WITHOUT ROWID;
+CREATE VIEW IF NOT EXISTS counters AS
+SELECT
+    count(*) AS total,
+    coalesce(sum(state = 'completed'), 0) AS completed,
+    coalesce(sum(state = 'failed'), 0) AS failed,
+    coalesce(sum(state = 'skipped'), 0) AS skipped,
+    coalesce(sum(state = 'pending' AND NOT calling), 0) AS pending,
+    coalesce(sum(state = 'pending' AND calling), 0) AS in_progress
+FROM (
+    SELECT c.state, EXISTS (
+        SELECT 1 FROM attempts a WHERE a.contact = c.id AND a.ended_at IS NULL
+    ) AS calling
+    FROM contacts c
 );
 ";
-
-pub struct Store {
-    conn: Connection,
-}
 
 /// Why a store cannot be used.
 #[derive(Debug)]
@@ -66,7 +91,9 @@ impl std::fmt::Display for StoreError {
             StoreError::Sqlite(e) => write!(f, "{e}"),
             StoreError::OtherFlow { stored, given } => write!(
                 f,
-                "the database holds a run of another flow (source hash {}…, this one is {}…); use another --db",
+                "the database holds a run of another version of the flow (source hash {}…, this file is {}…): \
+                 resume it with the flow it started with, use another --db, or add --migrate to continue \
+                 the run with this flow (contacts keep their history; the new flow decides what comes next)",
                 &stored[..12.min(stored.len())],
                 &given[..12.min(given.len())]
             ),
@@ -81,100 +108,437 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-fn time(t: DateTime<Utc>) -> String {
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+pub fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
+        .map_err(corrupt)
+}
+
+/// What the store holds of a campaign when a run begins.
+#[derive(Debug)]
+pub struct Campaign {
+    pub started_at: DateTime<Utc>,
+    /// The stored contacts, in id order (a contact's id is its place).
+    pub contacts: Vec<Contact>,
+    /// What each stored contact did so far, by id.
+    pub history: Vec<History>,
+    /// The flow was migrated to a new version by this call.
+    pub migrated: bool,
+}
+
+/// A stored contact's past: its arm, its end if it ended, its attempts with
+/// the replies they got.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    pub arm: usize,
+    pub end: Option<End>,
+    pub path: Vec<String>,
+    pub attempts: Vec<StoredAttempt>,
+    pub opted_out: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredAttempt {
+    pub number: u32,
+    pub step: String,
+    pub started_at: DateTime<Utc>,
+    pub caller_id: Option<String>,
+    /// `None`: the dial started and its end was never recorded.
+    pub ended_at: Option<DateTime<Utc>>,
+    pub outcome: Option<Outcome>,
+    pub keys: Vec<Option<String>>,
+    pub transfers: Vec<TransferOutcome>,
+}
+
+/// A write the engine asked for, kept until the next `flush`.
+enum Op {
+    Contact {
+        id: usize,
+        line: usize,
+        phone: String,
+        zones: String,
+        fields: String,
+        arm: usize,
+    },
+    Started(StoredAttempt, usize),
+    Ended {
+        contact: usize,
+        number: u32,
+        ended_at: DateTime<Utc>,
+        outcome: Outcome,
+        keys: Vec<Option<String>>,
+        transfers: Vec<TransferOutcome>,
+    },
+    ContactEnded {
+        id: usize,
+        state: &'static str,
+        reason: String,
+        path: String,
+    },
+    OptedOut(usize),
+}
+
+pub struct Store {
+    conn: Connection,
+    ops: Vec<Op>,
+    /// Started attempts still in `ops`, so an end can complete them there.
+    open: HashMap<(usize, u32), usize>,
 }
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let empty: bool = conn.query_row(
+            "SELECT count(*) = 0 FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !empty && version != SCHEMA_VERSION {
+            return Err(StoreError::Corrupt(format!(
+                "it was written by another version of flowc (store version {version}, this one reads {SCHEMA_VERSION})"
+            )));
+        }
         conn.execute_batch(SCHEMA)?;
-        Ok(Store { conn })
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        Ok(Store {
+            conn,
+            ops: Vec::new(),
+            open: HashMap::new(),
+        })
     }
 
-    /// Records the program a run executes; a database already holding
-    /// another program is refused.
+    /// Begins or resumes the campaign of `program`. A database holding
+    /// another version of the flow is refused unless `migrate` is set, in
+    /// which case the new program replaces the stored one and the contacts
+    /// keep their history.
     pub fn begin(
         &mut self,
         program: &ir::Program,
         started_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let stored: Option<String> = self
+        migrate: bool,
+    ) -> Result<Campaign, StoreError> {
+        let stored: Option<(String, String)> = self
             .conn
-            .query_row("SELECT source_hash FROM campaign WHERE id = 1", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT source_hash, started_at FROM campaign WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()?;
-        match stored {
-            Some(hash) if hash != program.source_hash => Err(StoreError::OtherFlow {
-                stored: hash,
-                given: program.source_hash.clone(),
-            }),
-            Some(_) => Ok(()),
-            None => {
-                let flow = program.flow.as_ref().map_or("", |f| f.name.as_str());
-                let ir = serde_json::to_string(program).expect("the IR always serialises");
-                self.conn.execute(
-                    "INSERT INTO campaign (id, flow, source_hash, ir, started_at) VALUES (1, ?1, ?2, ?3, ?4)",
-                    params![flow, program.source_hash, ir, time(started_at)],
-                )?;
-                Ok(())
+        let flow = program.flow.as_ref().map_or("", |f| f.name.as_str());
+        let ir = serde_json::to_string(program).expect("the IR always serialises");
+        let now = time(Utc::now());
+        let (started_at, migrated) = match stored {
+            Some((hash, _)) if hash != program.source_hash && !migrate => {
+                return Err(StoreError::OtherFlow {
+                    stored: hash,
+                    given: program.source_hash.clone(),
+                })
             }
-        }
+            Some((hash, started)) => {
+                let migrated = hash != program.source_hash;
+                if migrated {
+                    self.conn.execute(
+                        "UPDATE campaign SET flow = ?1, source_hash = ?2, ir = ?3 WHERE id = 1",
+                        params![flow, program.source_hash, ir],
+                    )?;
+                }
+                self.conn.execute(
+                    "UPDATE campaign SET state = 'running', updated_at = ?1 WHERE id = 1",
+                    params![now],
+                )?;
+                (parse_time(&started)?, migrated)
+            }
+            None => {
+                self.conn.execute(
+                    "INSERT INTO campaign (id, flow, source_hash, ir, started_at, updated_at) VALUES (1, ?1, ?2, ?3, ?4, ?5)",
+                    params![flow, program.source_hash, ir, time(started_at), now],
+                )?;
+                (started_at, false)
+            }
+        };
+        let (contacts, history) = self.load()?;
+        Ok(Campaign {
+            started_at,
+            contacts,
+            history,
+            migrated,
+        })
     }
 
-    /// Writes the results of a finished simulation in one transaction.
-    pub fn save_results(
-        &mut self,
-        flow: &ir::Flow,
-        results: &[ContactResult],
-    ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut contact = tx.prepare(
-                "INSERT OR REPLACE INTO contacts (id, line, phone, zone, arm, state, reason, path) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            let mut attempt = tx.prepare(
-                "INSERT OR REPLACE INTO attempts (contact, number, step, started_at, ended_at, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for (id, c) in results.iter().enumerate() {
-                let state = c.state();
-                let path: Vec<&str> = c
-                    .path
+    /// The stored contacts and their histories, in id order.
+    fn load(&self) -> Result<(Vec<Contact>, Vec<History>), StoreError> {
+        let mut contacts = Vec::new();
+        let mut history = Vec::new();
+        let mut q = self.conn.prepare(
+            "SELECT id, line, phone, zones, fields, arm, state, reason, path, opted_out FROM contacts ORDER BY id",
+        )?;
+        let mut rows = q.query([])?;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            if id as usize != contacts.len() {
+                return Err(corrupt(format!(
+                    "contact ids skip from {} to {id}",
+                    contacts.len()
+                )));
+            }
+            let zones: String = r.get(3)?;
+            let fields: String = r.get(4)?;
+            let state: String = r.get(6)?;
+            let path: Option<String> = r.get(8)?;
+            contacts.push(Contact {
+                line: r.get::<_, i64>(1)? as usize,
+                phone: r.get(2)?,
+                zones: zones
+                    .split(' ')
+                    .map(|z| z.parse::<Tz>().map_err(corrupt))
+                    .collect::<Result<_, _>>()?,
+                fields: serde_json::from_str::<std::collections::BTreeMap<String, Value>>(&fields)
+                    .map_err(corrupt)?,
+            });
+            history.push(History {
+                arm: r.get::<_, i64>(5)? as usize,
+                end: (state != "pending").then(|| End {
+                    completed: state == "completed",
+                    reason: r
+                        .get::<_, Option<String>>(7)
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default(),
+                    skipped: state == "skipped",
+                }),
+                path: path
+                    .map(|p| serde_json::from_str(&p).map_err(corrupt))
+                    .transpose()?
+                    .unwrap_or_default(),
+                attempts: Vec::new(),
+                opted_out: r.get::<_, i64>(9)? != 0,
+            });
+        }
+        let mut q = self.conn.prepare(
+            "SELECT contact, number, step, started_at, caller_id, ended_at, outcome, keys, transfers FROM attempts ORDER BY contact, number",
+        )?;
+        let mut rows = q.query([])?;
+        while let Some(r) = rows.next()? {
+            let contact = r.get::<_, i64>(0)? as usize;
+            let ended: Option<String> = r.get(5)?;
+            let outcome: Option<String> = r.get(6)?;
+            let keys: Option<String> = r.get(7)?;
+            let transfers: Option<String> = r.get(8)?;
+            let attempt = StoredAttempt {
+                number: r.get(1)?,
+                step: r.get(2)?,
+                started_at: parse_time(&r.get::<_, String>(3)?)?,
+                caller_id: r.get(4)?,
+                ended_at: ended.as_deref().map(parse_time).transpose()?,
+                outcome: outcome.as_deref().and_then(Outcome::from_name),
+                keys: keys
+                    .map(|k| serde_json::from_str(&k).map_err(corrupt))
+                    .transpose()?
+                    .unwrap_or_default(),
+                transfers: transfers
+                    .map(|t| serde_json::from_str::<Vec<String>>(&t).map_err(corrupt))
+                    .transpose()?
+                    .unwrap_or_default()
                     .iter()
-                    .map(|s| flow.steps[*s].name.as_str())
-                    .collect();
-                contact.execute(params![
-                    id as i64,
-                    c.line as i64,
-                    c.phone,
-                    c.zone.name(),
-                    c.arm as i64,
-                    state,
-                    c.end.as_ref().map(|e| e.reason.clone()),
-                    serde_json::to_string(&path).expect("names serialise")
-                ])?;
-                for a in &c.attempts {
-                    attempt.execute(params![
-                        id as i64,
-                        a.number,
-                        a.step as i64,
-                        time(a.started_at),
-                        time(a.ended_at),
-                        a.outcome.name()
-                    ])?;
-                }
+                    .filter_map(|t| TransferOutcome::from_name(t))
+                    .collect(),
+            };
+            history
+                .get_mut(contact)
+                .ok_or_else(|| {
+                    corrupt(format!(
+                        "an attempt of contact {contact}, which is not stored"
+                    ))
+                })?
+                .attempts
+                .push(attempt);
+        }
+        Ok((contacts, history))
+    }
+
+    /// A contact joins the campaign (written at the next flush).
+    pub fn add_contact(&mut self, id: usize, c: &Contact, arm: usize) {
+        let zones: Vec<&str> = c.zones.iter().map(|z| z.name()).collect();
+        self.ops.push(Op::Contact {
+            id,
+            line: c.line,
+            phone: c.phone.clone(),
+            zones: zones.join(" "),
+            fields: serde_json::to_string(&c.fields).expect("values serialise"),
+            arm,
+        });
+    }
+
+    /// An attempt is about to be dialled. Flush before the dial.
+    pub fn attempt_started(&mut self, contact: usize, attempt: StoredAttempt) {
+        self.open.insert((contact, attempt.number), self.ops.len());
+        self.ops.push(Op::Started(attempt, contact));
+    }
+
+    /// An attempt's call is over.
+    pub fn attempt_ended(
+        &mut self,
+        contact: usize,
+        number: u32,
+        ended_at: DateTime<Utc>,
+        outcome: Outcome,
+        keys: Vec<Option<String>>,
+        transfers: Vec<TransferOutcome>,
+    ) {
+        // Not flushed yet: complete the row before it is written.
+        if let Some(i) = self.open.remove(&(contact, number)) {
+            if let Op::Started(a, _) = &mut self.ops[i] {
+                a.ended_at = Some(ended_at);
+                a.outcome = Some(outcome);
+                a.keys = keys;
+                a.transfers = transfers;
+                return;
             }
         }
+        self.ops.push(Op::Ended {
+            contact,
+            number,
+            ended_at,
+            outcome,
+            keys,
+            transfers,
+        });
+    }
+
+    pub fn contact_ended(&mut self, id: usize, state: &'static str, reason: &str, path: &[&str]) {
+        self.ops.push(Op::ContactEnded {
+            id,
+            state,
+            reason: reason.to_string(),
+            path: serde_json::to_string(path).expect("names serialise"),
+        });
+    }
+
+    pub fn opted_out(&mut self, id: usize) {
+        self.ops.push(Op::OptedOut(id));
+    }
+
+    /// Writes changes since the last flush.
+    pub fn pending_writes(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Writes every change asked for since the last flush in one
+    /// transaction. Once it returns, a crash loses none of them.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        if self.ops.is_empty() {
+            return Ok(());
+        }
+        self.open.clear();
+        let tx = self.conn.transaction()?;
+        {
+            let mut contact = tx.prepare_cached(
+                "INSERT INTO contacts (id, line, phone, zones, fields, arm) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            let mut started = tx.prepare_cached(
+                "INSERT INTO attempts (contact, number, step, started_at, caller_id, ended_at, outcome, keys, transfers) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            let mut ended = tx.prepare_cached(
+                "UPDATE attempts SET ended_at = ?3, outcome = ?4, keys = ?5, transfers = ?6 WHERE contact = ?1 AND number = ?2",
+            )?;
+            let mut contact_ended = tx.prepare_cached(
+                "UPDATE contacts SET state = ?2, reason = ?3, path = ?4 WHERE id = ?1",
+            )?;
+            let mut opted_out =
+                tx.prepare_cached("UPDATE contacts SET opted_out = 1 WHERE id = ?1")?;
+            for op in self.ops.drain(..) {
+                match op {
+                    Op::Contact {
+                        id,
+                        line,
+                        phone,
+                        zones,
+                        fields,
+                        arm,
+                    } => {
+                        contact.execute(params![
+                            id as i64,
+                            line as i64,
+                            phone,
+                            zones,
+                            fields,
+                            arm as i64
+                        ])?;
+                    }
+                    Op::Started(a, c) => {
+                        started.execute(params![
+                            c as i64,
+                            a.number,
+                            a.step,
+                            time(a.started_at),
+                            a.caller_id,
+                            a.ended_at.map(time),
+                            a.outcome.map(|o| o.name()),
+                            replies(&a.keys, &a.transfers).0,
+                            replies(&a.keys, &a.transfers).1,
+                        ])?;
+                    }
+                    Op::Ended {
+                        contact,
+                        number,
+                        ended_at,
+                        outcome,
+                        keys,
+                        transfers,
+                    } => {
+                        let (keys, transfers) = replies(&keys, &transfers);
+                        ended.execute(params![
+                            contact as i64,
+                            number,
+                            time(ended_at),
+                            outcome.name(),
+                            keys,
+                            transfers
+                        ])?;
+                    }
+                    Op::ContactEnded {
+                        id,
+                        state,
+                        reason,
+                        path,
+                    } => {
+                        contact_ended.execute(params![id as i64, state, reason, path])?;
+                    }
+                    Op::OptedOut(id) => {
+                        opted_out.execute(params![id as i64])?;
+                    }
+                }
+            }
+            tx.execute(
+                "UPDATE campaign SET updated_at = ?1 WHERE id = 1",
+                params![time(Utc::now())],
+            )?;
+        }
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks the campaign paused or finished (after a flush).
+    pub fn set_state(&mut self, state: &str) -> Result<(), StoreError> {
+        self.flush()?;
+        self.conn.execute(
+            "UPDATE campaign SET state = ?1, updated_at = ?2 WHERE id = 1",
+            params![state, time(Utc::now())],
+        )?;
         Ok(())
     }
 
@@ -185,90 +549,115 @@ impl Store {
             .query_row("SELECT ir FROM campaign WHERE id = 1", [], |r| r.get(0))
             .optional()?
             .ok_or_else(|| StoreError::Corrupt("it holds no run".into()))?;
-        serde_json::from_str(&ir).map_err(|e| StoreError::Corrupt(e.to_string()))
+        serde_json::from_str(&ir).map_err(corrupt)
+    }
+
+    /// The campaign's state: running, paused or finished.
+    pub fn state(&self) -> Result<String, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT state FROM campaign WHERE id = 1", [], |r| r.get(0))?)
+    }
+
+    /// Every attempt as (number dialled, attempt, outcome; `None` without an end).
+    pub fn attempt_rows(&self) -> Result<Vec<(String, u32, Option<String>)>, StoreError> {
+        let mut q = self.conn.prepare(
+            "SELECT c.phone, a.number, a.outcome FROM attempts a JOIN contacts c ON c.id = a.contact ORDER BY a.contact, a.number",
+        )?;
+        let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The counters view: total, completed, failed, skipped, pending, in progress.
+    pub fn counters(&self) -> Result<[u64; 6], StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT total, completed, failed, skipped, pending, in_progress FROM counters",
+            [],
+            |r| {
+                Ok([
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                    r.get::<_, i64>(3)? as u64,
+                    r.get::<_, i64>(4)? as u64,
+                    r.get::<_, i64>(5)? as u64,
+                ])
+            },
+        )?)
     }
 
     /// Every contact with its attempts, as a report reads them. An attempt
-    /// with a start and no end counts as `unknown`.
+    /// with a start and no end counts as `unknown`, and its contact as in
+    /// progress.
     pub fn results(&self, flow: &ir::Flow) -> Result<Vec<ContactResult>, StoreError> {
-        let mut attempts: Vec<Vec<Attempt>> = Vec::new();
-        let mut q = self.conn.prepare("SELECT contact, number, step, started_at, ended_at, outcome FROM attempts ORDER BY contact, number")?;
-        let rows = q.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, u32>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-            ))
-        })?;
-        for row in rows {
-            let (contact, number, step, started, ended, outcome) = row?;
-            let started_at = parse_time(&started)?;
-            let ended_at = ended
-                .as_deref()
-                .map(parse_time)
-                .transpose()?
-                .unwrap_or(started_at);
-            let outcome = outcome
-                .as_deref()
-                .and_then(Outcome::from_name)
-                .unwrap_or(Outcome::Unknown);
-            let i = contact as usize;
-            if attempts.len() <= i {
-                attempts.resize_with(i + 1, Vec::new);
-            }
-            attempts[i].push(Attempt {
-                number,
-                step: step as usize,
-                started_at,
-                ended_at,
-                outcome,
-            });
-        }
-        let mut q = self.conn.prepare(
-            "SELECT id, line, phone, zone, arm, state, reason, path FROM contacts ORDER BY id",
-        )?;
-        let rows = q.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, Option<String>>(6)?,
-                r.get::<_, String>(7)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, line, phone, zone, arm, state, reason, path) = row?;
-            let names: Vec<String> =
-                serde_json::from_str(&path).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            out.push(ContactResult {
-                line: line as usize,
-                phone,
-                zone: zone
-                    .parse::<Tz>()
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                arm: arm as usize,
-                end: (state != "pending").then(|| End {
-                    completed: state == "completed",
-                    reason: reason.unwrap_or_default(),
-                    skipped: state == "skipped",
-                }),
-                attempts: attempts
-                    .get_mut(id as usize)
-                    .map(std::mem::take)
-                    .unwrap_or_default(),
-                path: names
+        let (contacts, history) = self.load()?;
+        let step = |name: &str| flow.steps.iter().position(|s| s.name == name);
+        Ok(contacts
+            .into_iter()
+            .zip(history)
+            .map(|(c, h)| ContactResult {
+                line: c.line,
+                in_progress: h.end.is_none() && h.attempts.iter().any(|a| a.ended_at.is_none()),
+                zone: c.zones.first().copied().unwrap_or(Tz::UTC),
+                phone: c.phone,
+                arm: h.arm,
+                end: h.end,
+                attempts: h
+                    .attempts
                     .iter()
-                    .filter_map(|n| flow.steps.iter().position(|s| &s.name == n))
+                    .map(|a| Attempt {
+                        number: a.number,
+                        step: step(&a.step).unwrap_or(flow.entry),
+                        started_at: a.started_at,
+                        ended_at: a.ended_at.unwrap_or(a.started_at),
+                        outcome: a.outcome.unwrap_or(Outcome::Unknown),
+                    })
                     .collect(),
-            });
-        }
-        Ok(out)
+                path: h.path.iter().filter_map(|n| step(n)).collect(),
+            })
+            .collect())
     }
+
+    /// Inserts `n` attempt rows of `contacts` made-up contacts in batches
+    /// like the engine's, into a fresh database: what SQLite alone costs,
+    /// for the benchmark to set beside a campaign.
+    pub fn insert_baseline(path: &Path, n: usize) -> Result<(), StoreError> {
+        let mut s = Store::open(path)?;
+        let t = Utc::now();
+        let per_batch = 10_000;
+        let mut done = 0;
+        while done < n {
+            for k in done..(done + per_batch).min(n) {
+                s.attempt_started(
+                    k,
+                    StoredAttempt {
+                        number: 1,
+                        step: "call".into(),
+                        started_at: t,
+                        caller_id: None,
+                        ended_at: Some(t),
+                        outcome: Some(Outcome::NoAnswer),
+                        keys: Vec::new(),
+                        transfers: Vec::new(),
+                    },
+                );
+            }
+            done = (done + per_batch).min(n);
+            s.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// The replies of a call as stored: JSON lists, or nothing when there were none.
+fn replies(
+    keys: &[Option<String>],
+    transfers: &[TransferOutcome],
+) -> (Option<String>, Option<String>) {
+    let keys = (!keys.is_empty()).then(|| serde_json::to_string(keys).expect("keys serialise"));
+    let transfers = (!transfers.is_empty()).then(|| {
+        let names: Vec<&str> = transfers.iter().map(|t| t.name()).collect();
+        serde_json::to_string(&names).expect("names serialise")
+    });
+    (keys, transfers)
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::simulate::ReportFormat;
+use super::campaign::ReportFormat;
 use crate::report;
 use crate::store::Store;
 

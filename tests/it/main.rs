@@ -7,6 +7,7 @@ mod cli;
 mod contacts;
 mod flows;
 mod fuzz;
+mod run;
 mod scenarios;
 mod simulate;
 mod tidy;

@@ -267,6 +267,22 @@ fn the_store_keeps_a_run_for_report() {
         report.stdout, sim.stdout,
         "the report from the store is the simulation's"
     );
+    // The same campaign again: it is finished, so nobody is dialled and the
+    // report is unchanged.
+    let rerun = flowc(&[
+        "simulate",
+        "flows/win_back.flow",
+        "--contacts",
+        "contacts/sample.csv",
+        "--rejects",
+        rejects.to_str().unwrap(),
+        "--format",
+        "json",
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert_eq!(rerun.status.code(), Some(0));
+    assert_eq!(rerun.stdout, sim.stdout, "a finished campaign dials no one");
     // Another flow does not go into the same database.
     let other = dir.join("other.flow");
     std::fs::write(
@@ -287,7 +303,11 @@ fn the_store_keeps_a_run_for_report() {
         db.to_str().unwrap(),
     ]);
     assert_eq!(again.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&again.stderr).contains("another flow"));
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        said.contains("another version of the flow") && said.contains("--migrate"),
+        "{said}"
+    );
     assert_eq!(
         flowc(&["report", "--db", dir.join("none.db").to_str().unwrap()])
             .status

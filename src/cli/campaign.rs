@@ -1,0 +1,282 @@
+//! What `flowc run` and `flowc simulate` share: the flow and the list, the
+//! do-not-call list, the store a run resumes from, the journal and the report.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+
+use crate::contacts::Contact;
+use crate::ir;
+use crate::report;
+use crate::runtime::engine::Results;
+use crate::runtime::interpreter;
+use crate::store::{History, Store};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct Common {
+    /// The .flow file
+    pub file: PathBuf,
+    /// The contact list: CSV with a header row, or JSON lines (.jsonl)
+    #[arg(long, value_name = "LIST")]
+    pub contacts: PathBuf,
+    /// Write every attempt as JSON lines here
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Never dial the numbers of this list (one a line, any format the region
+    /// reads); numbers that opt out during the run are added to it
+    #[arg(long, value_name = "FILE")]
+    pub dnc: Option<PathBuf>,
+    /// Where rejected contact rows go (default: LIST.rejects.csv)
+    #[arg(long, value_name = "FILE")]
+    pub rejects: Option<PathBuf>,
+    /// How numbers without a country code are read (default: the flow's `region`)
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Resume a run kept in the database with a changed flow: contacts keep
+    /// their history, the new flow decides what comes next
+    #[arg(long)]
+    pub migrate: bool,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+}
+
+pub fn usage(message: String) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(super::EXIT_USAGE)
+}
+
+/// A campaign ready to run: its program, its contacts (the stored ones
+/// first, when resuming), their histories and the numbers not to dial.
+pub struct Prepared {
+    pub program: ir::Program,
+    pub contacts: Vec<Contact>,
+    pub history: Vec<History>,
+    pub do_not_call: HashSet<String>,
+    pub start: DateTime<Utc>,
+    pub store: Option<Store>,
+}
+
+impl Prepared {
+    pub fn flow(&self) -> &ir::Flow {
+        self.program.flow.as_ref().expect("a campaign has a flow")
+    }
+}
+
+/// Checks the flow, imports the list (reporting rejects and duplicates),
+/// reads the do-not-call list and opens the store; `start` is used unless
+/// the store holds a run, which then resumes from its own start.
+pub fn prepare(
+    common: &Common,
+    db: Option<&Path>,
+    start: impl FnOnce(&ir::Flow) -> Result<DateTime<Utc>, String>,
+    instead: &str,
+) -> Result<Prepared, ExitCode> {
+    let program = super::flow_program(&common.file, instead)?;
+    let flow = program.flow.as_ref().expect("flow_program returns a flow");
+    let list = super::check::import_list(
+        flow,
+        &common.contacts,
+        common.rejects.as_deref(),
+        common.region.as_deref(),
+    )
+    .map_err(|f| usage(format!("{}: {}", f.path, f.message)))?;
+    let import = &list.import;
+    for e in &import.errors {
+        eprintln!("error: {}: {e}", list.path);
+    }
+    if !import.errors.is_empty() {
+        return Err(ExitCode::from(1));
+    }
+    if let (Some(file), Some(first)) = (&list.rejects_file, import.rejects.first()) {
+        eprintln!(
+            "{} row(s) rejected, written to {file} (the first: line {}: {})",
+            import.rejects.len(),
+            first.line,
+            first.reason
+        );
+    }
+    if !import.duplicates.is_empty() {
+        eprintln!("{} duplicate number(s) merged", import.duplicates.len());
+    }
+    let do_not_call = match &common.dnc {
+        Some(path) => read_dnc(path, common.region.as_deref().or(flow.region.as_deref()))?,
+        None => HashSet::new(),
+    };
+    let start = start(flow).map_err(usage)?;
+    let mut contacts = list.import.contacts;
+    let (store, history, start) = match db {
+        None => (None, Vec::new(), start),
+        Some(path) => {
+            let mut store =
+                Store::open(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+            let stored = store
+                .begin(&program, start, common.migrate)
+                .map_err(|e| usage(format!("{}: {e}", path.display())))?;
+            if stored.migrated {
+                eprintln!("the run continues with the changed flow (--migrate)");
+            }
+            if !stored.contacts.is_empty() {
+                // Resuming: the stored contacts keep their places; rows of
+                // the list with a new number join the campaign.
+                let known: HashSet<&str> =
+                    stored.contacts.iter().map(|c| c.phone.as_str()).collect();
+                let added: Vec<Contact> = contacts
+                    .into_iter()
+                    .filter(|c| !known.contains(c.phone.as_str()))
+                    .collect();
+                eprintln!(
+                    "resuming the run in {} ({} contacts{})",
+                    path.display(),
+                    stored.contacts.len(),
+                    if added.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} new from the list", added.len())
+                    }
+                );
+                let mut all = stored.contacts;
+                all.extend(added);
+                contacts = all;
+            }
+            (Some(store), stored.history, stored.started_at)
+        }
+    };
+    Ok(Prepared {
+        program,
+        contacts,
+        history,
+        do_not_call,
+        start,
+        store,
+    })
+}
+
+/// The campaign's start: `--from` in the flow's zone, else the flow's
+/// `start`, else `otherwise`.
+pub fn start_of(
+    flow: &ir::Flow,
+    from: Option<&str>,
+    otherwise: DateTime<Utc>,
+) -> Result<DateTime<Utc>, String> {
+    let zone = interpreter::flow_zone(flow);
+    match from {
+        Some(t) => NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M")
+            .ok()
+            .and_then(|l| zone.from_local_datetime(&l).earliest())
+            .map(|s| s.with_timezone(&Utc))
+            .ok_or_else(|| {
+                format!("cannot read --from \"{t}\": write a date and time such as \"2026-12-01 09:00\"")
+            }),
+        None => Ok(flow
+            .start
+            .as_ref()
+            .and_then(|s| interpreter::local_instant(s, zone))
+            .unwrap_or(otherwise)),
+    }
+}
+
+/// Reads a do-not-call list: one number a line, `#` comments. A line that
+/// cannot be read blocks nothing, and says so.
+fn read_dnc(path: &Path, region: Option<&str>) -> Result<HashSet<String>, ExitCode> {
+    let mut numbers = HashSet::new();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        // A list that does not exist yet is empty: opt-outs will start it.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(numbers),
+        Err(e) => return Err(usage(format!("cannot read {}: {e}", path.display()))),
+    };
+    let region = region.and_then(crate::calendar::phone::region);
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        match crate::calendar::phone::parse(line, region) {
+            Ok(number) => {
+                numbers.insert(number.e164);
+            }
+            Err(e) => eprintln!(
+                "warning: {}:{}: \"{line}\" {e}; it blocks no number",
+                path.display(),
+                n + 1
+            ),
+        }
+    }
+    Ok(numbers)
+}
+
+/// Appends numbers that opted out to the do-not-call file.
+pub fn opt_out_writer(path: Option<&Path>) -> impl FnMut(&str) + '_ {
+    move |number: &str| {
+        let Some(path) = path else { return };
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| {
+                writeln!(
+                    f,
+                    "{number}  # opted out {}",
+                    Utc::now().format("%Y-%m-%d %H:%M UTC")
+                )
+            });
+        if let Err(e) = written {
+            eprintln!("warning: cannot add {number} to {}: {e}", path.display());
+        }
+    }
+}
+
+pub fn print_report(flow: &ir::Flow, results: &Results, format: ReportFormat) {
+    let report = report::report(flow, &results.contacts);
+    match format {
+        ReportFormat::Table => print!("{}", report.table()),
+        ReportFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("a report always serialises")
+        ),
+    }
+}
+
+/// One JSON line per attempt; a contact's last line carries its path and end.
+pub fn write_journal(path: &Path, flow: &ir::Flow, results: &Results) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for c in &results.contacts {
+        let arm = &flow.arms[c.arm];
+        for (k, a) in c.attempts.iter().enumerate() {
+            let last = k + 1 == c.attempts.len();
+            let caller_id = (!arm.caller_ids.is_empty())
+                .then(|| arm.caller_ids[(a.number as usize - 1) % arm.caller_ids.len()].clone());
+            let mut line = serde_json::json!({
+                "contact": c.phone,
+                "attempt": a.number,
+                "step": flow.steps[a.step].name,
+                "started_at": a.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "local_time": a.started_at.with_timezone(&c.zone).format("%Y-%m-%dT%H:%M:%S").to_string(),
+                "zone": c.zone.name(),
+                "outcome": a.outcome.name(),
+                "ended_at": a.ended_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "arm": arm.name,
+                "caller_id": caller_id,
+            });
+            if last {
+                line["path"] = serde_json::json!(c
+                    .path
+                    .iter()
+                    .map(|s| flow.steps[*s].name.as_str())
+                    .collect::<Vec<_>>());
+                line["end"] = serde_json::json!({ "state": c.state(), "reason": c.end.as_ref().map(|e| e.reason.as_str()) });
+            }
+            writeln!(out, "{line}")?;
+        }
+    }
+    out.flush()
+}

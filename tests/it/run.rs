@@ -1,0 +1,286 @@
+//! `flowc run` on the wall clock: the store as the journal, resume after a
+//! crash or a pause, and the refusal of another flow.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const FLOW: &str = r#"
+contact {
+  phone: phone
+  name: text
+}
+
+calendar always {
+  hours mon-sun 00:00-24:00
+}
+
+strategy quick {
+  max attempts 3
+  on busy retry after 1s
+  on no_answer retry after 1s
+}
+
+compliance drill {
+  max attempts 10 per 24h
+}
+
+flow drill {
+  region "US"
+  timezone "UTC"
+  calendar always
+  strategy quick
+  compliance drill
+  concurrency 6
+  step call {
+    dial contact.phone timeout 20s
+    on answered -> gather 1 digit timeout 5s {
+      "1" -> end completed "confirmed"
+      timeout -> end failed "no_key"
+      invalid -> end failed "bad_key"
+    }
+    on other -> end failed
+  }
+}
+"#;
+
+struct Drill {
+    dir: PathBuf,
+}
+
+impl Drill {
+    fn new(name: &str, contacts: usize, script: &str) -> Drill {
+        let dir = std::env::temp_dir().join(format!("flowc-run-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("drill.flow"), FLOW).unwrap();
+        let mut list = String::from("phone,name\n");
+        for k in 0..contacts {
+            list.push_str(&format!("+1212555{:04},C{k}\n", 100 + k));
+        }
+        std::fs::write(dir.join("list.csv"), list).unwrap();
+        let script = format!("log {}\n{script}", dir.join("calls.log").display());
+        std::fs::write(dir.join("script.txt"), script).unwrap();
+        Drill { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    fn command(&self, flow: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_flowc"));
+        c.args([
+            "run",
+            &self.path(flow),
+            "--contacts",
+            &self.path("list.csv"),
+        ])
+        .args(["--dialer", &format!("script:{}", self.path("script.txt"))])
+        .args(["--db", &self.path("run.db"), "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        c
+    }
+
+    fn run(&self, flow: &str) -> Output {
+        self.command(flow).output().unwrap()
+    }
+
+    /// `(number, attempt)` of every call the dialer placed, in order.
+    fn dialled(&self) -> Vec<(String, u32)> {
+        std::fs::read_to_string(self.dir.join("calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let (n, a) = l.split_once(' ').unwrap();
+                (n.to_string(), a.parse().unwrap())
+            })
+            .collect()
+    }
+
+    /// The store's attempts: (number, attempt) → outcome (None: no end).
+    fn stored(&self) -> HashMap<(String, u32), Option<String>> {
+        let out = Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args(["report", "--db", &self.path("run.db"), "--format", "json"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        sqlite_attempts(&self.dir.join("run.db"))
+    }
+}
+
+/// Reads the attempts table with the library's own store reader.
+fn sqlite_attempts(db: &Path) -> HashMap<(String, u32), Option<String>> {
+    let store = flowc::store::Store::open(db).unwrap();
+    store
+        .attempt_rows()
+        .unwrap()
+        .into_iter()
+        .map(|(n, a, o)| ((n, a), o))
+        .collect()
+}
+
+/// Kills a run at many points (SIGKILL), resumes each time, and checks the
+/// store against the dialer's own log: no attempt is dialled twice, every
+/// dial is recorded, and every contact ends.
+#[test]
+fn a_run_killed_at_random_points_resumes_without_double_dials() {
+    let drill = Drill::new(
+        "crash",
+        30,
+        "+12125550100 answered press 1 lasting 80ms\n* busy lasting 40ms; no_answer lasting 40ms; answered press 1 lasting 60ms\n",
+    );
+    // A fixed sequence of kill points, 0-1.5 s into each run.
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for _ in 0..12 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut child = drill.command("drill.flow").spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(x % 1500));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+    }
+    assert!(!drill.dialled().is_empty(), "the killed runs dialled");
+    let last = drill.run("drill.flow");
+    assert_eq!(
+        last.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&last.stdout).unwrap();
+    assert_eq!(report["totalContacts"], 30);
+    assert_eq!(report["contactsPending"], 0, "{report}");
+    assert_eq!(report["contactsInProgress"], 0, "{report}");
+
+    let dialled = drill.dialled();
+    let mut seen = HashSet::new();
+    for d in &dialled {
+        assert!(seen.insert(d.clone()), "{d:?} was dialled twice");
+    }
+    let stored = drill.stored();
+    for d in &dialled {
+        assert!(stored.contains_key(d), "{d:?} was dialled and not recorded");
+    }
+    // Every stored attempt ended; a crashed call is `unknown`, never retried
+    // (the flow routes unknown nowhere, so it fails the contact).
+    for (k, outcome) in &stored {
+        assert!(outcome.is_some(), "{k:?} has no end");
+    }
+    // Attempt numbers run 1, 2, … per contact, with no gap.
+    let mut by_number: HashMap<&str, Vec<u32>> = HashMap::new();
+    for (n, a) in stored.keys() {
+        by_number.entry(n).or_default().push(*a);
+    }
+    for (n, mut attempts) in by_number {
+        attempts.sort();
+        let expected: Vec<u32> = (1..=attempts.len() as u32).collect();
+        assert_eq!(attempts, expected, "{n}");
+    }
+    assert_eq!(report["callsUsed"], stored.len() as u64);
+    std::fs::remove_dir_all(&drill.dir).ok();
+}
+
+#[test]
+fn a_finished_run_dials_no_one_again_and_another_flow_needs_migrate() {
+    let drill = Drill::new("rerun", 4, "* busy lasting 10ms; answered press 1\n");
+    let first = drill.run("drill.flow");
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let calls = drill.dialled().len();
+    assert_eq!(calls, 8, "two attempts each");
+    let again = drill.run("drill.flow");
+    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(
+        drill.dialled().len(),
+        calls,
+        "a finished campaign dials no one"
+    );
+    assert_eq!(again.stdout, first.stdout, "and reports the same");
+
+    // A changed flow is refused, then accepted with --migrate.
+    std::fs::write(
+        drill.dir.join("changed.flow"),
+        FLOW.replace("max attempts 3", "max attempts 4"),
+    )
+    .unwrap();
+    let refused = drill.run("changed.flow");
+    assert_eq!(refused.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("--migrate"), "{said}");
+    let migrated = drill
+        .command("changed.flow")
+        .arg("--migrate")
+        .output()
+        .unwrap();
+    assert_eq!(
+        migrated.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    assert!(String::from_utf8_lossy(&migrated.stderr).contains("changed flow"));
+    assert_eq!(
+        drill.dialled().len(),
+        calls,
+        "the migrated run had nothing left to do"
+    );
+    std::fs::remove_dir_all(&drill.dir).ok();
+}
+
+#[test]
+fn ctrl_c_pauses_after_the_calls_under_way_and_the_run_resumes() {
+    let drill = Drill::new("pause", 12, "* answered press 1 lasting 400ms\n");
+    let child = drill.command("drill.flow").spawn().unwrap();
+    // Wait until the first calls are placed, then interrupt.
+    for _ in 0..200 {
+        if !drill.dialled().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run the same command to resume"));
+    let paused_calls = drill.dialled().len();
+    assert!(
+        paused_calls < 12,
+        "the pause stopped new dials ({paused_calls})"
+    );
+    // The calls under way finished: none is left without an end.
+    let stored = drill.stored();
+    assert_eq!(stored.len(), paused_calls);
+    assert!(stored.values().all(Option::is_some), "{stored:?}");
+    let resumed = drill.run("drill.flow");
+    assert_eq!(resumed.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    assert_eq!(report["contactsCompleted"], 12, "{report}");
+    assert_eq!(
+        drill.dialled().len(),
+        12,
+        "each contact dialled once in all"
+    );
+    std::fs::remove_dir_all(&drill.dir).ok();
+}
