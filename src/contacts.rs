@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{NaiveDate, NaiveDateTime};
 use chrono_tz::Tz;
@@ -22,9 +23,59 @@ pub struct Contact {
     /// The dialled number, E.164.
     pub phone: String,
     /// Every schema field with a value (defaults applied; phone fields in E.164).
-    pub fields: BTreeMap<String, Value>,
+    pub fields: Fields,
     /// Candidate zones: a dial starts only when callable in all of them.
     pub zones: Vec<Tz>,
+}
+
+/// A contact's field values by name. A campaign holds a million of these, so
+/// they are a short list whose names are shared with the schema's, not a map
+/// of their own.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Fields(Vec<(Arc<str>, Value)>);
+
+impl Fields {
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.iter().find(|(n, _)| &**n == name).map(|(_, v)| v)
+    }
+
+    /// Sets a field, replacing its value if it has one.
+    pub fn insert(&mut self, name: impl Into<Arc<str>>, value: Value) {
+        let name = name.into();
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => *v = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.0.iter().map(|(n, v)| (&**n, v))
+    }
+}
+
+impl std::ops::Index<&str> for Fields {
+    type Output = Value;
+    fn index(&self, name: &str) -> &Value {
+        self.get(name).expect("the contact has this field")
+    }
+}
+
+impl From<BTreeMap<String, Value>> for Fields {
+    fn from(map: BTreeMap<String, Value>) -> Self {
+        Fields(map.into_iter().map(|(n, v)| (Arc::from(n), v)).collect())
+    }
+}
+
+impl serde::Serialize for Fields {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        BTreeMap::<String, Value>::deserialize(d).map(Fields::from)
+    }
 }
 
 /// A row that failed, with what to fix, and the row as it was written.
@@ -60,19 +111,59 @@ pub struct Rules<'a> {
     pub zones: &'a [ir::ZoneSource],
     /// How national-format numbers are read (`region` in the flow or `--region`).
     pub region: Option<Region>,
+    /// The schema's field names, shared by every contact.
+    names: Vec<Arc<str>>,
+    /// Numbers already read, as written: lists repeat numbers, and reading
+    /// one is most of the cost of a row.
+    read: std::cell::RefCell<HashMap<Box<str>, Result<phone::Number, phone::NumberError>>>,
+}
+
+impl Rules<'_> {
+    fn number(&self, text: &str) -> Result<phone::Number, phone::NumberError> {
+        let mut read = self.read.borrow_mut();
+        if let Some(known) = read.get(text) {
+            return known.clone();
+        }
+        let n = phone::parse(text, self.region);
+        read.insert(text.into(), n.clone());
+        n
+    }
+}
+
+impl<'a> Rules<'a> {
+    pub fn new(
+        schema: &'a ir::Schema,
+        zones: &'a [ir::ZoneSource],
+        region: Option<Region>,
+    ) -> Rules<'a> {
+        Rules {
+            schema,
+            zones,
+            region,
+            names: schema
+                .fields
+                .iter()
+                .map(|f| Arc::from(f.name.as_str()))
+                .collect(),
+            read: Default::default(),
+        }
+    }
 }
 
 impl Rules<'_> {
     /// Checks one row given as field → text; `Err` holds the reason.
-    fn contact(&self, line: usize, row: &HashMap<String, String>) -> Result<Contact, String> {
-        let mut fields = BTreeMap::new();
+    fn contact(&self, line: usize, row: &HashMap<&str, &str>) -> Result<Contact, String> {
+        let mut fields = Fields(Vec::with_capacity(self.schema.fields.len()));
         let mut numbers: HashMap<&str, phone::Number> = HashMap::new();
-        for f in &self.schema.fields {
-            let text = row.get(&f.name).map(|s| s.trim()).filter(|s| !s.is_empty());
+        for (f, name) in self.schema.fields.iter().zip(&self.names) {
+            let text = row
+                .get(f.name.as_str())
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty());
             let Some(text) = text else {
                 match &f.default {
                     Some(v) => {
-                        fields.insert(f.name.clone(), v.clone());
+                        fields.0.push((name.clone(), v.clone()));
                     }
                     None if f.optional => {}
                     None => {
@@ -83,7 +174,8 @@ impl Rules<'_> {
             };
             let value = match &f.ty {
                 Type::Phone => {
-                    let n = phone::parse(text, self.region)
+                    let n = self
+                        .number(text)
                         .map_err(|e| format!("`{}` \"{text}\" {e}", f.name))?;
                     let v = Value::Text(n.e164.clone());
                     numbers.insert(&f.name, n);
@@ -92,7 +184,7 @@ impl Rules<'_> {
                 ty => value(ty, text)
                     .map_err(|want| format!("`{}` \"{text}\" is not {want}", f.name))?,
             };
-            fields.insert(f.name.clone(), value);
+            fields.0.push((name.clone(), value));
         }
         let phone_field = self
             .schema
@@ -162,8 +254,8 @@ impl Import {
         &mut self,
         rules: &Rules<'_>,
         line: usize,
-        row: &HashMap<String, String>,
-        raw: String,
+        row: &HashMap<&str, &str>,
+        raw: impl FnOnce() -> String,
         first: &mut HashMap<String, usize>,
     ) {
         match rules.contact(line, row) {
@@ -178,7 +270,11 @@ impl Import {
                     self.contacts.push(c);
                 }
             },
-            Err(reason) => self.rejects.push(Reject { line, reason, raw }),
+            Err(reason) => self.rejects.push(Reject {
+                line,
+                reason,
+                raw: raw(),
+            }),
         }
     }
 }
@@ -222,25 +318,31 @@ pub fn import_csv(text: &str, rules: &Rules<'_>) -> Import {
             Ok(false) => break,
             Ok(true) => {
                 let end = reader.position().byte() as usize;
-                let raw = text
-                    .trim_start_matches('\u{feff}')
-                    .get(start..end)
-                    .unwrap_or("")
-                    .trim_end_matches(['\n', '\r'])
-                    .to_string();
+                // The row as written, for the rejects file only.
+                let raw = || {
+                    text.trim_start_matches('\u{feff}')
+                        .get(start..end)
+                        .unwrap_or("")
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string()
+                };
                 if record.len() != header.len() {
                     let reason = format!(
                         "the row has {} fields, the header {}",
                         record.len(),
                         header.len()
                     );
-                    import.rejects.push(Reject { line, reason, raw });
+                    import.rejects.push(Reject {
+                        line,
+                        reason,
+                        raw: raw(),
+                    });
                     continue;
                 }
-                let row: HashMap<String, String> = header
+                let row: HashMap<&str, &str> = header
                     .iter()
-                    .cloned()
-                    .zip(record.iter().map(str::to_string))
+                    .map(String::as_str)
+                    .zip(record.iter())
                     .collect();
                 import.add(rules, line, &row, raw, &mut first);
             }
@@ -291,7 +393,8 @@ pub fn import_jsonl(text: &str, rules: &Rules<'_>) -> Import {
             .filter(|(_, v)| !v.is_null())
             .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string)))
             .collect();
-        import.add(rules, line, &row, raw.to_string(), &mut first);
+        let row: HashMap<&str, &str> = row.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        import.add(rules, line, &row, || raw.to_string(), &mut first);
     }
     import
 }

@@ -16,12 +16,12 @@ use chrono_tz::Tz;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::contacts::Contact;
-use crate::ir::{self, Outcome, TransferOutcome, Value};
+use crate::ir::{self, Outcome, TransferOutcome};
 use crate::runtime::engine::ContactResult;
 use crate::runtime::interpreter::{Attempt, End};
 
 /// Bumped when the tables change; a database of another version is refused.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS campaign (
@@ -40,11 +40,18 @@ CREATE TABLE IF NOT EXISTS contacts (
     zones TEXT NOT NULL,          -- candidate zones, space-separated
     fields TEXT NOT NULL,         -- the schema's fields, JSON
     arm INTEGER NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending', -- pending, completed, failed, skipped
-    reason TEXT,
-    path TEXT,                    -- steps visited, JSON, once ended
     opted_out INTEGER NOT NULL DEFAULT 0
 );
+-- How contacts ended: a row of its own, small, so a large campaign's ends
+-- are written without touching the contacts' rows. No row: pending.
+CREATE TABLE IF NOT EXISTS ends (
+    contact INTEGER PRIMARY KEY REFERENCES contacts(id),
+    state TEXT NOT NULL,          -- completed, failed, skipped
+    reason TEXT,
+    path TEXT NOT NULL            -- steps visited, JSON
+);
+-- Attempts are appended in the order they are dialled; the unique index
+-- is what makes one scheduled attempt one row, whatever happens.
 CREATE TABLE IF NOT EXISTS attempts (
     contact INTEGER NOT NULL REFERENCES contacts(id),
     number INTEGER NOT NULL,
@@ -55,8 +62,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     outcome TEXT,
     keys TEXT,                    -- what gathers heard, JSON: [\"1\", null]
     transfers TEXT,               -- transfer outcomes, JSON
-    PRIMARY KEY (contact, number)
-) WITHOUT ROWID;
+    UNIQUE (contact, number)
+);
 CREATE VIEW IF NOT EXISTS counters AS
 SELECT
     count(*) AS total,
@@ -66,10 +73,10 @@ SELECT
     coalesce(sum(state = 'pending' AND NOT calling), 0) AS pending,
     coalesce(sum(state = 'pending' AND calling), 0) AS in_progress
 FROM (
-    SELECT c.state, EXISTS (
+    SELECT coalesce(e.state, 'pending') AS state, EXISTS (
         SELECT 1 FROM attempts a WHERE a.contact = c.id AND a.ended_at IS NULL
     ) AS calling
-    FROM contacts c
+    FROM contacts c LEFT JOIN ends e ON e.contact = c.id
 );
 ";
 
@@ -187,18 +194,51 @@ enum Op {
 }
 
 pub struct Store {
+    path: std::path::PathBuf,
     conn: Connection,
     ops: Vec<Op>,
     /// Started attempts still in `ops`, so an end can complete them there.
     open: HashMap<(usize, u32), usize>,
+    writer: Option<Writer>,
+}
+
+/// The thread that writes batches while the engine goes on: SQLite's work
+/// on the second core. `sync` waits until everything sent is committed.
+struct Writer {
+    batches: std::sync::mpsc::SyncSender<Batch>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+enum Batch {
+    Ops(Vec<Op>),
+    /// Answered once every batch before it is committed, with the first error.
+    Sync(std::sync::mpsc::Sender<Result<(), String>>),
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread once it has written what it holds.
+        let (closed, _) = std::sync::mpsc::sync_channel(0);
+        drop(std::mem::replace(&mut self.batches, closed));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // 64 MiB of page cache: the indexes of a large campaign stay in memory.
+    conn.pragma_update(None, "cache_size", -65536)?;
+    Ok(conn)
 }
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let conn = connect(path)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let empty: bool = conn.query_row(
             "SELECT count(*) = 0 FROM sqlite_master WHERE type = 'table'",
@@ -213,9 +253,11 @@ impl Store {
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(Store {
+            path: path.to_path_buf(),
             conn,
             ops: Vec::new(),
             open: HashMap::new(),
+            writer: None,
         })
     }
 
@@ -283,7 +325,8 @@ impl Store {
         let mut contacts = Vec::new();
         let mut history = Vec::new();
         let mut q = self.conn.prepare(
-            "SELECT id, line, phone, zones, fields, arm, state, reason, path, opted_out FROM contacts ORDER BY id",
+            "SELECT c.id, c.line, c.phone, c.zones, c.fields, c.arm, coalesce(e.state, 'pending'), e.reason, e.path, c.opted_out \
+             FROM contacts c LEFT JOIN ends e ON e.contact = c.id ORDER BY c.id",
         )?;
         let mut rows = q.query([])?;
         while let Some(r) = rows.next()? {
@@ -305,7 +348,7 @@ impl Store {
                     .split(' ')
                     .map(|z| z.parse::<Tz>().map_err(corrupt))
                     .collect::<Result<_, _>>()?,
-                fields: serde_json::from_str::<std::collections::BTreeMap<String, Value>>(&fields)
+                fields: serde_json::from_str::<crate::contacts::Fields>(&fields)
                     .map_err(corrupt)?,
             });
             history.push(History {
@@ -436,105 +479,73 @@ impl Store {
         self.ops.len()
     }
 
-    /// Writes every change asked for since the last flush in one
-    /// transaction. Once it returns, a crash loses none of them.
+    /// Hands every change asked for since the last flush to the writer
+    /// thread, which commits it in one transaction. `sync` waits for it.
     pub fn flush(&mut self) -> Result<(), StoreError> {
         if self.ops.is_empty() {
             return Ok(());
         }
         self.open.clear();
-        let tx = self.conn.transaction()?;
-        {
-            let mut contact = tx.prepare_cached(
-                "INSERT INTO contacts (id, line, phone, zones, fields, arm) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            let mut started = tx.prepare_cached(
-                "INSERT INTO attempts (contact, number, step, started_at, caller_id, ended_at, outcome, keys, transfers) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            let mut ended = tx.prepare_cached(
-                "UPDATE attempts SET ended_at = ?3, outcome = ?4, keys = ?5, transfers = ?6 WHERE contact = ?1 AND number = ?2",
-            )?;
-            let mut contact_ended = tx.prepare_cached(
-                "UPDATE contacts SET state = ?2, reason = ?3, path = ?4 WHERE id = ?1",
-            )?;
-            let mut opted_out =
-                tx.prepare_cached("UPDATE contacts SET opted_out = 1 WHERE id = ?1")?;
-            for op in self.ops.drain(..) {
-                match op {
-                    Op::Contact {
-                        id,
-                        line,
-                        phone,
-                        zones,
-                        fields,
-                        arm,
-                    } => {
-                        contact.execute(params![
-                            id as i64,
-                            line as i64,
-                            phone,
-                            zones,
-                            fields,
-                            arm as i64
-                        ])?;
+        let ops = std::mem::take(&mut self.ops);
+        self.writer()?
+            .batches
+            .send(Batch::Ops(ops))
+            .map_err(|_| corrupt("the writer thread stopped"))
+    }
+
+    /// Flushes and waits until everything is committed: once it returns, a
+    /// crash loses none of it.
+    pub fn sync(&mut self) -> Result<(), StoreError> {
+        self.flush()?;
+        let Some(writer) = self.writer.as_ref() else {
+            return Ok(());
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        writer
+            .batches
+            .send(Batch::Sync(tx))
+            .map_err(|_| corrupt("the writer thread stopped"))?;
+        rx.recv()
+            .map_err(|_| corrupt("the writer thread stopped"))?
+            .map_err(StoreError::Corrupt)
+    }
+
+    fn writer(&mut self) -> Result<&Writer, StoreError> {
+        if self.writer.is_none() {
+            let mut conn = connect(&self.path)?;
+            // Two batches in the channel at most: the engine waits rather
+            // than piling up memory when SQLite falls behind.
+            let (batches, rx) = std::sync::mpsc::sync_channel::<Batch>(2);
+            let thread = std::thread::Builder::new()
+                .name("store".into())
+                .spawn(move || {
+                    let mut failed: Option<String> = None;
+                    for batch in rx {
+                        match batch {
+                            Batch::Ops(ops) if failed.is_none() => {
+                                if let Err(e) = write_ops(&mut conn, ops) {
+                                    failed = Some(e.to_string());
+                                }
+                            }
+                            Batch::Ops(_) => {}
+                            Batch::Sync(reply) => {
+                                let _ = reply.send(failed.clone().map_or(Ok(()), Err));
+                            }
+                        }
                     }
-                    Op::Started(a, c) => {
-                        started.execute(params![
-                            c as i64,
-                            a.number,
-                            a.step,
-                            time(a.started_at),
-                            a.caller_id,
-                            a.ended_at.map(time),
-                            a.outcome.map(|o| o.name()),
-                            replies(&a.keys, &a.transfers).0,
-                            replies(&a.keys, &a.transfers).1,
-                        ])?;
-                    }
-                    Op::Ended {
-                        contact,
-                        number,
-                        ended_at,
-                        outcome,
-                        keys,
-                        transfers,
-                    } => {
-                        let (keys, transfers) = replies(&keys, &transfers);
-                        ended.execute(params![
-                            contact as i64,
-                            number,
-                            time(ended_at),
-                            outcome.name(),
-                            keys,
-                            transfers
-                        ])?;
-                    }
-                    Op::ContactEnded {
-                        id,
-                        state,
-                        reason,
-                        path,
-                    } => {
-                        contact_ended.execute(params![id as i64, state, reason, path])?;
-                    }
-                    Op::OptedOut(id) => {
-                        opted_out.execute(params![id as i64])?;
-                    }
-                }
-            }
-            tx.execute(
-                "UPDATE campaign SET updated_at = ?1 WHERE id = 1",
-                params![time(Utc::now())],
-            )?;
+                })
+                .map_err(|e| corrupt(format!("cannot start the writer thread: {e}")))?;
+            self.writer = Some(Writer {
+                batches,
+                thread: Some(thread),
+            });
         }
-        tx.commit()?;
-        Ok(())
+        Ok(self.writer.as_ref().expect("just started"))
     }
 
     /// Marks the campaign paused or finished (after a flush).
     pub fn set_state(&mut self, state: &str) -> Result<(), StoreError> {
-        self.flush()?;
+        self.sync()?;
         self.conn.execute(
             "UPDATE campaign SET state = ?1, updated_at = ?2 WHERE id = 1",
             params![state, time(Utc::now())],
@@ -618,32 +629,31 @@ impl Store {
             .collect())
     }
 
-    /// Inserts `n` attempt rows of `contacts` made-up contacts in batches
-    /// like the engine's, into a fresh database: what SQLite alone costs,
-    /// for the benchmark to set beside a campaign.
+    /// SQLite alone: inserts `n` attempt rows, shaped like the engine's, into
+    /// a bare `attempts` table of a fresh database, in transactions of
+    /// 10,000, with the store's settings. The benchmark sets it beside a
+    /// campaign.
     pub fn insert_baseline(path: &Path, n: usize) -> Result<(), StoreError> {
-        let mut s = Store::open(path)?;
+        let mut conn = connect(path)?;
+        conn.execute_batch(
+            "CREATE TABLE attempts (contact INTEGER NOT NULL, number INTEGER NOT NULL, step TEXT NOT NULL, \
+             started_at TEXT NOT NULL, caller_id TEXT, ended_at TEXT, outcome TEXT, keys TEXT, transfers TEXT, \
+             PRIMARY KEY (contact, number)) WITHOUT ROWID",
+        )?;
         let t = Utc::now();
-        let per_batch = 10_000;
         let mut done = 0;
         while done < n {
-            for k in done..(done + per_batch).min(n) {
-                s.attempt_started(
-                    k,
-                    StoredAttempt {
-                        number: 1,
-                        step: "call".into(),
-                        started_at: t,
-                        caller_id: None,
-                        ended_at: Some(t),
-                        outcome: Some(Outcome::NoAnswer),
-                        keys: Vec::new(),
-                        transfers: Vec::new(),
-                    },
-                );
+            let tx = conn.transaction()?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO attempts (contact, number, step, started_at, ended_at, outcome) VALUES (?1, 1, 'call', ?2, ?3, 'no_answer')",
+                )?;
+                for k in done..(done + 10_000).min(n) {
+                    insert.execute(params![k as i64, time(t), time(t)])?;
+                }
             }
-            done = (done + per_batch).min(n);
-            s.flush()?;
+            tx.commit()?;
+            done = (done + 10_000).min(n);
         }
         Ok(())
     }
@@ -660,4 +670,94 @@ fn replies(
         serde_json::to_string(&names).expect("names serialise")
     });
     (keys, transfers)
+}
+
+/// Commits a batch of writes in one transaction.
+fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction()?;
+    {
+        let mut contact = tx.prepare_cached(
+            "INSERT INTO contacts (id, line, phone, zones, fields, arm) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut started = tx.prepare_cached(
+            "INSERT INTO attempts (contact, number, step, started_at, caller_id, ended_at, outcome, keys, transfers) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let mut ended = tx.prepare_cached(
+            "UPDATE attempts SET ended_at = ?3, outcome = ?4, keys = ?5, transfers = ?6 WHERE contact = ?1 AND number = ?2",
+        )?;
+        let mut contact_ended = tx.prepare_cached(
+            "INSERT OR REPLACE INTO ends (contact, state, reason, path) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        let mut opted_out = tx.prepare_cached("UPDATE contacts SET opted_out = 1 WHERE id = ?1")?;
+        for op in ops {
+            match op {
+                Op::Contact {
+                    id,
+                    line,
+                    phone,
+                    zones,
+                    fields,
+                    arm,
+                } => {
+                    contact.execute(params![
+                        id as i64,
+                        line as i64,
+                        phone,
+                        zones,
+                        fields,
+                        arm as i64
+                    ])?;
+                }
+                Op::Started(a, c) => {
+                    started.execute(params![
+                        c as i64,
+                        a.number,
+                        a.step,
+                        time(a.started_at),
+                        a.caller_id,
+                        a.ended_at.map(time),
+                        a.outcome.map(|o| o.name()),
+                        replies(&a.keys, &a.transfers).0,
+                        replies(&a.keys, &a.transfers).1,
+                    ])?;
+                }
+                Op::Ended {
+                    contact,
+                    number,
+                    ended_at,
+                    outcome,
+                    keys,
+                    transfers,
+                } => {
+                    let (keys, transfers) = replies(&keys, &transfers);
+                    ended.execute(params![
+                        contact as i64,
+                        number,
+                        time(ended_at),
+                        outcome.name(),
+                        keys,
+                        transfers
+                    ])?;
+                }
+                Op::ContactEnded {
+                    id,
+                    state,
+                    reason,
+                    path,
+                } => {
+                    contact_ended.execute(params![id as i64, state, reason, path])?;
+                }
+                Op::OptedOut(id) => {
+                    opted_out.execute(params![id as i64])?;
+                }
+            }
+        }
+        tx.execute(
+            "UPDATE campaign SET updated_at = ?1 WHERE id = 1",
+            params![time(Utc::now())],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
 }

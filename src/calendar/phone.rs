@@ -83,6 +83,9 @@ impl std::fmt::Display for NumberError {
 pub struct Number {
     pub e164: String,
     parsed: PhoneNumber,
+    /// Fixed line, mobile, …: what validity and the zone lookup both need,
+    /// found once (it is most of the cost of reading a number).
+    kind: phonenumber::Type,
 }
 
 /// Reads a number in E.164 (`+12125550100`) or in the national format of
@@ -94,12 +97,16 @@ pub fn parse(text: &str, region: Option<Region>) -> Result<Number, NumberError> 
     }
     let parsed = phonenumber::parse(if international { None } else { region }, text)
         .map_err(|_| NumberError::Unreadable)?;
-    if !phonenumber::is_valid(&parsed) {
+    // Valid means of a known type in its country's plan (what
+    // `phonenumber::is_valid` computes).
+    let kind = parsed.number_type(&phonenumber::metadata::DATABASE);
+    if kind == phonenumber::Type::Unknown {
         return Err(NumberError::Invalid);
     }
     Ok(Number {
         e164: parsed.format().mode(Mode::E164).to_string(),
         parsed,
+        kind,
     })
 }
 
@@ -114,7 +121,7 @@ impl Number {
     pub fn zones(&self) -> Vec<Tz> {
         let digits = self.e164.trim_start_matches('+');
         let country = self.parsed.code().value();
-        let geographic = match self.parsed.number_type(&phonenumber::metadata::DATABASE) {
+        let geographic = match self.kind {
             phonenumber::Type::FixedLine | phonenumber::Type::FixedLineOrMobile => true,
             phonenumber::Type::Mobile => GEO_MOBILE_COUNTRIES.contains(&country),
             _ => false,

@@ -161,11 +161,7 @@ pub(super) fn import_list(
         ),
         None => None,
     };
-    let rules = contacts::Rules {
-        schema: &flow.contact,
-        zones: &flow.timezone,
-        region,
-    };
+    let rules = contacts::Rules::new(&flow.contact, &flow.timezone, region);
     let jsonl = path
         .extension()
         .is_some_and(|e| e == "jsonl" || e == "ndjson");

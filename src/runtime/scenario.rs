@@ -105,7 +105,7 @@ pub fn run_test(flow: &ir::Flow, test: &ir::Test) -> TestResult {
         let contact = Contact {
             line: 0,
             phone: phone.clone(),
-            fields,
+            fields: fields.into(),
             zones: zones.clone(),
         };
         let mut run =

@@ -13,11 +13,11 @@ fn flow() -> ir::Flow {
 }
 
 fn rules(flow: &ir::Flow) -> Rules<'_> {
-    Rules {
-        schema: &flow.contact,
-        zones: &flow.timezone,
-        region: flowc::calendar::phone::region("US"),
-    }
+    Rules::new(
+        &flow.contact,
+        &flow.timezone,
+        flowc::calendar::phone::region("US"),
+    )
 }
 
 /// `tests/fixtures/contacts_bad.csv` is `gen-contacts 400 --seed 7 --bad-rate 0.05`.

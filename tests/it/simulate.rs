@@ -29,7 +29,7 @@ fn contacts(n: usize) -> Vec<Contact> {
             Contact {
                 line: i + 2,
                 phone,
-                fields,
+                fields: fields.into(),
                 zones: vec![chrono_tz::Tz::America__New_York],
             }
         })
@@ -211,7 +211,7 @@ fn skipped_contacts_stay_in_their_arm() {
     // An import fills `consent` from the schema's default, false.
     let mut list = contacts(2_000);
     for c in &mut list {
-        c.fields.insert("consent".into(), Value::Bool(false));
+        c.fields.insert("consent", Value::Bool(false));
     }
     let dialer = SimDialer {
         model: Model::default_model(),
