@@ -172,6 +172,8 @@ pub struct Engine<'a, C: Clock, D: Dialer> {
     paused_by_operator: bool,
     progress: Progress,
     lateness_ms: Vec<f64>,
+    /// When each dial of the batch being placed was due (wall clock).
+    due_at: Vec<DateTime<Utc>>,
     /// Contacts that waited for a line or the pace (wall clock only), and
     /// when one last freed up: their lateness counts from then.
     held: Vec<bool>,
@@ -235,6 +237,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 ..Progress::default()
             },
             lateness_ms: Vec::new(),
+            due_at: Vec::new(),
             held: Vec::new(),
             unstarted_held: false,
             freed_at: start,
@@ -589,7 +592,13 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
         if !self.clock.is_virtual() {
             self.sync()?;
         }
-        for (i, call) in calls {
+        let due_at = std::mem::take(&mut self.due_at);
+        for (k, (i, call)) in calls.into_iter().enumerate() {
+            if let Some(due) = due_at.get(k) {
+                let late = self.clock.now() - *due;
+                self.lateness_ms
+                    .push(late.num_microseconds().unwrap_or(0) as f64 / 1000.0);
+            }
             let dialer = self.dialer;
             self.start_io(i, async move { Io::Placed(dialer.place(call).await) }, now);
         }
@@ -671,9 +680,8 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
         if !self.clock.is_virtual() {
             let held =
                 self.held.get_mut(i).is_some_and(std::mem::take) || (fresh && self.unstarted_held);
-            let from = if held { due.max(self.freed_at) } else { due };
-            self.lateness_ms
-                .push((now - from).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+            // Measured when the dial is handed to the dialer (`dispatch`).
+            self.due_at.push(if held { due.max(self.freed_at) } else { due });
         }
         self.lines[i] = Some(Box::new(Line {
             id,
