@@ -681,7 +681,8 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             let held =
                 self.held.get_mut(i).is_some_and(std::mem::take) || (fresh && self.unstarted_held);
             // Measured when the dial is handed to the dialer (`dispatch`).
-            self.due_at.push(if held { due.max(self.freed_at) } else { due });
+            self.due_at
+                .push(if held { due.max(self.freed_at) } else { due });
         }
         self.lines[i] = Some(Box::new(Line {
             id,

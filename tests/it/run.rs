@@ -284,3 +284,37 @@ fn ctrl_c_pauses_after_the_calls_under_way_and_the_run_resumes() {
     );
     std::fs::remove_dir_all(&drill.dir).ok();
 }
+
+/// The README's example of `flowc run`: the rehearsal campaign, scripted.
+#[test]
+fn the_rehearsal_campaign_runs_as_the_readme_says() {
+    let dir = std::env::temp_dir().join(format!("flowc-rehearsal-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let dnc = dir.join("dnc.txt");
+    let out = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["run", "tests/fixtures/rehearsal.flow"])
+        .args(["--contacts", "tests/fixtures/rehearsal.csv"])
+        .args(["--dialer", "script:tests/fixtures/rehearsal.script"])
+        .args(["--db", dir.join("run.db").to_str().unwrap()])
+        .args(["--dnc", dnc.to_str().unwrap(), "--format", "json"])
+        .current_dir(crate::root())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["totalContacts"], 6);
+    assert_eq!(report["contactsCompleted"], 2, "{report}");
+    assert_eq!(report["endReasons"]["failed: opted_out"], 1, "{report}");
+    // Omar: busy, no answer, then answered and confirmed on the third attempt.
+    assert_eq!(report["perAttempt"][2]["answered"], 1, "{report}");
+    // The opt-out went to the do-not-call file.
+    let listed = std::fs::read_to_string(&dnc).unwrap();
+    assert!(listed.starts_with("+12125550103"), "{listed}");
+    std::fs::remove_dir_all(&dir).ok();
+}
