@@ -709,3 +709,82 @@ impl Second0 for DateTime<Utc> {
         self.with_second(0).unwrap()
     }
 }
+
+/// `phone::number_type` compiles the crate's patterns once; it must answer
+/// as `phonenumber` does: on every example number of every region and type
+/// in the metadata, and on variants of them (a digit changed, one more, one
+/// less).
+#[test]
+fn number_types_match_the_phonenumber_crate() {
+    use phonenumber::metadata::DATABASE;
+    let mut checked = 0;
+    for meta in DATABASE.iter() {
+        let d = meta.descriptors();
+        let descs = [
+            Some(d.general()),
+            d.fixed_line(),
+            d.mobile(),
+            d.toll_free(),
+            d.premium_rate(),
+            d.shared_cost(),
+            d.personal_number(),
+            d.voip(),
+            d.pager(),
+            d.uan(),
+            d.voicemail(),
+        ];
+        for example in descs.into_iter().flatten().filter_map(|d| d.example()) {
+            let mut variants = vec![example.to_string(), format!("{example}5")];
+            if example.len() > 1 {
+                variants.push(example[..example.len() - 1].to_string());
+                let last = example.as_bytes()[example.len() - 1] - b'0';
+                variants.push(format!(
+                    "{}{}",
+                    &example[..example.len() - 1],
+                    (last + 3) % 10
+                ));
+            }
+            for national in variants {
+                let text = format!("+{}{national}", meta.country_code());
+                // Reading an international number the fast way gives the
+                // crate's answer, whatever the layout.
+                let split = national.len().min(3);
+                for layout in [
+                    text.clone(),
+                    format!("+{} {national}", meta.country_code()),
+                    format!(
+                        "+{} ({}) {}",
+                        meta.country_code(),
+                        &national[..split],
+                        &national[split..]
+                    ),
+                    format!(
+                        "+{}-{}-{}",
+                        meta.country_code(),
+                        &national[..split],
+                        &national[split..]
+                    ),
+                ] {
+                    let crate_says = phonenumber::parse(None, &layout)
+                        .ok()
+                        .filter(phonenumber::is_valid)
+                        .map(|p| p.format().mode(phonenumber::Mode::E164).to_string());
+                    let we_say = flowc::calendar::phone::parse(&layout, None)
+                        .ok()
+                        .map(|n| n.e164);
+                    assert_eq!(we_say, crate_says, "{layout}");
+                }
+                let Ok(parsed) = phonenumber::parse(None, &text) else {
+                    continue;
+                };
+                let ours = flowc::calendar::phone::number_type(
+                    parsed.code().value(),
+                    &parsed.national().value().to_string(),
+                );
+                assert_eq!(ours, parsed.number_type(&DATABASE), "{text}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 3000, "only {checked} numbers");
+}
