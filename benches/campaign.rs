@@ -11,6 +11,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use flowc::contacts::{self, Rules};
 use flowc::dialer::{Model, SimDialer};
 use flowc::runtime::clock::VirtualClock;

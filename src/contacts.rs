@@ -113,21 +113,6 @@ pub struct Rules<'a> {
     pub region: Option<Region>,
     /// The schema's field names, shared by every contact.
     names: Vec<Arc<str>>,
-    /// Numbers already read, as written: lists repeat numbers, and reading
-    /// one is most of the cost of a row.
-    read: std::cell::RefCell<HashMap<Box<str>, Result<phone::Number, phone::NumberError>>>,
-}
-
-impl Rules<'_> {
-    fn number(&self, text: &str) -> Result<phone::Number, phone::NumberError> {
-        let mut read = self.read.borrow_mut();
-        if let Some(known) = read.get(text) {
-            return known.clone();
-        }
-        let n = phone::parse(text, self.region);
-        read.insert(text.into(), n.clone());
-        n
-    }
 }
 
 impl<'a> Rules<'a> {
@@ -145,7 +130,6 @@ impl<'a> Rules<'a> {
                 .iter()
                 .map(|f| Arc::from(f.name.as_str()))
                 .collect(),
-            read: Default::default(),
         }
     }
 }
@@ -174,8 +158,7 @@ impl Rules<'_> {
             };
             let value = match &f.ty {
                 Type::Phone => {
-                    let n = self
-                        .number(text)
+                    let n = phone::parse(text, self.region)
                         .map_err(|e| format!("`{}` \"{text}\" {e}", f.name))?;
                     let v = Value::Text(n.e164.clone());
                     numbers.insert(&f.name, n);
@@ -258,7 +241,19 @@ impl Import {
         raw: impl FnOnce() -> String,
         first: &mut HashMap<String, usize>,
     ) {
-        match rules.contact(line, row) {
+        let checked = rules.contact(line, row);
+        self.record(line, checked, raw, first);
+    }
+
+    /// Keeps a checked row: a contact, a duplicate merged, or a reject.
+    fn record(
+        &mut self,
+        line: usize,
+        checked: Result<Contact, String>,
+        raw: impl FnOnce() -> String,
+        first: &mut HashMap<String, usize>,
+    ) {
+        match checked {
             Ok(c) => match first.get(&c.phone) {
                 Some(&first_line) => self.duplicates.push(Duplicate {
                     line,
@@ -309,55 +304,154 @@ pub fn import_csv(text: &str, rules: &Rules<'_>) -> Import {
         }
     }
     import.header = header.clone();
+    let body = text.trim_start_matches('\u{feff}');
+    // Rows are read here in chunks and checked on worker threads (reading
+    // numbers is most of the cost), then kept in file order.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let mut first = HashMap::new();
-    let mut record = csv::StringRecord::new();
-    loop {
-        let line = reader.position().line() as usize;
-        let start = reader.position().byte() as usize;
-        match reader.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {
-                let end = reader.position().byte() as usize;
-                // The row as written, for the rejects file only.
+    let mut keep =
+        |import: &mut Import, rows: Vec<Row>, checked: Vec<Option<Result<Contact, String>>>| {
+            for (row, checked) in rows.into_iter().zip(checked) {
                 let raw = || {
-                    text.trim_start_matches('\u{feff}')
-                        .get(start..end)
+                    body.get(row.start..row.end)
                         .unwrap_or("")
                         .trim_end_matches(['\n', '\r'])
                         .to_string()
                 };
-                if record.len() != header.len() {
-                    let reason = format!(
-                        "the row has {} fields, the header {}",
-                        record.len(),
-                        header.len()
-                    );
-                    import.rejects.push(Reject {
-                        line,
+                match (row.read, checked) {
+                    (_, Some(checked)) => import.record(row.line, checked, raw, &mut first),
+                    (Read::Rejected(reason), None) => import.rejects.push(Reject {
+                        line: row.line,
                         reason,
                         raw: raw(),
-                    });
-                    continue;
+                    }),
+                    (Read::Fields(_), None) => unreachable!("every row of fields is checked"),
                 }
-                let row: HashMap<&str, &str> = header
-                    .iter()
-                    .map(String::as_str)
-                    .zip(record.iter())
-                    .collect();
-                import.add(rules, line, &row, raw, &mut first);
             }
-            Err(e) => {
-                let end = reader.position().byte() as usize;
-                let raw = text.get(start..end.max(start)).unwrap_or("").to_string();
-                import.rejects.push(Reject {
-                    line,
-                    reason: format!("the row cannot be read as CSV: {e}"),
-                    raw,
-                });
+        };
+    let check = |rows: &[Row]| -> Vec<Option<Result<Contact, String>>> {
+        rows.iter()
+            .map(|r| match &r.read {
+                Read::Fields(record) => {
+                    let row: HashMap<&str, &str> = header
+                        .iter()
+                        .map(String::as_str)
+                        .zip(record.iter())
+                        .collect();
+                    Some(rules.contact(r.line, &row))
+                }
+                Read::Rejected(_) => None,
+            })
+            .collect()
+    };
+    let mut chunks = Chunks {
+        reader,
+        fields: header.len(),
+    };
+    if workers < 2 {
+        while let Some(rows) = chunks.next_chunk() {
+            let checked = check(&rows);
+            keep(&mut import, rows, checked);
+        }
+        return import;
+    }
+    let (work, jobs) = std::sync::mpsc::sync_channel::<(usize, Vec<Row>)>(workers * 2);
+    let jobs = std::sync::Mutex::new(jobs);
+    std::thread::scope(|scope| {
+        let (done, results) = std::sync::mpsc::channel();
+        for _ in 0..workers {
+            let (jobs, done, check) = (&jobs, done.clone(), &check);
+            scope.spawn(move || loop {
+                let job = jobs.lock().map(|j| j.recv());
+                let Ok(Ok((k, rows))) = job else { break };
+                let checked = check(&rows);
+                if done.send((k, rows, checked)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(done);
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0;
+        let mut sent = 0;
+        let mut deliver =
+            |import: &mut Import,
+             k: usize,
+             rows,
+             checked,
+             waiting: &mut std::collections::BTreeMap<usize, _>| {
+                waiting.insert(k, (rows, checked));
+                while let Some((rows, checked)) = waiting.remove(&next) {
+                    keep(import, rows, checked);
+                    next += 1;
+                }
+            };
+        while let Some(rows) = chunks.next_chunk() {
+            if work.send((sent, rows)).is_err() {
+                break;
+            }
+            sent += 1;
+            while let Ok((k, rows, checked)) = results.try_recv() {
+                deliver(&mut import, k, rows, checked, &mut waiting);
             }
         }
-    }
+        drop(work);
+        for (k, rows, checked) in results {
+            deliver(&mut import, k, rows, checked, &mut waiting);
+        }
+    });
     import
+}
+
+/// A row as read: its fields, or why it cannot be checked.
+enum Read {
+    Fields(csv::StringRecord),
+    Rejected(String),
+}
+
+struct Row {
+    line: usize,
+    /// Where the row lies in the text, for the rejects file.
+    start: usize,
+    end: usize,
+    read: Read,
+}
+
+/// Reads a CSV list in chunks of rows, with their physical lines.
+struct Chunks<'t> {
+    reader: csv::Reader<&'t [u8]>,
+    fields: usize,
+}
+
+impl Chunks<'_> {
+    const ROWS: usize = 4096;
+
+    fn next_chunk(&mut self) -> Option<Vec<Row>> {
+        let mut rows = Vec::with_capacity(Self::ROWS);
+        while rows.len() < Self::ROWS {
+            let line = self.reader.position().line() as usize;
+            let start = self.reader.position().byte() as usize;
+            let mut record = csv::StringRecord::new();
+            let read = match self.reader.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) if record.len() != self.fields => Read::Rejected(format!(
+                    "the row has {} fields, the header {}",
+                    record.len(),
+                    self.fields
+                )),
+                Ok(true) => Read::Fields(record),
+                Err(e) => Read::Rejected(format!("the row cannot be read as CSV: {e}")),
+            };
+            let end = (self.reader.position().byte() as usize).max(start);
+            rows.push(Row {
+                line,
+                start,
+                end,
+                read,
+            });
+        }
+        (!rows.is_empty()).then_some(rows)
+    }
 }
 
 /// Imports JSON lines: one object a line, keys naming schema fields.
