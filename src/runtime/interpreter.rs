@@ -129,6 +129,8 @@ pub struct Run<'f> {
     limits: Limits,
     vars: Vec<Option<Value>>,
     pub journal: Journal,
+    /// When each attempt started, for the limits (the journal's, in a row).
+    starts: Vec<DateTime<Utc>>,
     now: DateTime<Utc>,
     stop: Option<DateTime<Utc>>,
     stack: Vec<Frame<'f>>,
@@ -203,6 +205,7 @@ impl<'f> Run<'f> {
                 path: vec![flow.entry],
                 ..Journal::default()
             },
+            starts: Vec::new(),
             now,
             stop: local_stop,
             stack: vec![(&flow.steps[flow.entry].actions, 0)],
@@ -256,6 +259,7 @@ impl<'f> Run<'f> {
                 let (_, step, asked) = self.dial.expect("a dial is waiting");
                 let started_at = started_at.max(asked);
                 let number = self.journal.attempts.len() as u32 + 1;
+                self.starts.push(started_at);
                 self.journal.attempts.push(Attempt {
                     number,
                     step,
@@ -393,14 +397,12 @@ impl<'f> Run<'f> {
                         .next_dial_at
                         .take()
                         .map_or(self.now, |t| t.max(self.now));
-                    let history: Vec<DateTime<Utc>> =
-                        self.journal.attempts.iter().map(|a| a.started_at).collect();
                     let at = retry::settle(
                         earliest,
                         &self.contact.zones,
                         &self.schedule,
                         &self.limits,
-                        &history,
+                        &self.starts,
                     );
                     let at = match at {
                         Some(at) if self.stop.is_none_or(|s| at < s) => at,
@@ -508,14 +510,12 @@ impl<'f> Run<'f> {
         let Some((d, step, _)) = self.dial else {
             return self.resume();
         };
-        let history: Vec<DateTime<Utc>> =
-            self.journal.attempts.iter().map(|a| a.started_at).collect();
         match retry::settle(
             after,
             &self.contact.zones,
             &self.schedule,
             &self.limits,
-            &history,
+            &self.starts,
         ) {
             Some(at) if self.stop.is_none_or(|s| at < s) => {
                 self.dial = Some((d, step, at));
@@ -613,15 +613,13 @@ impl<'f> Run<'f> {
             min_gap: Duration::seconds(strategy.map_or(0, |s| s.min_gap_seconds) as i64),
             flow_zone: flow_zone(self.flow),
         };
-        let history: Vec<DateTime<Utc>> =
-            self.journal.attempts.iter().map(|a| a.started_at).collect();
         let Some(at) = retry::next_attempt(
             form,
             &r,
             &self.contact.zones,
             &self.schedule,
             &self.limits,
-            &history,
+            &self.starts,
         ) else {
             return self.route(Outcome::Exhausted);
         };
