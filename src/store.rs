@@ -634,6 +634,7 @@ impl Store {
                     })
                     .collect(),
                 path: h.path.iter().filter_map(|n| step(n)).collect(),
+                messages: None,
             })
             .collect())
     }

@@ -47,6 +47,30 @@ pub struct ContactResult {
     pub in_progress: bool,
     pub attempts: Vec<Attempt>,
     pub path: Vec<StepId>,
+    /// What the run said and sent, when it did (most contacts of a large
+    /// campaign send nothing, so this costs them a null pointer).
+    pub messages: Option<Box<Messages>>,
+}
+
+/// What a contact's run said, sent and flagged.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Messages {
+    pub said: Vec<String>,
+    pub sms: Vec<String>,
+    pub emails: Vec<String>,
+    pub flags: Vec<String>,
+}
+
+impl Messages {
+    fn of(journal: &mut interpreter::Journal) -> Option<Box<Messages>> {
+        let m = Messages {
+            said: std::mem::take(&mut journal.said),
+            sms: std::mem::take(&mut journal.sms),
+            emails: std::mem::take(&mut journal.emails),
+            flags: std::mem::take(&mut journal.flags),
+        };
+        (m != Messages::default()).then(|| Box::new(m))
+    }
 }
 
 impl ContactResult {
@@ -347,6 +371,14 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 if let Some(f) = self.on_progress.as_mut() {
                     f(&progress, now);
                 }
+            }
+            // On a virtual clock nothing waits for the signal: look at it.
+            if virtual_clock
+                && self.paused_at.is_none()
+                && self.pause.as_ref().is_some_and(|p| *p.borrow())
+            {
+                self.paused_at = Some(now);
+                self.paused_by_operator = true;
             }
             let stopping = self.paused_at.is_some();
             if self.in_flight == 0
@@ -879,6 +911,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             in_progress: false,
             attempts: Vec::new(),
             path: Vec::new(),
+            messages: None,
         };
         self.record_end(i, result, &end);
     }
@@ -886,7 +919,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
     fn finish_run(&mut self, i: usize, end: End) {
         let mut run = self.runs[i].take().expect("a finished contact had a run");
         let c = &self.list[i];
-        let journal = std::mem::take(&mut run.journal);
+        let mut journal = std::mem::take(&mut run.journal);
         let result = ContactResult {
             line: c.line,
             phone: c.phone.clone(),
@@ -894,6 +927,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             arm: run.arm(),
             end: Some(end.clone()),
             in_progress: false,
+            messages: Messages::of(&mut journal),
             attempts: journal.attempts,
             path: journal.path,
         };
@@ -936,13 +970,14 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 })
                 .collect(),
             path: h.path.iter().filter_map(|n| step(n)).collect(),
+            messages: None,
         }
     }
 
     /// A contact the run left unfinished (paused), with what it did so far.
     fn unfinished(&mut self, i: usize) -> ContactResult {
         let c = &self.list[i];
-        let (arm, journal) = match self.runs[i].as_mut() {
+        let (arm, mut journal) = match self.runs[i].as_mut() {
             Some(r) => (r.arm(), std::mem::take(&mut r.journal)),
             None => (
                 self.history
@@ -958,6 +993,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             arm,
             end: None,
             in_progress: self.lines[i].is_some(),
+            messages: Messages::of(&mut journal),
             attempts: journal.attempts,
             path: journal.path,
         }

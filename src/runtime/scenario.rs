@@ -2,15 +2,19 @@
 //! virtual clock. A test fails when an expectation does not hold or when the
 //! flow dials more often than the script says, and shows the timeline.
 
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use super::interpreter::{self, End, Journal, Reply, Request, Run, Schedules};
+use super::clock::VirtualClock;
+use super::engine::Engine;
+use super::interpreter::{self, End, Journal};
 use crate::calendar::{phone, zone};
 use crate::contacts::Contact;
-use crate::ir::{self, Expectation, TransferOutcome, Value};
+use crate::dialer::{Ask, Call, CallId, Dialer, Dialled};
+use crate::ir::{self, Expectation, Outcome, TransferOutcome, Value};
 
 /// The result of one test item.
 #[derive(Clone, Debug)]
@@ -87,95 +91,95 @@ pub fn run_test(flow: &ir::Flow, test: &ir::Test) -> TestResult {
             crate::calendar::schedule::instant(zone, default_start(), 0) + Duration::hours(8)
         });
 
-    let consent_required = flow.compliance.policies.iter().any(|p| p.require_consent);
-    let consents = !matches!(fields.get("consent"), Some(Value::Bool(false)));
-    let arm = interpreter::assign_arm(flow, &phone);
-    let mut script: VecDeque<&ir::ScriptedDial> = test.script.iter().collect();
-    let (end, journal) = if consent_required && !consents {
+    // The campaign engine runs the test: one contact, a virtual clock, the
+    // script as the dialer, retries without jitter. A dial beyond the script
+    // pauses the campaign, so the contact goes no further.
+    let contact = Contact {
+        line: 0,
+        phone: phone.clone(),
+        fields: fields.into(),
+        zones: zones.clone(),
+    };
+    let (pause, paused) = tokio::sync::watch::channel(false);
+    let dialer = ScenarioDialer {
+        script: RefCell::new(test.script.iter().collect()),
+        keys: RefCell::new(VecDeque::new()),
+        transfer: Cell::new(None),
+        log: RefCell::new(Vec::new()),
+        unscripted: Cell::new(None),
+        pause,
+    };
+    let clock = VirtualClock::new(start);
+    let contacts = [contact];
+    let engine = Engine::new(flow, &contacts, &dialer, &clock, start)
+        .without_jitter()
+        .pause_on(paused);
+    let run = match super::simulate::block_on(engine.run()) {
+        Ok(mut r) => r.contacts.remove(0),
+        Err(e) => {
+            result.failures.push(format!("the test could not run: {e}"));
+            return result;
+        }
+    };
+    let arm = run.arm;
+    let unscripted = dialer.unscripted.get();
+    let log = dialer.log.into_inner();
+    for a in &run.attempts {
+        if unscripted == Some(a.number) {
+            let at = local(a.started_at, zone);
+            result.timeline.push(format!(
+                "attempt {}: {at} dial {phone} from step `{}`",
+                a.number, flow.steps[a.step].name
+            ));
+            result.failures.push(format!(
+                "the flow dialled more often than scripted: attempt {} at {at}",
+                a.number
+            ));
+            break;
+        }
+        result.timeline.push(format!(
+            "attempt {}: {} step `{}` → {}",
+            a.number,
+            local(a.started_at, zone),
+            flow.steps[a.step].name,
+            a.outcome.name()
+        ));
+        result.timeline.extend(
+            log.iter()
+                .filter(|(n, _)| *n == a.number)
+                .map(|(_, line)| line.clone()),
+        );
+    }
+    let end = match (&run.end, unscripted) {
+        (_, Some(_)) => End {
+            completed: false,
+            reason: "unscripted dial".into(),
+            skipped: false,
+        },
+        (Some(end), None) => end.clone(),
+        (None, None) => End {
+            completed: false,
+            reason: "not finished".into(),
+            skipped: false,
+        },
+    };
+    if end.skipped && end.reason == "no_consent" {
         result.timeline.push("skipped: no consent".into());
-        (
-            End {
-                completed: false,
-                reason: "no_consent".into(),
-                skipped: true,
-            },
-            Journal::default(),
-        )
-    } else {
-        let contact = Contact {
-            line: 0,
-            phone: phone.clone(),
-            fields: fields.into(),
-            zones: zones.clone(),
-        };
-        let mut run =
-            Run::new(flow, arm, &contact, start, &mut Schedules::default()).without_jitter();
-        let mut keys: VecDeque<char> = VecDeque::new();
-        let mut transfer: Option<TransferOutcome> = None;
-        let mut request = run.start();
-        let end = loop {
-            request = match request {
-                Request::Done(end) => break end,
-                Request::Dial {
-                    at, step, number, ..
-                } => {
-                    let Some(next) = script.pop_front() else {
-                        result.timeline.push(format!(
-                            "attempt {}: {} dial {number} from step `{}`",
-                            run.journal.attempts.len() + 1,
-                            local(at, zone),
-                            flow.steps[step].name
-                        ));
-                        result.failures.push(format!(
-                            "the flow dialled more often than scripted: attempt {} at {}",
-                            run.journal.attempts.len() + 1,
-                            local(at, zone)
-                        ));
-                        break End {
-                            completed: false,
-                            reason: "unscripted dial".into(),
-                            skipped: false,
-                        };
-                    };
-                    result.timeline.push(format!(
-                        "attempt {}: {} step `{}` → {}",
-                        run.journal.attempts.len() + 1,
-                        local(at, zone),
-                        flow.steps[step].name,
-                        next.outcome.name()
-                    ));
-                    keys = next.press.as_deref().unwrap_or("").chars().collect();
-                    transfer = next.transfer;
-                    let ended_at = at + Duration::seconds(next.lasting_seconds as i64);
-                    run.reply(Reply::Dialled {
-                        outcome: next.outcome,
-                        started_at: at,
-                        ended_at,
-                    })
-                }
-                Request::Gather { digits, .. } => {
-                    let pressed: String = (0..digits).filter_map(|_| keys.pop_front()).collect();
-                    let reply = if pressed.is_empty() {
-                        None
-                    } else {
-                        Some(pressed)
-                    };
-                    result.timeline.push(format!(
-                        "  gather: {}",
-                        reply.as_deref().unwrap_or("(timeout)")
-                    ));
-                    run.reply(Reply::Keys(reply))
-                }
-                Request::Transfer { number, .. } => {
-                    let outcome = transfer.take().unwrap_or(TransferOutcome::Answered);
-                    result
-                        .timeline
-                        .push(format!("  transfer to {number}: {}", outcome.name()));
-                    run.reply(Reply::Transferred(outcome))
-                }
-            };
-        };
-        (end, run.journal)
+    }
+    let messages = run.messages.as_deref().cloned().unwrap_or_default();
+    let journal = Journal {
+        attempts: run
+            .attempts
+            .iter()
+            .filter(|a| unscripted.is_none_or(|n| a.number < n))
+            .cloned()
+            .collect(),
+        path: run.path.clone(),
+        said: messages.said,
+        sms: messages.sms,
+        emails: messages.emails,
+        flags: messages.flags,
+        opted_out: false,
     };
     let kind = if end.skipped {
         "skipped"
@@ -189,6 +193,59 @@ pub fn run_test(flow: &ir::Flow, test: &ir::Test) -> TestResult {
         .push(format!("end {kind} \"{}\"", end.reason));
     check_expectations(flow, test, &end, &journal, arm, zone, &mut result);
     result
+}
+
+/// The script of a test as a dialer: each dial takes the next scripted
+/// attempt; its `press` keys feed the call's gathers in order, its
+/// `transfer` the call's transfer. A dial beyond the script is noted and
+/// pauses the campaign.
+struct ScenarioDialer<'t> {
+    script: RefCell<VecDeque<&'t ir::ScriptedDial>>,
+    keys: RefCell<VecDeque<char>>,
+    transfer: Cell<Option<TransferOutcome>>,
+    /// In-call events for the timeline, by attempt.
+    log: RefCell<Vec<(u32, String)>>,
+    unscripted: Cell<Option<u32>>,
+    pause: tokio::sync::watch::Sender<bool>,
+}
+
+impl Dialer for ScenarioDialer<'_> {
+    async fn place(&self, call: Call) -> Dialled {
+        let Some(next) = self.script.borrow_mut().pop_front() else {
+            self.unscripted.set(Some(call.id.attempt));
+            let _ = self.pause.send(true);
+            return Dialled {
+                outcome: Outcome::Unknown,
+                duration: Duration::zero(),
+            };
+        };
+        *self.keys.borrow_mut() = next.press.as_deref().unwrap_or("").chars().collect();
+        self.transfer.set(next.transfer);
+        Dialled {
+            outcome: next.outcome,
+            duration: Duration::seconds(next.lasting_seconds as i64),
+        }
+    }
+
+    async fn gather(&self, call: CallId, ask: Ask) -> Option<String> {
+        let mut keys = self.keys.borrow_mut();
+        let pressed: String = (0..ask.digits).filter_map(|_| keys.pop_front()).collect();
+        let reply = (!pressed.is_empty()).then_some(pressed);
+        self.log.borrow_mut().push((
+            call.attempt,
+            format!("  gather: {}", reply.as_deref().unwrap_or("(timeout)")),
+        ));
+        reply
+    }
+
+    async fn transfer(&self, call: CallId, number: String, _timeout: u64) -> TransferOutcome {
+        let outcome = self.transfer.take().unwrap_or(TransferOutcome::Answered);
+        self.log.borrow_mut().push((
+            call.attempt,
+            format!("  transfer to {number}: {}", outcome.name()),
+        ));
+        outcome
+    }
 }
 
 fn local(at: DateTime<Utc>, zone: Tz) -> String {
