@@ -29,27 +29,46 @@ pub struct Contact {
 }
 
 /// A contact's field values by name. A campaign holds a million of these, so
-/// they are a short list whose names are shared with the schema's, not a map
-/// of their own.
+/// the names are shared (the schema's, once for every contact) and each
+/// contact holds only its values, in the names' order.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Fields(Vec<(Arc<str>, Value)>);
+pub struct Fields {
+    names: Arc<[Arc<str>]>,
+    values: Box<[Option<Value>]>,
+}
 
 impl Fields {
+    /// No values yet, for these names.
+    fn with_names(names: Arc<[Arc<str>]>) -> Fields {
+        let values = vec![None; names.len()].into_boxed_slice();
+        Fields { names, values }
+    }
+
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.0.iter().find(|(n, _)| &**n == name).map(|(_, v)| v)
+        let at = self.names.iter().position(|n| &**n == name)?;
+        self.values[at].as_ref()
     }
 
     /// Sets a field, replacing its value if it has one.
-    pub fn insert(&mut self, name: impl Into<Arc<str>>, value: Value) {
-        let name = name.into();
-        match self.0.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, v)) => *v = value,
-            None => self.0.push((name, value)),
+    pub fn insert(&mut self, name: &str, value: Value) {
+        match self.names.iter().position(|n| &**n == name) {
+            Some(at) => self.values[at] = Some(value),
+            None => {
+                let mut names = self.names.to_vec();
+                names.push(Arc::from(name));
+                self.names = names.into();
+                let mut values = std::mem::take(&mut self.values).into_vec();
+                values.push(Some(value));
+                self.values = values.into_boxed_slice();
+            }
         }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.0.iter().map(|(n, v)| (&**n, v))
+        self.names
+            .iter()
+            .zip(self.values.iter())
+            .filter_map(|(n, v)| Some((&**n, v.as_ref()?)))
     }
 }
 
@@ -62,7 +81,14 @@ impl std::ops::Index<&str> for Fields {
 
 impl From<BTreeMap<String, Value>> for Fields {
     fn from(map: BTreeMap<String, Value>) -> Self {
-        Fields(map.into_iter().map(|(n, v)| (Arc::from(n), v)).collect())
+        let (names, values): (Vec<Arc<str>>, Vec<Option<Value>>) = map
+            .into_iter()
+            .map(|(n, v)| (Arc::from(n), Some(v)))
+            .unzip();
+        Fields {
+            names: names.into(),
+            values: values.into_boxed_slice(),
+        }
     }
 }
 
@@ -112,7 +138,7 @@ pub struct Rules<'a> {
     /// How national-format numbers are read (`region` in the flow or `--region`).
     pub region: Option<Region>,
     /// The schema's field names, shared by every contact.
-    names: Vec<Arc<str>>,
+    names: Arc<[Arc<str>]>,
 }
 
 impl<'a> Rules<'a> {
@@ -137,9 +163,9 @@ impl<'a> Rules<'a> {
 impl Rules<'_> {
     /// Checks one row given as field → text; `Err` holds the reason.
     fn contact(&self, line: usize, row: &HashMap<&str, &str>) -> Result<Contact, String> {
-        let mut fields = Fields(Vec::with_capacity(self.schema.fields.len()));
+        let mut fields = Fields::with_names(self.names.clone());
         let mut numbers: HashMap<&str, phone::Number> = HashMap::new();
-        for (f, name) in self.schema.fields.iter().zip(&self.names) {
+        for (at, f) in self.schema.fields.iter().enumerate() {
             let text = row
                 .get(f.name.as_str())
                 .map(|s| s.trim())
@@ -147,7 +173,7 @@ impl Rules<'_> {
             let Some(text) = text else {
                 match &f.default {
                     Some(v) => {
-                        fields.0.push((name.clone(), v.clone()));
+                        fields.values[at] = Some(v.clone());
                     }
                     None if f.optional => {}
                     None => {
@@ -167,7 +193,7 @@ impl Rules<'_> {
                 ty => value(ty, text)
                     .map_err(|want| format!("`{}` \"{text}\" is not {want}", f.name))?,
             };
-            fields.0.push((name.clone(), value));
+            fields.values[at] = Some(value);
         }
         let phone_field = self
             .schema

@@ -172,6 +172,12 @@ pub struct Engine<'a, C: Clock, D: Dialer> {
     runs: Vec<Option<Box<Run<'a>>>>,
     pending: Vec<Option<Box<Request>>>,
     lines: Vec<Option<Box<Line>>>,
+    /// Contacts waiting for a retry keep only their attempts; their run is
+    /// rebuilt by replaying them when the retry is due.
+    parked: Vec<Option<Box<[Attempt]>>>,
+    /// Contacts whose calls had in-call replies (keys, transfers): their
+    /// runs stay in memory, since the attempts alone cannot replay them.
+    in_call: Vec<bool>,
     results: Vec<Option<ContactResult>>,
     queue: BinaryHeap<Reverse<Scheduled>>,
     seq: u64,
@@ -233,6 +239,8 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             runs: (0..n).map(|_| None).collect(),
             pending: vec![None; n],
             lines: (0..n).map(|_| None).collect(),
+            parked: (0..n).map(|_| None).collect(),
+            in_call: vec![false; n],
             results: vec![None; n],
             queue: BinaryHeap::new(),
             seq: 0,
@@ -421,14 +429,13 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
         if let Some(f) = self.on_progress.as_mut() {
             f(&progress, finish);
         }
-        let mut contacts = Vec::with_capacity(self.list.len());
-        for i in 0..self.list.len() {
-            let r = match self.results[i].take() {
-                Some(r) => r,
-                None => self.unfinished(i),
-            };
-            contacts.push(r);
-        }
+        // Collected in place: the results are most of a large run's memory.
+        let results = std::mem::take(&mut self.results);
+        let contacts = results
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| r.unwrap_or_else(|| self.unfinished(i)))
+            .collect();
         Ok(Results {
             contacts,
             start: self.start,
@@ -462,6 +469,20 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
     /// it ended before any call (stored end, do-not-call, no consent).
     fn begin(&mut self, i: usize) -> Option<Request> {
         let c = &self.list[i];
+        if let Some(attempts) = self.parked[i].take() {
+            let arm = self
+                .history
+                .get(i)
+                .map_or_else(|| interpreter::assign_arm(self.flow, &c.phone), |h| h.arm);
+            let mut run = Run::new(self.flow, arm, c, self.start, &mut self.schedules);
+            if !self.jitter {
+                run = run.without_jitter();
+            }
+            let request = run.start();
+            let request = replay(&mut run, request, attempts.iter().map(Replayed::from));
+            self.runs[i] = Some(Box::new(run));
+            return Some(request);
+        }
         let history = self.history.get(i);
         // The arm comes first: a skipped contact still belongs to its arm.
         let arm = history.map_or_else(|| interpreter::assign_arm(self.flow, &c.phone), |h| h.arm);
@@ -491,7 +512,11 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
         }
         let mut request = run.start();
         if let Some(h) = self.history.get(i) {
-            request = replay(&mut run, request, &h.attempts);
+            request = replay(&mut run, request, h.attempts.iter().map(Replayed::from));
+            self.in_call[i] = h
+                .attempts
+                .iter()
+                .any(|a| !a.keys.is_empty() || !a.transfers.is_empty());
             // An attempt whose end was never recorded is `unknown` now.
             if let Some(store) = self.store.as_deref_mut() {
                 for a in h.attempts.iter().filter(|a| a.ended_at.is_none()) {
@@ -525,11 +550,16 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                     return;
                 }
                 Request::Dial { at, .. } if at > now => {
-                    if run.journal.attempts.is_empty() && self.history.get(i).is_none() {
-                        // Nothing happened yet: park it, begin it again when due.
-                        self.runs[i] = None;
-                    } else {
+                    if self.in_call[i] {
                         self.pending[i] = Some(Box::new(request));
+                    } else {
+                        // Park it: keep its attempts (none yet: nothing) and
+                        // begin it again, by replay, when the dial is due.
+                        let mut run = self.runs[i].take().expect("a run");
+                        let attempts = std::mem::take(&mut run.journal.attempts);
+                        if !attempts.is_empty() || self.history.get(i).is_some() {
+                            self.parked[i] = Some(attempts.into_boxed_slice());
+                        }
                     }
                     self.push(at, i, Event::Due);
                     return;
@@ -759,6 +789,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 }
             }
             Io::Keys(keys) => {
+                self.in_call[i] = true;
                 let line = self.lines[i].as_mut().expect("a gather has a line");
                 line.keys.push(keys.clone());
                 let run = self.runs[i].as_mut().expect("a call has a run");
@@ -766,6 +797,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 self.in_call(i, request, now);
             }
             Io::Transferred(t) => {
+                self.in_call[i] = true;
                 let line = self.lines[i].as_mut().expect("a transfer has a line");
                 line.transfers.push(t);
                 let run = self.runs[i].as_mut().expect("a call has a run");
@@ -976,6 +1008,10 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
 
     /// A contact the run left unfinished (paused), with what it did so far.
     fn unfinished(&mut self, i: usize) -> ContactResult {
+        if self.parked[i].is_some() {
+            // Its run, rebuilt, holds what it did.
+            let _ = self.begin(i);
+        }
         let c = &self.list[i];
         let (arm, mut journal) = match self.runs[i].as_mut() {
             Some(r) => (r.arm(), std::mem::take(&mut r.journal)),
@@ -1013,23 +1049,62 @@ async fn paused(signal: Option<tokio::sync::watch::Receiver<bool>>) {
     }
 }
 
-/// Feeds a run the replies its contact got in an earlier run, in order: the
-/// interpreter is deterministic, so it reaches the state it was in. An
-/// attempt without an end is `unknown`. When the flow asks for something
-/// the history does not hold (a migrated flow), the call's record is over:
-/// a gather hears nothing, a transfer hangs up.
-fn replay(run: &mut Run<'_>, mut request: Request, attempts: &[StoredAttempt]) -> Request {
-    for a in attempts {
-        if !matches!(request, Request::Dial { .. }) {
-            break;
-        }
-        request = run.reply(Reply::Dialled {
+/// An attempt as the interpreter is told it again.
+struct Replayed<'r> {
+    outcome: Outcome,
+    started_at: DateTime<Utc>,
+    ended_at: DateTime<Utc>,
+    keys: &'r [Option<String>],
+    transfers: &'r [TransferOutcome],
+}
+
+impl<'r> From<&'r StoredAttempt> for Replayed<'r> {
+    /// A stored attempt without an end is `unknown`.
+    fn from(a: &'r StoredAttempt) -> Self {
+        Replayed {
             outcome: a
                 .outcome
                 .filter(|_| a.ended_at.is_some())
                 .unwrap_or(Outcome::Unknown),
             started_at: a.started_at,
             ended_at: a.ended_at.unwrap_or(a.started_at),
+            keys: &a.keys,
+            transfers: &a.transfers,
+        }
+    }
+}
+
+impl<'r> From<&'r Attempt> for Replayed<'r> {
+    /// A parked contact's attempt (it had no in-call replies).
+    fn from(a: &'r Attempt) -> Self {
+        Replayed {
+            outcome: a.outcome,
+            started_at: a.started_at,
+            ended_at: a.ended_at,
+            keys: &[],
+            transfers: &[],
+        }
+    }
+}
+
+/// Feeds a run the replies its contact got in an earlier run, in order: the
+/// interpreter is deterministic, so it reaches the state it was in. An
+/// attempt without an end is `unknown`. When the flow asks for something
+/// the history does not hold (a migrated flow), the call's record is over:
+/// a gather hears nothing, a transfer hangs up.
+fn replay<'r>(
+    run: &mut Run<'_>,
+    mut request: Request,
+    attempts: impl Iterator<Item = Replayed<'r>>,
+) -> Request {
+    for a in attempts {
+        if !matches!(request, Request::Dial { .. }) {
+            break;
+        }
+        request = run.reply(Reply::Dialled {
+            outcome: a.outcome,
+            started_at: a.started_at,
+            ended_at: a.ended_at,
         });
         let mut keys = a.keys.iter();
         let mut transfers = a.transfers.iter();
