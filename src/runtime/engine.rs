@@ -369,7 +369,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 || self
                     .store
                     .as_ref()
-                    .is_some_and(|s| s.pending_writes() > 50_000)
+                    .is_some_and(|s| s.pending_writes() > 200_000)
             {
                 self.flush()?;
             }
