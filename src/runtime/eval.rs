@@ -13,8 +13,9 @@ pub struct Scope<'a> {
     pub attempt: u32,
     pub outcome: Option<&'a str>,
     pub arm: &'a str,
-    /// The contact's local clock.
-    pub local: NaiveDateTime,
+    /// The contact's local clock, read only by expressions that use it (a
+    /// zone lookup is the dearest part of evaluating most expressions).
+    pub local: &'a dyn Fn() -> NaiveDateTime,
 }
 
 const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -29,11 +30,11 @@ pub fn eval(e: &Expr, s: &Scope<'_>) -> Option<Value> {
             Builtin::Outcome => Value::Text(s.outcome.unwrap_or("").to_string()),
             Builtin::Arm => Value::Text(s.arm.to_string()),
             Builtin::Digits => return None,
-            Builtin::LocalHour => Value::Number(f64::from(s.local.hour())),
+            Builtin::LocalHour => Value::Number(f64::from((s.local)().hour())),
             Builtin::LocalWeekday => {
-                Value::Text(WEEKDAYS[s.local.weekday().num_days_from_monday() as usize].into())
+                Value::Text(WEEKDAYS[(s.local)().weekday().num_days_from_monday() as usize].into())
             }
-            Builtin::LocalDate => Value::Date(s.local.date()),
+            Builtin::LocalDate => Value::Date((s.local)().date()),
         }),
         ExprKind::List(_) => None,
         ExprKind::Not(x) => match eval(x, s)? {

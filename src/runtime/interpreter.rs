@@ -312,7 +312,8 @@ impl<'f> Run<'f> {
     /// built-ins and the contact's local clock.
     fn with_scope<T>(&self, f: impl FnOnce(&Scope<'_>) -> T) -> T {
         let zone = self.contact.zones.first().copied().unwrap_or(Tz::UTC);
-        let local = self.now.with_timezone(&zone).naive_local();
+        let now = self.now;
+        let local = move || now.with_timezone(&zone).naive_local();
         let fields = &self.contact.fields;
         let field = |name: &str| fields.get(name).cloned();
         let outcome = self.journal.attempts.last().map(|a| a.outcome.name());
@@ -322,7 +323,7 @@ impl<'f> Run<'f> {
             attempt: self.journal.attempts.len() as u32,
             outcome,
             arm: &self.flow.arms[self.arm].name,
-            local,
+            local: &local,
         };
         f(&s)
     }
