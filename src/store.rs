@@ -139,6 +139,8 @@ pub struct Campaign {
     pub history: Vec<History>,
     /// The flow was migrated to a new version by this call.
     pub migrated: bool,
+    /// The stored campaign had finished (before this call resumed it).
+    pub finished: bool,
 }
 
 /// A stored contact's past: its arm, its end if it ended, its attempts with
@@ -280,25 +282,28 @@ impl Store {
         started_at: DateTime<Utc>,
         migrate: bool,
     ) -> Result<Campaign, StoreError> {
-        let stored: Option<(String, String)> = self
+        let stored: Option<(String, String, String)> = self
             .conn
             .query_row(
-                "SELECT source_hash, started_at FROM campaign WHERE id = 1",
+                "SELECT source_hash, started_at, state FROM campaign WHERE id = 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
+        let finished = stored
+            .as_ref()
+            .is_some_and(|(_, _, state)| state == "finished");
         let flow = program.flow.as_ref().map_or("", |f| f.name.as_str());
         let ir = serde_json::to_string(program).expect("the IR always serialises");
         let now = time(Utc::now());
         let (started_at, migrated) = match stored {
-            Some((hash, _)) if hash != program.source_hash && !migrate => {
+            Some((hash, _, _)) if hash != program.source_hash && !migrate => {
                 return Err(StoreError::OtherFlow {
                     stored: hash,
                     given: program.source_hash.clone(),
                 })
             }
-            Some((hash, started)) => {
+            Some((hash, started, _)) => {
                 let migrated = hash != program.source_hash;
                 if migrated {
                     self.conn.execute(
@@ -326,6 +331,7 @@ impl Store {
             contacts,
             history,
             migrated,
+            finished,
         })
     }
 

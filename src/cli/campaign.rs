@@ -124,6 +124,7 @@ pub fn prepare(
             if stored.migrated {
                 eprintln!("the run continues with the changed flow (--migrate)");
             }
+
             if !stored.contacts.is_empty() {
                 // Resuming: the stored contacts keep their places; rows of
                 // the list with a new number join the campaign.
@@ -133,16 +134,23 @@ pub fn prepare(
                     .into_iter()
                     .filter(|c| !known.contains(c.phone.as_str()))
                     .collect();
-                eprintln!(
-                    "resuming the run in {} ({} contacts{})",
-                    path.display(),
-                    stored.contacts.len(),
-                    if added.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", {} new from the list", added.len())
-                    }
-                );
+                if stored.finished && !stored.migrated && added.is_empty() {
+                    eprintln!(
+                        "the campaign in {} has finished: nobody is dialled again; its report follows",
+                        path.display()
+                    );
+                } else {
+                    eprintln!(
+                        "resuming the run in {} ({} contacts{})",
+                        path.display(),
+                        stored.contacts.len(),
+                        if added.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", {} new from the list", added.len())
+                        }
+                    );
+                }
                 let mut all = stored.contacts;
                 all.extend(added);
                 contacts = all;

@@ -137,6 +137,34 @@ proptest! {
         let c = flowc::check::check_source("fuzz.flow", &input);
         let _ = flowc::diagnostic::render_human(&c.diagnostics, &c.sources, false, 80);
     }
+
+    /// The other files an operator writes: dialer scripts and contact lists
+    /// (random text, and lines shaped like theirs).
+    #[test]
+    fn scripts_and_lists_never_panic(
+        input in "\\PC{0,120}",
+        shaped in "([+*(]?[0-9 ()-]{0,14} (busy|answered|no_answer|voicemail)( press [0-9#*]{0,3})?( lasting [0-9]{0,4}(ms|s|m|h|x)?)?;?\n){0,4}",
+    ) {
+        let us = flowc::calendar::phone::region("US");
+        let _ = flowc::dialer::script::ScriptDialer::parse(&input, us);
+        let _ = flowc::dialer::script::ScriptDialer::parse(&shaped, us);
+        let flow = list_flow();
+        let rules = flowc::contacts::Rules::new(&flow.contact, &flow.timezone, us);
+        let _ = flowc::contacts::import_csv(&format!("phone,name\n{input}"), &rules);
+        let _ = flowc::contacts::import_jsonl(&input, &rules);
+    }
+}
+
+fn list_flow() -> &'static flowc::ir::Flow {
+    static FLOW: std::sync::OnceLock<flowc::ir::Flow> = std::sync::OnceLock::new();
+    FLOW.get_or_init(|| {
+        let c = flowc::check::check(
+            std::path::Path::new("tests/fixtures/contacts.flow"),
+            &flowc::check::FsLoader,
+        )
+        .unwrap();
+        c.program.unwrap().flow.unwrap()
+    })
 }
 
 /// Inputs nested or chained far beyond any real flow are refused with a
