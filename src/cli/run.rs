@@ -117,9 +117,13 @@ fn drive<D: Dialer>(args: &Args, prepared: &mut campaign::Prepared, dialer: &D) 
         // Ctrl-C stops at once; the calls under way resume as `unknown`.
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                bar_for_signal.println(
-                    "pausing: no new dials; waiting for the calls under way (Ctrl-C again to stop now)",
-                );
+                let note =
+                    "pausing: no new dials; waiting for the calls under way (Ctrl-C again to stop now)";
+                if bar_for_signal.is_hidden() {
+                    eprintln!("{note}");
+                } else {
+                    bar_for_signal.println(note);
+                }
                 let _ = pause.send(true);
                 if tokio::signal::ctrl_c().await.is_ok() {
                     std::process::exit(i32::from(EXIT_PAUSED));

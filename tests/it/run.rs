@@ -263,7 +263,11 @@ fn ctrl_c_pauses_after_the_calls_under_way_and_the_run_resumes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("run the same command to resume"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("pausing: no new dials") && said.contains("run the same command to resume"),
+        "{said}"
+    );
     let paused_calls = drill.dialled().len();
     assert!(
         paused_calls < 12,
