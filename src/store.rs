@@ -154,6 +154,35 @@ pub struct History {
     pub opted_out: bool,
 }
 
+impl History {
+    /// The contact's result as the store holds it. An attempt with a start
+    /// and no end counts as `unknown`, and its contact as in progress.
+    pub fn result(&self, c: &Contact, flow: &ir::Flow) -> ContactResult {
+        let step = |name: &str| flow.steps.iter().position(|s| s.name == name);
+        ContactResult {
+            line: c.line,
+            in_progress: self.end.is_none() && self.attempts.iter().any(|a| a.ended_at.is_none()),
+            zone: c.zones.first().copied().unwrap_or(Tz::UTC),
+            phone: c.phone.clone(),
+            arm: self.arm,
+            end: self.end.clone(),
+            attempts: self
+                .attempts
+                .iter()
+                .map(|a| Attempt {
+                    number: a.number,
+                    step: step(&a.step).unwrap_or(flow.entry),
+                    started_at: a.started_at,
+                    ended_at: a.ended_at.unwrap_or(a.started_at),
+                    outcome: a.outcome.unwrap_or(Outcome::Unknown),
+                })
+                .collect(),
+            path: self.path.iter().filter_map(|n| step(n)).collect(),
+            messages: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredAttempt {
     pub number: u32,
@@ -617,31 +646,10 @@ impl Store {
     /// progress.
     pub fn results(&self, flow: &ir::Flow) -> Result<Vec<ContactResult>, StoreError> {
         let (contacts, history) = self.load()?;
-        let step = |name: &str| flow.steps.iter().position(|s| s.name == name);
         Ok(contacts
-            .into_iter()
+            .iter()
             .zip(history)
-            .map(|(c, h)| ContactResult {
-                line: c.line,
-                in_progress: h.end.is_none() && h.attempts.iter().any(|a| a.ended_at.is_none()),
-                zone: c.zones.first().copied().unwrap_or(Tz::UTC),
-                phone: c.phone,
-                arm: h.arm,
-                end: h.end,
-                attempts: h
-                    .attempts
-                    .iter()
-                    .map(|a| Attempt {
-                        number: a.number,
-                        step: step(&a.step).unwrap_or(flow.entry),
-                        started_at: a.started_at,
-                        ended_at: a.ended_at.unwrap_or(a.started_at),
-                        outcome: a.outcome.unwrap_or(Outcome::Unknown),
-                    })
-                    .collect(),
-                path: h.path.iter().filter_map(|n| step(n)).collect(),
-                messages: None,
-            })
+            .map(|(c, h)| h.result(c, flow))
             .collect())
     }
 

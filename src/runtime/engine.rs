@@ -487,8 +487,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
         // The arm comes first: a skipped contact still belongs to its arm.
         let arm = history.map_or_else(|| interpreter::assign_arm(self.flow, &c.phone), |h| h.arm);
         if let Some(end) = history.and_then(|h| h.end.clone()) {
-            let h = self.history[i].clone();
-            self.results[i] = Some(self.stored_result(i, &h, end.clone()));
+            self.results[i] = Some(self.history[i].result(c, self.flow));
             self.count_end(&end);
             return None;
         }
@@ -677,34 +676,21 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
         };
         self.pending[i] = None;
         let run = self.runs[i].as_mut().expect("a ready contact has a run");
-        let request = run.reschedule(now);
-        let Request::Dial {
-            at,
-            step,
-            number,
-            timeout_seconds,
-            detect_voicemail,
-            from,
-        } = request
-        else {
-            self.handle(i, request, now);
-            return None;
+        let (step, number, timeout_seconds, detect_voicemail, from) = match run.reschedule(now) {
+            Request::Dial {
+                at,
+                step,
+                number,
+                timeout_seconds,
+                detect_voicemail,
+                from,
+            } if at <= now => (step, number, timeout_seconds, detect_voicemail, from),
+            // Not due after all (or ended): back to waiting.
+            other => {
+                self.handle(i, other, now);
+                return None;
+            }
         };
-        if at > now {
-            self.handle(
-                i,
-                Request::Dial {
-                    at,
-                    step,
-                    number,
-                    timeout_seconds,
-                    detect_voicemail,
-                    from,
-                },
-                now,
-            );
-            return None;
-        }
         if self.do_not_call.contains(&number) {
             let arm = run.arm();
             self.runs[i] = None;
@@ -977,33 +963,6 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
         }
         self.count_end(end);
         self.results[i] = Some(result);
-    }
-
-    /// A contact that ended in an earlier run, as the store holds it.
-    fn stored_result(&self, i: usize, h: &History, end: End) -> ContactResult {
-        let c = &self.list[i];
-        let step = |name: &str| self.flow.steps.iter().position(|s| s.name == name);
-        ContactResult {
-            line: c.line,
-            phone: c.phone.clone(),
-            zone: c.zones.first().copied().unwrap_or(Tz::UTC),
-            arm: h.arm,
-            end: Some(end),
-            in_progress: false,
-            attempts: h
-                .attempts
-                .iter()
-                .map(|a| Attempt {
-                    number: a.number,
-                    step: step(&a.step).unwrap_or(self.flow.entry),
-                    started_at: a.started_at,
-                    ended_at: a.ended_at.unwrap_or(a.started_at),
-                    outcome: a.outcome.unwrap_or(Outcome::Unknown),
-                })
-                .collect(),
-            path: h.path.iter().filter_map(|n| step(n)).collect(),
-            messages: None,
-        }
     }
 
     /// A contact the run left unfinished (paused), with what it did so far.
