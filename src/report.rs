@@ -310,3 +310,48 @@ impl Report {
         out
     }
 }
+
+/// Contacts with their attempt history, one CSV row each (`flowc report
+/// --format csv`): number, list line, zone, arm, state, reason, attempts,
+/// the history as `N outcome local-time` items separated by `; `, and the
+/// steps visited. `only_failed` keeps the failed contacts.
+pub fn contacts_csv(flow: &ir::Flow, contacts: &[ContactResult], only_failed: bool) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record([
+        "phone", "line", "zone", "arm", "state", "reason", "attempts", "history", "path",
+    ]);
+    for c in contacts
+        .iter()
+        .filter(|c| !only_failed || c.state() == "failed")
+    {
+        let history: Vec<String> = c
+            .attempts
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} {} {}",
+                    a.number,
+                    a.outcome.name(),
+                    a.started_at.with_timezone(&c.zone).format("%Y-%m-%d %H:%M")
+                )
+            })
+            .collect();
+        let path: Vec<&str> = c
+            .path
+            .iter()
+            .map(|s| flow.steps[*s].name.as_str())
+            .collect();
+        let _ = w.write_record([
+            c.phone.as_str(),
+            &c.line.to_string(),
+            c.zone.name(),
+            &flow.arms[c.arm].name,
+            c.state(),
+            c.reason(),
+            &c.attempts.len().to_string(),
+            &history.join("; "),
+            &path.join(" > "),
+        ]);
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}

@@ -1,9 +1,8 @@
-//! `flowc report --db PATH [--format table|json]`
+//! `flowc report --db PATH [--format table|json|csv] [--failed]`
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::campaign::ReportFormat;
 use crate::report;
 use crate::store::Store;
 
@@ -12,8 +11,20 @@ pub struct Args {
     /// The run's SQLite database
     #[arg(long, value_name = "PATH")]
     db: PathBuf,
-    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
-    format: ReportFormat,
+    /// `table` and `json`: the metrics; `csv`: every contact with its
+    /// attempt history, one row each
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// With `--format csv`: only the contacts that failed
+    #[arg(long)]
+    failed: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Csv,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -38,8 +49,9 @@ pub fn run(args: Args) -> ExitCode {
     };
     let report = report::report(&flow, &results);
     match args.format {
-        ReportFormat::Table => print!("{}", report.table()),
-        ReportFormat::Json => println!(
+        Format::Table => print!("{}", report.table()),
+        Format::Csv => print!("{}", report::contacts_csv(&flow, &results, args.failed)),
+        Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(&report).expect("a report always serialises")
         ),

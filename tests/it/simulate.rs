@@ -267,6 +267,25 @@ fn the_store_keeps_a_run_for_report() {
         report.stdout, sim.stdout,
         "the report from the store is the simulation's"
     );
+    // The failed contacts with their attempt history, one CSV row each.
+    let csv = flowc(&[
+        "report",
+        "--db",
+        db.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--failed",
+    ]);
+    assert_eq!(csv.status.code(), Some(0));
+    let metrics: serde_json::Value = serde_json::from_slice(&sim.stdout).unwrap();
+    let text = String::from_utf8(csv.stdout).unwrap();
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(
+        rows.len() as u64,
+        metrics["contactsFailed"].as_u64().unwrap(),
+        "{text}"
+    );
+    assert!(rows.iter().all(|r| r.contains(",failed,")), "{text}");
     // The same campaign again: it is finished, so nobody is dialled and the
     // report is unchanged.
     let rerun = flowc(&[
