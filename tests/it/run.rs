@@ -245,7 +245,7 @@ fn ctrl_c_pauses_after_the_calls_under_way_and_the_run_resumes() {
     let drill = Drill::new("pause", 12, "* answered press 1 lasting 400ms\n");
     let child = drill.command("drill.flow").spawn().unwrap();
     // Wait until the first calls are placed, then interrupt.
-    for _ in 0..200 {
+    for _ in 0..1000 {
         if !drill.dialled().is_empty() {
             break;
         }
