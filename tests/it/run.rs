@@ -147,6 +147,14 @@ fn a_run_killed_at_random_points_resumes_without_double_dials() {
         std::thread::sleep(Duration::from_millis(x % 1500));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
+        // Whatever the crash point, the store's counters add up.
+        if let Ok(store) = flowc::store::Store::open(&drill.dir.join("run.db")) {
+            if let Ok([total, completed, failed, skipped, pending, in_progress]) = store.counters()
+            {
+                assert!(total == 0 || total == 30, "{total}");
+                assert_eq!(completed + failed + skipped + pending + in_progress, total);
+            }
+        }
     }
     assert!(!drill.dialled().is_empty(), "the killed runs dialled");
     let last = drill.run("drill.flow");
@@ -276,6 +284,11 @@ fn ctrl_c_pauses_after_the_calls_under_way_and_the_run_resumes() {
     // The calls under way finished: none is left without an end.
     let stored = drill.stored();
     assert_eq!(stored.len(), paused_calls);
+    let store = flowc::store::Store::open(&drill.dir.join("run.db")).unwrap();
+    assert_eq!(store.state().unwrap(), "paused");
+    let [total, .., in_progress] = store.counters().unwrap();
+    assert_eq!((total, in_progress), (12, 0));
+    drop(store);
     assert!(stored.values().all(Option::is_some), "{stored:?}");
     let resumed = drill.run("drill.flow");
     assert_eq!(resumed.status.code(), Some(0));
