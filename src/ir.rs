@@ -341,6 +341,15 @@ pub struct Arm {
     pub caller_ids: Vec<String>,
 }
 
+impl Arm {
+    /// The caller id of attempt `n` (1-based): the arm's list in turn, so a
+    /// retry shows another number; `None` without a list.
+    pub fn caller_id(&self, attempt: u32) -> Option<&str> {
+        let ids = &self.caller_ids;
+        (!ids.is_empty()).then(|| ids[(attempt.max(1) as usize - 1) % ids.len()].as_str())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Variable {
     pub name: String,

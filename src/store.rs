@@ -518,7 +518,7 @@ impl Store {
         self.ops.push(Op::OptedOut(id));
     }
 
-    /// Writes changes since the last flush.
+    /// How many writes wait for the next flush.
     pub fn pending_writes(&self) -> usize {
         self.ops.len()
     }

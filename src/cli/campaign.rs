@@ -261,8 +261,7 @@ pub fn write_journal(path: &Path, flow: &ir::Flow, results: &Results) -> std::io
         let arm = &flow.arms[c.arm];
         for (k, a) in c.attempts.iter().enumerate() {
             let last = k + 1 == c.attempts.len();
-            let caller_id = (!arm.caller_ids.is_empty())
-                .then(|| arm.caller_ids[(a.number as usize - 1) % arm.caller_ids.len()].clone());
+            let caller_id = arm.caller_id(a.number);
             let mut line = serde_json::json!({
                 "contact": c.phone,
                 "attempt": a.number,

@@ -700,10 +700,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
         let attempt = run.journal.attempts.len() as u32 + 1;
         let arm = &self.flow.arms[run.arm()];
         // `from` on the dial, else the arm's caller ids in turn, one per attempt.
-        let caller_id = from.or_else(|| {
-            (!arm.caller_ids.is_empty())
-                .then(|| arm.caller_ids[(attempt as usize - 1) % arm.caller_ids.len()].clone())
-        });
+        let caller_id = from.or_else(|| arm.caller_id(attempt).map(str::to_string));
         let c = &self.list[i];
         let zone = c.zones.first().copied().unwrap_or(Tz::UTC);
         let id = CallId {
