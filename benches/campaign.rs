@@ -61,8 +61,10 @@ fn main() {
         .as_ref()
         .and_then(|s| local_instant(s, flow_zone(flow)))
         .expect("the bench flow has a start");
-    let mut store = Store::open(&db).expect("the store opens");
-    store.begin(&program, start, false).expect("a fresh store");
+    let mut store = Store::open(&db, flowc::store::Durability::Batched).expect("the store opens");
+    store
+        .begin(&program, start, false, flowc::store::Kind::Simulation)
+        .expect("a fresh store");
     let dialer = SimDialer {
         model: Model::default_model(),
         seed: 1,

@@ -70,9 +70,11 @@ fn main() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
-    let mut store = Store::open(&db).unwrap();
+    let mut store = Store::open(&db, flowc::store::Durability::BeforeEachDial).unwrap();
     let start = Utc::now() + Duration::seconds(1);
-    store.begin(&program, start, false).unwrap();
+    store
+        .begin(&program, start, false, flowc::store::Kind::Run)
+        .unwrap();
     let t = Instant::now();
     let results = block_on(
         Engine::new(flow, &import.contacts, &dialer, &WallClock, start)

@@ -33,9 +33,28 @@ pub trait Loader {
 
 pub struct FsLoader;
 
+/// The largest flow file read, in bytes; a larger one (or an endless one,
+/// such as a device) is refused before it is read whole.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
 impl Loader for FsLoader {
     fn load(&self, path: &Path) -> std::io::Result<String> {
-        std::fs::read_to_string(path)
+        use std::io::Read;
+        let file = std::fs::File::open(path)?;
+        if file.metadata()?.is_dir() {
+            return Err(std::io::Error::other("it is a folder"));
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(std::io::Error::other(format!(
+                "it is larger than {} MiB, the most a flow file may hold",
+                MAX_FILE_BYTES / (1024 * 1024)
+            )));
+        }
+        String::from_utf8(bytes).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text")
+        })
     }
 }
 
@@ -104,10 +123,26 @@ pub fn check_source(name: &str, text: &str) -> Compilation {
     check(Path::new(name), &loader).expect("the root is in memory")
 }
 
+/// A flow's identity is its content: the root file's text, and each used
+/// file's text under its path relative to the root file's folder. How the
+/// root was named (`./a.flow`, an absolute path, another working folder)
+/// does not change it.
 fn source_hash(sources: &SourceMap) -> String {
     let mut hasher = Sha256::new();
-    for (_, file) in sources.files() {
-        hasher.update(file.name().as_bytes());
+    let mut files = sources.files();
+    let root_dir = match files.next() {
+        Some((_, root)) => {
+            hasher.update(root.text.as_bytes());
+            hasher.update([0]);
+            root.path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
+        }
+        None => PathBuf::new(),
+    };
+    for (_, file) in files {
+        hasher.update(relative_to(&file.path, &root_dir).as_bytes());
         hasher.update([0]);
         hasher.update(file.text.as_bytes());
         hasher.update([0]);
@@ -117,4 +152,19 @@ fn source_hash(sources: &SourceMap) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// `path` as seen from the folder `dir` (both as `load` spells them: the
+/// same base, `.` and `a/..` removed), with `/` between parts.
+fn relative_to(path: &Path, dir: &Path) -> String {
+    let p: Vec<_> = path.components().collect();
+    let d: Vec<_> = dir.components().collect();
+    let common = p.iter().zip(&d).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = vec!["..".to_string(); d.len() - common];
+    parts.extend(
+        p[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.join("/")
 }

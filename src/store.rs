@@ -21,22 +21,46 @@ use crate::runtime::engine::ContactResult;
 use crate::runtime::interpreter::{Attempt, End};
 
 /// Bumped when the tables change; a database of another version is refused.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
+
+/// Written into every store's header at creation (`PRAGMA application_id`,
+/// "flow" in ASCII): a file without it is not a flowc store and is left as
+/// it is, byte for byte.
+const APPLICATION_ID: i64 = 0x666c_6f77;
+
+/// A lock whose holder has not renewed it for this long is taken over (a
+/// holder on this machine whose process is gone loses it at once).
+const LOCK_STALE_SECONDS: i64 = 15;
+/// How often the holder of a campaign's lock renews it.
+const HEARTBEAT_SECONDS: u64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS campaign (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     flow TEXT NOT NULL,
     source_hash TEXT NOT NULL,
+    format_version INTEGER NOT NULL,  -- the IR's FORMAT_VERSION
+    compiler_version TEXT NOT NULL,
+    kind TEXT NOT NULL,               -- run (wall clock) or simulation
     ir TEXT NOT NULL,
     started_at TEXT NOT NULL,
     state TEXT NOT NULL DEFAULT 'running',   -- running, paused, finished
     updated_at TEXT NOT NULL
 );
+-- Who runs the campaign now: one row while a process holds it.
+CREATE TABLE IF NOT EXISTS lock (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    token TEXT NOT NULL,
+    taken_at TEXT NOT NULL,
+    heartbeat_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS contacts (
     id INTEGER PRIMARY KEY,
     line INTEGER NOT NULL,
     phone TEXT NOT NULL UNIQUE,
+    written TEXT,                 -- the number as the list wrote it, when not E.164
     zones TEXT NOT NULL,          -- candidate zones, space-separated
     fields TEXT NOT NULL,         -- the schema's fields, JSON
     arm INTEGER NOT NULL,
@@ -64,21 +88,57 @@ CREATE TABLE IF NOT EXISTS attempts (
     transfers TEXT,               -- transfer outcomes, JSON
     UNIQUE (contact, number)
 );
+-- What runs sent or asked for: SMS, e-mails and flags for a human, written
+-- with the contact's end (no adapter sends them yet: status `unsent`, and
+-- `open` for a flag).
+CREATE TABLE IF NOT EXISTS messages (
+    contact INTEGER NOT NULL REFERENCES contacts(id),
+    attempt INTEGER NOT NULL,     -- attempts made when the flow sent it (0: before any)
+    kind TEXT NOT NULL,           -- sms, email, flag
+    text TEXT NOT NULL,
+    recipient TEXT,
+    status TEXT NOT NULL
+);
+-- Each state counted from its own rows: ends for completed, failed and
+-- skipped; attempts without an end for in progress; neither for pending.
 CREATE VIEW IF NOT EXISTS counters AS
 SELECT
-    count(*) AS total,
-    coalesce(sum(state = 'completed'), 0) AS completed,
-    coalesce(sum(state = 'failed'), 0) AS failed,
-    coalesce(sum(state = 'skipped'), 0) AS skipped,
-    coalesce(sum(state = 'pending' AND NOT calling), 0) AS pending,
-    coalesce(sum(state = 'pending' AND calling), 0) AS in_progress
-FROM (
-    SELECT coalesce(e.state, 'pending') AS state, EXISTS (
-        SELECT 1 FROM attempts a WHERE a.contact = c.id AND a.ended_at IS NULL
-    ) AS calling
-    FROM contacts c LEFT JOIN ends e ON e.contact = c.id
-);
+    (SELECT count(*) FROM contacts) AS total,
+    (SELECT count(*) FROM ends WHERE state = 'completed') AS completed,
+    (SELECT count(*) FROM ends WHERE state = 'failed') AS failed,
+    (SELECT count(*) FROM ends WHERE state = 'skipped') AS skipped,
+    (SELECT count(*) FROM contacts c WHERE NOT EXISTS (SELECT 1 FROM ends e WHERE e.contact = c.id)
+        AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.contact = c.id AND a.ended_at IS NULL)) AS pending,
+    (SELECT count(DISTINCT a.contact) FROM attempts a WHERE a.ended_at IS NULL
+        AND NOT EXISTS (SELECT 1 FROM ends e WHERE e.contact = a.contact)) AS in_progress;
 ";
+
+/// How a store makes its commits last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Every commit is on disk before it returns (`synchronous=FULL`): an
+    /// attempt row survives a power loss before its dial. For real runs.
+    BeforeEachDial,
+    /// Commits survive a crash of the process, not of the machine
+    /// (`synchronous=NORMAL`). For simulations, which dial nobody.
+    Batched,
+}
+
+/// What a campaign is: real dials on the wall clock, or a simulation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Run,
+    Simulation,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Run => "run",
+            Kind::Simulation => "simulation",
+        }
+    }
+}
 
 /// Why a store cannot be used.
 #[derive(Debug)]
@@ -88,6 +148,30 @@ pub enum StoreError {
     OtherFlow {
         stored: String,
         given: String,
+    },
+    /// The file is not a flowc store; it was not touched.
+    NotAStore(String),
+    /// A flowc store of another schema or IR format.
+    OtherVersion(String),
+    /// Another process runs the campaign.
+    Locked {
+        pid: i64,
+        host: String,
+        seconds_ago: i64,
+    },
+    /// A simulation's store given to a real run, or the other way round.
+    OtherKind {
+        stored: &'static str,
+        given: &'static str,
+    },
+    /// Replaying a contact's stored attempts reached another step than the
+    /// one stored: the flow is not the one that made the history.
+    Diverged {
+        line: usize,
+        phone: String,
+        attempt: u32,
+        stored: String,
+        replayed: String,
     },
     Corrupt(String),
 }
@@ -103,6 +187,37 @@ impl std::fmt::Display for StoreError {
                  the run with this flow (contacts keep their history; the new flow decides what comes next)",
                 &stored[..12.min(stored.len())],
                 &given[..12.min(given.len())]
+            ),
+            StoreError::NotAStore(why) => write!(
+                f,
+                "this file is not a flowc database ({why}); it was left untouched: give --db a new file"
+            ),
+            StoreError::OtherVersion(why) => write!(f, "{why}"),
+            StoreError::Locked {
+                pid,
+                host,
+                seconds_ago,
+            } => write!(
+                f,
+                "the campaign is being run by process {pid} on {host} (last seen {seconds_ago} s ago): \
+                 pause that run first (Ctrl-C, or `kill -INT {pid}` on {host}), or wait for it to end"
+            ),
+            StoreError::OtherKind { stored, given } => write!(
+                f,
+                "the database holds a {stored}, and this command makes a {given}: use another --db \
+                 (a simulation never continues a real run, nor a real run a simulation)"
+            ),
+            StoreError::Diverged {
+                line,
+                phone,
+                attempt,
+                stored,
+                replayed,
+            } => write!(
+                f,
+                "the flow does not replay the stored run: contact {phone} (line {line}) made attempt {attempt} \
+                 at step `{stored}`, and the flow now reaches step `{replayed}` there; resume with the flow \
+                 the run started with, or add --migrate to continue with this one"
             ),
             StoreError::Corrupt(what) => write!(f, "the database cannot be read: {what}"),
         }
@@ -141,6 +256,8 @@ pub struct Campaign {
     pub migrated: bool,
     /// The stored campaign had finished (before this call resumed it).
     pub finished: bool,
+    /// An unfinished simulation was cleared to run again from its start.
+    pub restarted: bool,
 }
 
 /// A stored contact's past: its arm, its end if it ended, its attempts with
@@ -227,10 +344,29 @@ enum Op {
 pub struct Store {
     path: std::path::PathBuf,
     conn: Connection,
+    durability: Durability,
     ops: Vec<Op>,
     /// Started attempts still in `ops`, so an end can complete them there.
     open: HashMap<(usize, u32), usize>,
     writer: Option<Writer>,
+    lock: Option<Lock>,
+}
+
+/// This process's hold on the campaign: a row in `lock`, renewed by a
+/// heartbeat thread until released.
+struct Lock {
+    token: String,
+    stop: std::sync::mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// The thread that writes batches while the engine goes on: SQLite's work
@@ -257,12 +393,70 @@ impl Drop for Writer {
     }
 }
 
-fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
-    let conn = Connection::open(path)?;
+/// What the header of a file at a store's path says, read from the bytes
+/// themselves before SQLite opens it (opening may change a file).
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    /// Nothing there, or an empty file: a new store.
+    Nothing,
+    /// A flowc store of this schema.
+    Store,
+}
+
+fn recognise(path: &Path) -> Result<Found, StoreError> {
+    use std::io::Read;
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Nothing),
+        Err(e) => return Err(StoreError::Corrupt(format!("cannot open it: {e}"))),
+    };
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(StoreError::NotAStore("it is a folder".into()));
+    }
+    let mut header = Vec::with_capacity(100);
+    file.by_ref()
+        .take(100)
+        .read_to_end(&mut header)
+        .map_err(|e| StoreError::Corrupt(format!("cannot read it: {e}")))?;
+    if header.is_empty() {
+        return Ok(Found::Nothing);
+    }
+    if header.len() < 100 || !header.starts_with(b"SQLite format 3\0") {
+        return Err(StoreError::NotAStore("it is not an SQLite database".into()));
+    }
+    let word = |at: usize| {
+        i64::from(u32::from_be_bytes([
+            header[at],
+            header[at + 1],
+            header[at + 2],
+            header[at + 3],
+        ]))
+    };
+    if word(68) != APPLICATION_ID {
+        return Err(StoreError::NotAStore(
+            "an SQLite database without flowc's mark: another program's, or a store of a flowc \
+             older than 0.2 (read or finish that one with the flowc that wrote it)"
+                .into(),
+        ));
+    }
+    let version = word(60);
+    if version != SCHEMA_VERSION {
+        return Err(StoreError::OtherVersion(format!(
+            "the database was written by another version of flowc (store version {version}, this one \
+             reads {SCHEMA_VERSION}): read or finish it with the flowc that wrote it, or use another --db"
+        )));
+    }
+    Ok(Found::Store)
+}
+
+fn connect(path: &Path, durability: Durability) -> Result<Connection, rusqlite::Error> {
+    use rusqlite::OpenFlags;
+    // Never creates: a new store is made by `Store::open` alone.
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    // Larger pages: fewer of them for a campaign's rows (only a new database
-    // takes it).
-    conn.pragma_update(None, "page_size", 16384)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // Fold the WAL back into the database every 64 MiB rather than every 4.
     conn.pragma_update(None, "wal_autocheckpoint", 4096)?;
@@ -270,74 +464,244 @@ fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
     // checking each reference read the contacts' pages of a large campaign
     // from disk on every write (the references stay declared).
     conn.pragma_update(None, "foreign_keys", false)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let synchronous = match durability {
+        Durability::BeforeEachDial => "FULL",
+        Durability::Batched => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
     // 64 MiB of page cache: the indexes of a large campaign stay in memory.
     conn.pragma_update(None, "cache_size", -65536)?;
     Ok(conn)
 }
 
+/// Makes a new, empty store at `path` (its folder too): flowc's mark and
+/// the schema version go into the header before the switch to WAL, so the
+/// file itself carries them from its first commit.
+fn create(path: &Path) -> Result<(), StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Corrupt(format!("cannot create its folder {}: {e}", dir.display()))
+        })?;
+    }
+    let conn = Connection::open(path)?;
+    // Larger pages: fewer of them for a campaign's rows.
+    conn.pragma_update(None, "page_size", 16384)?;
+    conn.execute_batch(SCHEMA)?;
+    conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    Ok(())
+}
+
+/// This machine's name, for the lock row.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "this machine".into())
+}
+
+/// Whether a process of this machine is alive (unknown: assumed alive).
+fn process_alive(pid: i64) -> bool {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return true;
+    }
+    proc.join(pid.to_string()).exists()
+}
+
 impl Store {
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let conn = connect(path)?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let empty: bool = conn.query_row(
-            "SELECT count(*) = 0 FROM sqlite_master WHERE type = 'table'",
-            [],
-            |r| r.get(0),
-        )?;
-        if !empty && version != SCHEMA_VERSION {
-            return Err(StoreError::Corrupt(format!(
-                "it was written by another version of flowc (store version {version}, this one reads {SCHEMA_VERSION})"
-            )));
+    /// Opens the store at `path` for a run, making it (and its folder)
+    /// when there is none. A file that is not a flowc store of this version
+    /// is refused before anything is written to it.
+    pub fn open(path: &Path, durability: Durability) -> Result<Store, StoreError> {
+        if recognise(path)? == Found::Nothing {
+            create(path)?;
         }
-        conn.execute_batch(SCHEMA)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        let conn = connect(path, durability)?;
         Ok(Store {
             path: path.to_path_buf(),
             conn,
+            durability,
             ops: Vec::new(),
             open: HashMap::new(),
             writer: None,
+            lock: None,
         })
     }
 
-    /// Begins or resumes the campaign of `program`. A database holding
+    /// Opens an existing store to read it, writing nothing: it may be
+    /// read-only, on a full disk, or in use by a run.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        use rusqlite::OpenFlags;
+        if recognise(path)? == Found::Nothing {
+            return Err(StoreError::Corrupt("there is no database there".into()));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let readable = |conn: &Connection| {
+            conn.query_row("SELECT count(*) FROM campaign", [], |r| r.get::<_, i64>(0))
+        };
+        let conn = match Connection::open_with_flags(path, flags) {
+            Ok(conn) if readable(&conn).is_ok() => conn,
+            // A WAL database whose shared-memory file cannot be made (a
+            // read-only folder or file): read the file as it stands.
+            _ => {
+                let uri = format!("file:{}?immutable=1", uri_path(path));
+                let conn = Connection::open_with_flags(uri, flags)?;
+                readable(&conn)?;
+                conn
+            }
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            conn,
+            durability: Durability::Batched,
+            ops: Vec::new(),
+            open: HashMap::new(),
+            writer: None,
+            lock: None,
+        })
+    }
+
+    /// Takes the campaign's lock for this process, or says who holds it.
+    /// A holder on this machine whose process is gone, or one that has not
+    /// renewed the lock for a while, loses it.
+    fn take_lock(&mut self) -> Result<(), StoreError> {
+        let pid = i64::from(std::process::id());
+        let host = host_name();
+        let token = format!("{pid}-{}", Utc::now().timestamp_nanos_opt().unwrap_or(0));
+        let now = Utc::now();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let held: Option<(i64, String, String)> = tx
+            .query_row(
+                "SELECT pid, host, heartbeat_at FROM lock WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        if let Some((other, other_host, beat)) = held {
+            let seconds_ago = parse_time(&beat).map_or(i64::MAX, |b| (now - b).num_seconds());
+            let gone = other_host == host && (other == pid || !process_alive(other));
+            if !gone && seconds_ago < LOCK_STALE_SECONDS {
+                return Err(StoreError::Locked {
+                    pid: other,
+                    host: other_host,
+                    seconds_ago: seconds_ago.max(0),
+                });
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO lock (id, pid, host, token, taken_at, heartbeat_at) VALUES (1, ?1, ?2, ?3, ?4, ?4)",
+            params![pid, host, token, time(now)],
+        )?;
+        tx.commit()?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let conn = connect(&self.path, self.durability)?;
+        let beat_token = token.clone();
+        let thread = std::thread::Builder::new()
+            .name("store-heartbeat".into())
+            .spawn(move || {
+                let period = std::time::Duration::from_secs(HEARTBEAT_SECONDS);
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(period)
+                {
+                    let _ = conn.execute(
+                        "UPDATE lock SET heartbeat_at = ?1 WHERE id = 1 AND token = ?2",
+                        params![time(Utc::now()), beat_token],
+                    );
+                }
+                // Released: the row goes, if it is still ours.
+                let _ = conn.execute(
+                    "DELETE FROM lock WHERE id = 1 AND token = ?1",
+                    params![beat_token],
+                );
+                let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+            })
+            .map_err(|e| corrupt(format!("cannot start the heartbeat thread: {e}")))?;
+        self.lock = Some(Lock {
+            token,
+            stop,
+            thread: Some(thread),
+        });
+        Ok(())
+    }
+
+    /// Begins or resumes the campaign of `program`, taking its lock (a
+    /// second process is refused with who holds it). A database holding
     /// another version of the flow is refused unless `migrate` is set, in
     /// which case the new program replaces the stored one and the contacts
-    /// keep their history.
+    /// keep their history. An unfinished simulation starts again from its
+    /// beginning: it dialled nobody, and the same seed draws the same
+    /// campaign, so the result is the one an uninterrupted run gives.
     pub fn begin(
         &mut self,
         program: &ir::Program,
         started_at: DateTime<Utc>,
         migrate: bool,
+        kind: Kind,
     ) -> Result<Campaign, StoreError> {
-        let stored: Option<(String, String, String)> = self
+        self.take_lock()?;
+        let stored: Option<(String, String, String, i64, String)> = self
             .conn
             .query_row(
-                "SELECT source_hash, started_at, state FROM campaign WHERE id = 1",
+                "SELECT source_hash, started_at, state, format_version, kind FROM campaign WHERE id = 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
-        let finished = stored
-            .as_ref()
-            .is_some_and(|(_, _, state)| state == "finished");
         let flow = program.flow.as_ref().map_or("", |f| f.name.as_str());
         let ir = serde_json::to_string(program).expect("the IR always serialises");
         let now = time(Utc::now());
+        let mut finished = false;
+        let mut restarted = false;
         let (started_at, migrated) = match stored {
-            Some((hash, _, _)) if hash != program.source_hash && !migrate => {
+            Some((_, _, _, _, stored_kind)) if stored_kind != kind.name() => {
+                return Err(StoreError::OtherKind {
+                    stored: if stored_kind == "run" { "real run" } else { "simulation" },
+                    given: if kind == Kind::Run { "real run" } else { "simulation" },
+                })
+            }
+            Some((_, _, _, format, _)) if format != i64::from(ir::FORMAT_VERSION) => {
+                return Err(StoreError::OtherVersion(format!(
+                    "the run was compiled to IR format {format}, and this flowc runs format {}: finish it \
+                     with the flowc that started it, or start afresh with another --db",
+                    ir::FORMAT_VERSION
+                )))
+            }
+            Some((hash, _, state, _, _)) if hash != program.source_hash && !migrate && !(kind == Kind::Simulation && state != "finished") => {
                 return Err(StoreError::OtherFlow {
                     stored: hash,
                     given: program.source_hash.clone(),
                 })
             }
-            Some((hash, started, _)) => {
+            Some((_, _, state, _, _)) if kind == Kind::Simulation && state != "finished" => {
+                let tx = self.conn.transaction()?;
+                tx.execute_batch(
+                    "DELETE FROM messages; DELETE FROM ends; DELETE FROM attempts; DELETE FROM contacts;",
+                )?;
+                tx.execute(
+                    "UPDATE campaign SET flow = ?1, source_hash = ?2, ir = ?3, compiler_version = ?4, \
+                     started_at = ?5, state = 'running', updated_at = ?6 WHERE id = 1",
+                    params![flow, program.source_hash, ir, program.compiler_version, time(started_at), now],
+                )?;
+                tx.commit()?;
+                restarted = true;
+                (started_at, false)
+            }
+            Some((hash, started, state, _, _)) => {
+                finished = state == "finished";
                 let migrated = hash != program.source_hash;
                 if migrated {
                     self.conn.execute(
-                        "UPDATE campaign SET flow = ?1, source_hash = ?2, ir = ?3 WHERE id = 1",
-                        params![flow, program.source_hash, ir],
+                        "UPDATE campaign SET flow = ?1, source_hash = ?2, ir = ?3, compiler_version = ?4 WHERE id = 1",
+                        params![flow, program.source_hash, ir, program.compiler_version],
                     )?;
                 }
                 self.conn.execute(
@@ -348,8 +712,18 @@ impl Store {
             }
             None => {
                 self.conn.execute(
-                    "INSERT INTO campaign (id, flow, source_hash, ir, started_at, updated_at) VALUES (1, ?1, ?2, ?3, ?4, ?5)",
-                    params![flow, program.source_hash, ir, time(started_at), now],
+                    "INSERT INTO campaign (id, flow, source_hash, format_version, compiler_version, kind, ir, started_at, updated_at) \
+                     VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        flow,
+                        program.source_hash,
+                        program.format_version,
+                        program.compiler_version,
+                        kind.name(),
+                        ir,
+                        time(started_at),
+                        now
+                    ],
                 )?;
                 (started_at, false)
             }
@@ -361,6 +735,7 @@ impl Store {
             history,
             migrated,
             finished,
+            restarted,
         })
     }
 
@@ -556,7 +931,7 @@ impl Store {
 
     fn writer(&mut self) -> Result<&Writer, StoreError> {
         if self.writer.is_none() {
-            let mut conn = connect(&self.path)?;
+            let mut conn = connect(&self.path, self.durability)?;
             // Two batches in the channel at most: the engine waits rather
             // than piling up memory when SQLite falls behind.
             let (batches, rx) = std::sync::mpsc::sync_channel::<Batch>(2);
@@ -587,14 +962,38 @@ impl Store {
         Ok(self.writer.as_ref().expect("just started"))
     }
 
-    /// Marks the campaign paused or finished (after a flush).
+    /// Marks the campaign paused or finished (after a flush) and releases
+    /// its lock.
     pub fn set_state(&mut self, state: &str) -> Result<(), StoreError> {
         self.sync()?;
         self.conn.execute(
             "UPDATE campaign SET state = ?1, updated_at = ?2 WHERE id = 1",
             params![state, time(Utc::now())],
         )?;
+        self.release();
         Ok(())
+    }
+
+    /// Gives up the campaign's lock (also done when the store is dropped).
+    pub fn release(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            let token = lock.token.clone();
+            drop(lock);
+            let _ = self.conn.execute(
+                "DELETE FROM lock WHERE id = 1 AND token = ?1",
+                params![token],
+            );
+        }
+    }
+
+    /// Who holds the campaign's lock: process id and host.
+    pub fn lock_holder(&self) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT pid, host FROM lock WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?)
     }
 
     /// The stored program.
@@ -658,7 +1057,8 @@ impl Store {
     /// 10,000, with the store's settings. The benchmark sets it beside a
     /// campaign.
     pub fn insert_baseline(path: &Path, n: usize) -> Result<(), StoreError> {
-        let mut conn = connect(path)?;
+        create(path)?;
+        let mut conn = connect(path, Durability::Batched)?;
         conn.execute_batch(
             "CREATE TABLE attempts (contact INTEGER NOT NULL, number INTEGER NOT NULL, step TEXT NOT NULL, \
              started_at TEXT NOT NULL, caller_id TEXT, ended_at TEXT, outcome TEXT, keys TEXT, transfers TEXT, \
@@ -681,6 +1081,19 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// A path as an SQLite URI's path: the characters a URI gives a meaning
+/// to are escaped.
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '?' | '#' | '%' => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The replies of a call as stored: JSON lists, or nothing when there were none.

@@ -13,7 +13,7 @@ use crate::ir;
 use crate::report;
 use crate::runtime::engine::Results;
 use crate::runtime::interpreter;
-use crate::store::{History, Store};
+use crate::store::{Durability, History, Kind, Store};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportFormat {
@@ -76,7 +76,7 @@ impl Prepared {
 /// the store holds a run, which then resumes from its own start.
 pub fn prepare(
     common: &Common,
-    db: Option<&Path>,
+    db: Option<(&Path, Kind)>,
     start: impl FnOnce(&ir::Flow) -> Result<DateTime<Utc>, String>,
     instead: &str,
 ) -> Result<Prepared, ExitCode> {
@@ -115,14 +115,24 @@ pub fn prepare(
     let mut contacts = list.import.contacts;
     let (store, history, start) = match db {
         None => (None, Vec::new(), start),
-        Some(path) => {
-            let mut store =
-                Store::open(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+        Some((path, kind)) => {
+            let durability = match kind {
+                Kind::Run => Durability::BeforeEachDial,
+                Kind::Simulation => Durability::Batched,
+            };
+            let mut store = Store::open(path, durability)
+                .map_err(|e| usage(format!("{}: {e}", path.display())))?;
             let stored = store
-                .begin(&program, start, common.migrate)
+                .begin(&program, start, common.migrate, kind)
                 .map_err(|e| usage(format!("{}: {e}", path.display())))?;
             if stored.migrated {
                 eprintln!("the run continues with the changed flow (--migrate)");
+            }
+            if stored.restarted {
+                eprintln!(
+                    "the simulation in {} had not finished: it runs again from its start (the same seed gives the same campaign)",
+                    path.display()
+                );
             }
 
             if !stored.contacts.is_empty() {

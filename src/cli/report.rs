@@ -32,7 +32,7 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("error: there is no database at {}", args.db.display());
         return ExitCode::from(super::EXIT_USAGE);
     }
-    let loaded = Store::open(&args.db).and_then(|db| {
+    let loaded = Store::open_read_only(&args.db).and_then(|db| {
         let program = db.program()?;
         let flow = program
             .flow

@@ -14,6 +14,7 @@ use crate::dialer::{Dialer, SimDialer};
 use crate::runtime::clock::WallClock;
 use crate::runtime::engine::{Engine, Progress, Results};
 use crate::runtime::simulate::block_on;
+use crate::store::Kind;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -43,7 +44,7 @@ const EXIT_PAUSED: u8 = 130;
 pub fn run(args: Args) -> ExitCode {
     let mut prepared = match campaign::prepare(
         &args.common,
-        Some(&args.db),
+        Some((&args.db, Kind::Run)),
         |flow| {
             // The flow's `start` when it lies ahead; otherwise now.
             let now = Utc::now();

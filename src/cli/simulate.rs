@@ -10,6 +10,7 @@ use crate::dialer::{Model, SimDialer};
 use crate::runtime::clock::VirtualClock;
 use crate::runtime::engine::Engine;
 use crate::runtime::simulate::block_on;
+use crate::store::Kind;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -52,7 +53,7 @@ pub fn run(args: Args) -> ExitCode {
         .map_or_else(Utc::now, |d| Utc.from_utc_datetime(&d));
     let mut prepared = match campaign::prepare(
         &args.common,
-        args.db.as_deref(),
+        args.db.as_deref().map(|db| (db, Kind::Simulation)),
         |flow| campaign::start_of(flow, args.from.as_deref(), today),
         "nothing to simulate",
     ) {

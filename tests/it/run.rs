@@ -118,7 +118,7 @@ impl Drill {
 
 /// Reads the attempts table with the library's own store reader.
 fn sqlite_attempts(db: &Path) -> HashMap<(String, u32), Option<String>> {
-    let store = flowc::store::Store::open(db).unwrap();
+    let store = flowc::store::Store::open_read_only(db).unwrap();
     store
         .attempt_rows()
         .unwrap()
@@ -148,7 +148,7 @@ fn a_run_killed_at_random_points_resumes_without_double_dials() {
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         // Whatever the crash point, the store's counters add up.
-        if let Ok(store) = flowc::store::Store::open(&drill.dir.join("run.db")) {
+        if let Ok(store) = flowc::store::Store::open_read_only(&drill.dir.join("run.db")) {
             if let Ok([total, completed, failed, skipped, pending, in_progress]) = store.counters()
             {
                 assert!(total == 0 || total == 30, "{total}");
@@ -284,7 +284,7 @@ fn ctrl_c_pauses_after_the_calls_under_way_and_the_run_resumes() {
     // The calls under way finished: none is left without an end.
     let stored = drill.stored();
     assert_eq!(stored.len(), paused_calls);
-    let store = flowc::store::Store::open(&drill.dir.join("run.db")).unwrap();
+    let store = flowc::store::Store::open_read_only(&drill.dir.join("run.db")).unwrap();
     assert_eq!(store.state().unwrap(), "paused");
     let [total, .., in_progress] = store.counters().unwrap();
     assert_eq!((total, in_progress), (12, 0));

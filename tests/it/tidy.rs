@@ -27,6 +27,11 @@ fn every_code_has_a_fixture_an_explanation_and_a_snapshot() {
             "{code} has no fixture with a fixed twin in ok/"
         );
         assert!(has_explanation(*code), "{code} has no explanation");
+        let e = flowc::diagnostic::explanation(*code);
+        assert_ne!(
+            e.wrong, e.fixed,
+            "{code}: `flowc explain` would show the same file as wrong and fixed"
+        );
     }
     for name in &fixtures {
         let snap = root()
