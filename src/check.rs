@@ -52,9 +52,20 @@ impl Loader for FsLoader {
                 MAX_FILE_BYTES / (1024 * 1024)
             )));
         }
-        String::from_utf8(bytes).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text")
-        })
+        // Text with control characters (a binary file) is not flow text:
+        // it is named in the error, never quoted.
+        String::from_utf8(bytes)
+            .ok()
+            .filter(|t| {
+                !t.chars()
+                    .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+            })
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "it is not flow text (not UTF-8, or it holds control characters)",
+                )
+            })
     }
 }
 

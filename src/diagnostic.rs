@@ -71,6 +71,8 @@ codes! {
     UnknownOutcome = "E0213", Error, "an outcome name that does not exist";
     UnknownType = "E0214", Error, "a field type that does not exist";
     MissingSchema = "E0215", Error, "a flow without a contact schema or phone field";
+    UsePath = "E0216", Error, "a `use` path that is not a relative path to a .flow file";
+    NoZone = "E0217", Error, "a flow that gives its contacts no time zone";
     TypeMismatch = "E0301", Error, "a value of the wrong type";
     ConditionNotBool = "E0302", Error, "a condition that is not true or false";
     OptionalNotUnwrapped = "E0303", Error, "an optional field used without a default";

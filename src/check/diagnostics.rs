@@ -124,6 +124,19 @@ pub fn use_not_found(path: &str, span: Span, error: &str) -> Diagnostic {
         .help("`use` paths are relative to the file that contains the `use` line; check the path and the file name")
 }
 
+pub fn use_path(path: &str, span: Span, why: &str) -> Diagnostic {
+    Diagnostic::new(Code::UsePath, format!("`use` cannot read `{path}`"))
+        .primary(span, why.to_string())
+        .help("`use` takes a path relative to this file, to a `.flow` file: `use \"common/calendars.flow\"`")
+}
+
+pub fn no_zone(span: Span) -> Diagnostic {
+    Diagnostic::new(Code::NoZone, "the contacts of this flow get no time zone")
+        .primary(span, "no `timezone` line: every contact of a list would be rejected")
+        .note("calendars, quiet hours and `retry at` times are the contact's local time")
+        .help("add a line such as `timezone phone, \"America/New_York\"` to the flow: the zones of the number, then a zone to fall back on (a field of type `timezone` may come first)")
+}
+
 pub fn use_cycle(span: Span, back: Span, chain: &[String]) -> Diagnostic {
     Diagnostic::new(Code::UseCycle, "these files use each other")
         .primary(span, "this `use` closes a cycle")

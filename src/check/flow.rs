@@ -286,6 +286,9 @@ impl<'s> FlowChecker<'s, '_> {
         };
         timing.check(self.diags);
 
+        if settings.timezone.is_none() {
+            self.diags.push(diag::no_zone(flow.name.span));
+        }
         let timezone = settings
             .timezone
             .map(|z| self.zone_sources(z))

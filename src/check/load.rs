@@ -50,6 +50,18 @@ fn visit(
     loaded.files.push((id, tree));
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     for (rel, span) in uses {
+        let refused =
+            if Path::new(&rel).is_absolute() || rel.starts_with('/') || rel.starts_with('\\') {
+                Some("an absolute path")
+            } else if Path::new(&rel).extension().is_none_or(|e| e != "flow") {
+                Some("not a `.flow` file")
+            } else {
+                None
+            };
+        if let Some(why) = refused {
+            loaded.diagnostics.push(diag::use_path(&rel, span, why));
+            continue;
+        }
         let target = normalise(&dir.join(&rel));
         if let Some(pos) = stack.iter().position(|(p, _)| *p == target) {
             // The `use` that brought the target's successor in lies in the target file.
@@ -79,7 +91,9 @@ fn io_reason(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "no such file".to_string(),
         std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-        std::io::ErrorKind::InvalidData => "the file is not UTF-8 text".to_string(),
+        std::io::ErrorKind::InvalidData => {
+            "the file is not flow text (not UTF-8, or it holds control characters)".to_string()
+        }
         _ => e.to_string(),
     }
 }

@@ -77,7 +77,7 @@ fn json_is_one_document_even_when_a_file_cannot_be_read() {
     let d = &doc["diagnostics"][0];
     assert_eq!(d["code"], "E0201");
     assert_eq!(d["severity"], "error");
-    assert_eq!(d["line"], 7);
+    assert_eq!(d["line"], 8);
     assert_eq!(d["column"], 20);
     assert_eq!(d["help"], "did you mean `greeting`?");
     assert_eq!(doc["summary"]["errors"], 2);
@@ -94,7 +94,7 @@ fn github_annotations() {
     let out = stdout(&o);
     assert!(
         out.starts_with(
-            "::error file=tests/ui/check/err/E0201_unknown_step.flow,line=7,col=20,endLine=7,endColumn=25,title=E0201::there is no step `greet`%0Ahelp: did you mean `greeting`?"
+            "::error file=tests/ui/check/err/E0201_unknown_step.flow,line=8,col=20,endLine=8,endColumn=25,title=E0201::there is no step `greet`%0Ahelp: did you mean `greeting`?"
         ),
         "{out}"
     );
