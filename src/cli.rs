@@ -5,6 +5,7 @@ mod campaign;
 mod check;
 mod compile;
 mod explain;
+mod files;
 mod plan;
 mod report;
 mod run;

@@ -18,7 +18,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::contacts::Contact;
 use crate::ir::{self, Outcome, TransferOutcome};
 use crate::runtime::engine::ContactResult;
-use crate::runtime::interpreter::{Attempt, End};
+use crate::runtime::interpreter::{Attempt, End, Message, MessageKind};
 
 /// Bumped when the tables change; a database of another version is refused.
 const SCHEMA_VERSION: i64 = 4;
@@ -300,6 +300,19 @@ impl History {
     }
 }
 
+/// A message or flag as the store keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredMessage {
+    pub contact: usize,
+    pub attempt: u32,
+    /// sms, email or flag.
+    pub kind: String,
+    pub text: String,
+    pub recipient: Option<String>,
+    /// unsent (no adapter sends yet), or open for a flag.
+    pub status: String,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredAttempt {
     pub number: u32,
@@ -319,6 +332,7 @@ enum Op {
         id: usize,
         line: usize,
         phone: String,
+        written: Option<Box<str>>,
         zones: String,
         fields: String,
         arm: usize,
@@ -339,6 +353,14 @@ enum Op {
         path: String,
     },
     OptedOut(usize),
+    Message {
+        contact: usize,
+        attempt: u32,
+        kind: &'static str,
+        text: String,
+        recipient: Option<String>,
+        status: &'static str,
+    },
 }
 
 pub struct Store {
@@ -744,7 +766,7 @@ impl Store {
         let mut contacts = Vec::new();
         let mut history = Vec::new();
         let mut q = self.conn.prepare(
-            "SELECT c.id, c.line, c.phone, c.zones, c.fields, c.arm, coalesce(e.state, 'pending'), e.reason, e.path, c.opted_out \
+            "SELECT c.id, c.line, c.phone, c.zones, c.fields, c.arm, coalesce(e.state, 'pending'), e.reason, e.path, c.opted_out, c.written \
              FROM contacts c LEFT JOIN ends e ON e.contact = c.id ORDER BY c.id",
         )?;
         let mut rows = q.query([])?;
@@ -769,6 +791,7 @@ impl Store {
                     .collect::<Result<_, _>>()?,
                 fields: serde_json::from_str::<crate::contacts::Fields>(&fields)
                     .map_err(corrupt)?,
+                written: r.get::<_, Option<String>>(10)?.map(Box::from),
             });
             history.push(History {
                 arm: r.get::<_, i64>(5)? as usize,
@@ -838,6 +861,7 @@ impl Store {
             id,
             line: c.line,
             phone: c.phone.clone(),
+            written: c.written.clone(),
             zones: zones.join(" "),
             fields: serde_json::to_string(&c.fields).expect("values serialise"),
             arm,
@@ -891,6 +915,40 @@ impl Store {
 
     pub fn opted_out(&mut self, id: usize) {
         self.ops.push(Op::OptedOut(id));
+    }
+
+    /// A message the run sent or a flag it raised (written with the
+    /// contact's end, in the same commit).
+    pub fn message(&mut self, contact: usize, message: &Message) {
+        self.ops.push(Op::Message {
+            contact,
+            attempt: message.attempt,
+            kind: message.kind.name(),
+            text: message.text.clone(),
+            recipient: message.recipient.clone(),
+            status: match message.kind {
+                MessageKind::Flag => "open",
+                _ => "unsent",
+            },
+        });
+    }
+
+    /// Every message and flag, with the contact it concerns.
+    pub fn messages(&self) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut q = self.conn.prepare(
+            "SELECT contact, attempt, kind, text, recipient, status FROM messages ORDER BY contact, rowid",
+        )?;
+        let rows = q.query_map([], |r| {
+            Ok(StoredMessage {
+                contact: r.get::<_, i64>(0)? as usize,
+                attempt: r.get(1)?,
+                kind: r.get(2)?,
+                text: r.get(3)?,
+                recipient: r.get(4)?,
+                status: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// How many writes wait for the next flush.
@@ -1114,7 +1172,7 @@ fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusqlite::Error>
     let tx = conn.transaction()?;
     {
         let mut contact = tx.prepare_cached(
-            "INSERT INTO contacts (id, line, phone, zones, fields, arm) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO contacts (id, line, phone, zones, fields, arm, written) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         let mut started = tx.prepare_cached(
             "INSERT INTO attempts (contact, number, step, started_at, caller_id, ended_at, outcome, keys, transfers) \
@@ -1127,12 +1185,16 @@ fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusqlite::Error>
             "INSERT INTO ends (contact, state, reason, path) VALUES (?1, ?2, ?3, ?4)",
         )?;
         let mut opted_out = tx.prepare_cached("UPDATE contacts SET opted_out = 1 WHERE id = ?1")?;
+        let mut message = tx.prepare_cached(
+            "INSERT INTO messages (contact, attempt, kind, text, recipient, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
         for op in ops {
             match op {
                 Op::Contact {
                     id,
                     line,
                     phone,
+                    written,
                     zones,
                     fields,
                     arm,
@@ -1143,7 +1205,8 @@ fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusqlite::Error>
                         phone,
                         zones,
                         fields,
-                        arm as i64
+                        arm as i64,
+                        written.as_deref()
                     ])?;
                 }
                 Op::Started(a, c) => {
@@ -1187,6 +1250,16 @@ fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusqlite::Error>
                 }
                 Op::OptedOut(id) => {
                     opted_out.execute(params![id as i64])?;
+                }
+                Op::Message {
+                    contact,
+                    attempt,
+                    kind,
+                    text,
+                    recipient,
+                    status,
+                } => {
+                    message.execute(params![contact as i64, attempt, kind, text, recipient, status])?;
                 }
             }
         }

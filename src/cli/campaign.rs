@@ -38,6 +38,10 @@ pub struct Common {
     /// Where rejected contact rows go (default: LIST.rejects.csv)
     #[arg(long, value_name = "FILE")]
     pub rejects: Option<PathBuf>,
+    /// The most rows of the list that may be rejected before the campaign
+    /// refuses to start: a count (`20`) or a share of the rows (`5%`)
+    #[arg(long, value_name = "LIMIT", default_value = "5%", value_parser = parse_max_rejects)]
+    pub max_rejects: MaxRejects,
     /// How numbers without a country code are read (default: the flow's `region`)
     #[arg(long)]
     pub region: Option<String>,
@@ -47,6 +51,83 @@ pub struct Common {
     pub migrate: bool,
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
+}
+
+/// `--max-rejects`: how many rejected rows a campaign accepts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MaxRejects {
+    Count(usize),
+    Percent(f64),
+}
+
+impl MaxRejects {
+    fn allows(self, rejected: usize, rows: usize) -> bool {
+        match self {
+            MaxRejects::Count(n) => rejected <= n,
+            MaxRejects::Percent(p) => rejected as f64 <= rows as f64 * p / 100.0,
+        }
+    }
+}
+
+impl std::fmt::Display for MaxRejects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxRejects::Count(n) => write!(f, "{n}"),
+            MaxRejects::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+fn parse_max_rejects(text: &str) -> Result<MaxRejects, String> {
+    let text = text.trim();
+    let wrong = || format!("\"{text}\" is not a limit: write a count such as 20, or a share such as 5%");
+    match text.strip_suffix('%') {
+        Some(p) => p
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|p| (0.0..=100.0).contains(p))
+            .map(MaxRejects::Percent)
+            .ok_or_else(wrong),
+        None => text.parse().map(MaxRejects::Count).map_err(|_| wrong()),
+    }
+}
+
+/// Rejections grouped by what went wrong (the reason with its quoted
+/// values left out), most frequent first: count, reason, first line.
+fn reject_groups(rejects: &[crate::contacts::Reject]) -> Vec<(usize, String, usize)> {
+    let mut groups: Vec<(usize, String, usize)> = Vec::new();
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for r in rejects {
+        let key = generic_reason(&r.reason);
+        match at.get(&key) {
+            Some(&k) => groups[k].0 += 1,
+            None => {
+                at.insert(key.clone(), groups.len());
+                groups.push((1, key, r.line));
+            }
+        }
+    }
+    groups.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(&b.2)));
+    groups
+}
+
+/// A reason with its quoted values shown as `"…"`, so that rows rejected
+/// for the same cause fall in one group.
+fn generic_reason(reason: &str) -> String {
+    let mut out = String::new();
+    let mut quoted = false;
+    for c in reason.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
 }
 
 pub fn usage(message: String) -> ExitCode {
@@ -96,13 +177,29 @@ pub fn prepare(
     if !import.errors.is_empty() {
         return Err(ExitCode::from(1));
     }
-    if let (Some(file), Some(first)) = (&list.rejects_file, import.rejects.first()) {
+    let rows = import.contacts.len() + import.rejects.len() + import.duplicates.len();
+    if !import.rejects.is_empty() {
+        let allowed = common.max_rejects.allows(import.rejects.len(), rows);
         eprintln!(
-            "{} row(s) rejected, written to {file} (the first: line {}: {})",
+            "{}: {} of {rows} row(s) rejected ({:.1}%){}:",
+            if allowed { "warning" } else { "error" },
             import.rejects.len(),
-            first.line,
-            first.reason
+            import.rejects.len() as f64 * 100.0 / rows.max(1) as f64,
+            list.rejects_file
+                .as_deref()
+                .map_or(String::new(), |f| format!(", written to {f}"))
         );
+        for (count, reason, line) in reject_groups(&import.rejects) {
+            eprintln!("  {count:>7} × {reason} (first: line {line})");
+        }
+        if !allowed {
+            eprintln!(
+                "error: more rows were rejected than --max-rejects {} allows; nobody was dialled. \
+                 Fix the rows (the rejects file keeps them as written), or raise --max-rejects",
+                common.max_rejects
+            );
+            return Err(ExitCode::from(1));
+        }
     }
     if !import.duplicates.is_empty() {
         eprintln!("{} duplicate number(s) merged", import.duplicates.len());
@@ -168,6 +265,13 @@ pub fn prepare(
             (Some(store), stored.history, stored.started_at)
         }
     };
+    if contacts.is_empty() {
+        eprintln!(
+            "error: {} holds no contact to call ({rows} row(s) read): a campaign needs at least one",
+            common.contacts.display()
+        );
+        return Err(ExitCode::from(1));
+    }
     Ok(Prepared {
         program,
         contacts,
@@ -265,8 +369,16 @@ pub fn print_report(flow: &ir::Flow, results: &Results, format: ReportFormat) {
 }
 
 /// One JSON line per attempt; a contact's last line carries its path and end.
-pub fn write_journal(path: &Path, flow: &ir::Flow, results: &Results) -> std::io::Result<()> {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+pub fn write_journal(
+    path: &Path,
+    inputs: &[&Path],
+    flow: &ir::Flow,
+    results: &Results,
+) -> Result<(), String> {
+    super::files::write_with(path, inputs, |out| journal_lines(out, flow, results))
+}
+
+fn journal_lines(out: &mut impl Write, flow: &ir::Flow, results: &Results) -> std::io::Result<()> {
     for c in &results.contacts {
         let arm = &flow.arms[c.arm];
         for (k, a) in c.attempts.iter().enumerate() {
@@ -295,5 +407,5 @@ pub fn write_journal(path: &Path, flow: &ir::Flow, results: &Results) -> std::io
             writeln!(out, "{line}")?;
         }
     }
-    out.flush()
+    Ok(())
 }

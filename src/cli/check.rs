@@ -153,7 +153,11 @@ pub(super) fn import_list(
         path: path.display().to_string(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(fail("it is a folder, not a contact list".into()));
+    }
+    let reader = std::io::BufReader::with_capacity(1 << 20, file);
     let region = match region.or(flow.region.as_deref()) {
         Some(r) => Some(
             phone::region(r)
@@ -165,22 +169,28 @@ pub(super) fn import_list(
     let jsonl = path
         .extension()
         .is_some_and(|e| e == "jsonl" || e == "ndjson");
+    let out = rejects.map(Path::to_path_buf).unwrap_or_else(|| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".rejects.csv");
+        PathBuf::from(name)
+    });
+    // Refused before the list is read: the rejects would replace it.
+    super::files::not_an_input(&out, &[path]).map_err(|message| IoFailure {
+        path: out.display().to_string(),
+        message,
+    })?;
     let import = if jsonl {
-        contacts::import_jsonl(&text, &rules)
+        contacts::read_jsonl(reader, &rules)
     } else {
-        contacts::import_csv(&text, &rules)
+        contacts::read_csv(reader, &rules)
     };
     let mut rejects_file = None;
     if !import.rejects.is_empty() {
-        let out = rejects.map(Path::to_path_buf).unwrap_or_else(|| {
-            let mut name = path.as_os_str().to_owned();
-            name.push(".rejects.csv");
-            PathBuf::from(name)
-        });
-        std::fs::write(&out, contacts::rejects_csv(&import)).map_err(|e| IoFailure {
-            path: out.display().to_string(),
-            message: e.to_string(),
-        })?;
+        super::files::write_file(&out, &[path], contacts::rejects_csv(&import).as_bytes())
+            .map_err(|message| IoFailure {
+                path: out.display().to_string(),
+                message,
+            })?;
         rejects_file = Some(out.display().to_string());
     }
     Ok(ListReport {

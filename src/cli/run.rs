@@ -147,8 +147,13 @@ fn drive<D: Dialer>(args: &Args, prepared: &mut campaign::Prepared, dialer: &D) 
         return usage(format!("{}: {e}", args.db.display()));
     }
     if let Some(path) = &args.common.journal {
-        if let Err(e) = campaign::write_journal(path, flow, &results) {
-            return usage(format!("cannot write {}: {e}", path.display()));
+        if let Err(e) = campaign::write_journal(
+            path,
+            &[&args.common.file, &args.common.contacts],
+            flow,
+            &results,
+        ) {
+            return usage(e);
         }
     }
     campaign::print_report(flow, &results, args.common.format);

@@ -90,8 +90,13 @@ pub fn run(args: Args) -> ExitCode {
         }
     }
     if let Some(path) = &args.common.journal {
-        if let Err(e) = campaign::write_journal(path, flow, &results) {
-            return usage(format!("cannot write {}: {e}", path.display()));
+        if let Err(e) = campaign::write_journal(
+            path,
+            &[&args.common.file, &args.common.contacts],
+            flow,
+            &results,
+        ) {
+            return usage(e);
         }
     }
     campaign::print_report(flow, &results, args.common.format);

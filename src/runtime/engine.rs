@@ -59,6 +59,8 @@ pub struct Messages {
     pub sms: Vec<String>,
     pub emails: Vec<String>,
     pub flags: Vec<String>,
+    /// The SMS, e-mails and flags, with recipients and attempts.
+    pub outbox: Vec<interpreter::Message>,
 }
 
 impl Messages {
@@ -68,6 +70,7 @@ impl Messages {
             sms: std::mem::take(&mut journal.sms),
             emails: std::mem::take(&mut journal.emails),
             flags: std::mem::take(&mut journal.flags),
+            outbox: std::mem::take(&mut journal.outbox),
         };
         (m != Messages::default()).then(|| Box::new(m))
     }
@@ -957,6 +960,9 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 .map(|s| self.flow.steps[*s].name.as_str())
                 .collect();
             store.contact_ended(i, result.state(), &end.reason, &path);
+            for m in result.messages.iter().flat_map(|m| &m.outbox) {
+                store.message(i, m);
+            }
         }
         self.count_end(end);
         self.results[i] = Some(result);

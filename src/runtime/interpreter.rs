@@ -86,7 +86,39 @@ pub struct Journal {
     pub sms: Vec<String>,
     pub emails: Vec<String>,
     pub flags: Vec<String>,
+    /// The SMS, e-mails and flags above, in order, with who they go to and
+    /// how many attempts had been made: what the store keeps.
+    pub outbox: Vec<Message>,
     pub opted_out: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageKind {
+    Sms,
+    Email,
+    Flag,
+}
+
+impl MessageKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            MessageKind::Sms => "sms",
+            MessageKind::Email => "email",
+            MessageKind::Flag => "flag",
+        }
+    }
+}
+
+/// A message the flow sent, or a flag it raised for a human.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    pub kind: MessageKind,
+    /// Attempts made when it was sent (0: before the first).
+    pub attempt: u32,
+    pub text: String,
+    /// The number (SMS) or address (e-mail, the contact's `email` field);
+    /// none for a flag.
+    pub recipient: Option<String>,
 }
 
 /// Schedules shared by the contacts that need the same one: one per arm and
@@ -154,6 +186,15 @@ enum Waiting<'f> {
 }
 
 impl<'f> Run<'f> {
+    fn send(&mut self, kind: MessageKind, text: &str, recipient: Option<String>) {
+        self.journal.outbox.push(Message {
+            kind,
+            attempt: self.journal.attempts.len() as u32,
+            text: text.to_string(),
+            recipient,
+        });
+    }
+
     /// A run of `flow` for `contact` under experiment arm `arm`, starting at
     /// `now`, with the schedule the arm and the contact's state call for.
     pub fn new(
@@ -461,13 +502,22 @@ impl<'f> Run<'f> {
                 }
                 Action::SendSms { text } => {
                     let sms = self.with_scope(|s| eval::render(text, s));
+                    self.send(MessageKind::Sms, &sms, Some(self.contact.phone.clone()));
                     self.journal.sms.push(sms);
                 }
                 Action::SendEmail { body, .. } => {
                     let email = self.with_scope(|s| eval::render(body, s));
+                    let to = match self.contact.fields.get("email") {
+                        Some(Value::Text(t)) => Some(t.clone()),
+                        _ => None,
+                    };
+                    self.send(MessageKind::Email, &email, to);
                     self.journal.emails.push(email);
                 }
-                Action::Flag { label } => self.journal.flags.push(label.clone()),
+                Action::Flag { label } => {
+                    self.send(MessageKind::Flag, label, None);
+                    self.journal.flags.push(label.clone());
+                }
                 Action::OptOut => self.journal.opted_out = true,
                 Action::Wait { seconds } => self.now += Duration::seconds(*seconds as i64),
                 Action::If {

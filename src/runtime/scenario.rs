@@ -99,6 +99,7 @@ pub fn run_test(flow: &ir::Flow, test: &ir::Test) -> TestResult {
         phone: phone.clone(),
         fields: fields.into(),
         zones: zones.clone(),
+        written: None,
     };
     let (pause, paused) = tokio::sync::watch::channel(false);
     let dialer = ScenarioDialer {
@@ -179,6 +180,7 @@ pub fn run_test(flow: &ir::Flow, test: &ir::Test) -> TestResult {
         sms: messages.sms,
         emails: messages.emails,
         flags: messages.flags,
+        outbox: messages.outbox,
         opted_out: false,
     };
     let kind = if end.skipped {

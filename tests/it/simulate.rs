@@ -31,6 +31,7 @@ fn contacts(n: usize) -> Vec<Contact> {
                 phone,
                 fields: fields.into(),
                 zones: vec![chrono_tz::Tz::America__New_York],
+                written: None,
             }
         })
         .collect()
