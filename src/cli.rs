@@ -1,6 +1,19 @@
 //! The command line. Only this module prints, reads arguments, picks colours
 //! and exit codes.
 
+/// `print!` that ends the command quietly when standard output is a
+/// closed pipe (`flowc report … | head`), and with a message on another
+/// write error, instead of panicking.
+macro_rules! out {
+    ($($t:tt)*) => { $crate::cli::write_stdout(format_args!($($t)*)) };
+}
+
+/// `println!`, as [`out!`].
+macro_rules! outln {
+    () => { $crate::cli::write_stdout(format_args!("\n")) };
+    ($($t:tt)*) => { $crate::cli::write_stdout(format_args!("{}\n", format_args!($($t)*))) };
+}
+
 mod campaign;
 mod check;
 mod compile;
@@ -9,6 +22,7 @@ mod files;
 mod plan;
 mod report;
 mod run;
+mod signals;
 mod simulate;
 mod test;
 
@@ -99,4 +113,18 @@ fn width() -> usize {
         .and_then(|c| c.parse().ok())
         .filter(|w| *w >= 40)
         .unwrap_or(100)
+}
+
+/// Writes to standard output; see [`out!`].
+pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            // The reader has what it wanted: nothing is wrong.
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(i32::from(EXIT_USAGE));
+    }
 }

@@ -448,7 +448,9 @@ impl<R: std::io::BufRead> Records<R> {
                 return Some(Row {
                     line,
                     raw: String::new(),
-                    read: Read::Rejected("the row is not UTF-8 text: save the list as UTF-8".into()),
+                    read: Read::Rejected(
+                        "the row is not UTF-8 text: save the list as UTF-8".into(),
+                    ),
                 });
             };
             if let Some(length) = first.too_long {
@@ -609,20 +611,22 @@ pub fn read_csv(reader: impl std::io::BufRead, rules: &Rules<'_>) -> Import {
     // numbers is most of the cost), then kept in file order.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let mut first = HashMap::new();
-    let keep =
-        |import: &mut Import, rows: Vec<Row>, checked: Vec<Option<Result<Contact, String>>>, first: &mut HashMap<String, usize>| {
-            for (row, checked) in rows.into_iter().zip(checked) {
-                match (row.read, checked) {
-                    (_, Some(checked)) => import.record(row.line, checked, || row.raw, first),
-                    (Read::Rejected(reason), None) => import.rejects.push(Reject {
-                        line: row.line,
-                        reason,
-                        raw: row.raw,
-                    }),
-                    (Read::Fields(_), None) => unreachable!("every row of fields is checked"),
-                }
+    let keep = |import: &mut Import,
+                rows: Vec<Row>,
+                checked: Vec<Option<Result<Contact, String>>>,
+                first: &mut HashMap<String, usize>| {
+        for (row, checked) in rows.into_iter().zip(checked) {
+            match (row.read, checked) {
+                (_, Some(checked)) => import.record(row.line, checked, || row.raw, first),
+                (Read::Rejected(reason), None) => import.rejects.push(Reject {
+                    line: row.line,
+                    reason,
+                    raw: row.raw,
+                }),
+                (Read::Fields(_), None) => unreachable!("every row of fields is checked"),
             }
-        };
+        }
+    };
     let check = |rows: &[Row]| -> Vec<Option<Result<Contact, String>>> {
         rows.iter()
             .map(|r| match &r.read {
@@ -668,13 +672,14 @@ pub fn read_csv(reader: impl std::io::BufRead, rules: &Rules<'_>) -> Import {
             let mut waiting = BTreeMap::new();
             let mut next = 0;
             let mut sent = 0;
-            let mut deliver = |import: &mut Import, k: usize, rows, checked, waiting: &mut BTreeMap<usize, _>| {
-                waiting.insert(k, (rows, checked));
-                while let Some((rows, checked)) = waiting.remove(&next) {
-                    keep(import, rows, checked, &mut first);
-                    next += 1;
-                }
-            };
+            let mut deliver =
+                |import: &mut Import, k: usize, rows, checked, waiting: &mut BTreeMap<usize, _>| {
+                    waiting.insert(k, (rows, checked));
+                    while let Some((rows, checked)) = waiting.remove(&next) {
+                        keep(import, rows, checked, &mut first);
+                        next += 1;
+                    }
+                };
             while let Some(rows) = records.next_chunk() {
                 if work.send((sent, rows)).is_err() {
                     break;
@@ -711,13 +716,19 @@ pub fn read_jsonl(reader: impl std::io::BufRead, rules: &Rules<'_>) -> Import {
             import.rejects.push(Reject { line, reason, raw });
         };
         let Some(raw) = l.text else {
-            reject(&mut import, "the line is not UTF-8 text".into(), String::new());
+            reject(
+                &mut import,
+                "the line is not UTF-8 text".into(),
+                String::new(),
+            );
             continue;
         };
         if let Some(length) = l.too_long {
             reject(
                 &mut import,
-                format!("the line is {length} bytes long, more than the {MAX_ROW_BYTES} a row may hold"),
+                format!(
+                    "the line is {length} bytes long, more than the {MAX_ROW_BYTES} a row may hold"
+                ),
                 format!("{raw}…"),
             );
             continue;
@@ -804,7 +815,9 @@ pub fn rejects_csv(import: &Import) -> String {
             let mut record = csv::StringRecord::new();
             // One record that is the whole row (a stray quote is not).
             match reader.read_record(&mut record) {
-                Ok(true) if reader.position().byte() as usize >= r.raw.len() && !quotes_open(&r.raw) => {
+                Ok(true)
+                    if reader.position().byte() as usize >= r.raw.len() && !quotes_open(&r.raw) =>
+                {
                     Some(record)
                 }
                 _ => None,
@@ -814,7 +827,8 @@ pub fn rejects_csv(import: &Import) -> String {
             Some(record) => fields.extend(record.iter().map(str::to_string)),
             None => fields.push(r.raw.clone()),
         }
-        let safe: Vec<std::borrow::Cow<'_, str>> = fields.iter().map(|f| spreadsheet_safe(f)).collect();
+        let safe: Vec<std::borrow::Cow<'_, str>> =
+            fields.iter().map(|f| spreadsheet_safe(f)).collect();
         let _ = w.write_record(safe.iter().map(|c| c.as_bytes()));
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()

@@ -147,22 +147,87 @@ sun = 0.8
 "#;
 
 impl Model {
+    /// Reads a model, refusing what it would otherwise ignore: an hour that
+    /// is not 0 to 23 (`"9"` and `"09"` are both read), a weekday that is
+    /// not `mon` … `sun`, a weight that is negative or not a number, an
+    /// unknown key, outcomes that do not sum to 1. Errors name the line.
     pub fn parse(text: &str) -> Result<Model, String> {
-        let m: Model = toml::from_str(text).map_err(|e| e.to_string())?;
-        for name in m.outcomes.keys() {
-            if Outcome::from_name(name).is_none_or(|o| o == Outcome::Exhausted) {
-                return Err(format!("`{name}` is not a dial outcome"));
+        let mut m: Model = toml::from_str(text).map_err(|e| e.to_string())?;
+        let at = |section: &str, key: &str| match key_line(text, section, key) {
+            Some(line) => format!("line {line}: "),
+            None => String::new(),
+        };
+        for (name, p) in &m.outcomes {
+            if Outcome::from_name(name).is_none_or(|o| !Outcome::DIAL.contains(&o)) {
+                return Err(format!(
+                    "{}[outcomes] `{name}` is not a dial outcome: write one of {}",
+                    at("outcomes", name),
+                    Outcome::DIAL
+                        .iter()
+                        .map(|o| o.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if !p.is_finite() || !(0.0..=1.0).contains(p) {
+                return Err(format!(
+                    "{}[outcomes] `{name}` = {p}: a probability lies between 0 and 1",
+                    at("outcomes", name)
+                ));
             }
         }
         let total: f64 = m.outcomes.values().sum();
         if (total - 1.0).abs() > 1e-6 {
-            return Err(format!("the outcome probabilities sum to {total}, not 1"));
+            return Err(format!(
+                "the [outcomes] probabilities sum to {total}, not 1: make them add up to 1"
+            ));
         }
-        if m.outcomes.values().any(|p| *p < 0.0)
-            || !(0.0..=1.0).contains(&m.gather_timeout)
-            || m.retry_decay < 0.0
-        {
-            return Err("probabilities must lie between 0 and 1".into());
+        let mut by_hour = BTreeMap::new();
+        for (key, w) in &m.by_hour {
+            let hour = Some(key.as_str())
+                .filter(|k| (1..=2).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|k| k.parse::<u32>().ok())
+                .filter(|h| *h < 24);
+            let Some(hour) = hour else {
+                return Err(format!(
+                    "{}[by_hour] \"{key}\" is not an hour: write \"0\" to \"23\" (\"9\" or \"09\")",
+                    at("by_hour", key)
+                ));
+            };
+            if !w.is_finite() || *w < 0.0 {
+                return Err(format!(
+                    "{}[by_hour] \"{key}\" = {w}: a weight is a number of 0 or more (1 changes nothing)",
+                    at("by_hour", key)
+                ));
+            }
+            if by_hour.insert(hour.to_string(), *w).is_some() {
+                return Err(format!(
+                    "{}[by_hour] the hour {hour} is given twice",
+                    at("by_hour", key)
+                ));
+            }
+        }
+        m.by_hour = by_hour;
+        for (key, w) in &m.by_weekday {
+            if !WEEKDAYS.contains(&key.as_str()) {
+                return Err(format!(
+                    "{}[by_weekday] `{key}` is not a weekday: write one of {}",
+                    at("by_weekday", key),
+                    WEEKDAYS.join(", ")
+                ));
+            }
+            if !w.is_finite() || *w < 0.0 {
+                return Err(format!(
+                    "{}[by_weekday] `{key}` = {w}: a weight is a number of 0 or more (1 changes nothing)",
+                    at("by_weekday", key)
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&m.gather_timeout) {
+            return Err("`gather_timeout` is a probability: it lies between 0 and 1".into());
+        }
+        if !m.retry_decay.is_finite() || m.retry_decay < 0.0 {
+            return Err("`retry_decay` is a number of 0 or more".into());
         }
         Ok(m)
     }
@@ -170,6 +235,26 @@ impl Model {
     pub fn default_model() -> Model {
         Model::parse(DEFAULT_MODEL).expect("the built-in model is valid")
     }
+}
+
+/// The line (1-based) of `key` in the table `[section]` of a TOML text.
+fn key_line(text: &str, section: &str, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = name.trim().to_string();
+            continue;
+        }
+        let Some((k, _)) = line.split_once('=') else {
+            continue;
+        };
+        let k = k.trim().trim_matches(['"', '\'']);
+        if current == section && k == key {
+            return Some(n + 1);
+        }
+    }
+    None
 }
 
 /// A stream of uniform numbers fixed by a seed and the call: a simulation

@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use chrono::{Datelike, Timelike};
 use serde::Serialize;
 
+use crate::contacts::{spreadsheet_safe, Contact};
 use crate::ir::{self, Outcome};
 use crate::runtime::engine::ContactResult;
+use crate::store::StoredMessage;
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -18,14 +20,24 @@ pub struct Metrics {
     pub contacts_skipped: u64,
     pub contacts_pending: u64,
     pub contacts_in_progress: u64,
-    /// Completed contacts over all contacts, in percent.
+    /// Completed contacts over all contacts, in percent (the seed
+    /// platform's definition).
     pub connection_rate: f64,
+    /// Contacts that ended: completed, failed or skipped.
+    pub contacts_finished: u64,
+    /// Completed contacts over finished ones, in percent.
+    pub connection_rate_of_finished: f64,
     pub calls_used: u64,
     /// Attempts per completed contact.
     pub average_attempts: f64,
-    /// Of the contacts whose first attempt was not answered, the share that
-    /// completed later, in percent.
+    /// Of the contacts whose first attempt did not reach them (it was not
+    /// answered, nor a voicemail that completed the contact), the share
+    /// reached on a later attempt, in percent.
     pub retry_conversion_rate: f64,
+    /// The contacts whose first attempt did not reach them.
+    pub first_attempt_missed: u64,
+    /// Of those, the ones a later attempt reached.
+    pub reached_on_retry: u64,
     pub per_attempt: Vec<PerAttempt>,
     pub outcomes: BTreeMap<String, u64>,
     pub by_hour: Vec<Bucket>,
@@ -58,9 +70,12 @@ pub struct ArmReport {
     pub arm: String,
     #[serde(flatten)]
     pub metrics: Metrics,
-    /// Two-proportion test of this arm's connection rate against the first
-    /// arm's: the two-sided p-value (absent for the first arm).
+    /// Two-proportion test of this arm's connection rate (of finished
+    /// contacts) against the first arm's: the two-sided p-value; `null`
+    /// for the first arm and when a side has no finished contact.
     pub p_value: Option<f64>,
+    /// Why there is no p-value, when there is none.
+    pub p_value_note: Option<String>,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -81,32 +96,37 @@ fn percent(part: u64, whole: u64) -> f64 {
     }
 }
 
+/// Whether an attempt reached its contact: answered, or a voicemail that
+/// completed the contact (its last attempt, and the contact completed).
+fn reached(c: &ContactResult, k: usize) -> bool {
+    let a = &c.attempts[k];
+    a.outcome == Outcome::Answered
+        || (a.outcome == Outcome::Voicemail
+            && k + 1 == c.attempts.len()
+            && c.state() == "completed")
+}
+
 pub fn metrics(contacts: &[&ContactResult]) -> Metrics {
     let total = contacts.len() as u64;
+    let count = |state: &str| contacts.iter().filter(|c| c.state() == state).count() as u64;
     let completed: Vec<&&ContactResult> = contacts
         .iter()
         .filter(|c| c.state() == "completed")
         .collect();
-    let skipped = contacts.iter().filter(|c| c.state() == "skipped").count() as u64;
-    let pending = contacts.iter().filter(|c| c.state() == "pending").count() as u64;
-    let in_progress = contacts
-        .iter()
-        .filter(|c| c.state() == "in_progress")
-        .count() as u64;
-    let failed = total - completed.len() as u64 - skipped - pending - in_progress;
+    let skipped = count("skipped");
+    let pending = count("pending");
+    let in_progress = count("in_progress");
+    let failed = count("failed");
+    let finished = completed.len() as u64 + failed + skipped;
     let calls: u64 = contacts.iter().map(|c| c.attempts.len() as u64).sum();
     let completed_attempts: u64 = completed.iter().map(|c| c.attempts.len() as u64).sum();
     let first_missed: Vec<&&ContactResult> = contacts
         .iter()
-        .filter(|c| {
-            c.attempts
-                .first()
-                .is_some_and(|a| a.outcome != Outcome::Answered)
-        })
+        .filter(|c| !c.attempts.is_empty() && !reached(c, 0))
         .collect();
     let converted = first_missed
         .iter()
-        .filter(|c| c.state() == "completed")
+        .filter(|c| (1..c.attempts.len()).any(|k| reached(c, k)))
         .count() as u64;
 
     let mut per_attempt: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
@@ -151,6 +171,8 @@ pub fn metrics(contacts: &[&ContactResult]) -> Metrics {
         contacts_pending: pending,
         contacts_in_progress: in_progress,
         connection_rate: percent(completed.len() as u64, total),
+        contacts_finished: finished,
+        connection_rate_of_finished: percent(completed.len() as u64, finished),
         calls_used: calls,
         average_attempts: if completed.is_empty() {
             0.0
@@ -158,6 +180,8 @@ pub fn metrics(contacts: &[&ContactResult]) -> Metrics {
             (completed_attempts as f64 / completed.len() as f64 * 100.0).round() / 100.0
         },
         retry_conversion_rate: percent(converted, first_missed.len() as u64),
+        first_attempt_missed: first_missed.len() as u64,
+        reached_on_retry: converted,
         per_attempt: per_attempt
             .into_iter()
             .map(|(attempt, (d, a))| PerAttempt {
@@ -223,20 +247,39 @@ pub fn report(flow: &ir::Flow, contacts: &[ContactResult]) -> Report {
         let first = metrics(&per_arm[0]);
         for (a, list) in per_arm.iter().enumerate() {
             let m = metrics(list);
-            let p_value = (a > 0)
-                .then(|| {
+            let (p_value, p_value_note) = if a == 0 {
+                (
+                    None,
+                    Some("the arms are compared with this one".to_string()),
+                )
+            } else if m.contacts_finished == 0 || first.contacts_finished == 0 {
+                let which = if m.contacts_finished == 0 {
+                    flow.arms[a].name.as_str()
+                } else {
+                    flow.arms[0].name.as_str()
+                };
+                (
+                    None,
+                    Some(format!(
+                        "no test: the arm `{which}` has no finished contact yet"
+                    )),
+                )
+            } else {
+                (
                     two_proportion_p(
                         m.contacts_completed,
-                        m.total_contacts,
+                        m.contacts_finished,
                         first.contacts_completed,
-                        first.total_contacts,
-                    )
-                })
-                .flatten();
+                        first.contacts_finished,
+                    ),
+                    None,
+                )
+            };
             arms.push(ArmReport {
                 arm: flow.arms[a].name.clone(),
                 metrics: m,
                 p_value,
+                p_value_note,
             });
         }
     }
@@ -246,24 +289,44 @@ pub fn report(flow: &ir::Flow, contacts: &[ContactResult]) -> Report {
     }
 }
 
+/// A share with what it divides: `2/4  50.00%`.
+fn share(part: u64, whole: u64) -> String {
+    format!("{part}/{whole} {:>6.2}%", percent(part, whole))
+}
+
 impl Report {
-    /// The report as a table for people.
+    /// The report as a table for people: every percentage with its counts.
     pub fn table(&self) -> String {
         let m = &self.metrics;
         let mut out = String::new();
         out.push_str(&format!(
-            "contacts {}: {} completed, {} failed, {} skipped\n",
-            m.total_contacts, m.contacts_completed, m.contacts_failed, m.contacts_skipped
+            "contacts {}: {} completed, {} failed, {} skipped, {} pending, {} in progress\n",
+            m.total_contacts,
+            m.contacts_completed,
+            m.contacts_failed,
+            m.contacts_skipped,
+            m.contacts_pending,
+            m.contacts_in_progress
         ));
         out.push_str(&format!(
-            "connection rate {:.2}%   calls used {}   average attempts per completed contact {:.2}   retry conversion {:.2}%\n",
-            m.connection_rate, m.calls_used, m.average_attempts, m.retry_conversion_rate
+            "connection rate {} of all contacts, {} of finished ones\n",
+            share(m.contacts_completed, m.total_contacts),
+            share(m.contacts_completed, m.contacts_finished)
+        ));
+        out.push_str(&format!(
+            "calls used {}   average attempts per completed contact {:.2}   retry conversion {} (of the contacts the first attempt did not reach)\n",
+            m.calls_used,
+            m.average_attempts,
+            share(m.reached_on_retry, m.first_attempt_missed)
         ));
         out.push_str("\nattempt   dialled  answered  connection\n");
         for p in &m.per_attempt {
             out.push_str(&format!(
-                "{:>7} {:>9} {:>9} {:>10.2}%\n",
-                p.attempt, p.dialled, p.answered, p.connection_rate
+                "{:>7} {:>9} {:>9}  {}\n",
+                p.attempt,
+                p.dialled,
+                p.answered,
+                share(p.answered, p.dialled)
             ));
         }
         out.push_str("\noutcomes: ");
@@ -274,36 +337,39 @@ impl Report {
                 .collect::<Vec<_>>()
                 .join(", "),
         );
-        out.push_str("\nby local hour: ");
-        out.push_str(
-            &m.by_hour
-                .iter()
-                .map(|b| format!("{} {:.0}%", b.key, b.connection_rate))
+        let buckets = |list: &[Bucket]| {
+            list.iter()
+                .map(|b| {
+                    format!(
+                        "{} {}/{} {:.0}%",
+                        b.key, b.answered, b.dialled, b.connection_rate
+                    )
+                })
                 .collect::<Vec<_>>()
-                .join(", "),
-        );
-        out.push_str("\nby weekday: ");
-        out.push_str(
-            &m.by_weekday
-                .iter()
-                .map(|b| format!("{} {:.0}%", b.key, b.connection_rate))
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
+                .join(", ")
+        };
+        out.push_str("\nby local hour (answered/dialled): ");
+        out.push_str(&buckets(&m.by_hour));
+        out.push_str("\nby weekday (answered/dialled): ");
+        out.push_str(&buckets(&m.by_weekday));
         out.push('\n');
         if !self.arms.is_empty() {
             out.push_str(
-                "\narm           contacts  completed  connection  calls  p-value vs first\n",
+                "\narm          contacts  finished  completed/finished   calls  p-value vs first\n",
             );
             for a in &self.arms {
                 out.push_str(&format!(
-                    "{:<12} {:>9} {:>10} {:>10.2}% {:>6}  {}\n",
+                    "{:<12} {:>8} {:>9}  {:>17}  {:>6}  {}\n",
                     a.arm,
                     a.metrics.total_contacts,
-                    a.metrics.contacts_completed,
-                    a.metrics.connection_rate,
+                    a.metrics.contacts_finished,
+                    share(a.metrics.contacts_completed, a.metrics.contacts_finished),
                     a.metrics.calls_used,
-                    a.p_value.map_or("-".to_string(), |p| format!("{p:.4}"))
+                    match (a.p_value, &a.p_value_note) {
+                        (Some(p), _) => format!("{p:.4}"),
+                        (None, Some(note)) => format!("-  ({note})"),
+                        (None, None) => "-".to_string(),
+                    }
                 ));
             }
         }
@@ -312,17 +378,50 @@ impl Report {
 }
 
 /// Contacts with their attempt history, one CSV row each (`flowc report
-/// --format csv`): number, list line, zone, arm, state, reason, attempts,
-/// the history as `N outcome local-time` items separated by `; `, and the
-/// steps visited. `only_failed` keeps the failed contacts.
-pub fn contacts_csv(flow: &ir::Flow, contacts: &[ContactResult], only_failed: bool) -> String {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let _ = w.write_record([
-        "phone", "line", "zone", "arm", "state", "reason", "attempts", "history", "path",
-    ]);
-    for c in contacts
+/// --format csv`): the number in E.164 and as the list wrote it, list line,
+/// zone, arm, state, reason, attempts, the local time of the first and last
+/// attempt, the history as `N outcome local-time` items separated by `; `,
+/// the steps visited, then every field of the contact as imported. Cells a
+/// spreadsheet would run as a formula are escaped. `only_failed` keeps the
+/// failed contacts.
+pub fn contacts_csv(
+    flow: &ir::Flow,
+    list: &[Contact],
+    contacts: &[ContactResult],
+    only_failed: bool,
+) -> String {
+    let fields: Vec<&str> = flow
+        .contact
+        .fields
         .iter()
-        .filter(|c| !only_failed || c.state() == "failed")
+        .map(|f| f.name.as_str())
+        .collect();
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = vec![
+        "phone",
+        "written",
+        "line",
+        "zone",
+        "arm",
+        "state",
+        "reason",
+        "attempts",
+        "first_attempt_local",
+        "last_attempt_local",
+        "history",
+        "path",
+    ];
+    header.extend(fields.iter().map(|f| *f));
+    let _ = w.write_record(&header);
+    let local = |c: &ContactResult, at: chrono::DateTime<chrono::Utc>| {
+        at.with_timezone(&c.zone)
+            .format("%Y-%m-%d %H:%M")
+            .to_string()
+    };
+    for (c, contact) in contacts
+        .iter()
+        .zip(list)
+        .filter(|(c, _)| !only_failed || c.state() == "failed")
     {
         let history: Vec<String> = c
             .attempts
@@ -332,7 +431,7 @@ pub fn contacts_csv(flow: &ir::Flow, contacts: &[ContactResult], only_failed: bo
                     "{} {} {}",
                     a.number,
                     a.outcome.name(),
-                    a.started_at.with_timezone(&c.zone).format("%Y-%m-%d %H:%M")
+                    local(c, a.started_at)
                 )
             })
             .collect();
@@ -341,17 +440,88 @@ pub fn contacts_csv(flow: &ir::Flow, contacts: &[ContactResult], only_failed: bo
             .iter()
             .map(|s| flow.steps[*s].name.as_str())
             .collect();
-        let _ = w.write_record([
-            c.phone.as_str(),
-            &c.line.to_string(),
-            c.zone.name(),
-            &flow.arms[c.arm].name,
-            c.state(),
-            c.reason(),
-            &c.attempts.len().to_string(),
-            &history.join("; "),
-            &path.join(" > "),
-        ]);
+        let mut row: Vec<String> = vec![
+            c.phone.clone(),
+            contact.written.as_deref().unwrap_or(&c.phone).to_string(),
+            c.line.to_string(),
+            c.zone.name().to_string(),
+            flow.arms[c.arm].name.clone(),
+            c.state().to_string(),
+            c.reason().to_string(),
+            c.attempts.len().to_string(),
+            c.attempts
+                .first()
+                .map_or_else(String::new, |a| local(c, a.started_at)),
+            c.attempts
+                .last()
+                .map_or_else(String::new, |a| local(c, a.started_at)),
+            history.join("; "),
+            path.join(" > "),
+        ];
+        row.extend(fields.iter().map(|f| {
+            contact
+                .fields
+                .get(f)
+                .map_or_else(String::new, crate::runtime::eval::show)
+        }));
+        let _ = w.write_record(row.iter().map(|cell| spreadsheet_safe(cell).into_owned()));
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+/// The contacts that need someone (`flowc report --follow-up`): every flag,
+/// SMS and e-mail the runs raised or sent, with the contact's state and
+/// fields, one CSV row each, spreadsheet-safe.
+pub fn follow_up_csv(
+    flow: &ir::Flow,
+    list: &[Contact],
+    contacts: &[ContactResult],
+    messages: &[StoredMessage],
+) -> String {
+    let fields: Vec<&str> = flow
+        .contact
+        .fields
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = vec![
+        "kind",
+        "text",
+        "recipient",
+        "status",
+        "attempt",
+        "phone",
+        "written",
+        "line",
+        "state",
+        "reason",
+    ];
+    header.extend(fields.iter().map(|f| *f));
+    let _ = w.write_record(&header);
+    for m in messages {
+        let (Some(c), Some(contact)) = (contacts.get(m.contact), list.get(m.contact)) else {
+            continue;
+        };
+        let mut row: Vec<String> = vec![
+            m.kind.clone(),
+            m.text.clone(),
+            m.recipient.clone().unwrap_or_default(),
+            m.status.clone(),
+            m.attempt.to_string(),
+            c.phone.clone(),
+            contact.written.as_deref().unwrap_or(&c.phone).to_string(),
+            c.line.to_string(),
+            c.state().to_string(),
+            c.reason().to_string(),
+        ];
+        row.extend(fields.iter().map(|f| {
+            contact
+                .fields
+                .get(f)
+                .map_or_else(String::new, crate::runtime::eval::show)
+        }));
+        let _ = w.write_record(row.iter().map(|cell| spreadsheet_safe(cell).into_owned()));
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }

@@ -1101,13 +1101,17 @@ impl Store {
     /// Every contact with its attempts, as a report reads them. An attempt
     /// with a start and no end counts as `unknown`, and its contact as in
     /// progress.
-    pub fn results(&self, flow: &ir::Flow) -> Result<Vec<ContactResult>, StoreError> {
+    pub fn results(
+        &self,
+        flow: &ir::Flow,
+    ) -> Result<(Vec<Contact>, Vec<ContactResult>), StoreError> {
         let (contacts, history) = self.load()?;
-        Ok(contacts
+        let results = contacts
             .iter()
             .zip(history)
             .map(|(c, h)| h.result(c, flow))
-            .collect())
+            .collect();
+        Ok((contacts, results))
     }
 
     /// SQLite alone: inserts `n` attempt rows, shaped like the engine's, into
@@ -1259,7 +1263,14 @@ fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusqlite::Error>
                     recipient,
                     status,
                 } => {
-                    message.execute(params![contact as i64, attempt, kind, text, recipient, status])?;
+                    message.execute(params![
+                        contact as i64,
+                        attempt,
+                        kind,
+                        text,
+                        recipient,
+                        status
+                    ])?;
                 }
             }
         }

@@ -80,7 +80,8 @@ impl std::fmt::Display for MaxRejects {
 
 fn parse_max_rejects(text: &str) -> Result<MaxRejects, String> {
     let text = text.trim();
-    let wrong = || format!("\"{text}\" is not a limit: write a count such as 20, or a share such as 5%");
+    let wrong =
+        || format!("\"{text}\" is not a limit: write a count such as 20, or a share such as 5%");
     match text.strip_suffix('%') {
         Some(p) => p
             .trim()
@@ -360,8 +361,8 @@ pub fn opt_out_writer(path: Option<&Path>) -> impl FnMut(&str) + '_ {
 pub fn print_report(flow: &ir::Flow, results: &Results, format: ReportFormat) {
     let report = report::report(flow, &results.contacts);
     match format {
-        ReportFormat::Table => print!("{}", report.table()),
-        ReportFormat::Json => println!(
+        ReportFormat::Table => out!("{}", report.table()),
+        ReportFormat::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&report).expect("a report always serialises")
         ),

@@ -110,18 +110,18 @@ pub fn run(args: Args) -> ExitCode {
             if let Some(l) = &list {
                 doc["contacts"] = l.json();
             }
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&doc).expect("a JSON value always serialises")
             );
         }
         Format::Github => {
-            print!("{}", diagnostic::render_github(&diags, &sources, &failures));
+            out!("{}", diagnostic::render_github(&diags, &sources, &failures));
             if let Some(l) = &list {
-                print!("{}", l.github());
+                out!("{}", l.github());
             }
         }
-        Format::Sarif => println!("{}", diagnostic::render_sarif(&diags, &sources, &failures)),
+        Format::Sarif => outln!("{}", diagnostic::render_sarif(&diags, &sources, &failures)),
     }
     if !failures.is_empty() {
         return ExitCode::from(super::EXIT_USAGE);

@@ -40,7 +40,7 @@ pub fn run(args: Args) -> ExitCode {
     };
     let json = serde_json::to_string_pretty(&program).expect("the IR always serialises");
     let written = if args.output.as_os_str() == "-" {
-        println!("{json}");
+        outln!("{json}");
         Ok(())
     } else {
         std::fs::write(&args.output, json + "\n")

@@ -17,6 +17,6 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("the codes are: {}", codes.join(", "));
         return ExitCode::from(super::EXIT_USAGE);
     };
-    print!("{}", explanation(code).render());
+    out!("{}", explanation(code).render());
     ExitCode::SUCCESS
 }

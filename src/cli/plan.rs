@@ -75,8 +75,8 @@ pub fn run(args: Args) -> ExitCode {
     };
     let plan = crate::plan::plan(flow, zone, from);
     match args.format {
-        PlanFormat::Text => print!("{}", plan.render()),
-        PlanFormat::Json => println!(
+        PlanFormat::Text => out!("{}", plan.render()),
+        PlanFormat::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&plan).expect("a plan always serialises")
         ),

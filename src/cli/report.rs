@@ -18,6 +18,10 @@ pub struct Args {
     /// With `--format csv`: only the contacts that failed
     #[arg(long)]
     failed: bool,
+    /// The contacts that need someone: every flag raised, SMS and e-mail
+    /// sent, with the contact's fields, as CSV
+    #[arg(long, conflicts_with_all = ["failed"])]
+    follow_up: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -37,21 +41,36 @@ pub fn run(args: Args) -> ExitCode {
         let flow = program
             .flow
             .ok_or_else(|| crate::store::StoreError::Corrupt("the run has no flow".into()))?;
-        let results = db.results(&flow)?;
-        Ok((flow, results))
+        let (list, results) = db.results(&flow)?;
+        let messages = if args.follow_up {
+            db.messages()?
+        } else {
+            Vec::new()
+        };
+        Ok((flow, list, results, messages))
     });
-    let (flow, results) = match loaded {
+    let (flow, list, results, messages) = match loaded {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {}: {e}", args.db.display());
             return ExitCode::from(super::EXIT_USAGE);
         }
     };
+    if args.follow_up {
+        out!(
+            "{}",
+            report::follow_up_csv(&flow, &list, &results, &messages)
+        );
+        return ExitCode::SUCCESS;
+    }
     let report = report::report(&flow, &results);
     match args.format {
-        Format::Table => print!("{}", report.table()),
-        Format::Csv => print!("{}", report::contacts_csv(&flow, &results, args.failed)),
-        Format::Json => println!(
+        Format::Table => out!("{}", report.table()),
+        Format::Csv => out!(
+            "{}",
+            report::contacts_csv(&flow, &list, &results, args.failed)
+        ),
+        Format::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&report).expect("a report always serialises")
         ),

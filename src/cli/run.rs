@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::campaign::{self, usage, ReportFormat};
+use super::signals;
 use crate::dialer::script::ScriptDialer;
 use crate::dialer::{Dialer, SimDialer};
 use crate::runtime::clock::WallClock;
@@ -36,12 +37,21 @@ pub struct Args {
     /// Print how late dials started after their due instant (p50, p99, max)
     #[arg(long)]
     lateness: bool,
+    /// After Ctrl-C or SIGTERM, how long the calls under way may go on
+    /// before they are cut off (`30s`, `2m`)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_grace)]
+    grace: std::time::Duration,
 }
 
-/// Exit status when the operator paused the run (Ctrl-C): run again to resume.
-const EXIT_PAUSED: u8 = 130;
+fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
+    crate::syntax::parse_duration(text.trim())
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("\"{text}\" is not a duration: write one such as 30s or 2m"))
+}
 
 pub fn run(args: Args) -> ExitCode {
+    // From the first instant: a signal during the import pauses, too.
+    signals::install();
     let mut prepared = match campaign::prepare(
         &args.common,
         Some((&args.db, Kind::Run)),
@@ -100,7 +110,8 @@ fn drive<D: Dialer>(args: &Args, prepared: &mut campaign::Prepared, dialer: &D) 
         ProgressStyle::with_template("{bar:30} {pos}/{len} ended  {msg}")
             .expect("a valid template"),
     );
-    let (pause, paused) = tokio::sync::watch::channel(false);
+    let (pause, paused) = tokio::sync::watch::channel(signals::received());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let bar_for_progress = bar.clone();
     let engine = Engine::new(flow, &prepared.contacts, dialer, &clock, prepared.start)
         .history(history)
@@ -111,26 +122,19 @@ fn drive<D: Dialer>(args: &Args, prepared: &mut campaign::Prepared, dialer: &D) 
             bar_for_progress.set_message(summary(p, now));
         })
         .pause_on(paused)
+        .stop_on(stopped)
+        .migrating(args.common.migrate)
         .store(&mut store);
     let bar_for_signal = bar.clone();
+    let grace = args.grace;
     let results = block_on(async move {
-        // Ctrl-C pauses: no new dial, calls under way finish. A second
-        // Ctrl-C stops at once; the calls under way resume as `unknown`.
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let note =
-                    "pausing: no new dials; waiting for the calls under way (Ctrl-C again to stop now)";
-                if bar_for_signal.is_hidden() {
-                    eprintln!("{note}");
-                } else {
-                    bar_for_signal.println(note);
-                }
-                let _ = pause.send(true);
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(i32::from(EXIT_PAUSED));
-                }
+        tokio::spawn(signals::watch(pause, stop, grace, move |note| {
+            if bar_for_signal.is_hidden() {
+                eprintln!("{note}");
+            } else {
+                bar_for_signal.println(note);
             }
-        });
+        }));
         engine.run().await
     });
     bar.finish_and_clear();
@@ -160,6 +164,12 @@ fn drive<D: Dialer>(args: &Args, prepared: &mut campaign::Prepared, dialer: &D) 
     if args.lateness {
         print_lateness(&results);
     }
+    if results.cut_off > 0 {
+        eprintln!(
+            "{} call(s) under way were cut off: the store keeps them without an end, and they resume as `unknown`",
+            results.cut_off
+        );
+    }
     if args.common.format == ReportFormat::Table || results.paused_by_operator {
         eprintln!(
             "{}: the run is {state}{}",
@@ -172,7 +182,7 @@ fn drive<D: Dialer>(args: &Args, prepared: &mut campaign::Prepared, dialer: &D) 
         );
     }
     if results.paused_by_operator {
-        ExitCode::from(EXIT_PAUSED)
+        ExitCode::from(signals::exit_status())
     } else {
         ExitCode::SUCCESS
     }

@@ -102,14 +102,14 @@ pub fn run(args: Args) -> ExitCode {
     campaign::print_report(flow, &results, args.common.format);
     if args.common.format == ReportFormat::Table {
         if let (Some(at), Some(p)) = (results.paused_at, flow.pause_when) {
-            println!(
+            outln!(
                 "\nthe campaign paused at {} UTC: step `{}` was reached {} times; the pending contacts were not called",
                 at.format("%Y-%m-%d %H:%M"),
                 flow.steps[p.step].name,
                 p.times
             );
         }
-        println!(
+        outln!(
             "\nsimulated {} to {} (UTC), seed {}",
             results.start.format("%Y-%m-%d %H:%M"),
             results.finish.format("%Y-%m-%d %H:%M"),

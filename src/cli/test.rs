@@ -49,21 +49,21 @@ pub fn run(args: Args) -> ExitCode {
             let result = scenario::run_test(flow, test);
             if result.passed() {
                 passed += 1;
-                println!("test {} :: {} ... ok", path.display(), result.name);
+                outln!("test {} :: {} ... ok", path.display(), result.name);
             } else {
                 failed += 1;
-                println!("test {} :: {} ... FAILED", path.display(), result.name);
+                outln!("test {} :: {} ... FAILED", path.display(), result.name);
                 for f in &result.failures {
-                    println!("    {f}");
+                    outln!("    {f}");
                 }
-                println!("    what happened:");
+                outln!("    what happened:");
                 for line in &result.timeline {
-                    println!("      {line}");
+                    outln!("      {line}");
                 }
             }
         }
     }
-    println!("{passed} passed, {failed} failed");
+    outln!("{passed} passed, {failed} failed");
     if failed > 0 || broken {
         ExitCode::from(1)
     } else {

@@ -104,6 +104,9 @@ pub struct Results {
     pub paused_at: Option<DateTime<Utc>>,
     /// The operator paused the run (Ctrl-C), rather than the flow.
     pub paused_by_operator: bool,
+    /// Calls under way that a stop cut off: they have no end, and resume
+    /// as `unknown`.
+    pub cut_off: usize,
     /// How late each dial started after its due instant, in milliseconds
     /// (wall clock only: a virtual clock is never late).
     pub lateness_ms: Vec<f64>,
@@ -168,6 +171,9 @@ pub struct Engine<'a, C: Clock, D: Dialer> {
     on_opt_out: Option<OnOptOut<'a>>,
     on_progress: Option<OnProgress<'a>>,
     pause: Option<tokio::sync::watch::Receiver<bool>>,
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Replaying a stored history need not reach the stored steps (`--migrate`).
+    migrating: bool,
     jitter: bool,
     schedules: Schedules,
     start: DateTime<Utc>,
@@ -236,6 +242,8 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             on_opt_out: None,
             on_progress: None,
             pause: None,
+            stop: None,
+            migrating: false,
             jitter: true,
             schedules: Schedules::default(),
             start,
@@ -319,6 +327,20 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
         self
     }
 
+    /// Stops the run when the value turns true, without waiting for the
+    /// calls under way: they stay without an end (and resume as `unknown`).
+    pub fn stop_on(mut self, signal: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.stop = Some(signal);
+        self
+    }
+
+    /// The history was made by another version of the flow (`--migrate`):
+    /// its attempts are replayed without checking their steps.
+    pub fn migrating(mut self, migrating: bool) -> Self {
+        self.migrating = migrating;
+        self
+    }
+
     /// Retries wait exactly what their rule says (scenario tests).
     pub fn without_jitter(mut self) -> Self {
         self.jitter = false;
@@ -355,10 +377,26 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             }
         }
         self.flush()?;
+        if !self.migrating {
+            self.check_replay()?;
+        }
         let mut ticks: u64 = 0;
+        let mut cut_off = 0;
         loop {
             let now = self.clock.now();
             self.finish = self.finish.max(now);
+            if self.stop.as_ref().is_some_and(|s| *s.borrow()) {
+                cut_off = self.in_flight;
+                self.paused_at.get_or_insert(now);
+                self.paused_by_operator = true;
+                break;
+            }
+            // Looked at before any dial: a pause asked for before the run
+            // began (or while it was busy) places no call.
+            if self.paused_at.is_none() && self.pause.as_ref().is_some_and(|p| *p.borrow()) {
+                self.paused_at = Some(now);
+                self.paused_by_operator = true;
+            }
             while let Some(Reverse((at, _, i, event))) = self.queue.peek().copied() {
                 if at > now {
                     break;
@@ -383,14 +421,6 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                     f(&progress, now);
                 }
             }
-            // On a virtual clock nothing waits for the signal: look at it.
-            if virtual_clock
-                && self.paused_at.is_none()
-                && self.pause.as_ref().is_some_and(|p| *p.borrow())
-            {
-                self.paused_at = Some(now);
-                self.paused_by_operator = true;
-            }
             let stopping = self.paused_at.is_some();
             if self.in_flight == 0
                 && self.io.is_empty()
@@ -414,8 +444,10 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 continue;
             }
             let pause = self.pause.clone();
+            let stop = self.stop.clone();
             tokio::select! {
                 biased;
+                _ = paused(stop) => {} // The loop's top stops.
                 Some((i, io)) = self.io.next(), if !self.io.is_empty() => {
                     self.io_done(i, io, self.clock.now());
                 }
@@ -445,6 +477,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             finish: self.finish,
             paused_at: self.paused_at,
             paused_by_operator: self.paused_by_operator,
+            cut_off,
             lateness_ms: self.lateness_ms,
         })
     }
@@ -536,6 +569,42 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
         }
         self.runs[i] = Some(Box::new(run));
         Some(request)
+    }
+
+    /// Proves that the flow replays the stored run: each stored attempt of
+    /// each unfinished contact must be reached at the step it was made at.
+    fn check_replay(&mut self) -> Result<(), StoreError> {
+        for (i, h) in self.history.iter().enumerate() {
+            if h.end.is_some() || h.attempts.is_empty() {
+                continue;
+            }
+            let c = &self.list[i];
+            let mut run = Run::new(self.flow, h.arm, c, self.start, &mut self.schedules);
+            if !self.jitter {
+                run = run.without_jitter();
+            }
+            let mut request = run.start();
+            for a in &h.attempts {
+                let reached = match &request {
+                    Request::Dial { step, .. } => Some(self.flow.steps[*step].name.as_str()),
+                    _ => None,
+                };
+                if reached != Some(a.step.as_str()) {
+                    return Err(StoreError::Diverged {
+                        line: c.line,
+                        phone: c.phone.clone(),
+                        attempt: a.number,
+                        stored: a.step.clone(),
+                        replayed: reached.map_or_else(
+                            || "(no dial: the contact's run ends there)".to_string(),
+                            str::to_string,
+                        ),
+                    });
+                }
+                request = replay(&mut run, request, std::iter::once(Replayed::from(a)));
+            }
+        }
+        Ok(())
     }
 
     /// Follows a contact's requests until it waits for a dial or ends.

@@ -77,7 +77,9 @@ fn a_generated_list_with_broken_rows() {
             .iter()
             .skip(2)
             .map(|c| match c.strip_prefix('\'') {
-                Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest.to_string(),
+                Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => {
+                    rest.to_string()
+                }
                 _ => c.to_string(),
             })
             .collect();
