@@ -187,13 +187,14 @@ impl Rules<'_> {
             let value = match &f.ty {
                 Type::Phone => {
                     let n = phone::parse(text, self.region)
-                        .map_err(|e| format!("`{}` \"{text}\" {e}", f.name))?;
+                        .map_err(|e| format!("`{}` \"{}\" {e}", f.name, printable(text)))?;
                     let v = Value::Text(n.e164.clone());
                     numbers.insert(&f.name, n);
                     v
                 }
-                ty => value(ty, text)
-                    .map_err(|want| format!("`{}` \"{text}\" is not {want}", f.name))?,
+                ty => value(ty, text).map_err(|want| {
+                    format!("`{}` \"{}\" is not {want}", f.name, printable(text))
+                })?,
             };
             fields.values[at] = Some(value);
         }
@@ -222,6 +223,27 @@ impl Rules<'_> {
             zones,
             written,
         })
+    }
+}
+
+/// A value of the list as a message may show it: control characters (a
+/// terminal's escape sequences, line breaks) are written as escapes, so a
+/// hostile field cannot retitle or clear a terminal or forge a CI command.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        std::borrow::Cow::Owned(
+            text.chars()
+                .map(|c| {
+                    if c.is_control() {
+                        c.escape_default().to_string()
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect(),
+        )
+    } else {
+        std::borrow::Cow::Borrowed(text)
     }
 }
 
@@ -761,7 +783,8 @@ pub fn read_jsonl(reader: impl std::io::BufRead, rules: &Rules<'_>) -> Import {
                 serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
                     let what = if v.is_array() { "a list" } else { "an object" };
                     wrong.get_or_insert(format!(
-                        "`{k}` is {what}; write a text, a number or true/false"
+                        "`{}` is {what}; write a text, a number or true/false",
+                        printable(&k)
                     ));
                 }
             }

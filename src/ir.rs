@@ -524,6 +524,9 @@ pub struct Test {
     pub name: String,
     pub contact: BTreeMap<String, Value>,
     pub now: Option<LocalDateTime>,
+    /// The experiment arm the test puts its contact in (`arm NAME`).
+    #[serde(default)]
+    pub arm: Option<ArmId>,
     pub script: Vec<ScriptedDial>,
     pub expectations: Vec<Expectation>,
 }

@@ -21,6 +21,7 @@ impl std::fmt::Display for ZoneError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ZoneError::UnknownZone { field, value } => {
+                let value = crate::contacts::printable(value);
                 write!(f, "`{field}` holds \"{value}\", which is not a time zone")
             }
             ZoneError::Undetermined => f.write_str(

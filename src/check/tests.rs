@@ -36,6 +36,7 @@ fn check_test(
         name: t.name.node.clone(),
         contact: BTreeMap::new(),
         now: None,
+        arm: None,
         script: Vec::new(),
         expectations: Vec::new(),
     };
@@ -65,6 +66,23 @@ fn check_test(
                                 test.contact.insert(name.node.clone(), v);
                             }
                         }
+                    }
+                }
+            }
+            TestEntry::Arm(arm) => {
+                match flow.and_then(|f| f.arms.iter().position(|a| a.name == arm.node)) {
+                    Some(i) => test.arm = Some(i),
+                    None => {
+                        let names: Vec<&str> = flow
+                            .map(|f| f.arms.iter().map(|a| a.name.as_str()).collect())
+                            .unwrap_or_default();
+                        diags.push(diag::unknown_name(
+                            Code::UnknownArm,
+                            "experiment arm",
+                            &arm.node,
+                            arm.span,
+                            &names,
+                        ));
                     }
                 }
             }

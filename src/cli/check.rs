@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use crate::calendar::phone;
 use crate::check::{self, FsLoader};
 use crate::contacts;
+use crate::diagnostic::render::{escape_data, escape_property};
 use crate::diagnostic::{self, render::IoFailure, Diagnostic, Format};
 use crate::ir;
 use crate::source::SourceMap;
@@ -261,19 +262,25 @@ impl ListReport {
     fn github(&self) -> String {
         let i = &self.import;
         let mut out = String::new();
+        let file = escape_property(&self.path);
         for e in &i.errors {
-            out.push_str(&format!("::error file={},title=contacts::{e}\n", self.path));
+            out.push_str(&format!(
+                "::error file={file},title=contacts::{}\n",
+                escape_data(e)
+            ));
         }
         for r in &i.rejects {
             out.push_str(&format!(
-                "::error file={},line={},title=contacts::{}\n",
-                self.path, r.line, r.reason
+                "::error file={file},line={},title=contacts::{}\n",
+                r.line,
+                escape_data(&r.reason)
             ));
         }
         for d in &i.duplicates {
             out.push_str(&format!(
-                "::warning file={},line={},title=contacts::{} is already on line {}\n",
-                self.path, d.line, d.phone, d.first_line
+                "::warning file={file},line={},title=contacts::{}\n",
+                d.line,
+                escape_data(&format!("{} is already on line {}", d.phone, d.first_line))
             ));
         }
         out

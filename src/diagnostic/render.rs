@@ -231,13 +231,15 @@ fn count(diags: &[Diagnostic]) -> (usize, usize) {
     (errors, diags.len() - errors)
 }
 
-fn escape_data(s: &str) -> String {
+/// A workflow command's message, encoded as GitHub documents (`%`, CR, LF).
+pub fn escape_data(s: &str) -> String {
     s.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }
 
-fn escape_property(s: &str) -> String {
+/// A workflow command's property value (also `:` and `,`).
+pub fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 

@@ -112,9 +112,16 @@ pub fn run_test(flow: &ir::Flow, test: &ir::Test) -> TestResult {
     };
     let clock = VirtualClock::new(start);
     let contacts = [contact];
-    let engine = Engine::new(flow, &contacts, &dialer, &clock, start)
+    let mut engine = Engine::new(flow, &contacts, &dialer, &clock, start)
         .without_jitter()
         .pause_on(paused);
+    if let Some(arm) = test.arm {
+        // A history of no attempts that names the arm: the contact starts there.
+        engine = engine.history(vec![crate::store::History {
+            arm,
+            ..Default::default()
+        }]);
+    }
     let run = match super::simulate::block_on(engine.run()) {
         Ok(mut r) => r.contacts.remove(0),
         Err(e) => {

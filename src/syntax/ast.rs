@@ -457,6 +457,8 @@ pub enum TestEntry {
         fields: Vec<(Ident, Expr)>,
     },
     Now(Spanned<DateTime>),
+    /// `arm NAME`: the contact runs in this experiment arm, whatever its hash.
+    Arm(Ident),
     Dial {
         span: Span,
         outcome: Ident,

@@ -31,6 +31,7 @@ impl Lower {
                     }
                 }
                 Rule::test_now => TestEntry::Now(self.datetime(parts.next().expect("now"))),
+                Rule::test_arm => TestEntry::Arm(self.ident(parts.next().expect("arm"))),
                 Rule::test_dial => {
                     let outcome = self.ident(parts.next().expect("outcome"));
                     let (mut press, mut transfer, mut lasting) = (None, None, None);
