@@ -76,7 +76,9 @@ fn main() {
             .run(),
     )
     .expect("the run completes");
-    store.set_state("finished").expect("the store syncs");
+    store
+        .set_state("finished", results.finish)
+        .expect("the store syncs");
     let ran = t.elapsed();
     let attempts: usize = results.contacts.iter().map(|c| c.attempts.len()).sum();
     drop(results);

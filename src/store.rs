@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS campaign (
     ir TEXT NOT NULL,
     started_at TEXT NOT NULL,
     state TEXT NOT NULL DEFAULT 'running',   -- running, paused, finished
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    finish TEXT                       -- the campaign's last instant (its clock) when it stopped
 );
 -- Who runs the campaign now: one row while a process holds it.
 CREATE TABLE IF NOT EXISTS lock (
@@ -258,6 +259,8 @@ pub struct Campaign {
     pub finished: bool,
     /// An unfinished simulation was cleared to run again from its start.
     pub restarted: bool,
+    /// The campaign's last instant when it last stopped, on its own clock.
+    pub finish: Option<DateTime<Utc>>,
 }
 
 /// A stored contact's past: its arm, its end if it ended, its attempts with
@@ -710,7 +713,7 @@ impl Store {
                 )?;
                 tx.execute(
                     "UPDATE campaign SET flow = ?1, source_hash = ?2, ir = ?3, compiler_version = ?4, \
-                     started_at = ?5, state = 'running', updated_at = ?6 WHERE id = 1",
+                     started_at = ?5, state = 'running', updated_at = ?6, finish = NULL WHERE id = 1",
                     params![flow, program.source_hash, ir, program.compiler_version, time(started_at), now],
                 )?;
                 tx.commit()?;
@@ -751,7 +754,11 @@ impl Store {
             }
         };
         let (contacts, history) = self.load()?;
+        let finish: Option<String> =
+            self.conn
+                .query_row("SELECT finish FROM campaign WHERE id = 1", [], |r| r.get(0))?;
         Ok(Campaign {
+            finish: finish.as_deref().map(parse_time).transpose()?,
             started_at,
             contacts,
             history,
@@ -1022,11 +1029,12 @@ impl Store {
 
     /// Marks the campaign paused or finished (after a flush) and releases
     /// its lock.
-    pub fn set_state(&mut self, state: &str) -> Result<(), StoreError> {
+    pub fn set_state(&mut self, state: &str, finish: DateTime<Utc>) -> Result<(), StoreError> {
         self.sync()?;
         self.conn.execute(
-            "UPDATE campaign SET state = ?1, updated_at = ?2 WHERE id = 1",
-            params![state, time(Utc::now())],
+            "UPDATE campaign SET state = ?1, updated_at = ?2, \
+             finish = max(coalesce(finish, ?3), ?3) WHERE id = 1",
+            params![state, time(Utc::now()), time(finish)],
         )?;
         self.release();
         Ok(())

@@ -145,6 +145,9 @@ pub struct Prepared {
     pub do_not_call: HashSet<String>,
     pub start: DateTime<Utc>,
     pub store: Option<Store>,
+    /// Where the stored campaign's clock stood when it last stopped: a
+    /// report of the resumed run spans at least as far.
+    pub finish: Option<DateTime<Utc>>,
 }
 
 impl Prepared {
@@ -211,8 +214,8 @@ pub fn prepare(
     };
     let start = start(flow).map_err(usage)?;
     let mut contacts = list.import.contacts;
-    let (store, history, start) = match db {
-        None => (None, Vec::new(), start),
+    let (store, history, start, finish) = match db {
+        None => (None, Vec::new(), start, None),
         Some((path, kind)) => {
             let durability = match kind {
                 Kind::Run => Durability::BeforeEachDial,
@@ -263,7 +266,12 @@ pub fn prepare(
                 all.extend(added);
                 contacts = all;
             }
-            (Some(store), stored.history, stored.started_at)
+            (
+                Some(store),
+                stored.history,
+                stored.started_at,
+                stored.finish,
+            )
         }
     };
     if contacts.is_empty() {
@@ -280,6 +288,7 @@ pub fn prepare(
         do_not_call,
         start,
         store,
+        finish,
     })
 }
 

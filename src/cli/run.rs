@@ -147,7 +147,7 @@ fn drive<D: Dialer>(args: &Args, prepared: &mut campaign::Prepared, dialer: &D) 
     } else {
         "finished"
     };
-    if let Err(e) = store.set_state(state) {
+    if let Err(e) = store.set_state(state, results.finish) {
         return usage(format!("{}: {e}", args.db.display()));
     }
     if let Some(path) = &args.common.journal {

@@ -71,12 +71,16 @@ pub fn run(args: Args) -> ExitCode {
     let mut engine = Engine::new(flow, &prepared.contacts, &dialer, &clock, prepared.start)
         .history(history)
         .do_not_call(prepared.do_not_call.clone())
-        .on_opt_out(campaign::opt_out_writer(args.common.dnc.as_deref()));
+        .on_opt_out(campaign::opt_out_writer(args.common.dnc.as_deref()))
+        .migrating(args.common.migrate);
     if let Some(s) = store.as_mut() {
         engine = engine.store(s);
     }
     let results = match block_on(engine.run()) {
-        Ok(r) => r,
+        Ok(mut r) => {
+            r.finish = r.finish.max(prepared.finish.unwrap_or(r.finish));
+            r
+        }
         Err(e) => return usage(format!("the store: {e}")),
     };
     if let Some(s) = store.as_mut() {
@@ -85,7 +89,7 @@ pub fn run(args: Args) -> ExitCode {
         } else {
             "finished"
         };
-        if let Err(e) = s.set_state(state) {
+        if let Err(e) = s.set_state(state, results.finish) {
             return usage(format!("the store: {e}"));
         }
     }

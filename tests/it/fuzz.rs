@@ -123,18 +123,14 @@ proptest! {
         let corpus = corpus();
         let input = apply(&corpus[pick % corpus.len()], &edits);
         let c = flowc::check::check_source("fuzz.flow", &input);
-        // Every error comes with a label inside the file.
-        for d in &c.diagnostics {
-            let span = d.primary_span().expect("every diagnostic points somewhere");
-            prop_assert!(span.end as usize <= input.len());
-            prop_assert!(input.is_char_boundary(span.start as usize) && input.is_char_boundary(span.end as usize));
-        }
+        spans_inside(&c, &input)?;
         let _ = flowc::diagnostic::render_human(&c.diagnostics, &c.sources, false, 80);
     }
 
     #[test]
     fn random_text_never_panics(input in "\\PC{0,200}") {
         let c = flowc::check::check_source("fuzz.flow", &input);
+        spans_inside(&c, &input)?;
         let _ = flowc::diagnostic::render_human(&c.diagnostics, &c.sources, false, 80);
     }
 
@@ -153,6 +149,26 @@ proptest! {
         let _ = flowc::contacts::import_csv(&format!("phone,name\n{input}"), &rules);
         let _ = flowc::contacts::import_jsonl(&input, &rules);
     }
+}
+
+/// Every diagnostic points somewhere, and every label lies inside the file
+/// on character boundaries.
+fn spans_inside(c: &flowc::check::Compilation, input: &str) -> Result<(), TestCaseError> {
+    for d in &c.diagnostics {
+        prop_assert!(d.primary_span().is_some(), "{d:?} points nowhere");
+        for l in &d.labels {
+            let (start, end) = (l.span.start as usize, l.span.end as usize);
+            prop_assert!(
+                start <= end && end <= input.len(),
+                "{d:?} lies outside the file"
+            );
+            prop_assert!(
+                input.is_char_boundary(start) && input.is_char_boundary(end),
+                "{d:?} cuts a character"
+            );
+        }
+    }
+    Ok(())
 }
 
 fn list_flow() -> &'static flowc::ir::Flow {
