@@ -65,6 +65,11 @@ enum Command {
 pub const EXIT_USAGE: u8 = 2;
 
 pub fn main() -> ExitCode {
+    // `flowc run` pauses on SIGINT and SIGTERM from its first instant, even
+    // while its arguments are read.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "run") {
+        signals::install();
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => check::run(args),

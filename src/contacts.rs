@@ -339,6 +339,9 @@ pub const MAX_ROW_BYTES: usize = 64 * 1024;
 pub const MAX_ROW_LINES: usize = 100;
 /// How much of a row too long to read is kept in the rejects file.
 const KEPT_OF_LONG_ROW: usize = 200;
+/// A line with no end within this many bytes stops the reading: the file
+/// is not a contact list (a device such as /dev/zero, a binary file).
+pub const MAX_LINE_SCAN: usize = 16 * 1024 * 1024;
 
 /// Imports a CSV list held in memory (see [`read_csv`]).
 pub fn import_csv(text: &str, rules: &Rules<'_>) -> Import {
@@ -365,6 +368,14 @@ struct Lines<R> {
     reader: R,
     number: usize,
     failed: Option<std::io::Error>,
+}
+
+/// The error of a line with no end in sight.
+fn endless(line: usize) -> std::io::Error {
+    std::io::Error::other(format!(
+        "line {line} has no end within {} MiB: this is not a contact list",
+        MAX_LINE_SCAN / (1024 * 1024)
+    ))
 }
 
 impl<R: std::io::BufRead> Lines<R> {
@@ -407,6 +418,10 @@ impl<R: std::io::BufRead> Lines<R> {
             self.reader.consume(used);
             if done.is_some() {
                 break;
+            }
+            if length > MAX_LINE_SCAN {
+                self.failed = Some(endless(self.number + 1));
+                return None;
             }
         }
         self.number += 1;

@@ -1040,6 +1040,14 @@ impl Store {
         Ok(())
     }
 
+    /// SQLite's `synchronous` setting of the store's connections: 2 (FULL)
+    /// for real runs, 1 (NORMAL) for simulations.
+    pub fn synchronous(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))?)
+    }
+
     /// Gives up the campaign's lock (also done when the store is dropped).
     pub fn release(&mut self) {
         if let Some(lock) = self.lock.take() {

@@ -50,8 +50,6 @@ fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    // From the first instant: a signal during the import pauses, too.
-    signals::install();
     let mut prepared = match campaign::prepare(
         &args.common,
         Some((&args.db, Kind::Run)),

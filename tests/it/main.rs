@@ -11,6 +11,7 @@ mod run;
 mod scenarios;
 mod simulate;
 mod tidy;
+mod trust;
 mod ui;
 
 use std::path::{Path, PathBuf};

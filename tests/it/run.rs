@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-const FLOW: &str = r#"
+pub(crate) const FLOW: &str = r#"
 contact {
   phone: phone
   name: text
@@ -45,12 +45,12 @@ flow drill {
 }
 "#;
 
-struct Drill {
-    dir: PathBuf,
+pub(crate) struct Drill {
+    pub(crate) dir: PathBuf,
 }
 
 impl Drill {
-    fn new(name: &str, contacts: usize, script: &str) -> Drill {
+    pub(crate) fn new(name: &str, contacts: usize, script: &str) -> Drill {
         let dir = std::env::temp_dir().join(format!("flowc-run-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -65,11 +65,11 @@ impl Drill {
         Drill { dir }
     }
 
-    fn path(&self, name: &str) -> String {
+    pub(crate) fn path(&self, name: &str) -> String {
         self.dir.join(name).display().to_string()
     }
 
-    fn command(&self, flow: &str) -> Command {
+    pub(crate) fn command(&self, flow: &str) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_flowc"));
         c.args([
             "run",
@@ -84,12 +84,12 @@ impl Drill {
         c
     }
 
-    fn run(&self, flow: &str) -> Output {
+    pub(crate) fn run(&self, flow: &str) -> Output {
         self.command(flow).output().unwrap()
     }
 
     /// `(number, attempt)` of every call the dialer placed, in order.
-    fn dialled(&self) -> Vec<(String, u32)> {
+    pub(crate) fn dialled(&self) -> Vec<(String, u32)> {
         std::fs::read_to_string(self.dir.join("calls.log"))
             .unwrap_or_default()
             .lines()
@@ -101,7 +101,7 @@ impl Drill {
     }
 
     /// The store's attempts: (number, attempt) → outcome (None: no end).
-    fn stored(&self) -> HashMap<(String, u32), Option<String>> {
+    pub(crate) fn stored(&self) -> HashMap<(String, u32), Option<String>> {
         let out = Command::new(env!("CARGO_BIN_EXE_flowc"))
             .args(["report", "--db", &self.path("run.db"), "--format", "json"])
             .output()
