@@ -165,6 +165,9 @@ pub fn prepare(
     start: impl FnOnce(&ir::Flow) -> Result<DateTime<Utc>, String>,
     instead: &str,
 ) -> Result<Prepared, ExitCode> {
+    if let Some(journal) = &common.journal {
+        super::files::not_an_input(journal, &[&common.file, &common.contacts]).map_err(usage)?;
+    }
     let program = super::flow_program(&common.file, instead)?;
     let flow = program.flow.as_ref().expect("flow_program returns a flow");
     let list = super::check::import_list(

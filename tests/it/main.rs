@@ -12,6 +12,7 @@ mod scenarios;
 mod simulate;
 mod tidy;
 mod trust;
+mod trust_lists;
 mod ui;
 
 use std::path::{Path, PathBuf};
