@@ -411,7 +411,7 @@ pub fn contacts_csv(
         "history",
         "path",
     ];
-    header.extend(fields.iter().map(|f| *f));
+    header.extend(fields.iter().copied());
     let _ = w.write_record(&header);
     let local = |c: &ContactResult, at: chrono::DateTime<chrono::Utc>| {
         at.with_timezone(&c.zone)
@@ -497,7 +497,7 @@ pub fn follow_up_csv(
         "state",
         "reason",
     ];
-    header.extend(fields.iter().map(|f| *f));
+    header.extend(fields.iter().copied());
     let _ = w.write_record(&header);
     for m in messages {
         let (Some(c), Some(contact)) = (contacts.get(m.contact), list.get(m.contact)) else {

@@ -525,3 +525,40 @@ fn a_closed_pipe_ends_the_command_quietly() {
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+// ---------------------------------------------------------- a rerun reports the same
+
+#[test]
+fn a_finished_simulation_rerun_prints_the_same_table() {
+    let dir = std::env::temp_dir().join(format!("flowc-rerun-table-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = win_back_list(&dir, 50);
+    let table = |db: &Path| {
+        flowc()
+            .args(["simulate", "flows/win_back.flow", "--contacts"])
+            .arg(&list)
+            .arg("--db")
+            .arg(db)
+            .current_dir(crate::root())
+            .output()
+            .unwrap()
+    };
+    let first = table(&dir.join("run.db"));
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let again = table(&dir.join("run.db"));
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("has finished"),
+        "{}",
+        stderr(&again)
+    );
+    let text = String::from_utf8_lossy(&first.stdout);
+    assert!(text.contains("simulated 2026-12-07"), "{text}");
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout),
+        text,
+        "the table, span line included, is the same"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
