@@ -377,6 +377,48 @@ impl Report {
     }
 }
 
+/// A CSV export for spreadsheets: `header`, then the contact's fields by
+/// name after each row's own cells; every cell spreadsheet-safe.
+struct Export<'f> {
+    fields: Vec<&'f str>,
+    writer: csv::Writer<Vec<u8>>,
+}
+
+impl<'f> Export<'f> {
+    fn new(flow: &'f ir::Flow, header: &[&str]) -> Self {
+        let fields: Vec<&str> = flow
+            .contact
+            .fields
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        let _ = writer.write_record(header.iter().chain(&fields));
+        Export { fields, writer }
+    }
+
+    fn row(&mut self, mut cells: Vec<String>, contact: &Contact) {
+        cells.extend(self.fields.iter().map(|f| {
+            contact
+                .fields
+                .get(f)
+                .map_or_else(String::new, crate::runtime::eval::show)
+        }));
+        let _ = self
+            .writer
+            .write_record(cells.iter().map(|cell| spreadsheet_safe(cell).into_owned()));
+    }
+
+    fn finish(self) -> String {
+        String::from_utf8(self.writer.into_inner().unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+/// The number as the list wrote it.
+fn written<'c>(c: &'c ContactResult, contact: &'c Contact) -> &'c str {
+    contact.written.as_deref().unwrap_or(&c.phone)
+}
+
 /// Contacts with their attempt history, one CSV row each (`flowc report
 /// --format csv`): the number in E.164 and as the list wrote it, list line,
 /// zone, arm, state, reason, attempts, the local time of the first and last
@@ -390,29 +432,23 @@ pub fn contacts_csv(
     contacts: &[ContactResult],
     only_failed: bool,
 ) -> String {
-    let fields: Vec<&str> = flow
-        .contact
-        .fields
-        .iter()
-        .map(|f| f.name.as_str())
-        .collect();
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let mut header = vec![
-        "phone",
-        "written",
-        "line",
-        "zone",
-        "arm",
-        "state",
-        "reason",
-        "attempts",
-        "first_attempt_local",
-        "last_attempt_local",
-        "history",
-        "path",
-    ];
-    header.extend(fields.iter().copied());
-    let _ = w.write_record(&header);
+    let mut export = Export::new(
+        flow,
+        &[
+            "phone",
+            "written",
+            "line",
+            "zone",
+            "arm",
+            "state",
+            "reason",
+            "attempts",
+            "first_attempt_local",
+            "last_attempt_local",
+            "history",
+            "path",
+        ],
+    );
     let local = |c: &ContactResult, at: chrono::DateTime<chrono::Utc>| {
         at.with_timezone(&c.zone)
             .format("%Y-%m-%d %H:%M")
@@ -440,9 +476,9 @@ pub fn contacts_csv(
             .iter()
             .map(|s| flow.steps[*s].name.as_str())
             .collect();
-        let mut row: Vec<String> = vec![
+        let row = vec![
             c.phone.clone(),
-            contact.written.as_deref().unwrap_or(&c.phone).to_string(),
+            written(c, contact).to_string(),
             c.line.to_string(),
             c.zone.name().to_string(),
             flow.arms[c.arm].name.clone(),
@@ -458,15 +494,9 @@ pub fn contacts_csv(
             history.join("; "),
             path.join(" > "),
         ];
-        row.extend(fields.iter().map(|f| {
-            contact
-                .fields
-                .get(f)
-                .map_or_else(String::new, crate::runtime::eval::show)
-        }));
-        let _ = w.write_record(row.iter().map(|cell| spreadsheet_safe(cell).into_owned()));
+        export.row(row, contact);
     }
-    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+    export.finish()
 }
 
 /// The contacts that need someone (`flowc report --follow-up`): every flag,
@@ -478,50 +508,38 @@ pub fn follow_up_csv(
     contacts: &[ContactResult],
     messages: &[StoredMessage],
 ) -> String {
-    let fields: Vec<&str> = flow
-        .contact
-        .fields
-        .iter()
-        .map(|f| f.name.as_str())
-        .collect();
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let mut header = vec![
-        "kind",
-        "text",
-        "recipient",
-        "status",
-        "attempt",
-        "phone",
-        "written",
-        "line",
-        "state",
-        "reason",
-    ];
-    header.extend(fields.iter().copied());
-    let _ = w.write_record(&header);
+    let mut export = Export::new(
+        flow,
+        &[
+            "kind",
+            "text",
+            "recipient",
+            "status",
+            "attempt",
+            "phone",
+            "written",
+            "line",
+            "state",
+            "reason",
+        ],
+    );
     for m in messages {
         let (Some(c), Some(contact)) = (contacts.get(m.contact), list.get(m.contact)) else {
             continue;
         };
-        let mut row: Vec<String> = vec![
+        let row = vec![
             m.kind.clone(),
             m.text.clone(),
             m.recipient.clone().unwrap_or_default(),
             m.status.clone(),
             m.attempt.to_string(),
             c.phone.clone(),
-            contact.written.as_deref().unwrap_or(&c.phone).to_string(),
+            written(c, contact).to_string(),
             c.line.to_string(),
             c.state().to_string(),
             c.reason().to_string(),
         ];
-        row.extend(fields.iter().map(|f| {
-            contact
-                .fields
-                .get(f)
-                .map_or_else(String::new, crate::runtime::eval::show)
-        }));
-        let _ = w.write_record(row.iter().map(|cell| spreadsheet_safe(cell).into_owned()));
+        export.row(row, contact);
     }
-    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+    export.finish()
 }

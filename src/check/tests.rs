@@ -25,6 +25,28 @@ pub fn check_tests(
         .collect()
 }
 
+/// The experiment arm a test names, or a diagnostic.
+fn arm_named(
+    flow: Option<&ir::Flow>,
+    arm: &ast::Ident,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ir::ArmId> {
+    let found = flow.and_then(|f| f.arms.iter().position(|a| a.name == arm.node));
+    if found.is_none() {
+        let names: Vec<&str> = flow
+            .map(|f| f.arms.iter().map(|a| a.name.as_str()).collect())
+            .unwrap_or_default();
+        diags.push(diag::unknown_name(
+            Code::UnknownArm,
+            "experiment arm",
+            &arm.node,
+            arm.span,
+            &names,
+        ));
+    }
+    found
+}
+
 fn check_test(
     t: &ast::Test,
     schema: &SchemaInfo,
@@ -69,23 +91,7 @@ fn check_test(
                     }
                 }
             }
-            TestEntry::Arm(arm) => {
-                match flow.and_then(|f| f.arms.iter().position(|a| a.name == arm.node)) {
-                    Some(i) => test.arm = Some(i),
-                    None => {
-                        let names: Vec<&str> = flow
-                            .map(|f| f.arms.iter().map(|a| a.name.as_str()).collect())
-                            .unwrap_or_default();
-                        diags.push(diag::unknown_name(
-                            Code::UnknownArm,
-                            "experiment arm",
-                            &arm.node,
-                            arm.span,
-                            &names,
-                        ));
-                    }
-                }
-            }
+            TestEntry::Arm(arm) => test.arm = arm_named(flow, arm, diags),
             TestEntry::Now(dt) => {
                 types::check_datetime(&dt.node, diags);
                 test.now = Some(types::local_datetime(&dt.node));
@@ -201,20 +207,8 @@ fn check_test(
                 label: label.node.clone(),
             }),
             TestEntry::ExpectArm(arm) => {
-                match flow.and_then(|f| f.arms.iter().position(|a| a.name == arm.node)) {
-                    Some(i) => test.expectations.push(ir::Expectation::Arm { arm: i }),
-                    None => {
-                        let names: Vec<&str> = flow
-                            .map(|f| f.arms.iter().map(|a| a.name.as_str()).collect())
-                            .unwrap_or_default();
-                        diags.push(diag::unknown_name(
-                            Code::UnknownArm,
-                            "experiment arm",
-                            &arm.node,
-                            arm.span,
-                            &names,
-                        ));
-                    }
+                if let Some(arm) = arm_named(flow, arm, diags) {
+                    test.expectations.push(ir::Expectation::Arm { arm });
                 }
             }
             TestEntry::ExpectSkipped(_) => test.expectations.push(ir::Expectation::Skipped),
