@@ -1135,7 +1135,7 @@ impl Store {
     /// 10,000, with the store's settings. The benchmark sets it beside a
     /// campaign.
     pub fn insert_baseline(path: &Path, n: usize) -> Result<(), StoreError> {
-        create(path)?;
+        Connection::open(path)?.pragma_update(None, "page_size", 16384)?;
         let mut conn = connect(path, Durability::Batched)?;
         conn.execute_batch(
             "CREATE TABLE attempts (contact INTEGER NOT NULL, number INTEGER NOT NULL, step TEXT NOT NULL, \
