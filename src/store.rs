@@ -8,6 +8,9 @@
 //! reads the same tables, also while a run goes on; the `counters` view sums
 //! to `total` at every commit.
 
+mod file;
+mod writer;
+
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -19,6 +22,8 @@ use crate::contacts::Contact;
 use crate::ir::{self, Outcome, TransferOutcome};
 use crate::runtime::engine::ContactResult;
 use crate::runtime::interpreter::{Attempt, End, Message, MessageKind};
+use file::{connect, create, recognise, uri_path, Found, Lock};
+use writer::write_ops;
 
 /// Bumped when the tables change; a database of another version is refused.
 const SCHEMA_VERSION: i64 = 4;
@@ -377,23 +382,6 @@ pub struct Store {
     lock: Option<Lock>,
 }
 
-/// This process's hold on the campaign: a row in `lock`, renewed by a
-/// heartbeat thread until released.
-struct Lock {
-    token: String,
-    stop: std::sync::mpsc::Sender<()>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        let _ = self.stop.send(());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// The thread that writes batches while the engine goes on: SQLite's work
 /// on the second core. `sync` waits until everything sent is committed.
 struct Writer {
@@ -416,125 +404,6 @@ impl Drop for Writer {
             let _ = t.join();
         }
     }
-}
-
-/// What the header of a file at a store's path says, read from the bytes
-/// themselves before SQLite opens it (opening may change a file).
-#[derive(Debug, PartialEq, Eq)]
-enum Found {
-    /// Nothing there, or an empty file: a new store.
-    Nothing,
-    /// A flowc store of this schema.
-    Store,
-}
-
-fn recognise(path: &Path) -> Result<Found, StoreError> {
-    use std::io::Read;
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Nothing),
-        Err(e) => return Err(StoreError::Corrupt(format!("cannot open it: {e}"))),
-    };
-    if file.metadata().is_ok_and(|m| m.is_dir()) {
-        return Err(StoreError::NotAStore("it is a folder".into()));
-    }
-    let mut header = Vec::with_capacity(100);
-    file.by_ref()
-        .take(100)
-        .read_to_end(&mut header)
-        .map_err(|e| StoreError::Corrupt(format!("cannot read it: {e}")))?;
-    if header.is_empty() {
-        return Ok(Found::Nothing);
-    }
-    if header.len() < 100 || !header.starts_with(b"SQLite format 3\0") {
-        return Err(StoreError::NotAStore("it is not an SQLite database".into()));
-    }
-    let word = |at: usize| {
-        i64::from(u32::from_be_bytes([
-            header[at],
-            header[at + 1],
-            header[at + 2],
-            header[at + 3],
-        ]))
-    };
-    if word(68) != APPLICATION_ID {
-        return Err(StoreError::NotAStore(
-            "an SQLite database without flowc's mark: another program's, or a store of a flowc \
-             older than 0.2 (read or finish that one with the flowc that wrote it)"
-                .into(),
-        ));
-    }
-    let version = word(60);
-    if version != SCHEMA_VERSION {
-        return Err(StoreError::OtherVersion(format!(
-            "the database was written by another version of flowc (store version {version}, this one \
-             reads {SCHEMA_VERSION}): read or finish it with the flowc that wrote it, or use another --db"
-        )));
-    }
-    Ok(Found::Store)
-}
-
-fn connect(path: &Path, durability: Durability) -> Result<Connection, rusqlite::Error> {
-    use rusqlite::OpenFlags;
-    // Never creates: a new store is made by `Store::open` alone.
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    // Fold the WAL back into the database every 64 MiB rather than every 4.
-    conn.pragma_update(None, "wal_autocheckpoint", 4096)?;
-    // The engine only writes attempts and ends of contacts it added first;
-    // checking each reference read the contacts' pages of a large campaign
-    // from disk on every write (the references stay declared).
-    conn.pragma_update(None, "foreign_keys", false)?;
-    let synchronous = match durability {
-        Durability::BeforeEachDial => "FULL",
-        Durability::Batched => "NORMAL",
-    };
-    conn.pragma_update(None, "synchronous", synchronous)?;
-    // 64 MiB of page cache: the indexes of a large campaign stay in memory.
-    conn.pragma_update(None, "cache_size", -65536)?;
-    Ok(conn)
-}
-
-/// Makes a new, empty store at `path` (its folder too): flowc's mark and
-/// the schema version go into the header before the switch to WAL, so the
-/// file itself carries them from its first commit.
-fn create(path: &Path) -> Result<(), StoreError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Corrupt(format!("cannot create its folder {}: {e}", dir.display()))
-        })?;
-    }
-    let conn = Connection::open(path)?;
-    // Larger pages: fewer of them for a campaign's rows.
-    conn.pragma_update(None, "page_size", 16384)?;
-    conn.execute_batch(SCHEMA)?;
-    conn.pragma_update(None, "application_id", APPLICATION_ID)?;
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-    Ok(())
-}
-
-/// This machine's name, for the lock row.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "this machine".into())
-}
-
-/// Whether a process of this machine is alive (unknown: assumed alive).
-fn process_alive(pid: i64) -> bool {
-    let proc = Path::new("/proc");
-    if !proc.join("self").exists() {
-        return true;
-    }
-    proc.join(pid.to_string()).exists()
 }
 
 impl Store {
@@ -594,70 +463,14 @@ impl Store {
     }
 
     /// Takes the campaign's lock for this process, or says who holds it.
-    /// A holder on this machine whose process is gone, or one that has not
-    /// renewed the lock for a while, loses it.
     fn take_lock(&mut self) -> Result<(), StoreError> {
-        let pid = i64::from(std::process::id());
-        let host = host_name();
-        let token = format!("{pid}-{}", Utc::now().timestamp_nanos_opt().unwrap_or(0));
-        let now = Utc::now();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let held: Option<(i64, String, String)> = tx
-            .query_row(
-                "SELECT pid, host, heartbeat_at FROM lock WHERE id = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        if let Some((other, other_host, beat)) = held {
-            let seconds_ago = parse_time(&beat).map_or(i64::MAX, |b| (now - b).num_seconds());
-            let gone = other_host == host && (other == pid || !process_alive(other));
-            if !gone && seconds_ago < LOCK_STALE_SECONDS {
-                return Err(StoreError::Locked {
-                    pid: other,
-                    host: other_host,
-                    seconds_ago: seconds_ago.max(0),
-                });
-            }
-        }
-        tx.execute(
-            "INSERT OR REPLACE INTO lock (id, pid, host, token, taken_at, heartbeat_at) VALUES (1, ?1, ?2, ?3, ?4, ?4)",
-            params![pid, host, token, time(now)],
-        )?;
-        tx.commit()?;
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let conn = connect(&self.path, self.durability)?;
-        let beat_token = token.clone();
-        let thread = std::thread::Builder::new()
-            .name("store-heartbeat".into())
-            .spawn(move || {
-                let period = std::time::Duration::from_secs(HEARTBEAT_SECONDS);
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(period)
-                {
-                    let _ = conn.execute(
-                        "UPDATE lock SET heartbeat_at = ?1 WHERE id = 1 AND token = ?2",
-                        params![time(Utc::now()), beat_token],
-                    );
-                }
-                // Released: the row goes, if it is still ours.
-                let _ = conn.execute(
-                    "DELETE FROM lock WHERE id = 1 AND token = ?1",
-                    params![beat_token],
-                );
-                let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
-            })
-            .map_err(|e| corrupt(format!("cannot start the heartbeat thread: {e}")))?;
-        self.lock = Some(Lock {
-            token,
-            stop,
-            thread: Some(thread),
-        });
+        self.lock = Some(file::Lock::take(
+            &mut self.conn,
+            &self.path,
+            self.durability,
+        )?);
         Ok(())
     }
-
     /// Begins or resumes the campaign of `program`, taking its lock (a
     /// second process is refused with who holds it). A database holding
     /// another version of the flow is refused unless `migrate` is set, in
@@ -1159,142 +972,4 @@ impl Store {
         }
         Ok(())
     }
-}
-
-/// A path as an SQLite URI's path: the characters a URI gives a meaning
-/// to are escaped.
-fn uri_path(path: &Path) -> String {
-    let mut out = String::new();
-    for c in path.to_string_lossy().chars() {
-        match c {
-            '?' | '#' | '%' => out.push_str(&format!("%{:02X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// The replies of a call as stored: JSON lists, or nothing when there were none.
-fn replies(
-    keys: &[Option<String>],
-    transfers: &[TransferOutcome],
-) -> (Option<String>, Option<String>) {
-    let keys = (!keys.is_empty()).then(|| serde_json::to_string(keys).expect("keys serialise"));
-    let transfers = (!transfers.is_empty()).then(|| {
-        let names: Vec<&str> = transfers.iter().map(|t| t.name()).collect();
-        serde_json::to_string(&names).expect("names serialise")
-    });
-    (keys, transfers)
-}
-
-/// Commits a batch of writes in one transaction.
-fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusqlite::Error> {
-    let tx = conn.transaction()?;
-    {
-        let mut contact = tx.prepare_cached(
-            "INSERT INTO contacts (id, line, phone, zones, fields, arm, written) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        let mut started = tx.prepare_cached(
-            "INSERT INTO attempts (contact, number, step, started_at, caller_id, ended_at, outcome, keys, transfers) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?;
-        let mut ended = tx.prepare_cached(
-            "UPDATE attempts SET ended_at = ?3, outcome = ?4, keys = ?5, transfers = ?6 WHERE contact = ?1 AND number = ?2",
-        )?;
-        let mut contact_ended = tx.prepare_cached(
-            "INSERT INTO ends (contact, state, reason, path) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        let mut opted_out = tx.prepare_cached("UPDATE contacts SET opted_out = 1 WHERE id = ?1")?;
-        let mut message = tx.prepare_cached(
-            "INSERT INTO messages (contact, attempt, kind, text, recipient, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        for op in ops {
-            match op {
-                Op::Contact {
-                    id,
-                    line,
-                    phone,
-                    written,
-                    zones,
-                    fields,
-                    arm,
-                } => {
-                    contact.execute(params![
-                        id as i64,
-                        line as i64,
-                        phone,
-                        zones,
-                        fields,
-                        arm as i64,
-                        written.as_deref()
-                    ])?;
-                }
-                Op::Started(a, c) => {
-                    started.execute(params![
-                        c as i64,
-                        a.number,
-                        a.step,
-                        time(a.started_at),
-                        a.caller_id,
-                        a.ended_at.map(time),
-                        a.outcome.map(|o| o.name()),
-                        replies(&a.keys, &a.transfers).0,
-                        replies(&a.keys, &a.transfers).1,
-                    ])?;
-                }
-                Op::Ended {
-                    contact,
-                    number,
-                    ended_at,
-                    outcome,
-                    keys,
-                    transfers,
-                } => {
-                    let (keys, transfers) = replies(&keys, &transfers);
-                    ended.execute(params![
-                        contact as i64,
-                        number,
-                        time(ended_at),
-                        outcome.name(),
-                        keys,
-                        transfers
-                    ])?;
-                }
-                Op::ContactEnded {
-                    id,
-                    state,
-                    reason,
-                    path,
-                } => {
-                    contact_ended.execute(params![id as i64, state, reason, path])?;
-                }
-                Op::OptedOut(id) => {
-                    opted_out.execute(params![id as i64])?;
-                }
-                Op::Message {
-                    contact,
-                    attempt,
-                    kind,
-                    text,
-                    recipient,
-                    status,
-                } => {
-                    message.execute(params![
-                        contact as i64,
-                        attempt,
-                        kind,
-                        text,
-                        recipient,
-                        status
-                    ])?;
-                }
-            }
-        }
-        tx.execute(
-            "UPDATE campaign SET updated_at = ?1 WHERE id = 1",
-            params![time(Utc::now())],
-        )?;
-    }
-    tx.commit()?;
-    Ok(())
 }

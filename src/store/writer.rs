@@ -1,0 +1,133 @@
+//! The store's writes: a batch of operations committed in one transaction,
+//! on the writer thread.
+
+use rusqlite::{params, Connection};
+
+use super::{time, Op};
+use crate::ir::TransferOutcome;
+use chrono::Utc;
+
+/// The replies of a call as stored: JSON lists, or nothing when there were none.
+fn replies(
+    keys: &[Option<String>],
+    transfers: &[TransferOutcome],
+) -> (Option<String>, Option<String>) {
+    let keys = (!keys.is_empty()).then(|| serde_json::to_string(keys).expect("keys serialise"));
+    let transfers = (!transfers.is_empty()).then(|| {
+        let names: Vec<&str> = transfers.iter().map(|t| t.name()).collect();
+        serde_json::to_string(&names).expect("names serialise")
+    });
+    (keys, transfers)
+}
+
+/// Commits a batch of writes in one transaction.
+pub(super) fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction()?;
+    {
+        let mut contact = tx.prepare_cached(
+            "INSERT INTO contacts (id, line, phone, zones, fields, arm, written) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        let mut started = tx.prepare_cached(
+            "INSERT INTO attempts (contact, number, step, started_at, caller_id, ended_at, outcome, keys, transfers) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let mut ended = tx.prepare_cached(
+            "UPDATE attempts SET ended_at = ?3, outcome = ?4, keys = ?5, transfers = ?6 WHERE contact = ?1 AND number = ?2",
+        )?;
+        let mut contact_ended = tx.prepare_cached(
+            "INSERT INTO ends (contact, state, reason, path) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        let mut opted_out = tx.prepare_cached("UPDATE contacts SET opted_out = 1 WHERE id = ?1")?;
+        let mut message = tx.prepare_cached(
+            "INSERT INTO messages (contact, attempt, kind, text, recipient, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for op in ops {
+            match op {
+                Op::Contact {
+                    id,
+                    line,
+                    phone,
+                    written,
+                    zones,
+                    fields,
+                    arm,
+                } => {
+                    contact.execute(params![
+                        id as i64,
+                        line as i64,
+                        phone,
+                        zones,
+                        fields,
+                        arm as i64,
+                        written.as_deref()
+                    ])?;
+                }
+                Op::Started(a, c) => {
+                    started.execute(params![
+                        c as i64,
+                        a.number,
+                        a.step,
+                        time(a.started_at),
+                        a.caller_id,
+                        a.ended_at.map(time),
+                        a.outcome.map(|o| o.name()),
+                        replies(&a.keys, &a.transfers).0,
+                        replies(&a.keys, &a.transfers).1,
+                    ])?;
+                }
+                Op::Ended {
+                    contact,
+                    number,
+                    ended_at,
+                    outcome,
+                    keys,
+                    transfers,
+                } => {
+                    let (keys, transfers) = replies(&keys, &transfers);
+                    ended.execute(params![
+                        contact as i64,
+                        number,
+                        time(ended_at),
+                        outcome.name(),
+                        keys,
+                        transfers
+                    ])?;
+                }
+                Op::ContactEnded {
+                    id,
+                    state,
+                    reason,
+                    path,
+                } => {
+                    contact_ended.execute(params![id as i64, state, reason, path])?;
+                }
+                Op::OptedOut(id) => {
+                    opted_out.execute(params![id as i64])?;
+                }
+                Op::Message {
+                    contact,
+                    attempt,
+                    kind,
+                    text,
+                    recipient,
+                    status,
+                } => {
+                    message.execute(params![
+                        contact as i64,
+                        attempt,
+                        kind,
+                        text,
+                        recipient,
+                        status
+                    ])?;
+                }
+            }
+        }
+        tx.execute(
+            "UPDATE campaign SET updated_at = ?1 WHERE id = 1",
+            params![time(Utc::now())],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
