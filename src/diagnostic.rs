@@ -4,7 +4,7 @@
 mod explain;
 pub mod render;
 
-pub use explain::{explanation, has_explanation, Explanation};
+pub use explain::{explanation, has_explanation, reference_section, Explanation};
 pub use render::{render_github, render_human, render_json, render_sarif, Format};
 
 use serde::Serialize;

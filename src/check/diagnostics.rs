@@ -10,7 +10,19 @@ fn suggestion(name: &str, candidates: &[&str], kind: &str) -> String {
         None if candidates.is_empty() => {
             format!("no {kind} is defined; define one or remove this reference")
         }
-        None => format!("the {kind}s are: {}", list_words(&quoted(candidates))),
+        None => format!(
+            "the {} are: {}",
+            plural(kind),
+            list_words(&quoted(candidates))
+        ),
+    }
+}
+
+/// `strategy` → `strategies`, `step` → `steps`.
+fn plural(kind: &str) -> String {
+    match kind.strip_suffix('y') {
+        Some(stem) if !stem.ends_with(['a', 'e', 'o', 'u']) => format!("{stem}ies"),
+        _ => format!("{kind}s"),
     }
 }
 

@@ -109,6 +109,25 @@ pub fn explanation(code: Code) -> Explanation {
     }
 }
 
+/// The section of the language reference (`docs/language.md`) a code
+/// concerns, as its anchor.
+pub fn reference_section(code: Code) -> &'static str {
+    match code.as_str() {
+        "E0101" | "E0102" | "E0103" | "E0104" => "lexical-structure",
+        "E0105" | "E0304" | "E0217" | "E0510" => "flow-settings",
+        "E0106" | "E0208" | "E0209" | "E0210" | "E0216" => "items",
+        "E0202" | "E0503" | "E0506" | "W0505" | "W0507" => "calendar",
+        "E0203" | "E0405" | "E0501" | "W0502" | "E0504" | "E0508" => "strategy",
+        "E0204" | "E0601" | "W0602" | "E0603" | "W0604" | "E0605" => "compliance",
+        "E0205" | "E0214" | "E0215" | "E0305" | "E0306" | "E0303" => "contact",
+        "E0206" | "E0212" | "E0301" | "E0302" => "expressions",
+        "E0207" | "E0509" => "experiment",
+        "E0213" | "E0401" | "E0402" | "E0403" | "E0404" | "E0409" => "outcomes-and-routes",
+        "E0701" => "tests",
+        _ => "steps-and-actions",
+    }
+}
+
 pub fn has_explanation(code: Code) -> bool {
     TABLE
         .iter()
@@ -122,12 +141,13 @@ impl Explanation {
             super::Severity::Warning => "warning",
         };
         format!(
-            "{code} ({kind}): {title}\n\n{summary}\n\nFor example, this reports {code}:\n\n{wrong}\nFixed:\n\n{fixed}",
+            "{code} ({kind}): {title}\n\n{summary}\n\nReference: docs/language.md#{section}\n\nFor example, this reports {code}:\n\n{wrong}\nFixed:\n\n{fixed}",
             code = self.code,
             title = self.code.title(),
             summary = wrap(self.summary, 78),
             wrong = indent(self.wrong),
             fixed = indent(self.fixed),
+            section = reference_section(self.code),
         )
     }
 }

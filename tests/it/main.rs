@@ -5,6 +5,7 @@ mod bad_messages;
 mod calendar;
 mod cli;
 mod contacts;
+mod docs;
 mod flows;
 mod fuzz;
 mod run;
