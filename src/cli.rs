@@ -19,6 +19,7 @@ mod check;
 mod compile;
 mod explain;
 mod files;
+mod graph;
 mod plan;
 mod report;
 mod run;
@@ -51,6 +52,8 @@ enum Command {
     Compile(compile::Args),
     /// Print each strategy's attempt timeline and the callable windows of the coming week
     Plan(plan::Args),
+    /// Draw a flow: steps, routes, retries and ends, as Mermaid or Graphviz DOT
+    Graph(graph::Args),
     /// Run the `test` items of flows on a virtual clock with a scripted dialer
     Test(test::Args),
     /// Run a campaign on a virtual clock with the simulated dialer and print its report
@@ -76,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Explain(args) => explain::run(args),
         Command::Compile(args) => compile::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Graph(args) => graph::run(args),
         Command::Test(args) => test::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Run(args) => run::run(args),

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod contacts;
 pub mod diagnostic;
 pub mod dialer;
+pub mod graph;
 pub mod ir;
 pub mod plan;
 pub mod report;

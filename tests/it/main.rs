@@ -8,6 +8,7 @@ mod contacts;
 mod docs;
 mod flows;
 mod fuzz;
+mod graph;
 mod run;
 mod scenarios;
 mod simulate;
