@@ -19,6 +19,7 @@ mod check;
 mod compile;
 mod explain;
 mod files;
+mod fmt;
 mod graph;
 mod plan;
 mod report;
@@ -54,6 +55,8 @@ enum Command {
     Plan(plan::Args),
     /// Draw a flow: steps, routes, retries and ends, as Mermaid or Graphviz DOT
     Graph(graph::Args),
+    /// Lay flows out the canonical way (indentation, spacing, aligned routes)
+    Fmt(fmt::Args),
     /// Run the `test` items of flows on a virtual clock with a scripted dialer
     Test(test::Args),
     /// Run a campaign on a virtual clock with the simulated dialer and print its report
@@ -80,6 +83,7 @@ pub fn main() -> ExitCode {
         Command::Compile(args) => compile::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Graph(args) => graph::run(args),
+        Command::Fmt(args) => fmt::run(args),
         Command::Test(args) => test::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Run(args) => run::run(args),

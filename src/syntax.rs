@@ -2,6 +2,7 @@
 //! `syntax::lower` and `syntax::parser` see pest types.
 
 pub mod ast;
+pub mod fmt;
 mod limits;
 mod lower;
 mod parser;

@@ -7,6 +7,7 @@ mod cli;
 mod contacts;
 mod docs;
 mod flows;
+mod fmt;
 mod fuzz;
 mod graph;
 mod run;
