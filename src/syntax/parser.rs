@@ -570,18 +570,198 @@ fn syntax_error(
             .collect(),
         _ => Vec::new(),
     };
+    if let Some(diag) = item_entry_error(file, chunk, offset, pos) {
+        return diag;
+    }
+    if chunk[pos..].trim().is_empty() {
+        if let Some(open) = unclosed_brace(chunk) {
+            let span = Span::new(file, offset + open, offset + open + 1);
+            return Diagnostic::new(Code::Syntax, "this `{` is never closed")
+                .primary(span, "the block opened here has no `}`")
+                .help("add `}` where the block ends; each `{` needs its own `}`");
+        }
+    }
+    if let Some(diag) = two_word_error(file, chunk, offset, pos) {
+        return diag;
+    }
     let rest = &chunk[pos..];
     let token_len = token_length(rest);
     let span = Span::new(file, offset + pos, offset + pos + token_len);
     let found = describe_token(&rest[..token_len]);
+    let line_start = chunk[..pos].rfind('\n').map_or(0, |i| i + 1);
+    let before = chunk[line_start..pos].trim();
+    // What fits here that the grammar names with a literal, not a rule.
+    if before.starts_with("gather") {
+        words.push("`{` and a block of keys");
+    }
+    if before.contains("backoff") {
+        words.insert(0, "`up to`");
+    }
     let message = if words.is_empty() {
         format!("unexpected {found}")
     } else {
         format!("expected {}", or_list(&words))
     };
     let mut diag = Diagnostic::new(Code::Syntax, message).primary(span, format!("found {found}"));
-    diag = diag.help(syntax_help(&rest[..token_len], &words, &keywords));
+    diag = diag.help(syntax_help(&rest[..token_len], before, &words, &keywords));
     diag
+}
+
+/// The last `{` of a text that no `}` closes (strings and comments skipped).
+fn unclosed_brace(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut open: Vec<usize> = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    if bytes[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i = text[i + 2..]
+                    .find("*/")
+                    .map_or(bytes.len(), |e| i + 2 + e + 1);
+            }
+            b'{' => open.push(i),
+            b'}' => {
+                open.pop();
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    open.pop()
+}
+
+/// Phrases of two words: when the first is found and the second is not
+/// what follows it, the second word is the mistake.
+const TWO_WORDS: &[(&str, &str)] = &[
+    ("detect", "voicemail"),
+    ("min", "gap"),
+    ("min", "ring"),
+    ("quiet", "hours"),
+    ("caller", "id"),
+    ("next", "day"),
+    ("opt", "out"),
+    ("require", "consent"),
+    ("no", "holidays"),
+    ("send", "sms"),
+    ("send", "email"),
+    ("up", "to"),
+];
+
+/// `detect voicemal`: points at the misspelt second word of a phrase.
+fn two_word_error(file: FileId, chunk: &str, offset: usize, pos: usize) -> Option<Diagnostic> {
+    let rest = &chunk[pos..];
+    let first_len = token_length(rest);
+    let first = &rest[..first_len];
+    let after = &rest[first_len..];
+    let gap = after.len() - after.trim_start_matches([' ', '\t']).len();
+    let second_len = token_length(&after[gap..]);
+    let second = &after[gap..gap + second_len];
+    let wanted: Vec<&str> = TWO_WORDS
+        .iter()
+        .filter(|(a, _)| *a == first)
+        .map(|(_, b)| *b)
+        .collect();
+    if wanted.is_empty() || second.is_empty() || wanted.contains(&second) {
+        return None;
+    }
+    let start = offset + pos + first_len + gap;
+    let span = Span::new(file, start, start + second_len);
+    let phrases: Vec<String> = wanted.iter().map(|w| format!("`{first} {w}`")).collect();
+    let help = match crate::diagnostic::did_you_mean(second, wanted.iter().copied()) {
+        Some(w) => format!("did you mean `{first} {w}`?"),
+        None => format!(
+            "`{first}` begins {}",
+            or_list(&phrases.iter().map(String::as_str).collect::<Vec<_>>())
+        ),
+    };
+    Some(
+        Diagnostic::new(
+            Code::Syntax,
+            format!(
+                "expected {}",
+                or_list(&phrases.iter().map(String::as_str).collect::<Vec<_>>())
+            ),
+        )
+        .primary(span, format!("found `{second}`"))
+        .help(help),
+    )
+}
+
+/// A calendar, strategy or compliance item that fails as a whole points at
+/// its first line that is not one of its entries, with what that line
+/// should be (pest's furthest failure lies at the item's start).
+fn item_entry_error(file: FileId, chunk: &str, offset: usize, pos: usize) -> Option<Diagnostic> {
+    let head = chunk[pos..].trim_start();
+    let (entry, kind) = if head.starts_with("strategy ") {
+        (Rule::strat_entry, "strategy")
+    } else if head.starts_with("calendar ") {
+        (Rule::cal_entry, "calendar")
+    } else if head.starts_with("compliance ") {
+        (Rule::comp_entry, "compliance policy")
+    } else {
+        return None;
+    };
+    let body_start = pos + chunk[pos..].find('{')? + 1;
+    let mut at = body_start;
+    for line in chunk[body_start..].split_inclusive('\n') {
+        let code = line.split("//").next().unwrap_or("").trim();
+        let lead = line.len() - line.trim_start().len();
+        let start = at + lead;
+        at += line.len();
+        if code.is_empty() || code == "}" || code.starts_with("/*") {
+            continue;
+        }
+        let code = code.trim_end_matches([';', '}']).trim();
+        let whole = FlowParser::parse(entry, code)
+            .ok()
+            .and_then(|mut p| p.next())
+            .is_some_and(|p| p.as_str().len() == code.len());
+        if whole {
+            continue;
+        }
+        let span = Span::new(file, offset + start, offset + start + code.len());
+        let words: Vec<&str> = code.split_whitespace().collect();
+        let (message, help) = match words.as_slice() {
+            ["max", "attempts", n, "per", "day"] if kind == "strategy" => (
+                "a daily limit is not a strategy setting".to_string(),
+                format!("it belongs in the flow, written `max attempts per day {n}`"),
+            ),
+            ["max", "attempts", n, "per", d] if kind == "strategy" => (
+                "a rolling limit is not a strategy setting".to_string(),
+                format!(
+                    "it belongs in a compliance policy: `compliance limits {{ max attempts {n} per {d} }}`, named in the flow's `compliance` line"
+                ),
+            ),
+            _ => (
+                format!("this line is not a {kind} entry"),
+                match kind {
+                    "strategy" => "a strategy holds `max attempts N`, `min gap D`, `jitter P%` and `on OUTCOME retry …` or `on OUTCOME stop` lines; `flowc explain E0101` shows the syntax".to_string(),
+                    "calendar" => "a calendar holds `hours DAYS WINDOWS`, `pause [DAYS] WINDOW` and `closed DATE` lines".to_string(),
+                    _ => "a compliance policy holds `quiet hours`, `max attempts N per D`, `require consent`, `allowed DAYS WINDOWS`, `min ring D` and `no holidays \"FR\"` lines".to_string(),
+                },
+            ),
+        };
+        return Some(
+            Diagnostic::new(Code::Syntax, message)
+                .primary(span, format!("in the {kind} here"))
+                .help(help),
+        );
+    }
+    None
 }
 
 fn or_list(words: &[&str]) -> String {
@@ -616,8 +796,19 @@ fn describe_token(token: &str) -> String {
     }
 }
 
-fn syntax_help(token: &str, expected: &[&str], keywords: &[&str]) -> String {
+fn syntax_help(token: &str, before: &str, expected: &[&str], keywords: &[&str]) -> String {
     let wants = |s: &str| expected.iter().any(|w| w.contains(s));
+    if before.starts_with("gather") && token.is_empty() {
+        return format!(
+            "a gather's keys go in a block after it: `{before} {{ \"1\" -> … }}`, one `\"KEY\" -> ROUTE` line each, with `timeout ->` and `invalid ->`"
+        );
+    }
+    if before.contains("backoff") && matches!(token, "cap" | "max" | "limit" | "upto") {
+        return format!("a backoff's longest wait is written `up to`: `{before} up to …`");
+    }
+    if wants("double quotes") && !token.is_empty() && !token.starts_with('"') {
+        return format!("write it in double quotes: `{before} \"{token}\"`");
+    }
     if wants("duration") && token.chars().all(|c| c.is_ascii_digit()) && !token.is_empty() {
         return format!("a duration needs a unit: `{token}m` for minutes, `{token}s` for seconds, `{token}h` for hours");
     }

@@ -244,7 +244,7 @@ fn a_later_signal_or_the_grace_period_cuts_calls_off_and_the_store_says_paused()
 /// the first dial, nobody is dialled and the store says paused.
 #[test]
 fn a_signal_at_any_moment_before_the_first_dial_pauses() {
-    let moments = [5u64, 20, 50, 100, 250];
+    let moments = [0u64, 5, 20, 50, 100, 250];
     for (k, ms) in moments.iter().enumerate() {
         let drill = Drill::new(
             &format!("early{k}"),
@@ -252,6 +252,10 @@ fn a_signal_at_any_moment_before_the_first_dial_pauses() {
             "* answered press 1 lasting 2s\n",
         );
         let child = drill.command("drill.flow").spawn().unwrap();
+        // The command's start: the moment its handlers are in place (its
+        // first instructions), read from the kernel, so that a loaded
+        // machine's slow process start does not count.
+        wait_for_handlers(child.id());
         std::thread::sleep(Duration::from_millis(*ms));
         let before = drill.dialled().len();
         kill(child.id(), "-INT");
@@ -272,6 +276,24 @@ fn a_signal_at_any_moment_before_the_first_dial_pauses() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     std::fs::remove_dir_all(&drill.dir).ok();
+}
+
+/// Waits until the process catches SIGINT (`SigCgt` in /proc/PID/status).
+fn wait_for_handlers(pid: u32) {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .unwrap_or(0);
+        if caught & (1 << (libc::SIGINT - 1)) != 0 {
+            return;
+        }
+        assert!(Instant::now() < until, "process {pid} never caught SIGINT");
+        std::thread::sleep(Duration::from_micros(200));
+    }
 }
 
 // ---------------------------------------------------------- 4. durability
