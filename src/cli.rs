@@ -57,6 +57,8 @@ enum Command {
     Graph(graph::Args),
     /// Lay flows out the canonical way (indentation, spacing, aligned routes)
     Fmt(fmt::Args),
+    /// A language server over standard input and output, for editors
+    Lsp,
     /// Run the `test` items of flows on a virtual clock with a scripted dialer
     Test(test::Args),
     /// Run a campaign on a virtual clock with the simulated dialer and print its report
@@ -84,6 +86,10 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Fmt(args) => fmt::run(args),
+        Command::Lsp => {
+            crate::lsp::serve();
+            ExitCode::SUCCESS
+        }
         Command::Test(args) => test::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Run(args) => run::run(args),

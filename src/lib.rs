@@ -8,6 +8,7 @@ pub mod diagnostic;
 pub mod dialer;
 pub mod graph;
 pub mod ir;
+pub mod lsp;
 pub mod plan;
 pub mod report;
 pub mod runtime;

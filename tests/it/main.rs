@@ -10,6 +10,7 @@ mod flows;
 mod fmt;
 mod fuzz;
 mod graph;
+mod lsp;
 mod run;
 mod scenarios;
 mod simulate;
