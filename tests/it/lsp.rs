@@ -141,7 +141,9 @@ fn apply(text: &str, edits: &[Value]) -> String {
     out
 }
 
-const FLOW: &str = r#"contact {
+const FLOW: &str = r#"use "office.flow"
+
+contact {
   phone: phone
   name: text
 }
@@ -153,6 +155,7 @@ strategy standard {
 
 flow demo {
   timezone phone, "America/New_York"
+  calendar office
   strategy standard
   compliance tcpa
   step call {
@@ -174,6 +177,7 @@ fn an_editor_session() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("demo.flow");
     std::fs::write(&path, FLOW).unwrap();
+    std::fs::write(dir.join("office.flow"), "calendar office {\n  hours mon-fri 09:00-18:00\n}\n").unwrap();
     let uri = format!("file://{}", path.display());
     let doc = json!({"uri": uri});
 
@@ -223,6 +227,20 @@ fn an_editor_session() {
     );
     let shown = hover["contents"]["value"].as_str().unwrap();
     assert!(shown.contains("at most 3 attempt(s)") && shown.contains("busy → ≥15m later"), "{shown}");
+
+    // A calendar of a used file: its week on hover, its definition there.
+    let hover = c.request(
+        "textDocument/hover",
+        json!({"textDocument": doc, "position": at(&fixed, "calendar office", 0, 10)}),
+    );
+    let shown = hover["contents"]["value"].as_str().unwrap();
+    assert!(shown.contains("callable windows, calendar office") && shown.contains("09:00-18:00"), "{shown}");
+    let def = c.request(
+        "textDocument/definition",
+        json!({"textDocument": doc, "position": at(&fixed, "calendar office", 0, 10)}),
+    );
+    assert!(def["uri"].as_str().unwrap().ends_with("/office.flow"), "{def}");
+    assert_eq!(def["range"]["start"], json!({"line": 0, "character": 9}));
 
     // Go to definition, and find references.
     let def = c.request(
