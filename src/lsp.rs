@@ -144,7 +144,12 @@ impl Backend {
     }
 }
 
-fn lsp_diagnostic(d: &crate::diagnostic::Diagnostic, text: &str, start: usize, end: usize) -> Diagnostic {
+fn lsp_diagnostic(
+    d: &crate::diagnostic::Diagnostic,
+    text: &str,
+    start: usize,
+    end: usize,
+) -> Diagnostic {
     let mut message = d.message.clone();
     if let Some(help) = &d.help {
         message.push_str(&format!("\nhelp: {help}"));
@@ -238,7 +243,11 @@ impl LanguageServer for Backend {
             return Ok(None);
         };
         let at = offset(&text, p.position);
-        let last = self.last_good.lock().ok().and_then(|l| l.get(&path).cloned());
+        let last = self
+            .last_good
+            .lock()
+            .ok()
+            .and_then(|l| l.get(&path).cloned());
         Ok(analysis
             .hover(&path, &text, at, last.as_ref())
             .map(|value| Hover {
@@ -356,7 +365,10 @@ impl LanguageServer for Backend {
             return Ok(None);
         };
         let (_, diags) = crate::syntax::parse(crate::source::FileId(0), &text);
-        if diags.iter().any(|d| d.code == crate::diagnostic::Code::Syntax) {
+        if diags
+            .iter()
+            .any(|d| d.code == crate::diagnostic::Code::Syntax)
+        {
             return Ok(None);
         }
         let formatted = crate::syntax::fmt::format(&text);

@@ -195,8 +195,11 @@ impl Analysis {
                 let start = from + found;
                 let end = start + def.name.len();
                 from = end;
-                let boundary = |c: Option<char>| !c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-                if !boundary(text[..start].chars().next_back()) || !boundary(text[end..].chars().next()) {
+                let boundary =
+                    |c: Option<char>| !c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !boundary(text[..start].chars().next_back())
+                    || !boundary(text[end..].chars().next())
+                {
                     continue;
                 }
                 if in_string_or_comment(text, start) {
@@ -205,7 +208,9 @@ impl Analysis {
                 let as_field = text[..start].ends_with("contact.");
                 let declared = file.path == def.path && start == def.start;
                 let ok = match def.kind {
-                    Kind::Field => as_field || declared || text[end..].trim_start().starts_with(':'),
+                    Kind::Field => {
+                        as_field || declared || text[end..].trim_start().starts_with(':')
+                    }
                     _ => !as_field && !text[..start].ends_with('.'),
                 };
                 if ok {
@@ -244,7 +249,13 @@ impl Analysis {
                 .fields
                 .iter()
                 .find(|f| f.name == def.name)
-                .map(|f| format!("contact field `{}`: {}", f.name, type_name(&f.ty, f.optional))),
+                .map(|f| {
+                    format!(
+                        "contact field `{}`: {}",
+                        f.name,
+                        type_name(&f.ty, f.optional)
+                    )
+                }),
             (Kind::Strategy, Some(flow)) => plan_section(flow, &format!("strategy {} ", def.name)),
             (Kind::Calendar, Some(flow)) => {
                 plan_section(flow, &format!("callable windows, calendar {} ", def.name))
@@ -285,12 +296,56 @@ fn plan_section(flow: &ir::Flow, header: &str) -> Option<String> {
 
 /// Keywords offered at the start of a line.
 pub const KEYWORDS: &[&str] = &[
-    "use", "contact", "calendar", "strategy", "compliance", "flow", "test", "step", "experiment",
-    "dial", "say", "play", "gather", "record", "transfer", "set", "send sms", "send email",
-    "flag", "opt out", "wait", "if", "else", "goto", "retry", "end completed", "end failed",
-    "on", "hours", "pause", "closed", "max attempts", "min gap", "jitter", "quiet hours",
-    "require consent", "allowed", "min ring", "no holidays", "title", "timezone", "region",
-    "caller id", "concurrency", "rate", "start", "stop", "expect", "now", "arm",
+    "use",
+    "contact",
+    "calendar",
+    "strategy",
+    "compliance",
+    "flow",
+    "test",
+    "step",
+    "experiment",
+    "dial",
+    "say",
+    "play",
+    "gather",
+    "record",
+    "transfer",
+    "set",
+    "send sms",
+    "send email",
+    "flag",
+    "opt out",
+    "wait",
+    "if",
+    "else",
+    "goto",
+    "retry",
+    "end completed",
+    "end failed",
+    "on",
+    "hours",
+    "pause",
+    "closed",
+    "max attempts",
+    "min gap",
+    "jitter",
+    "quiet hours",
+    "require consent",
+    "allowed",
+    "min ring",
+    "no holidays",
+    "title",
+    "timezone",
+    "region",
+    "caller id",
+    "concurrency",
+    "rate",
+    "start",
+    "stop",
+    "expect",
+    "now",
+    "arm",
 ];
 
 /// What may be written at byte `at` of `text`: `(label, detail)`.
@@ -405,11 +460,17 @@ pub fn fixes(d: &Diagnostic, text: &str) -> Vec<Fix> {
         let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
         let indent: String = {
             let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-            text[line_start..].chars().take_while(|c| *c == ' ').collect()
+            text[line_start..]
+                .chars()
+                .take_while(|c| *c == ' ')
+                .collect()
         };
         let mut insert = line_end;
         let mut rest = &text[line_end..];
-        while let Some(line) = rest.strip_prefix('\n').map(|r| r.split('\n').next().unwrap_or("")) {
+        while let Some(line) = rest
+            .strip_prefix('\n')
+            .map(|r| r.split('\n').next().unwrap_or(""))
+        {
             if !line.trim_start().starts_with("on ") {
                 break;
             }

@@ -806,6 +806,19 @@ fn syntax_help(token: &str, before: &str, expected: &[&str], keywords: &[&str]) 
     if before.contains("backoff") && matches!(token, "cap" | "max" | "limit" | "upto") {
         return format!("a backoff's longest wait is written `up to`: `{before} up to …`");
     }
+    if wants("a retry such as")
+        && token.chars().next().is_some_and(|c| c.is_ascii_digit())
+        && token.ends_with(['s', 'm', 'h', 'd'])
+    {
+        return format!("a delay is written after `after`: `retry after {token}`");
+    }
+    if wants("a time of day") {
+        if let Some((h, m)) = token.split_once(':') {
+            if h.len() == 1 && h.chars().all(|c| c.is_ascii_digit()) {
+                return format!("times are written with two digits for the hour: `0{h}:{m}`");
+            }
+        }
+    }
     if wants("double quotes") && !token.is_empty() && !token.starts_with('"') {
         return format!("write it in double quotes: `{before} \"{token}\"`");
     }

@@ -177,7 +177,11 @@ fn an_editor_session() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("demo.flow");
     std::fs::write(&path, FLOW).unwrap();
-    std::fs::write(dir.join("office.flow"), "calendar office {\n  hours mon-fri 09:00-18:00\n}\n").unwrap();
+    std::fs::write(
+        dir.join("office.flow"),
+        "calendar office {\n  hours mon-fri 09:00-18:00\n}\n",
+    )
+    .unwrap();
     let uri = format!("file://{}", path.display());
     let doc = json!({"uri": uri});
 
@@ -193,7 +197,11 @@ fn an_editor_session() {
         json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": FLOW}}),
     );
     let diags = c.diagnostics(&uri);
-    eprintln!("diagnostics of a {}-line file in {:?}", FLOW.lines().count(), opened.elapsed());
+    eprintln!(
+        "diagnostics of a {}-line file in {:?}",
+        FLOW.lines().count(),
+        opened.elapsed()
+    );
     assert_eq!(diags.len(), 1, "{diags:?}");
     assert_eq!(diags[0]["code"], "E0201");
     let message = diags[0]["message"].as_str().unwrap();
@@ -220,13 +228,22 @@ fn an_editor_session() {
         "textDocument/hover",
         json!({"textDocument": doc, "position": at(&fixed, "contact.name", 0, 9)}),
     );
-    assert!(hover["contents"]["value"].as_str().unwrap().contains("`name`: text"), "{hover}");
+    assert!(
+        hover["contents"]["value"]
+            .as_str()
+            .unwrap()
+            .contains("`name`: text"),
+        "{hover}"
+    );
     let hover = c.request(
         "textDocument/hover",
         json!({"textDocument": doc, "position": at(&fixed, "strategy standard", 1, 10)}),
     );
     let shown = hover["contents"]["value"].as_str().unwrap();
-    assert!(shown.contains("at most 3 attempt(s)") && shown.contains("busy → ≥15m later"), "{shown}");
+    assert!(
+        shown.contains("at most 3 attempt(s)") && shown.contains("busy → ≥15m later"),
+        "{shown}"
+    );
 
     // A calendar of a used file: its week on hover, its definition there.
     let hover = c.request(
@@ -234,12 +251,18 @@ fn an_editor_session() {
         json!({"textDocument": doc, "position": at(&fixed, "calendar office", 0, 10)}),
     );
     let shown = hover["contents"]["value"].as_str().unwrap();
-    assert!(shown.contains("callable windows, calendar office") && shown.contains("09:00-18:00"), "{shown}");
+    assert!(
+        shown.contains("callable windows, calendar office") && shown.contains("09:00-18:00"),
+        "{shown}"
+    );
     let def = c.request(
         "textDocument/definition",
         json!({"textDocument": doc, "position": at(&fixed, "calendar office", 0, 10)}),
     );
-    assert!(def["uri"].as_str().unwrap().ends_with("/office.flow"), "{def}");
+    assert!(
+        def["uri"].as_str().unwrap().ends_with("/office.flow"),
+        "{def}"
+    );
     assert_eq!(def["range"]["start"], json!({"line": 0, "character": 9}));
 
     // Go to definition, and find references.
@@ -247,7 +270,11 @@ fn an_editor_session() {
         "textDocument/definition",
         json!({"textDocument": doc, "position": at(&fixed, "-> greeting", 0, 4)}),
     );
-    assert_eq!(def["range"]["start"], at(&fixed, "step greeting", 0, 5), "{def}");
+    assert_eq!(
+        def["range"]["start"],
+        at(&fixed, "step greeting", 0, 5),
+        "{def}"
+    );
     let refs = c.request(
         "textDocument/references",
         json!({"textDocument": doc, "position": at(&fixed, "greeting", 0, 1), "context": {"includeDeclaration": true}}),
@@ -259,9 +286,20 @@ fn an_editor_session() {
         "textDocument/completion",
         json!({"textDocument": doc, "position": at(&fixed, "contact.phone", 0, 8)}),
     );
-    let labels: Vec<&str> = fields.as_array().unwrap().iter().map(|i| i["label"].as_str().unwrap()).collect();
-    assert!(labels.contains(&"phone") && labels.contains(&"name"), "{labels:?}");
-    let with_on = fixed.replace("    on other -> end failed\n", "    on other -> end failed\n    on \n");
+    let labels: Vec<&str> = fields
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["label"].as_str().unwrap())
+        .collect();
+    assert!(
+        labels.contains(&"phone") && labels.contains(&"name"),
+        "{labels:?}"
+    );
+    let with_on = fixed.replace(
+        "    on other -> end failed\n",
+        "    on other -> end failed\n    on \n",
+    );
     c.notify(
         "textDocument/didChange",
         json!({"textDocument": {"uri": uri, "version": 3}, "contentChanges": [{"text": with_on}]}),
@@ -271,8 +309,16 @@ fn an_editor_session() {
         "textDocument/completion",
         json!({"textDocument": doc, "position": at(&with_on, "    on \n", 0, 7)}),
     );
-    let labels: Vec<&str> = outcomes.as_array().unwrap().iter().map(|i| i["label"].as_str().unwrap()).collect();
-    assert!(labels.contains(&"busy") && !labels.contains(&"answered") && !labels.contains(&"other"), "{labels:?}");
+    let labels: Vec<&str> = outcomes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["label"].as_str().unwrap())
+        .collect();
+    assert!(
+        labels.contains(&"busy") && !labels.contains(&"answered") && !labels.contains(&"other"),
+        "{labels:?}"
+    );
 
     // Rename a step: its definition and every route to it.
     c.notify(
@@ -285,7 +331,10 @@ fn an_editor_session() {
         json!({"textDocument": doc, "position": at(&fixed, "step greeting", 0, 6), "newName": "welcome"}),
     );
     let renamed = apply(&fixed, edit["changes"][&uri].as_array().unwrap());
-    assert!(renamed.contains("step welcome") && renamed.contains("-> welcome"), "{renamed}");
+    assert!(
+        renamed.contains("step welcome") && renamed.contains("-> welcome"),
+        "{renamed}"
+    );
     assert!(!renamed.contains("greeting"));
 
     // Missing routes: the quick fix adds them, and the file is clean.
@@ -315,7 +364,12 @@ fn an_editor_session() {
 
     // Symbols and formatting.
     let symbols = c.request("textDocument/documentSymbol", json!({"textDocument": doc}));
-    let names: Vec<&str> = symbols.as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = symbols
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["standard", "demo", "call", "welcome"]);
     let messy = completed.replace("    dial contact.phone", "        dial    contact.phone");
     c.notify(
@@ -336,7 +390,11 @@ fn an_editor_session() {
     let mut large = String::from("contact {\n  phone: phone\n  name: text\n}\n\nflow large {\n  timezone phone, \"UTC\"\n  compliance tcpa\n");
     let steps = 125;
     for k in 0..steps {
-        let next = if k + 1 < steps { format!("goto s{}", k + 1) } else { "end completed".into() };
+        let next = if k + 1 < steps {
+            format!("goto s{}", k + 1)
+        } else {
+            "end completed".into()
+        };
         large.push_str(&format!(
             "  step s{k} {{\n    dial contact.phone detect voicemail\n    on answered -> {{ say \"Hello {{contact.name}}\"; {next} }}\n    on voicemail -> end completed \"vm\"\n    on busy -> retry after 15m max 2\n    on other -> end failed \"no\"\n    on exhausted -> end failed \"tried\"\n  }}\n"
         ));
@@ -356,7 +414,10 @@ fn an_editor_session() {
         assert!(diags.iter().all(|d| d["severity"] != 1), "{diags:?}");
     }
     timings.sort();
-    eprintln!("diagnostics of a {lines}-line file after a change: min {:?}, median {:?}", timings[0], timings[2]);
+    eprintln!(
+        "diagnostics of a {lines}-line file after a change: min {:?}, median {:?}",
+        timings[0], timings[2]
+    );
     assert!(lines >= 1000, "{lines}");
 
     let _ = c.request("shutdown", Value::Null);
