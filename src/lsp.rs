@@ -108,6 +108,15 @@ impl Backend {
         Some((analysis, text))
     }
 
+    /// The document at a position: its path, its analysis, its text and
+    /// the position as a byte offset.
+    fn at(&self, p: &TextDocumentPositionParams) -> Option<(PathBuf, Analysis, String, usize)> {
+        let path = path_of(&p.text_document.uri)?;
+        let (analysis, text) = self.analyse(&path)?;
+        let at = offset(&text, p.position);
+        Some((path, analysis, text, at))
+    }
+
     fn text_of(&self, path: &Path) -> Option<String> {
         let documents = self.documents.lock().ok()?;
         documents
@@ -235,14 +244,10 @@ impl LanguageServer for Backend {
     }
 
     async fn hover(&self, params: HoverParams) -> Result<Option<Hover>> {
-        let p = params.text_document_position_params;
-        let Some(path) = path_of(&p.text_document.uri) else {
+        let Some((path, analysis, text, at)) = self.at(&params.text_document_position_params)
+        else {
             return Ok(None);
         };
-        let Some((analysis, text)) = self.analyse(&path) else {
-            return Ok(None);
-        };
-        let at = offset(&text, p.position);
         let last = self
             .last_good
             .lock()
@@ -263,14 +268,10 @@ impl LanguageServer for Backend {
         &self,
         params: GotoDefinitionParams,
     ) -> Result<Option<GotoDefinitionResponse>> {
-        let p = params.text_document_position_params;
-        let Some(path) = path_of(&p.text_document.uri) else {
+        let Some((path, analysis, text, at)) = self.at(&params.text_document_position_params)
+        else {
             return Ok(None);
         };
-        let Some((analysis, text)) = self.analyse(&path) else {
-            return Ok(None);
-        };
-        let at = offset(&text, p.position);
         Ok(analysis
             .definition_at(&path, &text, at)
             .and_then(|d| {
@@ -284,14 +285,9 @@ impl LanguageServer for Backend {
     }
 
     async fn references(&self, params: ReferenceParams) -> Result<Option<Vec<Location>>> {
-        let p = params.text_document_position;
-        let Some(path) = path_of(&p.text_document.uri) else {
+        let Some((path, analysis, text, at)) = self.at(&params.text_document_position) else {
             return Ok(None);
         };
-        let Some((analysis, text)) = self.analyse(&path) else {
-            return Ok(None);
-        };
-        let at = offset(&text, p.position);
         let Some(def) = analysis.definition_at(&path, &text, at) else {
             return Ok(None);
         };
@@ -382,14 +378,9 @@ impl LanguageServer for Backend {
     }
 
     async fn rename(&self, params: RenameParams) -> Result<Option<WorkspaceEdit>> {
-        let p = params.text_document_position;
-        let Some(path) = path_of(&p.text_document.uri) else {
+        let Some((path, analysis, text, at)) = self.at(&params.text_document_position) else {
             return Ok(None);
         };
-        let Some((analysis, text)) = self.analyse(&path) else {
-            return Ok(None);
-        };
-        let at = offset(&text, p.position);
         let Some(def) = analysis.definition_at(&path, &text, at) else {
             return Ok(None);
         };
