@@ -323,22 +323,20 @@ pub fn custom_policy(c: &ast::Compliance, diags: &mut Vec<Diagnostic>) -> Policy
                 info.ring_span = d.span;
             }
             ast::ComplianceEntry::NoHolidays(region) => {
-                if !holidays::REGIONS.contains(&region.node.as_str()) {
+                if !holidays::known(&region.node) {
+                    let upper = region.node.to_ascii_uppercase();
+                    let help = match crate::diagnostic::did_you_mean(
+                        &upper,
+                        holidays::regions().iter().copied(),
+                    ) {
+                        _ if holidays::known(&upper) => format!("write it in capitals: \"{upper}\""),
+                        Some(code) => format!("did you mean \"{code}\"?"),
+                        None => "write an ISO country code such as \"MA\", or a subdivision such as \"US-CA\"".to_string(),
+                    };
                     diags.push(diag::invalid_literal(
                         region.span,
                         &format!("there is no public-holiday table for \"{}\"", region.node),
-                        &format!(
-                            "the regions with a table are {}",
-                            holidays::REGIONS.join(", ")
-                        ),
-                    ));
-                } else if !region.node.chars().all(|c| c.is_ascii_uppercase())
-                    || region.node.len() != 2
-                {
-                    diags.push(diag::invalid_literal(
-                        region.span,
-                        "a region is a two-letter country code",
-                        "write it in capitals, for example \"FR\"",
+                        &help,
                     ));
                 }
                 info.ir.no_holidays.push(region.node.clone());

@@ -806,3 +806,72 @@ fn number_types_match_the_phonenumber_crate() {
     }
     assert!(checked > 3000, "only {checked} numbers");
 }
+
+/// Every public holiday of ten countries and four subdivisions over
+/// 2024-2035, as the `holidays` package's own API lists them
+/// (`scripts/oracle_holidays.py`), against the shipped table.
+#[test]
+fn holidays_match_the_holidays_package() {
+    let text = std::fs::read_to_string(crate::root().join("tests/vectors/holidays.json")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let vectors = doc["vectors"].as_array().unwrap();
+    assert_eq!(vectors.len(), 14 * 12);
+    for v in vectors {
+        let region = v["region"].as_str().unwrap();
+        let year = v["year"].as_i64().unwrap() as i32;
+        let expected: Vec<String> = v["dates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap().to_string())
+            .collect();
+        let got: Vec<String> = flowc::calendar::holidays::holidays(region, year)
+            .unwrap_or_else(|| panic!("no table for {region}"))
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert_eq!(got, expected, "{region} {year}");
+    }
+}
+
+/// `no holidays` takes any country or subdivision of the table, and a
+/// schedule under it never opens on one of its holidays; an unknown code
+/// is an error with the way to write it.
+#[test]
+fn any_country_and_subdivision_closes_its_holidays() {
+    let flow = |region: &str| {
+        format!(
+            "contact {{ phone: phone }}\ncalendar office {{\n  hours daily 09:00-17:00\n}}\ncompliance local {{\n  no holidays \"{region}\"\n}}\nflow demo {{\n  calendar office\n  timezone \"Africa/Casablanca\"\n  compliance local\n  step call {{\n    dial contact.phone\n    on other -> end failed\n  }}\n}}\n"
+        )
+    };
+    for region in ["MA", "US-CA", "DE-BY", "JP"] {
+        let c = flowc::check::check_source("h.flow", &flow(region));
+        assert!(c.diagnostics.is_empty(), "{region}: {:?}", c.diagnostics);
+    }
+    for (region, help) in [
+        ("ma", "write it in capitals: \"MA\""),
+        ("U-CA", "did you mean \"US-CA\"?"),
+    ] {
+        let c = flowc::check::check_source("h.flow", &flow(region));
+        assert_eq!(c.diagnostics.len(), 1, "{region}");
+        assert_eq!(c.diagnostics[0].help.as_deref(), Some(help));
+    }
+    // Morocco: the Throne Day (30 July) and Eid al-Adha 2026 (as the table
+    // estimates it) are closed; the next morning is callable.
+    let c = flowc::check::check_source("h.flow", &flow("MA"));
+    let program = c.program.unwrap();
+    let f = program.flow.as_ref().unwrap();
+    let policies: Vec<&ir::Policy> = f.compliance.policies.iter().collect();
+    let s = Schedule::new(Some(&f.calendars[0]), &policies);
+    let z = tz("Africa/Casablanca");
+    let days = flowc::calendar::holidays::holidays("MA", 2026).unwrap();
+    assert!(days.contains(&chrono::NaiveDate::from_ymd_opt(2026, 7, 30).unwrap()));
+    for day in days {
+        let noon = z
+            .from_local_datetime(&day.and_hms_opt(12, 0, 0).unwrap())
+            .earliest()
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert!(!s.is_callable(noon, &[z]), "{day} is a holiday");
+    }
+}
