@@ -105,6 +105,7 @@ codes! {
     ConsentWithoutField = "E0603", Error, "`require consent` without a consent field";
     NoCompliance = "W0604", Warning, "calling outside 08:00-21:00 with no compliance policy";
     RingTooShort = "E0605", Error, "a dial timeout shorter than the policy's minimum ring";
+    StateQuietHours = "W0606", Warning, "calendar hours inside a state preset's quiet hours";
     MissingField = "E0701", Error, "a test contact without a required field";
 }
 

@@ -326,3 +326,21 @@ impl Patterns {
 thread_local! {
     static PATTERNS: Patterns = Patterns::default();
 }
+
+/// The US state or Canadian province (`FL`, `QC`) of a North American
+/// number's area code, from libphonenumber's geocoding data
+/// (`data/area_codes.txt`, `scripts/gen_area_codes.py`); `None` for other
+/// countries and for area codes that name no one place (toll-free, 500, …).
+pub fn us_state(e164: &str) -> Option<&'static str> {
+    static TABLE: std::sync::OnceLock<std::collections::HashMap<&'static str, &'static str>> =
+        std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        include_str!("../../data/area_codes.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once(' '))
+            .collect()
+    });
+    let npa = e164.strip_prefix("+1")?.get(..3)?;
+    table.get(npa).copied()
+}

@@ -381,6 +381,17 @@ pub fn check_hours_against_quiet(
                     if win.end > win.start
                         && quiet_pieces(*q).iter().any(|piece| overlaps(*piece, win))
                     {
+                        if let Some(state) = &p.ir.us_state {
+                            let until = format!("{:02}:{:02}", q.start / 60, q.start % 60);
+                            diags.push(diag::state_quiet_hours(
+                                w.span,
+                                p.quiet_span,
+                                &p.ir.name,
+                                state,
+                                &until,
+                            ));
+                            continue;
+                        }
                         diags.push(diag::hours_in_quiet(
                             w.span,
                             p.quiet_span,

@@ -550,6 +550,25 @@ pub fn hours_in_quiet(span: Span, quiet: Span, policy: &str, preset: bool) -> Di
     .help("end the calendar's hours before the quiet hours begin and start them after they end")
 }
 
+pub fn state_quiet_hours(
+    span: Span,
+    quiet: Span,
+    policy: &str,
+    state: &str,
+    until: &str,
+) -> Diagnostic {
+    Diagnostic::new(
+        Code::StateQuietHours,
+        format!("the contacts of {state} get calls until {until} only"),
+    )
+    .primary(span, format!("these hours run into the quiet hours of `{policy}`"))
+    .secondary(quiet, "the state's quiet hours")
+    .note(format!(
+        "`{policy}` applies to contacts whose `state` is {state} or whose number's area code is in {state}"
+    ))
+    .help("nothing to change if that is intended; end the hours earlier to give every contact the same hours")
+}
+
 pub fn consent_without_field(span: Span, schema: Option<Span>) -> Diagnostic {
     let d = Diagnostic::new(Code::ConsentWithoutField, "`require consent` needs a `consent: bool` contact field")
         .primary(span, "consent is required here")

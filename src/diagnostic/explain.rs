@@ -91,6 +91,7 @@ const TABLE: &[Row] = &[
     entry!("E0603", "check", "E0603_consent_without_field", "`require consent` skips contacts whose `consent` field is false, so the schema needs a `consent: bool` field."),
     entry!("W0604", "check", "W0604_no_compliance", "The flow may call outside 08:00-21:00 local time and names no compliance policy. Most jurisdictions restrict calling hours; say which policy governs the campaign, or keep the hours within the day."),
     entry!("E0605", "check", "E0605_ring_too_short", "A dial's `timeout` is shorter than the minimum ring time of a policy in force (`tcpa`: 15 seconds)."),
+    entry!("W0606", "check", "W0606_state_quiet_hours", "A state preset (`florida`, `oklahoma`, `maryland`) applies to the contacts of its state only: those whose `state` field names it, or, without one, whose number's area code is in the state. Calendar hours inside its quiet hours are not an error, since other contacts may be called then; this warning says which contacts get fewer hours, so that the campaign's plan is not a surprise."),
     entry!("E0701", "check", "E0701_test_contact_missing_field", "A test's contact lacks a field that the schema requires (neither optional nor defaulted), so the test could not run."),
 ];
 
@@ -118,7 +119,7 @@ pub fn reference_section(code: Code) -> &'static str {
         "E0106" | "E0208" | "E0209" | "E0210" | "E0216" => "items",
         "E0202" | "E0503" | "E0506" | "W0505" | "W0507" => "calendar",
         "E0203" | "E0405" | "E0501" | "W0502" | "E0504" | "E0508" => "strategy",
-        "E0204" | "E0601" | "W0602" | "E0603" | "W0604" | "E0605" => "compliance",
+        "E0204" | "E0601" | "W0602" | "E0603" | "W0604" | "E0605" | "W0606" => "compliance",
         "E0205" | "E0214" | "E0215" | "E0305" | "E0306" | "E0303" => "contact",
         "E0206" | "E0212" | "E0301" | "E0302" => "expressions",
         "E0207" | "E0509" => "experiment",

@@ -205,10 +205,16 @@ impl<'f> Run<'f> {
         schedules: &mut Schedules,
     ) -> Run<'f> {
         let arm_ir = &flow.arms[arm];
-        let state = contact.fields.get("state").and_then(|v| match v {
-            Value::Text(t) => Some(t.to_ascii_uppercase()),
-            _ => None,
-        });
+        // The contact's `state` field, else the state of its number's area
+        // code (state laws presume a number of the state reaches a resident).
+        let state = contact
+            .fields
+            .get("state")
+            .and_then(|v| match v {
+                Value::Text(t) => Some(t.to_ascii_uppercase()),
+                _ => None,
+            })
+            .or_else(|| crate::calendar::phone::us_state(&contact.phone).map(str::to_string));
         // State presets apply to contacts of their state only.
         let policies: Vec<&ir::Policy> = flow
             .compliance

@@ -875,3 +875,21 @@ fn any_country_and_subdivision_closes_its_holidays() {
         assert!(!s.is_callable(noon, &[z]), "{day} is a holiday");
     }
 }
+
+/// A North American number's state or province comes from its area code;
+/// toll-free and other numbers get none.
+#[test]
+fn area_codes_give_states() {
+    use flowc::calendar::phone::us_state;
+    for (number, state) in [
+        ("+13055550100", Some("FL")),
+        ("+14055550100", Some("OK")),
+        ("+14105550100", Some("MD")),
+        ("+12125550100", Some("NY")),
+        ("+15145550100", Some("QC")),
+        ("+18005550100", None),
+        ("+33142000000", None),
+    ] {
+        assert_eq!(us_state(number), state, "{number}");
+    }
+}
