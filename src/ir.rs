@@ -279,6 +279,10 @@ pub struct Policy {
     pub min_ring_seconds: Option<u64>,
     /// Regions whose public holidays are closed (`FR`).
     pub no_holidays: Vec<String>,
+    /// Each contact's own country's (and state's) public holidays are
+    /// closed (`no holidays from contact`).
+    #[serde(default)]
+    pub holidays_from_contact: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

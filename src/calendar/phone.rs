@@ -327,6 +327,11 @@ thread_local! {
     static PATTERNS: Patterns = Patterns::default();
 }
 
+/// The country (ISO code, `MA`) of a number in E.164.
+pub fn country_of(e164: &str) -> Option<String> {
+    own_region(e164).map(|r| r.as_ref().to_string())
+}
+
 /// The US state or Canadian province (`FL`, `QC`) of a North American
 /// number's area code, from libphonenumber's geocoding data
 /// (`data/area_codes.txt`, `scripts/gen_area_codes.py`); `None` for other

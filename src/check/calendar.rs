@@ -256,6 +256,7 @@ pub fn preset_policy(preset: &Preset, span: Span) -> PolicyInfo {
             allowed,
             min_ring_seconds: preset.min_ring_seconds,
             no_holidays: preset.no_holidays.map(str::to_string).into_iter().collect(),
+            holidays_from_contact: false,
         },
         name_span: span,
         quiet_span: span,
@@ -321,6 +322,9 @@ pub fn custom_policy(c: &ast::Compliance, diags: &mut Vec<Diagnostic>) -> Policy
             ast::ComplianceEntry::MinRing(d) => {
                 info.ir.min_ring_seconds = Some(d.node);
                 info.ring_span = d.span;
+            }
+            ast::ComplianceEntry::NoHolidaysFromContact(_) => {
+                info.ir.holidays_from_contact = true;
             }
             ast::ComplianceEntry::NoHolidays(region) => {
                 if !holidays::known(&region.node) {

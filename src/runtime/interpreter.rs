@@ -125,7 +125,7 @@ pub struct Message {
 /// US state (state presets apply to their state only).
 #[derive(Default)]
 pub struct Schedules {
-    cache: HashMap<(ArmId, Option<String>), Arc<Schedule>>,
+    cache: HashMap<(ArmId, Option<String>, Vec<String>), Arc<Schedule>>,
 }
 
 impl Schedules {
@@ -136,6 +136,7 @@ impl Schedules {
         state: Option<String>,
         calendar: Option<&ir::Calendar>,
         policies: &[&ir::Policy],
+        holidays: Vec<String>,
     ) -> Arc<Schedule> {
         // Only a state some policy names makes a schedule of its own.
         let state = state.filter(|s| {
@@ -145,8 +146,18 @@ impl Schedules {
                 .any(|p| p.us_state.as_deref() == Some(s))
         });
         self.cache
-            .entry((arm, state))
-            .or_insert_with(|| Arc::new(Schedule::new(calendar, policies)))
+            .entry((arm, state, holidays.clone()))
+            .or_insert_with(|| {
+                // The contact's own holidays, as one more policy.
+                let own = ir::Policy {
+                    name: "holidays from contact".into(),
+                    no_holidays: holidays,
+                    ..Default::default()
+                };
+                let mut all = policies.to_vec();
+                all.push(&own);
+                Arc::new(Schedule::new(calendar, &all))
+            })
             .clone()
     }
 }
@@ -241,7 +252,21 @@ impl<'f> Run<'f> {
             .stop
             .as_ref()
             .and_then(|s| local_instant(s, flow_zone(flow)));
-        let schedule = schedules.get(flow, arm, state, calendar, &policies);
+        // `no holidays from contact`: the number's country, and its state or
+        // province where known (`US-CA`).
+        let holidays = if policies.iter().any(|p| p.holidays_from_contact) {
+            let country = crate::calendar::phone::country_of(&contact.phone);
+            let mut regions: Vec<String> = Vec::new();
+            if let Some(c) = country.filter(|c| crate::calendar::holidays::known(c)) {
+                let sub = state.as_ref().map(|s| format!("{c}-{s}"));
+                regions.push(c);
+                regions.extend(sub.filter(|s| crate::calendar::holidays::known(s)));
+            }
+            regions
+        } else {
+            Vec::new()
+        };
+        let schedule = schedules.get(flow, arm, state, calendar, &policies, holidays);
         Run {
             flow,
             arm,

@@ -158,6 +158,8 @@ pub enum ComplianceEntry {
     },
     MinRing(Spanned<u64>),
     NoHolidays(Spanned<String>),
+    /// `no holidays from contact`: each contact's country (and state).
+    NoHolidaysFromContact(Span),
 }
 
 #[derive(Clone, Debug)]

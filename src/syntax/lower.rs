@@ -299,7 +299,14 @@ impl Lower {
                 Rule::min_ring => {
                     ComplianceEntry::MinRing(self.duration(parts.next().expect("ring")))
                 }
-                _ => ComplianceEntry::NoHolidays(self.plain_string(parts.next().expect("region"))),
+                _ => {
+                    let what = parts.next().expect("region");
+                    if what.as_rule() == Rule::holidays_from {
+                        ComplianceEntry::NoHolidaysFromContact(self.span(&what))
+                    } else {
+                        ComplianceEntry::NoHolidays(self.plain_string(what))
+                    }
+                }
             });
         }
         Compliance { name, entries }
