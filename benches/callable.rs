@@ -29,6 +29,7 @@ fn main() {
         name: "us_business".into(),
         weekly,
         closed,
+        open: Vec::new(),
     };
     let tcpa = ir::Policy {
         name: "tcpa".into(),

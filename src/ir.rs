@@ -204,6 +204,9 @@ pub struct Calendar {
     /// When dialling may start: `hours` minus `pause`.
     pub weekly: Week,
     pub closed: Vec<Closed>,
+    /// Dates whose public holidays do not close the calendar (`open`).
+    #[serde(default)]
+    pub open: Vec<NaiveDate>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -80,7 +80,12 @@ impl Schedule {
             }
             for region in &p.no_holidays {
                 for year in HOLIDAY_YEARS {
-                    for date in holidays::holidays(region, year).unwrap_or_default() {
+                    let open = calendar.map(|c| c.open.as_slice()).unwrap_or_default();
+                    for date in holidays::holidays(region, year)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|d| !open.contains(d))
+                    {
                         close(
                             date,
                             Window {

@@ -166,6 +166,7 @@ pub fn build_calendar(cal: &ast::Calendar, diags: &mut Vec<Diagnostic>) -> ir::C
                     pauses.push((days.node, win));
                 }
             }
+            ast::CalendarEntry::Open { .. } => {}
             ast::CalendarEntry::Closed {
                 dates,
                 window: w,
@@ -210,10 +211,19 @@ pub fn build_calendar(cal: &ast::Calendar, diags: &mut Vec<Diagnostic>) -> ir::C
         };
         diags.push(diag::no_callable_time(cal.name.span, &what));
     }
+    let open = cal
+        .entries
+        .iter()
+        .flat_map(|e| match e {
+            ast::CalendarEntry::Open { dates, .. } => dates.iter().map(|d| d.node).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
     ir::Calendar {
         name: cal.name.node.clone(),
         weekly,
         closed,
+        open,
     }
 }
 

@@ -89,6 +89,12 @@ pub enum CalendarEntry {
         window: Option<Window>,
         label: Option<String>,
     },
+    /// `open DATE…`: a public holiday the calendar works anyway (an
+    /// estimated lunar date that was announced otherwise).
+    Open {
+        span: Span,
+        dates: Vec<Spanned<chrono::NaiveDate>>,
+    },
 }
 
 #[derive(Clone, Debug)]

@@ -149,6 +149,13 @@ impl Lower {
                         windows,
                     });
                 }
+                Rule::open_line => {
+                    let dates = parts
+                        .filter(|p| p.as_rule() == Rule::date)
+                        .map(|p| self.date(p))
+                        .collect();
+                    entries.push(CalendarEntry::Open { span, dates });
+                }
                 Rule::pause_line => {
                     let days = if parts.peek().map(|p| p.as_rule()) == Some(Rule::days) {
                         self.days(parts.next().expect("peeked"))

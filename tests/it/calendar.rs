@@ -47,6 +47,7 @@ fn calendar(weekly: ir::Week, closed: Vec<ir::Closed>) -> ir::Calendar {
         name: "test".into(),
         weekly,
         closed,
+        open: Vec::new(),
     }
 }
 
