@@ -37,6 +37,13 @@ fn main() {
         ..Default::default()
     };
     let schedule = Schedule::new(Some(&calendar), &[&tcpa]);
+    // The same under the US public holidays (`no holidays "US"`).
+    let us_holidays = ir::Policy {
+        name: "holidays".into(),
+        no_holidays: vec!["US".into()],
+        ..Default::default()
+    };
+    let with_holidays = Schedule::new(Some(&calendar), &[&tcpa, &us_holidays]);
 
     // Query instants spread over two years, every 7 minutes and 13 seconds.
     let start: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
@@ -44,11 +51,21 @@ fn main() {
         .map(|i| start + Duration::seconds(i * 433))
         .collect();
 
-    for (label, zones) in [
-        ("one zone (America/New_York)", vec![Tz::America__New_York]),
+    for (label, zones, schedule) in [
+        (
+            "one zone (America/New_York)",
+            vec![Tz::America__New_York],
+            &schedule,
+        ),
         (
             "two zones (America/Denver + America/North_Dakota/Center)",
             vec![Tz::America__Denver, Tz::America__North_Dakota__Center],
+            &schedule,
+        ),
+        (
+            "one zone, and the US public holidays",
+            vec![Tz::America__New_York],
+            &with_holidays,
         ),
     ] {
         let mut best = f64::MAX;

@@ -894,3 +894,34 @@ fn area_codes_give_states() {
         assert_eq!(us_state(number), state, "{number}");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Under `no holidays` of a contact's country, the next callable instant
+    /// never falls on one of its holidays (local date), over ten countries
+    /// and 2026-2030.
+    #[test]
+    fn no_dial_on_a_holiday_of_the_country(
+        pick in 0usize..10,
+        minutes in 0i64..(5 * 365 * 24 * 60),
+    ) {
+        let (region, zone) = [
+            ("FR", "Europe/Paris"), ("MA", "Africa/Casablanca"), ("US", "America/New_York"),
+            ("GB", "Europe/London"), ("DE", "Europe/Berlin"), ("ES", "Europe/Madrid"),
+            ("CA", "America/Toronto"), ("BR", "America/Sao_Paulo"), ("IN", "Asia/Kolkata"),
+            ("JP", "Asia/Tokyo"),
+        ][pick];
+        let z = tz(zone);
+        let weekly: ir::Week = std::array::from_fn(|_| vec![Window { start: 9 * 60, end: 17 * 60 }]);
+        let policy = ir::Policy { name: "h".into(), no_holidays: vec![region.into()], ..Default::default() };
+        let s = Schedule::new(Some(&calendar(weekly, vec![])), &[&policy]);
+        let from = utc("2026-01-01T00:00:00Z") + Duration::minutes(minutes);
+        let next = s.next_callable(from, &[z]).expect("a weekday window is always near");
+        let date = next.with_timezone(&z).date_naive();
+        let days = flowc::calendar::holidays::holidays(region, chrono::Datelike::year(&date)).unwrap();
+        prop_assert!(!days.contains(&date), "{region}: {next} is on the holiday {date}");
+        // And nothing callable before it: the day before `next`, if a holiday, was skipped.
+        prop_assert!(next >= from);
+    }
+}
