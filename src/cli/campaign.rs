@@ -382,13 +382,14 @@ pub fn print_report(flow: &ir::Flow, results: &Results, format: ReportFormat) {
 }
 
 /// One JSON line per attempt; a contact's last line carries its path and end.
-pub fn write_journal(
-    path: &Path,
-    inputs: &[&Path],
-    flow: &ir::Flow,
-    results: &Results,
-) -> Result<(), String> {
-    super::files::write_with(path, inputs, |out| journal_lines(out, flow, results))
+/// Writes the journal when `--journal` asks for one, never over an input.
+pub fn write_journal(common: &Common, flow: &ir::Flow, results: &Results) -> Result<(), String> {
+    let Some(path) = &common.journal else {
+        return Ok(());
+    };
+    super::files::write_with(path, &[&common.file, &common.contacts], |out| {
+        journal_lines(out, flow, results)
+    })
 }
 
 fn journal_lines(out: &mut impl Write, flow: &ir::Flow, results: &Results) -> std::io::Result<()> {

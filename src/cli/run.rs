@@ -148,15 +148,8 @@ fn drive<D: Dialer>(args: &Args, prepared: &mut campaign::Prepared, dialer: &D) 
     if let Err(e) = store.set_state(state, results.finish) {
         return usage(format!("{}: {e}", args.db.display()));
     }
-    if let Some(path) = &args.common.journal {
-        if let Err(e) = campaign::write_journal(
-            path,
-            &[&args.common.file, &args.common.contacts],
-            flow,
-            &results,
-        ) {
-            return usage(e);
-        }
+    if let Err(e) = campaign::write_journal(&args.common, flow, &results) {
+        return usage(e);
     }
     campaign::print_report(flow, &results, args.common.format);
     if args.lateness {

@@ -93,15 +93,8 @@ pub fn run(args: Args) -> ExitCode {
             return usage(format!("the store: {e}"));
         }
     }
-    if let Some(path) = &args.common.journal {
-        if let Err(e) = campaign::write_journal(
-            path,
-            &[&args.common.file, &args.common.contacts],
-            flow,
-            &results,
-        ) {
-            return usage(e);
-        }
+    if let Err(e) = campaign::write_journal(&args.common, flow, &results) {
+        return usage(e);
     }
     campaign::print_report(flow, &results, args.common.format);
     if args.common.format == ReportFormat::Table {

@@ -251,9 +251,7 @@ fn tidy(code: &str) -> String {
         }
         i += 1;
     }
-    let trimmed = out.trim();
-    // A line that is only `}` keeps no space before it.
-    trimmed.replace("  ", " ")
+    out.trim().to_string()
 }
 
 /// Where a line's route arrow (` -> `) stands, in bytes, for alignment.
