@@ -10,7 +10,57 @@ use chrono_tz::Tz;
 use flowc::calendar::Schedule;
 use flowc::ir::{self, Window};
 
+/// The first use of the public holiday table parses it; and a calendar file
+/// of 1,000 events, a tenth of them yearly, read and expanded.
+fn loading() {
+    let t = Instant::now();
+    let known = flowc::calendar::holidays::known("MA");
+    let table = t.elapsed();
+    assert!(known);
+    println!(
+        "holiday table: {} regions, {} KB, parsed on first use in {:.2} ms",
+        flowc::calendar::holidays::regions().len(),
+        include_str!("../data/holidays.txt").len() / 1000,
+        table.as_secs_f64() * 1e3
+    );
+    let mut ics = String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nX-WR-TIMEZONE:Europe/Paris\r\n");
+    for i in 0..1000u32 {
+        let day =
+            NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Days::new(u64::from(i % 365));
+        ics.push_str("BEGIN:VEVENT\r\n");
+        if i % 10 == 0 {
+            ics.push_str(&format!(
+                "DTSTART;VALUE=DATE:{}\r\nRRULE:FREQ=YEARLY\r\n",
+                day.format("%Y%m%d")
+            ));
+        } else {
+            ics.push_str(&format!(
+                "DTSTART:{}T09{:02}00Z\r\nDURATION:PT2H\r\n",
+                day.format("%Y%m%d"),
+                i % 60
+            ));
+        }
+        ics.push_str(&format!("SUMMARY:Closure {i}\r\nEND:VEVENT\r\n"));
+    }
+    ics.push_str("END:VCALENDAR\r\n");
+    let mut best = f64::MAX;
+    let mut closures = 0;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let read = flowc::calendar::ics::read(&ics);
+        assert!(read.problems.is_empty(), "{:?}", read.problems.first());
+        best = best.min(t.elapsed().as_secs_f64());
+        closures = read.closures.len();
+    }
+    println!(
+        "calendar file: 1,000 events ({} KB) read into {closures} closures in {:.2} ms (best of 5)",
+        ics.len() / 1000,
+        best * 1e3
+    );
+}
+
 fn main() {
+    loading();
     let w = |s: u16, e: u16| Window { start: s, end: e };
     let mut weekly: ir::Week = Default::default();
     for day in weekly.iter_mut().take(5) {

@@ -4,6 +4,7 @@
 //! its attempt limits. The campaign engine asks; this module answers.
 
 pub mod holidays;
+pub mod ics;
 pub mod limits;
 pub mod phone;
 pub mod retry;

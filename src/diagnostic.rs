@@ -73,6 +73,8 @@ codes! {
     MissingSchema = "E0215", Error, "a flow without a contact schema or phone field";
     UsePath = "E0216", Error, "a `use` path that is not a relative path to a .flow file";
     NoZone = "E0217", Error, "a flow that gives its contacts no time zone";
+    CalendarFile = "E0218", Error, "a calendar file that cannot be read";
+    CalendarFileEvent = "W0219", Warning, "an event of a calendar file that closes nothing, or less than it seems";
     TypeMismatch = "E0301", Error, "a value of the wrong type";
     ConditionNotBool = "E0302", Error, "a condition that is not true or false";
     OptionalNotUnwrapped = "E0303", Error, "an optional field used without a default";

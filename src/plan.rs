@@ -21,6 +21,11 @@ pub struct Plan {
     pub strategies: Vec<StrategyPlan>,
     pub calendars: Vec<CalendarPlan>,
     pub quiet_hours: Vec<Quiet>,
+    /// Whether a policy closes each contact's own public holidays.
+    pub holidays_from_contact: bool,
+    /// For `no holidays from contact`: the contact's country (and state)
+    /// whose public holidays the week shows, or none when not given.
+    pub contact_region: Option<String>,
 }
 
 #[derive(Serialize, Debug)]
@@ -207,7 +212,12 @@ fn strategy_plan(s: Option<&ir::Strategy>, arms: Vec<String>) -> StrategyPlan {
     }
 }
 
-fn closures(cal: Option<&ir::Calendar>, policies: &[&ir::Policy], date: NaiveDate) -> Vec<Closure> {
+fn closures(
+    cal: Option<&ir::Calendar>,
+    policies: &[&ir::Policy],
+    contact: &ir::Policy,
+    date: NaiveDate,
+) -> Vec<Closure> {
     let mut out: Vec<Closure> = cal
         .map(|c| c.closed.as_slice())
         .unwrap_or_default()
@@ -225,11 +235,18 @@ fn closures(cal: Option<&ir::Calendar>, policies: &[&ir::Policy], date: NaiveDat
             }
         })
         .collect();
-    for p in policies {
+    // A date the calendar opens (`open DATE`) is worked despite a holiday.
+    if cal.is_some_and(|c| c.open.contains(&date)) {
+        return out;
+    }
+    for p in policies.iter().copied().chain([contact]) {
+        let on = |r: &str| p.no_holidays.iter().any(|x| x == r) && holidays::is_holiday(r, date);
+        // A subdivision's table holds its country's holidays too: a national
+        // holiday is shown once, under the country.
         for region in p
             .no_holidays
             .iter()
-            .filter(|r| holidays::is_holiday(r, date))
+            .filter(|r| on(r) && r.split_once('-').is_none_or(|(country, _)| !on(country)))
         {
             out.push(Closure {
                 start: hhmm(0),
@@ -241,9 +258,37 @@ fn closures(cal: Option<&ir::Calendar>, policies: &[&ir::Policy], date: NaiveDat
     out
 }
 
-/// The plan of a flow for a zone, over the week starting at `from`.
-pub fn plan(flow: &ir::Flow, zone: Tz, from: DateTime<Utc>) -> Plan {
+/// The regions whose holidays `no holidays from contact` closes for a
+/// contact of `region` (`US-CA` is the United States and California).
+fn contact_holidays(region: Option<&str>) -> Vec<String> {
+    let Some(region) = region else {
+        return Vec::new();
+    };
+    let country = region.split('-').next().unwrap_or(region).to_string();
+    let mut out = vec![country.clone()];
+    if region != country {
+        out.push(region.to_string());
+    }
+    out.retain(|r| holidays::known(r));
+    out
+}
+
+/// The plan of a flow for a zone, over the week starting at `from`. The
+/// `region` (`US-CA`) is the contact's, for `no holidays from contact`.
+pub fn plan(flow: &ir::Flow, zone: Tz, from: DateTime<Utc>, region: Option<&str>) -> Plan {
     let policies: Vec<&ir::Policy> = flow.compliance.policies.iter().collect();
+    let from_contact = policies.iter().any(|p| p.holidays_from_contact);
+    // The contact's own holidays, as one more policy (as the engine does).
+    let contact = ir::Policy {
+        name: "from contact".into(),
+        no_holidays: if from_contact {
+            contact_holidays(region)
+        } else {
+            Vec::new()
+        },
+        ..Default::default()
+    };
+    let with_contact: Vec<&ir::Policy> = policies.iter().copied().chain([&contact]).collect();
     let mut by_strategy: BTreeMap<Option<usize>, Vec<String>> = BTreeMap::new();
     let mut by_calendar: BTreeMap<Option<usize>, Vec<String>> = BTreeMap::new();
     for arm in &flow.arms {
@@ -265,7 +310,7 @@ pub fn plan(flow: &ir::Flow, zone: Tz, from: DateTime<Utc>) -> Plan {
         .into_iter()
         .map(|(c, arms)| {
             let cal = c.map(|i| &flow.calendars[i]);
-            let schedule = Schedule::new(cal, &policies);
+            let schedule = Schedule::new(cal, &with_contact);
             let stretches = schedule.stretches(from, from + Duration::days(7), &[zone]);
             let days = (0..7)
                 .filter_map(|d| start_date.checked_add_days(chrono::Days::new(d)))
@@ -300,7 +345,7 @@ pub fn plan(flow: &ir::Flow, zone: Tz, from: DateTime<Utc>) -> Plan {
                         date,
                         weekday: WEEKDAYS[date.weekday().num_days_from_monday() as usize].into(),
                         windows,
-                        closed: closures(cal, &policies, date),
+                        closed: closures(cal, &policies, &contact, date),
                     }
                 })
                 .collect();
@@ -331,6 +376,8 @@ pub fn plan(flow: &ir::Flow, zone: Tz, from: DateTime<Utc>) -> Plan {
         strategies,
         calendars,
         quiet_hours,
+        contact_region: region.filter(|_| from_contact).map(str::to_string),
+        holidays_from_contact: from_contact,
     }
 }
 
@@ -411,6 +458,16 @@ impl Plan {
                     out.push_str(&format!("   closed {}-{}{label}", cl.start, cl.end));
                 }
                 out.push('\n');
+            }
+        }
+        if self.holidays_from_contact {
+            match &self.contact_region {
+                Some(r) => out.push_str(&format!(
+                    "\npublic holidays: each contact's own (`no holidays from contact`); shown for a contact in {r}\n"
+                )),
+                None => out.push_str(
+                    "\npublic holidays: each contact's own (`no holidays from contact`), not shown; see a country's with --region, such as --region US-CA\n",
+                ),
             }
         }
         for q in &self.quiet_hours {

@@ -187,6 +187,20 @@ pub fn build_calendar(cal: &ast::Calendar, diags: &mut Vec<Diagnostic>) -> ir::C
             }
         }
     }
+    let hours_lines = cal
+        .entries
+        .iter()
+        .any(|e| matches!(e, ast::CalendarEntry::Hours { .. }));
+    // A calendar read from a file with no `hours` line of its own is open
+    // around the clock, less its pauses and the file's closed days.
+    if cal.from.is_some() && !hours_lines {
+        weekly = [(); 7].map(|()| {
+            vec![Window {
+                start: 0,
+                end: 1440,
+            }]
+        });
+    }
     for (days, cut) in pauses {
         for (_, day) in weekly
             .iter_mut()

@@ -142,6 +142,41 @@ pub fn use_path(path: &str, span: Span, why: &str) -> Diagnostic {
         .help("`use` takes a path relative to this file, to a `.flow` file: `use \"common/calendars.flow\"`")
 }
 
+pub fn calendar_file_path(path: &str, span: Span, why: &str) -> Diagnostic {
+    Diagnostic::new(Code::CalendarFile, format!("the calendar cannot read `{path}`"))
+        .primary(span, why.to_string())
+        .help("`from` takes a path relative to this file, to an iCalendar file: `calendar office from \"holidays.ics\"`")
+}
+
+pub fn calendar_file_unread(path: &str, span: Span, why: &str) -> Diagnostic {
+    Diagnostic::new(Code::CalendarFile, format!("cannot read the calendar file `{path}`"))
+        .primary(span, why.to_string())
+        .help("the path is relative to the file that contains the `calendar` line; check the path and the file name")
+}
+
+/// A problem inside an iCalendar file: at its line, with the `from` that reads it.
+pub fn calendar_file_problem(
+    error: bool,
+    at: Span,
+    from: Span,
+    message: String,
+    label: String,
+    help: Option<String>,
+) -> Diagnostic {
+    let code = if error {
+        Code::CalendarFile
+    } else {
+        Code::CalendarFileEvent
+    };
+    let d = Diagnostic::new(code, message)
+        .primary(at, label)
+        .secondary(from, "the calendar reads this file");
+    match help {
+        Some(h) => d.help(h),
+        None => d,
+    }
+}
+
 pub fn no_zone(span: Span) -> Diagnostic {
     Diagnostic::new(Code::NoZone, "the contacts of this flow get no time zone")
         .primary(span, "no `timezone` line: every contact of a list would be rejected")

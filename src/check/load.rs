@@ -6,8 +6,9 @@ use std::path::{Component, Path, PathBuf};
 
 use super::diagnostics as diag;
 use super::Loader;
+use crate::calendar::ics;
 use crate::diagnostic::Diagnostic;
-use crate::source::{FileId, SourceFile, SourceMap, Span};
+use crate::source::{FileId, SourceFile, SourceMap, Span, Spanned};
 use crate::syntax::{self, ast};
 
 pub struct Loaded {
@@ -47,8 +48,14 @@ fn visit(
             _ => None,
         })
         .collect();
-    loaded.files.push((id, tree));
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut tree = tree;
+    for item in &mut tree.items {
+        if let ast::Item::Calendar(cal) = item {
+            calendar_file(loaded, loader, &dir, cal);
+        }
+    }
+    loaded.files.push((id, tree));
     for (rel, span) in uses {
         let refused =
             if Path::new(&rel).is_absolute() || rel.starts_with('/') || rel.starts_with('\\') {
@@ -85,6 +92,73 @@ fn visit(
         }
     }
     stack.pop();
+}
+
+/// `calendar NAME from "file.ics"`: reads the file through the loader (it is
+/// part of the flow's text, and of its identity) and adds its events to the
+/// calendar as `closed` lines that point into the file.
+fn calendar_file(loaded: &mut Loaded, loader: &dyn Loader, dir: &Path, cal: &mut ast::Calendar) {
+    let Some(from) = &cal.from else {
+        return;
+    };
+    let (rel, span) = (&from.node, from.span);
+    let refused = if Path::new(rel).is_absolute() || rel.starts_with('/') || rel.starts_with('\\') {
+        Some("an absolute path")
+    } else if Path::new(rel)
+        .extension()
+        .is_none_or(|e| !e.eq_ignore_ascii_case("ics"))
+    {
+        Some("not an iCalendar (`.ics`) file")
+    } else {
+        None
+    };
+    if let Some(why) = refused {
+        loaded
+            .diagnostics
+            .push(diag::calendar_file_path(rel, span, why));
+        return;
+    }
+    let target = normalise(&dir.join(rel));
+    let id = match loaded.sources.find(&target) {
+        Some(id) => id,
+        None => match loader.load(&target) {
+            Ok(text) => loaded.sources.add(SourceFile::new(target, text)),
+            Err(e) => {
+                let why = match e.kind() {
+                    std::io::ErrorKind::InvalidData => {
+                        "the file is not text (not UTF-8, or it holds control characters)"
+                            .to_string()
+                    }
+                    _ => io_reason(&e),
+                };
+                loaded
+                    .diagnostics
+                    .push(diag::calendar_file_unread(rel, span, &why));
+                return;
+            }
+        },
+    };
+    let read = ics::read(&loaded.sources.get(id).text);
+    for p in read.problems {
+        let at = Span::new(id, p.at.start, p.at.end);
+        loaded.diagnostics.push(diag::calendar_file_problem(
+            p.error, at, span, p.message, p.label, p.help,
+        ));
+    }
+    for c in read.closures {
+        let at = Span::new(id, c.at.start, c.at.end);
+        let window = c.window.map(|(start, end)| ast::Window {
+            span: at,
+            start: Spanned::new(start, at),
+            end: Spanned::new(end, at),
+        });
+        cal.entries.push(ast::CalendarEntry::Closed {
+            span: at,
+            dates: vec![Spanned::new(c.date, at)],
+            window,
+            label: c.label,
+        });
+    }
 }
 
 fn io_reason(e: &std::io::Error) -> String {

@@ -115,7 +115,15 @@ impl Timing<'_> {
         let Some(start) = self.start else { return };
         for entry in &cal.entries {
             if let ast::CalendarEntry::Closed { dates, .. } = entry {
-                for d in dates.iter().filter(|d| d.node < start.node.local.date()) {
+                // A calendar file's past events are history, not a mistake.
+                let written = |d: &&crate::source::Spanned<chrono::NaiveDate>| {
+                    d.span.file == cal.name.span.file
+                };
+                for d in dates
+                    .iter()
+                    .filter(written)
+                    .filter(|d| d.node < start.node.local.date())
+                {
                     diags.push(diag::closed_before_start(d.span, start.span));
                 }
             }

@@ -27,6 +27,10 @@ pub struct Args {
     /// the flow's `start`, else now)
     #[arg(long)]
     from: Option<String>,
+    /// The contacts' country, or country and subdivision (`MA`, `US-CA`),
+    /// whose public holidays `no holidays from contact` closes in the week
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     format: PlanFormat,
 }
@@ -73,7 +77,19 @@ pub fn run(args: Args) -> ExitCode {
             })
             .unwrap_or_else(Utc::now),
     };
-    let plan = crate::plan::plan(flow, zone, from);
+    let region = args.region.as_deref().map(str::to_ascii_uppercase);
+    if let Some(r) = region
+        .as_deref()
+        .filter(|r| !crate::calendar::holidays::known(r))
+    {
+        let regions = crate::calendar::holidays::regions();
+        let hint = crate::diagnostic::did_you_mean(r, regions.iter().copied())
+            .map(|s| format!("; did you mean \"{s}\"?"))
+            .unwrap_or_default();
+        eprintln!("error: flowc has no public holidays for the region \"{r}\"{hint} (an ISO country code such as \"MA\", or a country and subdivision such as \"US-CA\")");
+        return ExitCode::from(super::EXIT_USAGE);
+    }
+    let plan = crate::plan::plan(flow, zone, from, region.as_deref());
     match args.format {
         PlanFormat::Text => out!("{}", plan.render()),
         PlanFormat::Json => outln!(

@@ -287,7 +287,7 @@ fn plan_section(flow: &ir::Flow, header: &str) -> Option<String> {
         .as_ref()
         .and_then(|s| crate::runtime::interpreter::local_instant(s, zone))
         .unwrap_or_else(chrono::Utc::now);
-    let text = crate::plan::plan(flow, zone, from).render();
+    let text = crate::plan::plan(flow, zone, from, None).render();
     let start = text.find(header)?;
     let section = &text[start..];
     let end = section.find("\n\n").unwrap_or(section.len());

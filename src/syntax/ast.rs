@@ -67,6 +67,9 @@ impl DaySet {
 #[derive(Clone, Debug)]
 pub struct Calendar {
     pub name: Ident,
+    /// `calendar NAME from "file.ics"`: closed days from an iCalendar file,
+    /// added to `entries` as `Closed` lines when the file is loaded.
+    pub from: Option<Spanned<String>>,
     pub entries: Vec<CalendarEntry>,
 }
 

@@ -135,8 +135,14 @@ impl Lower {
         let mut inner = kids(pair);
         let name = self.ident(inner.next().expect("calendar name"));
         let mut entries = Vec::new();
+        let mut from = None;
         for entry in inner {
             let span = self.span(&entry);
+            if entry.as_rule() == Rule::cal_from {
+                let path = entry.into_inner().next().expect("calendar file path");
+                from = Some(self.plain_string(path));
+                continue;
+            }
             let rule = entry.as_rule();
             let mut parts = entry.into_inner().peekable();
             match rule {
@@ -191,7 +197,11 @@ impl Lower {
                 }
             }
         }
-        Calendar { name, entries }
+        Calendar {
+            name,
+            from,
+            entries,
+        }
     }
 
     fn label(&mut self, pair: Pair<'_, Rule>) -> String {

@@ -925,3 +925,192 @@ proptest! {
         prop_assert!(next >= from);
     }
 }
+
+/// A flow and its calendar file, checked from memory.
+fn with_ics(ics: &str) -> flowc::check::Compilation {
+    let flow = r#"contact { phone: phone }
+
+calendar office from "closures.ics" {
+  hours mon-fri 09:00-18:00
+}
+
+flow demo {
+  timezone phone, "Europe/Paris"
+  calendar office
+  step call {
+    dial contact.phone
+    on answered -> end completed
+    on other -> end failed
+  }
+}
+"#;
+    let mut loader = flowc::check::MemoryLoader::default();
+    loader
+        .files
+        .insert("dir/demo.flow".into(), flow.to_string());
+    loader
+        .files
+        .insert("dir/closures.ics".into(), ics.to_string());
+    flowc::check::check(std::path::Path::new("dir/demo.flow"), &loader).unwrap()
+}
+
+/// A closed date, its window and its label.
+type ClosedDay = (NaiveDate, Option<(u16, u16)>, Option<String>);
+
+fn closed_of(c: &flowc::check::Compilation) -> Vec<ClosedDay> {
+    let program = c.program.as_ref().expect("the flow checks");
+    let flow = program.flow.as_ref().unwrap();
+    flow.calendars[0]
+        .closed
+        .iter()
+        .map(|c| (c.date, c.window.map(|w| (w.start, w.end)), c.label.clone()))
+        .collect()
+}
+
+#[test]
+fn calendar_files_close_their_events() {
+    let ics = "BEGIN:VCALENDAR\r\n\
+VERSION:2.0\r\n\
+X-WR-TIMEZONE:Europe/Paris\r\n\
+BEGIN:VEVENT\r\n\
+DTSTART;VALUE=DATE:20241225\r\n\
+DTEND;VALUE=DATE:20241227\r\n\
+RRULE:FREQ=YEARLY\r\n\
+EXDATE;VALUE=DATE:20281225\r\n\
+SUMMARY:Christmas\\, and the\r\n  day after\r\n\
+END:VEVENT\r\n\
+BEGIN:VEVENT\r\n\
+DTSTART:20260709T130000Z\r\n\
+DURATION:PT2H30M\r\n\
+SUMMARY:Summer all-hands\r\n\
+END:VEVENT\r\n\
+BEGIN:VEVENT\r\n\
+DTSTART;TZID=Europe/Paris:20261230T200000\r\n\
+DTEND;TZID=Europe/Paris:20261231T100000\r\n\
+SUMMARY:Inventory\r\n\
+END:VEVENT\r\n\
+BEGIN:VEVENT\r\n\
+DTSTART;VALUE=DATE:20260101\r\n\
+RRULE:FREQ=MONTHLY;BYDAY=1MO;COUNT=3\r\n\
+SUMMARY:First Monday\r\n\
+END:VEVENT\r\n\
+END:VCALENDAR\r\n";
+    let c = with_ics(ics);
+    assert!(c.diagnostics.is_empty(), "{:?}", c.diagnostics);
+    let closed = closed_of(&c);
+    let d = |s: &str| NaiveDate::from_str(s).unwrap();
+    let has = |date: &str, window: Option<(u16, u16)>| {
+        closed
+            .iter()
+            .any(|(cd, w, _)| *cd == d(date) && *w == window)
+    };
+    // The yearly event: two whole days a year, 2024 to 2035, less 2028.
+    let christmas: Vec<_> = closed
+        .iter()
+        .filter(|(_, _, l)| l.as_deref() == Some("Christmas, and the day after"))
+        .collect();
+    assert_eq!(christmas.len(), 2 * 11, "{christmas:?}");
+    assert!(has("2035-12-26", None) && has("2024-12-25", None));
+    assert!(!has("2028-12-25", None) && !has("2028-12-26", None));
+    // 13:00 UTC in July is 15:00 in Paris (summer time), for two and a half hours.
+    assert!(has("2026-07-09", Some((900, 1050))), "{closed:?}");
+    // Across midnight: the evening and the morning.
+    assert!(has("2026-12-30", Some((1200, 1440))) && has("2026-12-31", Some((0, 600))));
+    // A recurring all-day event with a count: the start, then the rule's instances.
+    let mondays: Vec<NaiveDate> = closed
+        .iter()
+        .filter(|(_, _, l)| l.as_deref() == Some("First Monday"))
+        .map(|(d, _, _)| *d)
+        .collect();
+    assert_eq!(
+        mondays,
+        [
+            d("2026-01-01"),
+            d("2026-01-05"),
+            d("2026-02-02"),
+            d("2026-03-02")
+        ]
+    );
+}
+
+#[test]
+fn a_calendar_file_error_points_at_its_line() {
+    let ics = "BEGIN:VCALENDAR\n\
+BEGIN:VEVENT\n\
+DTSTART;VALUE=DATE:20261224\n\
+END:VEVENT\n\
+BEGIN:VEVENT\n\
+DTSTART:20261224T090000\n\
+DTEND:tomorrow\n\
+END:VEVENT\n\
+END:VCALENDAR\n";
+    let c = with_ics(ics);
+    assert!(c.program.is_none());
+    let d = c
+        .diagnostics
+        .iter()
+        .find(|d| d.code.as_str() == "E0218")
+        .expect("E0218");
+    let span = d.primary_span().unwrap();
+    let file = c.sources.get(span.file);
+    assert!(file.path.ends_with("closures.ics"));
+    assert_eq!(file.line_col(span.start as usize).line, 7);
+    assert!(d
+        .labels
+        .iter()
+        .any(|l| l.message.contains("`tomorrow` is not a date")));
+
+    // A file cut short names the BEGIN that is never closed.
+    let c = with_ics("BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20261224\n");
+    let d = c
+        .diagnostics
+        .iter()
+        .find(|d| d.code.as_str() == "E0218")
+        .unwrap();
+    let span = d.primary_span().unwrap();
+    assert_eq!(
+        c.sources.get(span.file).line_col(span.start as usize).line,
+        2
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    /// Whatever the text, reading it as a calendar file never panics, and
+    /// every position it reports lies in the text.
+    #[test]
+    fn any_text_reads_as_a_calendar_file_without_panicking(
+        lines in proptest::collection::vec(
+            prop_oneof![
+                Just("BEGIN:VCALENDAR".to_string()),
+                Just("END:VCALENDAR".to_string()),
+                Just("BEGIN:VEVENT".to_string()),
+                Just("END:VEVENT".to_string()),
+                Just("DTSTART;VALUE=DATE:20261224".to_string()),
+                Just("DTSTART:20261224T090000Z".to_string()),
+                Just("DTEND:20261224T083000".to_string()),
+                Just("DURATION:P1W".to_string()),
+                Just("DURATION:P1Y".to_string()),
+                Just("RRULE:FREQ=DAILY".to_string()),
+                Just("RRULE:FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30".to_string()),
+                Just("EXDATE:20261225".to_string()),
+                Just(" folded".to_string()),
+                Just("X-WR-TIMEZONE:Mars/Base".to_string()),
+                "[ -~]{0,30}",
+                "\\PC{0,12}",
+            ],
+            0..24,
+        ),
+        crlf in any::<bool>(),
+    ) {
+        let text = lines.join(if crlf { "\r\n" } else { "\n" });
+        let read = flowc::calendar::ics::read(&text);
+        for p in &read.problems {
+            prop_assert!(p.at.start <= p.at.end && p.at.end <= text.len());
+            prop_assert!(text.is_char_boundary(p.at.start) && text.is_char_boundary(p.at.end));
+        }
+        for c in &read.closures {
+            prop_assert!(c.window.is_none_or(|(a, b)| a < b && b <= 1440));
+        }
+    }
+}

@@ -224,3 +224,69 @@ fn plan_prints_timelines_and_the_week() {
         assert_eq!(code(&flowc(&args)), expected, "{args:?}");
     }
 }
+
+#[test]
+fn plan_shows_a_regions_holidays_for_holidays_from_contact() {
+    let flow = "tests/scenarios/holidays_from_contact.flow";
+    let args = |region: Option<&str>| {
+        let mut a = vec![
+            "plan",
+            flow,
+            "--zone",
+            "America/Los_Angeles",
+            "--from",
+            "2026-07-01 09:00",
+            "--format",
+            "json",
+        ];
+        if let Some(r) = region {
+            a.extend(["--region", r]);
+        }
+        flowc(&a)
+    };
+    let labels = |o: &Output| {
+        let doc: serde_json::Value = serde_json::from_str(&stdout(o)).expect("valid JSON");
+        let days = doc["calendars"][0]["days"].as_array().unwrap().clone();
+        (
+            doc,
+            days.iter()
+                .flat_map(|d| {
+                    let date = d["date"].as_str().unwrap().to_string();
+                    d["closed"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(move |c| (date.clone(), c["label"].as_str().unwrap_or("").to_string()))
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    // Independence Day 2026 falls on a Saturday: observed on Friday the 3rd.
+    let o = args(Some("us-ca"));
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let (doc, closed) = labels(&o);
+    assert_eq!(doc["holidaysFromContact"], true);
+    assert_eq!(doc["contactRegion"], "US-CA");
+    assert!(
+        closed.contains(&(
+            "2026-07-03".into(),
+            "public holiday (US, from contact)".into()
+        )),
+        "{closed:?}"
+    );
+    // Without a region, the week shows none, and the text says how to see them.
+    let (doc, closed) = labels(&args(None));
+    assert_eq!(doc["contactRegion"], serde_json::Value::Null);
+    assert!(
+        closed.iter().all(|(_, l)| !l.contains("from contact")),
+        "{closed:?}"
+    );
+    let o = flowc(&["plan", flow, "--from", "2026-07-01 09:00"]);
+    assert!(stdout(&o).contains("see a country's with --region"));
+    // An unknown region is a usage error with the way to write it.
+    let o = args(Some("USA"));
+    assert_eq!(code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains("has no public holidays for the region \"USA\""));
+}
