@@ -6,6 +6,7 @@
 //! or external-program adapter fits the same trait: its futures wait on the
 //! network or the program, and the engine keeps dialling meanwhile.
 
+pub mod bridge;
 pub mod script;
 
 use std::collections::BTreeMap;
@@ -40,10 +41,13 @@ pub struct CallId {
 /// How a call ended and how long it took (ringing and talking). The engine
 /// holds the line until the call's start plus `duration`: an adapter that
 /// answers at once (the simulation) still occupies a line as long as the call.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Dialled {
     pub outcome: Outcome,
     pub duration: Duration,
+    /// The final SIP status and reason phrase, when the adapter knows them
+    /// (kept on the attempt's row; reports group failures by them).
+    pub sip: Option<(u16, String)>,
 }
 
 /// A `gather` on a connected call: the keys the flow lists (a simulated
@@ -71,6 +75,15 @@ pub trait Dialer {
         number: String,
         timeout_seconds: u64,
     ) -> impl Future<Output = TransferOutcome>;
+    /// Speaks a text on a connected call (`say`); adapters without media
+    /// skip it.
+    fn say(&self, _call: CallId, _text: String) -> impl Future<Output = ()> {
+        async {}
+    }
+    /// Plays an audio file on a connected call (`play`).
+    fn play(&self, _call: CallId, _file: String) -> impl Future<Output = ()> {
+        async {}
+    }
     /// The flow is done with a connected call.
     fn hang_up(&self, _call: CallId) -> impl Future<Output = ()> {
         async {}
@@ -340,6 +353,7 @@ impl SimDialer {
         Dialled {
             outcome,
             duration: Duration::seconds(seconds as i64),
+            sip: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod dialer;
 pub mod graph;
 pub mod ir;
 pub mod lsp;
+pub mod messaging;
 pub mod plan;
 pub mod report;
 pub mod runtime;

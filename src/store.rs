@@ -9,6 +9,7 @@
 //! to `total` at every commit.
 
 mod file;
+pub mod outbox;
 mod writer;
 
 use std::collections::HashMap;
@@ -26,7 +27,21 @@ use file::{connect, create, recognise, uri_path, Found, Lock};
 use writer::write_ops;
 
 /// Bumped when the tables change; a database of another version is refused.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
+/// The oldest store version a run upgrades in place (`MIGRATIONS`).
+const OLDEST_UPGRADABLE: i64 = 4;
+
+/// What turns a store of version N into N + 1, from `OLDEST_UPGRADABLE` on.
+const MIGRATIONS: &[&str] = &[
+    // 4 → 5: SIP status on attempts; the outbox's tries, times and details.
+    "ALTER TABLE attempts ADD COLUMN sip_status INTEGER;
+     ALTER TABLE attempts ADD COLUMN sip_reason TEXT;
+     ALTER TABLE messages ADD COLUMN tries INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE messages ADD COLUMN next_try_at TEXT;
+     ALTER TABLE messages ADD COLUMN sent_at TEXT;
+     ALTER TABLE messages ADD COLUMN detail TEXT;
+     ALTER TABLE messages ADD COLUMN subject TEXT;",
+];
 
 /// Written into every store's header at creation (`PRAGMA application_id`,
 /// "flow" in ASCII): a file without it is not a flowc store and is left as
@@ -92,18 +107,27 @@ CREATE TABLE IF NOT EXISTS attempts (
     outcome TEXT,
     keys TEXT,                    -- what gathers heard, JSON: [\"1\", null]
     transfers TEXT,               -- transfer outcomes, JSON
+    sip_status INTEGER,           -- the final SIP status, when the dialer knows it
+    sip_reason TEXT,              -- and its reason phrase
     UNIQUE (contact, number)
 );
 -- What runs sent or asked for: SMS, e-mails and flags for a human, written
--- with the contact's end (no adapter sends them yet: status `unsent`, and
--- `open` for a flag).
+-- with the contact's end. The outbox sends SMS and e-mails: `unsent`, then
+-- `sending` (written before it is handed over), then `sent` or `failed`; a
+-- message left `sending` by a crash becomes `unknown`, never sent twice.
+-- A flag is `open`.
 CREATE TABLE IF NOT EXISTS messages (
     contact INTEGER NOT NULL REFERENCES contacts(id),
     attempt INTEGER NOT NULL,     -- attempts made when the flow sent it (0: before any)
     kind TEXT NOT NULL,           -- sms, email, flag
     text TEXT NOT NULL,
     recipient TEXT,
-    status TEXT NOT NULL
+    status TEXT NOT NULL,         -- unsent, sending, sent, failed, unknown; open (a flag)
+    tries INTEGER NOT NULL DEFAULT 0,
+    next_try_at TEXT,             -- after a temporary failure: not before then
+    sent_at TEXT,
+    detail TEXT,                  -- why it failed, or what the adapter said
+    subject TEXT                  -- an e-mail's subject
 );
 -- Each state counted from its own rows: ends for completed, failed and
 -- skipped; attempts without an end for in progress; neither for pending.
@@ -332,6 +356,17 @@ pub struct StoredAttempt {
     pub outcome: Option<Outcome>,
     pub keys: Vec<Option<String>>,
     pub transfers: Vec<TransferOutcome>,
+    pub sip: Option<(u16, String)>,
+}
+
+/// How a dialled call ended, as its attempt row keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallEnd {
+    pub ended_at: DateTime<Utc>,
+    pub outcome: Outcome,
+    pub keys: Vec<Option<String>>,
+    pub transfers: Vec<TransferOutcome>,
+    pub sip: Option<(u16, String)>,
 }
 
 /// A write the engine asked for, kept until the next `flush`.
@@ -349,10 +384,7 @@ enum Op {
     Ended {
         contact: usize,
         number: u32,
-        ended_at: DateTime<Utc>,
-        outcome: Outcome,
-        keys: Vec<Option<String>>,
-        transfers: Vec<TransferOutcome>,
+        end: CallEnd,
     },
     ContactEnded {
         id: usize,
@@ -366,6 +398,7 @@ enum Op {
         attempt: u32,
         kind: &'static str,
         text: String,
+        subject: Option<String>,
         recipient: Option<String>,
         status: &'static str,
     },
@@ -406,15 +439,30 @@ impl Drop for Writer {
     }
 }
 
+/// Brings a store of an older version to this one, in one transaction.
+fn upgrade(conn: &mut Connection, from: i64) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    for step in &MIGRATIONS[(from - OLDEST_UPGRADABLE) as usize..] {
+        tx.execute_batch(step)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
 impl Store {
     /// Opens the store at `path` for a run, making it (and its folder)
     /// when there is none. A file that is not a flowc store of this version
     /// is refused before anything is written to it.
     pub fn open(path: &Path, durability: Durability) -> Result<Store, StoreError> {
-        if recognise(path)? == Found::Nothing {
+        let found = recognise(path)?;
+        if found == Found::Nothing {
             create(path)?;
         }
-        let conn = connect(path, durability)?;
+        let mut conn = connect(path, durability)?;
+        if let Found::Older(version) = found {
+            upgrade(&mut conn, version)?;
+        }
         Ok(Store {
             path: path.to_path_buf(),
             conn,
@@ -431,6 +479,7 @@ impl Store {
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
         use rusqlite::OpenFlags;
         if recognise(path)? == Found::Nothing {
+            // (An older store is read as it stands: reports read what every version has.)
             return Err(StoreError::Corrupt("there is no database there".into()));
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -643,6 +692,7 @@ impl Store {
             let keys: Option<String> = r.get(7)?;
             let transfers: Option<String> = r.get(8)?;
             let attempt = StoredAttempt {
+                sip: None,
                 number: r.get(1)?,
                 step: r.get(2)?,
                 started_at: parse_time(&r.get::<_, String>(3)?)?,
@@ -695,32 +745,22 @@ impl Store {
     }
 
     /// An attempt's call is over.
-    pub fn attempt_ended(
-        &mut self,
-        contact: usize,
-        number: u32,
-        ended_at: DateTime<Utc>,
-        outcome: Outcome,
-        keys: Vec<Option<String>>,
-        transfers: Vec<TransferOutcome>,
-    ) {
+    pub fn attempt_ended(&mut self, contact: usize, number: u32, end: CallEnd) {
         // Not flushed yet: complete the row before it is written.
         if let Some(i) = self.open.remove(&(contact, number)) {
             if let Op::Started(a, _) = &mut self.ops[i] {
-                a.ended_at = Some(ended_at);
-                a.outcome = Some(outcome);
-                a.keys = keys;
-                a.transfers = transfers;
+                a.ended_at = Some(end.ended_at);
+                a.outcome = Some(end.outcome);
+                a.keys = end.keys;
+                a.transfers = end.transfers;
+                a.sip = end.sip;
                 return;
             }
         }
         self.ops.push(Op::Ended {
             contact,
             number,
-            ended_at,
-            outcome,
-            keys,
-            transfers,
+            end,
         });
     }
 
@@ -745,6 +785,7 @@ impl Store {
             attempt: message.attempt,
             kind: message.kind.name(),
             text: message.text.clone(),
+            subject: message.subject.clone(),
             recipient: message.recipient.clone(),
             status: match message.kind {
                 MessageKind::Flag => "open",

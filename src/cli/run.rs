@@ -1,4 +1,4 @@
-//! `flowc run FILE --contacts LIST --dialer sim|script:FILE [--db PATH]`: the
+//! `flowc run FILE --contacts LIST --dialer sim|script:FILE|exec:PROGRAM [--db PATH]`: the
 //! campaign on the wall clock, journalled in the store as it goes, resumable
 //! after a pause or a crash by running the same command again.
 
@@ -10,21 +10,38 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::campaign::{self, usage, ReportFormat};
 use super::signals;
+use crate::dialer::bridge::Bridge;
 use crate::dialer::script::ScriptDialer;
 use crate::dialer::{Dialer, SimDialer};
+use crate::messaging::{BridgeSms, DynCourier, Outbox, SmtpCourier};
 use crate::runtime::clock::WallClock;
 use crate::runtime::engine::{Engine, Progress, Results};
-use crate::runtime::simulate::block_on;
+use crate::store::outbox::OutboxStore;
 use crate::store::Kind;
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     common: campaign::Common,
-    /// Who places the calls: `sim` (the simulation model, in real time) or
-    /// `script:FILE` (outcomes from a file)
+    /// Who places the calls: `sim` (the simulation model, in real time),
+    /// `script:FILE` (outcomes from a file), or `exec:PROGRAM` (a program
+    /// that places them, speaking JSON lines: docs/bridge.md)
     #[arg(long, value_name = "ADAPTER")]
     dialer: String,
+    /// How long a bridge (`--dialer exec:`) may take to answer an operation,
+    /// beyond the operation's own timeout (a dial's ring timeout)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_grace)]
+    bridge_deadline: std::time::Duration,
+    /// Sends `send email` through this SMTP server: `smtp://user@host:port`
+    /// (STARTTLS when the server offers it) or `smtps://user@host:port`
+    #[arg(long, value_name = "URL", requires = "mail_from")]
+    smtp: Option<String>,
+    /// The sender of e-mails (`--smtp`): `Campaigns <campaigns@example.com>`
+    #[arg(long, value_name = "ADDRESS")]
+    mail_from: Option<String>,
+    /// The environment variable holding the SMTP user's password
+    #[arg(long, value_name = "NAME", default_value = "FLOWC_SMTP_PASSWORD")]
+    smtp_password_env: String,
     /// The run's SQLite database; running the same command again resumes it
     #[arg(long, value_name = "PATH", default_value = "flowc-run.db")]
     db: PathBuf,
@@ -79,7 +96,7 @@ pub fn run(args: Args) -> ExitCode {
                 model,
                 seed: args.seed,
             };
-            drive(&args, &mut prepared, &dialer)
+            drive(&args, &mut prepared, |_| Ok(dialer))
         }
         Some(("script", file)) => {
             let text = match std::fs::read_to_string(file) {
@@ -87,19 +104,104 @@ pub fn run(args: Args) -> ExitCode {
                 Err(e) => return usage(format!("cannot read the script {file}: {e}")),
             };
             match ScriptDialer::parse(&text, region) {
-                Ok(dialer) => drive(&args, &mut prepared, &dialer),
+                Ok(dialer) => drive(&args, &mut prepared, |_| Ok(dialer)),
                 Err(e) => usage(format!("{file}:{e}")),
             }
         }
+        Some(("exec", command)) => {
+            let deadline = args.bridge_deadline;
+            drive(&args, &mut prepared, |pause| {
+                Bridge::start(command, deadline, move |why| {
+                    eprintln!("the bridge failed ({why}): pausing the run");
+                    let _ = pause.send(true);
+                })
+            })
+        }
         _ => usage(format!(
-            "`--dialer {}` is not an adapter: write `sim` or `script:FILE`",
+            "`--dialer {}` is not an adapter: write `sim`, `script:FILE` or `exec:PROGRAM`",
             args.dialer
         )),
     }
 }
 
-fn drive<D: Dialer>(args: &Args, prepared: &mut campaign::Prepared, dialer: &D) -> ExitCode {
+/// What `run` needs of a dialer beyond dialling: a bridge may fail for good
+/// while the run goes on (the run then pauses, and says why), carries SMS,
+/// and is closed at the end.
+#[allow(async_fn_in_trait)]
+trait Adapter {
+    fn failure(&self) -> Option<String> {
+        None
+    }
+    fn bridge(&self) -> Option<&Bridge> {
+        None
+    }
+    async fn close(&self) {}
+}
+
+impl Adapter for SimDialer {}
+impl Adapter for ScriptDialer {}
+impl Adapter for Bridge {
+    fn failure(&self) -> Option<String> {
+        Bridge::failure(self)
+    }
+    fn bridge(&self) -> Option<&Bridge> {
+        Some(self)
+    }
+    async fn close(&self) {
+        self.shut_down().await;
+    }
+}
+
+/// Runs the campaign with the dialer `make` returns, inside the run's
+/// runtime; `make` gets the sender that pauses the run.
+fn drive<D: Dialer + Adapter>(
+    args: &Args,
+    prepared: &mut campaign::Prepared,
+    make: impl FnOnce(tokio::sync::watch::Sender<bool>) -> Result<D, String>,
+) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime starts");
+    let (pause, paused) = tokio::sync::watch::channel(signals::received());
+    let dialer = {
+        let _entered = runtime.enter();
+        match make(pause.clone()) {
+            Ok(d) => d,
+            Err(e) => return usage(e),
+        }
+    };
+    let dialer = &dialer;
+    let smtp = match &args.smtp {
+        Some(url) => match SmtpCourier::new(
+            url,
+            args.mail_from.as_deref().unwrap_or_default(),
+            &args.smtp_password_env,
+        ) {
+            Ok(c) => Some(c),
+            Err(e) => return usage(e),
+        },
+        None => None,
+    };
+    let sms = dialer
+        .bridge()
+        .map(|bridge| BridgeSms { bridge, from: None });
+    let mut couriers: Vec<&dyn DynCourier> = Vec::new();
+    couriers.extend(smtp.as_ref().map(|c| c as &dyn DynCourier));
+    couriers.extend(sms.as_ref().map(|c| c as &dyn DynCourier));
     let clock = WallClock;
+    let mut outbox = match Outbox::open(&args.db, couriers, &clock) {
+        Ok(o) => o,
+        Err(e) => return usage(format!("{}: {e}", args.db.display())),
+    };
+    if outbox.delivered.interrupted > 0 {
+        eprintln!(
+            "{} message(s) were being handed over when the run stopped: they are `unknown` in the store and are not sent again",
+            outbox.delivered.interrupted
+        );
+    }
+    let outbox_stop = pause.subscribe();
+    let (done, run_done) = tokio::sync::watch::channel(false);
     let mut store = prepared.store.take().expect("a run always has a store");
     let history = std::mem::take(&mut prepared.history);
     let flow = prepared.flow();
@@ -108,7 +210,6 @@ fn drive<D: Dialer>(args: &Args, prepared: &mut campaign::Prepared, dialer: &D) 
         ProgressStyle::with_template("{bar:30} {pos}/{len} ended  {msg}")
             .expect("a valid template"),
     );
-    let (pause, paused) = tokio::sync::watch::channel(signals::received());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let bar_for_progress = bar.clone();
     let engine = Engine::new(flow, &prepared.contacts, dialer, &clock, prepared.start)
@@ -125,7 +226,7 @@ fn drive<D: Dialer>(args: &Args, prepared: &mut campaign::Prepared, dialer: &D) 
         .store(&mut store);
     let bar_for_signal = bar.clone();
     let grace = args.grace;
-    let results = block_on(async move {
+    let results = runtime.block_on(async move {
         tokio::spawn(signals::watch(pause, stop, grace, move |note| {
             if bar_for_signal.is_hidden() {
                 eprintln!("{note}");
@@ -133,13 +234,36 @@ fn drive<D: Dialer>(args: &Args, prepared: &mut campaign::Prepared, dialer: &D) 
                 bar_for_signal.println(note);
             }
         }));
-        engine.run().await
+        let engine = async move {
+            let results = engine.run().await;
+            let _ = done.send(true);
+            results
+        };
+        let (results, delivered) = tokio::join!(engine, outbox.run(run_done, outbox_stop));
+        dialer.close().await;
+        (results, delivered.map(|()| outbox.delivered))
     });
+    let (results, delivered) = results;
     bar.finish_and_clear();
     let results = match results {
         Ok(r) => r,
         Err(e) => return usage(format!("{}: {e}", args.db.display())),
     };
+    match delivered {
+        Ok(d) if d.sent + d.failed + d.retried > 0 => eprintln!(
+            "messages: {} sent, {} failed{}",
+            d.sent,
+            d.failed,
+            if d.retried > 0 {
+                format!(" ({} temporary failure(s) tried again)", d.retried)
+            } else {
+                String::new()
+            }
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("{}: the outbox stopped: {e}", args.db.display()),
+    }
+    unsent_note(&args.db, smtp.is_some(), sms.is_some());
     let state = if results.paused_at.is_some() {
         "paused"
     } else {
@@ -172,10 +296,40 @@ fn drive<D: Dialer>(args: &Args, prepared: &mut campaign::Prepared, dialer: &D) 
             }
         );
     }
-    if results.paused_by_operator {
+    if let Some(why) = dialer.failure() {
+        eprintln!(
+            "{why}\n{}: the run is paused; mend the bridge and run the same command to resume it",
+            args.db.display()
+        );
+        ExitCode::FAILURE
+    } else if results.paused_by_operator {
         ExitCode::from(signals::exit_status())
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Says which messages wait in the store because no adapter sends them.
+fn unsent_note(db: &std::path::Path, email: bool, sms: bool) {
+    let Ok((store, _)) = OutboxStore::open(db) else {
+        return;
+    };
+    for (kind, sent, how) in [
+        (
+            "email",
+            email,
+            "e-mail(s) wait unsent in the store: no --smtp was given",
+        ),
+        (
+            "sms",
+            sms,
+            "SMS wait unsent in the store: SMS go through a bridge (--dialer exec:PROGRAM)",
+        ),
+    ] {
+        match store.unsent(&[kind]) {
+            Ok(n) if n > 0 && !sent => eprintln!("{n} {how}"),
+            _ => {}
+        }
     }
 }
 

@@ -193,6 +193,7 @@ impl Dialer for ScriptDialer {
             return Dialled {
                 outcome: Outcome::InvalidNumber,
                 duration: Duration::zero(),
+                sip: None,
             };
         };
         if s.outcome == Outcome::Answered {
@@ -203,6 +204,7 @@ impl Dialer for ScriptDialer {
         Dialled {
             outcome: s.outcome,
             duration: s.lasting,
+            sip: None,
         }
     }
 

@@ -27,11 +27,11 @@ use chrono_tz::Tz;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::clock::Clock;
-use super::interpreter::{self, Attempt, End, Reply, Request, Run, Schedules};
+use super::interpreter::{self, Attempt, End, Prompt, Reply, Request, Run, Schedules};
 use crate::contacts::Contact;
 use crate::dialer::{Ask, Call, CallId, Dialer, Dialled};
 use crate::ir::{self, ArmId, Outcome, StepId, TransferOutcome, Value};
-use crate::store::{History, Store, StoreError, StoredAttempt};
+use crate::store::{CallEnd, History, Store, StoreError, StoredAttempt};
 
 /// What became of one contact.
 #[derive(Clone, Debug)]
@@ -158,6 +158,9 @@ struct Line {
     outcome: Outcome,
     keys: Vec<Option<String>>,
     transfers: Vec<TransferOutcome>,
+    sip: Option<(u16, String)>,
+    /// How many of the run's prompts (`say`, `play`) the dialer was given.
+    prompted: usize,
 }
 
 pub struct Engine<'a, C: Clock, D: Dialer> {
@@ -558,10 +561,13 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                     store.attempt_ended(
                         i,
                         a.number,
-                        a.started_at,
-                        Outcome::Unknown,
-                        Vec::new(),
-                        Vec::new(),
+                        CallEnd {
+                            ended_at: a.started_at,
+                            outcome: Outcome::Unknown,
+                            keys: Vec::new(),
+                            transfers: Vec::new(),
+                            sip: None,
+                        },
                     );
                 }
             }
@@ -791,6 +797,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                     outcome: None,
                     keys: Vec::new(),
                     transfers: Vec::new(),
+                    sip: None,
                 },
             );
         }
@@ -807,6 +814,8 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             outcome: Outcome::Unknown,
             keys: Vec::new(),
             transfers: Vec::new(),
+            sip: None,
+            prompted: 0,
         }));
         self.progress.calls += 1;
         self.progress.in_progress += 1;
@@ -836,6 +845,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             Io::Placed(d) => {
                 let line = self.lines[i].as_mut().expect("a placed call has a line");
                 line.outcome = d.outcome;
+                line.sip = d.sip;
                 let end = line.started_at + d.duration;
                 if end > now {
                     self.push(end, i, Event::CallEnded);
@@ -881,6 +891,23 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
     fn in_call(&mut self, i: usize, request: Request, now: DateTime<Utc>) {
         let id = self.lines[i].as_ref().expect("a call has a line").id;
         let dialer = self.dialer;
+        // What the flow said or played since the last request goes first.
+        let prompts: Vec<Prompt> = {
+            let line = self.lines[i].as_mut().expect("a call has a line");
+            let run = self.runs[i].as_ref().expect("a call has a run");
+            let all = &run.journal.prompts;
+            let new = all.get(line.prompted..).unwrap_or_default().to_vec();
+            line.prompted = all.len();
+            new
+        };
+        let prompt = move || async move {
+            for p in prompts {
+                match p {
+                    Prompt::Say(text) => dialer.say(id, text).await,
+                    Prompt::Play(file) => dialer.play(id, file).await,
+                }
+            }
+        };
         match request {
             Request::Gather {
                 digits,
@@ -897,7 +924,10 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 };
                 self.start_io(
                     i,
-                    async move { Io::Keys(dialer.gather(id, ask).await) },
+                    async move {
+                        prompt().await;
+                        Io::Keys(dialer.gather(id, ask).await)
+                    },
                     now,
                 );
             }
@@ -906,7 +936,10 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 timeout_seconds,
             } => self.start_io(
                 i,
-                async move { Io::Transferred(dialer.transfer(id, number, timeout_seconds).await) },
+                async move {
+                    prompt().await;
+                    Io::Transferred(dialer.transfer(id, number, timeout_seconds).await)
+                },
                 now,
             ),
             other => {
@@ -914,6 +947,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 self.start_io(
                     i,
                     async move {
+                        prompt().await;
                         dialer.hang_up(id).await;
                         Io::HungUp
                     },
@@ -923,10 +957,13 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                     store.attempt_ended(
                         i,
                         line.id.attempt,
-                        now,
-                        line.outcome,
-                        line.keys,
-                        line.transfers,
+                        CallEnd {
+                            ended_at: now,
+                            outcome: line.outcome,
+                            keys: line.keys,
+                            transfers: line.transfers,
+                            sip: line.sip,
+                        },
                     );
                 }
                 self.in_flight -= 1;

@@ -77,12 +77,21 @@ pub struct Attempt {
     pub outcome: Outcome,
 }
 
+/// Something a connected call hears.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Prompt {
+    Say(String),
+    Play(String),
+}
+
 /// Everything the run did, for reports, tests and the journal.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Journal {
     pub attempts: Vec<Attempt>,
     pub path: Vec<StepId>,
     pub said: Vec<String>,
+    /// What a connected call is to hear, in order (`say` and `play`).
+    pub prompts: Vec<Prompt>,
     pub sms: Vec<String>,
     pub emails: Vec<String>,
     pub flags: Vec<String>,
@@ -119,6 +128,8 @@ pub struct Message {
     /// The number (SMS) or address (e-mail, the contact's `email` field);
     /// none for a flag.
     pub recipient: Option<String>,
+    /// An e-mail's subject, when the flow gives one.
+    pub subject: Option<String>,
 }
 
 /// Schedules shared by the contacts that need the same one: one per arm and
@@ -203,6 +214,7 @@ impl<'f> Run<'f> {
             attempt: self.journal.attempts.len() as u32,
             text: text.to_string(),
             recipient,
+            subject: None,
         });
     }
 
@@ -505,9 +517,13 @@ impl<'f> Run<'f> {
                 }
                 Action::Say { text } => {
                     let said = self.with_scope(|s| eval::render(text, s));
+                    self.journal.prompts.push(Prompt::Say(said.clone()));
                     self.journal.said.push(said);
                 }
-                Action::Play { file } => self.journal.said.push(format!("[{file}]")),
+                Action::Play { file } => {
+                    self.journal.prompts.push(Prompt::Play(file.clone()));
+                    self.journal.said.push(format!("[{file}]"));
+                }
                 Action::Gather(g) => {
                     self.waiting = Waiting::Gather(g, 1);
                     return gather_request(g, 1);
@@ -536,13 +552,19 @@ impl<'f> Run<'f> {
                     self.send(MessageKind::Sms, &sms, Some(self.contact.phone.clone()));
                     self.journal.sms.push(sms);
                 }
-                Action::SendEmail { body, .. } => {
+                Action::SendEmail { body, subject } => {
                     let email = self.with_scope(|s| eval::render(body, s));
+                    let subject = subject
+                        .as_ref()
+                        .map(|t| self.with_scope(|s| eval::render(t, s)));
                     let to = match self.contact.fields.get("email") {
                         Some(Value::Text(t)) => Some(t.clone()),
                         _ => None,
                     };
                     self.send(MessageKind::Email, &email, to);
+                    if let Some(m) = self.journal.outbox.last_mut() {
+                        m.subject = subject;
+                    }
                     self.journal.emails.push(email);
                 }
                 Action::Flag { label } => {

@@ -184,6 +184,7 @@ pub fn run_test(flow: &ir::Flow, test: &ir::Test) -> TestResult {
             .collect(),
         path: run.path.clone(),
         said: messages.said,
+        prompts: Vec::new(),
         sms: messages.sms,
         emails: messages.emails,
         flags: messages.flags,
@@ -226,6 +227,7 @@ impl Dialer for ScenarioDialer<'_> {
             return Dialled {
                 outcome: Outcome::Unknown,
                 duration: Duration::zero(),
+                sip: None,
             };
         };
         *self.keys.borrow_mut() = next.press.as_deref().unwrap_or("").chars().collect();
@@ -233,6 +235,7 @@ impl Dialer for ScenarioDialer<'_> {
         Dialled {
             outcome: next.outcome,
             duration: Duration::seconds(next.lasting_seconds as i64),
+            sip: None,
         }
     }
 

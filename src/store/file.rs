@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
     corrupt, parse_time, time, Durability, StoreError, APPLICATION_ID, HEARTBEAT_SECONDS,
-    LOCK_STALE_SECONDS, SCHEMA, SCHEMA_VERSION,
+    LOCK_STALE_SECONDS, OLDEST_UPGRADABLE, SCHEMA, SCHEMA_VERSION,
 };
 
 /// This process's hold on the campaign: a row in `lock`, renewed by a
@@ -101,6 +101,8 @@ pub(super) enum Found {
     Nothing,
     /// A flowc store of this schema.
     Store,
+    /// A flowc store of an older schema that a run upgrades in place.
+    Older(i64),
 }
 
 pub(super) fn recognise(path: &Path) -> Result<Found, StoreError> {
@@ -140,6 +142,9 @@ pub(super) fn recognise(path: &Path) -> Result<Found, StoreError> {
         ));
     }
     let version = word(60);
+    if (OLDEST_UPGRADABLE..SCHEMA_VERSION).contains(&version) {
+        return Ok(Found::Older(version));
+    }
     if version != SCHEMA_VERSION {
         return Err(StoreError::OtherVersion(format!(
             "the database was written by another version of flowc (store version {version}, this one \

@@ -28,18 +28,19 @@ pub(super) fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusql
             "INSERT INTO contacts (id, line, phone, zones, fields, arm, written) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         let mut started = tx.prepare_cached(
-            "INSERT INTO attempts (contact, number, step, started_at, caller_id, ended_at, outcome, keys, transfers) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO attempts (contact, number, step, started_at, caller_id, ended_at, outcome, keys, transfers, sip_status, sip_reason) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         let mut ended = tx.prepare_cached(
-            "UPDATE attempts SET ended_at = ?3, outcome = ?4, keys = ?5, transfers = ?6 WHERE contact = ?1 AND number = ?2",
+            "UPDATE attempts SET ended_at = ?3, outcome = ?4, keys = ?5, transfers = ?6, sip_status = ?7, sip_reason = ?8 \
+             WHERE contact = ?1 AND number = ?2",
         )?;
         let mut contact_ended = tx.prepare_cached(
             "INSERT INTO ends (contact, state, reason, path) VALUES (?1, ?2, ?3, ?4)",
         )?;
         let mut opted_out = tx.prepare_cached("UPDATE contacts SET opted_out = 1 WHERE id = ?1")?;
         let mut message = tx.prepare_cached(
-            "INSERT INTO messages (contact, attempt, kind, text, recipient, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO messages (contact, attempt, kind, text, recipient, status, subject) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         for op in ops {
             match op {
@@ -73,24 +74,26 @@ pub(super) fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusql
                         a.outcome.map(|o| o.name()),
                         replies(&a.keys, &a.transfers).0,
                         replies(&a.keys, &a.transfers).1,
+                        a.sip.as_ref().map(|s| s.0),
+                        a.sip.as_ref().map(|s| s.1.as_str()),
                     ])?;
                 }
                 Op::Ended {
                     contact,
                     number,
-                    ended_at,
-                    outcome,
-                    keys,
-                    transfers,
+                    end,
                 } => {
-                    let (keys, transfers) = replies(&keys, &transfers);
+                    let (keys, transfers) = replies(&end.keys, &end.transfers);
+                    let (status, reason) = end.sip.unzip();
                     ended.execute(params![
                         contact as i64,
                         number,
-                        time(ended_at),
-                        outcome.name(),
+                        time(end.ended_at),
+                        end.outcome.name(),
                         keys,
-                        transfers
+                        transfers,
+                        status,
+                        reason
                     ])?;
                 }
                 Op::ContactEnded {
@@ -109,6 +112,7 @@ pub(super) fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusql
                     attempt,
                     kind,
                     text,
+                    subject,
                     recipient,
                     status,
                 } => {
@@ -118,7 +122,8 @@ pub(super) fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusql
                         kind,
                         text,
                         recipient,
-                        status
+                        status,
+                        subject
                     ])?;
                 }
             }

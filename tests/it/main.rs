@@ -11,6 +11,7 @@ mod fmt;
 mod fuzz;
 mod graph;
 mod lsp;
+mod real;
 mod run;
 mod scenarios;
 mod simulate;

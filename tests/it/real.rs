@@ -1,0 +1,651 @@
+//! Real calls and messages: the exec bridge (`--dialer exec:PROGRAM`) with
+//! the test bridge `tests/bridge/bridge.py`, the outbox that sends SMS
+//! through it and e-mail through SMTP (a real server from Debian's
+//! python3-aiosmtpd), and what happens when a bridge crashes, hangs or
+//! prints garbage.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration as StdDuration;
+
+use crate::root;
+
+const FLOW: &str = r#"
+contact {
+  phone: phone
+  email: text?
+}
+
+calendar always {
+  hours mon-sun 00:00-24:00
+}
+
+flow bridged {
+  timezone "UTC"
+  calendar always
+  concurrency 4
+  step call {
+    dial contact.phone timeout 20s
+    on answered -> greet
+    on other -> end failed "not_reached"
+  }
+  step greet {
+    say "Hello {contact.phone}, press 1 to confirm."
+    gather 1 digit timeout 5s tries 1 {
+      "1" -> {
+        send sms "Thanks, confirmed"
+        send email "Your appointment is confirmed." subject "Confirmed"
+        end completed "confirmed"
+      }
+      other -> end failed "no_key"
+    }
+  }
+}
+"#;
+
+struct Case {
+    dir: PathBuf,
+}
+
+impl Case {
+    fn new(name: &str, rows: &[(&str, &str)]) -> Case {
+        let dir = std::env::temp_dir().join(format!("flowc-real-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("flow.flow"), FLOW).unwrap();
+        let mut list = String::from("phone,email\n");
+        for (phone, email) in rows {
+            list.push_str(&format!("{phone},{email}\n"));
+        }
+        std::fs::write(dir.join("list.csv"), list).unwrap();
+        Case { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    fn run(&self, mode: &str, extra: &[&str]) -> Output {
+        let bridge = root().join("tests/bridge/bridge.py");
+        Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args([
+                "run",
+                &self.path("flow.flow"),
+                "--contacts",
+                &self.path("list.csv"),
+            ])
+            .args([
+                "--dialer",
+                &format!("exec:python3 {} {mode}", bridge.display()),
+            ])
+            .args(["--db", &self.path("run.db"), "--format", "json"])
+            .args(extra)
+            .env("FLOWC_BRIDGE_LOG", self.path("bridge.log"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+    }
+
+    /// The requests the bridge received, in order.
+    fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join("bridge.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.dir.join("run.db")).unwrap()
+    }
+
+    /// (phone, attempt, outcome, SIP status) of every attempt.
+    fn attempts(&self) -> Vec<(String, u32, Option<String>, Option<u16>)> {
+        let db = self.db();
+        let mut q = db
+            .prepare(
+                "SELECT c.phone, a.number, a.outcome, a.sip_status FROM attempts a \
+                 JOIN contacts c ON c.id = a.contact ORDER BY c.phone, a.number",
+            )
+            .unwrap();
+        q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// (kind, recipient, status, detail) of every message.
+    fn messages(&self) -> Vec<(String, Option<String>, String, Option<String>)> {
+        let db = self.db();
+        let mut q = db
+            .prepare("SELECT kind, recipient, status, detail FROM messages ORDER BY contact, rowid")
+            .unwrap();
+        q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn state(&self) -> String {
+        self.db()
+            .query_row("SELECT state FROM campaign", [], |r| r.get(0))
+            .unwrap()
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+#[test]
+fn a_bridge_places_calls_carries_their_actions_and_sends_sms() {
+    let case = Case::new(
+        "calls",
+        &[
+            ("+33612345670", "ann@example.com"),
+            ("+33612345671", ""),
+            ("+33612345672", ""),
+            ("+33612345673", ""),
+            ("+33612345674", ""),
+            ("+33612345675", ""),
+            ("+33612345680", ""),
+        ],
+    );
+    let o = case.run("normal", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["contactsCompleted"], 2, "{report}");
+    assert_eq!(report["contactsFailed"], 5);
+    // Each number's outcome and SIP status, as the bridge gave them (its
+    // replies come back out of order: they are matched by id).
+    let got: Vec<(String, Option<String>, Option<u16>)> = case
+        .attempts()
+        .into_iter()
+        .map(|(p, n, o, s)| {
+            assert_eq!(n, 1);
+            (p, o, s)
+        })
+        .collect();
+    let want = [
+        ("+33612345670", "answered", 200),
+        ("+33612345671", "busy", 486),
+        ("+33612345672", "no_answer", 480),
+        ("+33612345673", "rejected", 603),
+        ("+33612345674", "invalid_number", 404),
+        ("+33612345675", "network_error", 503),
+        ("+33612345680", "answered", 200),
+    ];
+    assert_eq!(
+        got,
+        want.map(|(p, o, s)| (p.to_string(), Some(o.to_string()), Some(s)))
+    );
+    // On each answered call: the prompt, then the gather, then the hang-up.
+    let requests = case.requests();
+    for call in ["0-1", "6-1"] {
+        let ops: Vec<&str> = requests
+            .iter()
+            .filter(|r| r["call"] == call)
+            .map(|r| r["op"].as_str().unwrap())
+            .collect();
+        assert_eq!(ops, ["dial", "say", "gather", "hangup"], "{call}");
+    }
+    // Every request has exactly the fields docs/bridge.schema.json requires of its op.
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("docs/bridge.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let defs = &schema["$defs"];
+    let mut ops_seen = std::collections::BTreeSet::new();
+    for r in &requests {
+        let op = r["op"].as_str().unwrap();
+        ops_seen.insert(op.to_string());
+        let def = defs
+            .as_object()
+            .unwrap()
+            .values()
+            .find(|d| d["properties"]["op"]["const"] == op)
+            .unwrap_or_else(|| panic!("no schema for `{op}`"));
+        let mut required: Vec<&str> = def["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let mut keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+        required.sort_unstable();
+        keys.sort_unstable();
+        assert_eq!(keys, required, "{r}");
+    }
+    assert_eq!(
+        ops_seen.into_iter().collect::<Vec<_>>(),
+        ["dial", "gather", "hangup", "say", "sms"]
+    );
+    let say = requests.iter().find(|r| r["op"] == "say").unwrap();
+    assert!(say["text"].as_str().unwrap().starts_with("Hello +336"));
+    // The SMS of the two confirmed contacts went through the bridge, once each.
+    let sms: Vec<&serde_json::Value> = requests.iter().filter(|r| r["op"] == "sms").collect();
+    assert_eq!(sms.len(), 2);
+    let messages = case.messages();
+    let sent_sms = messages
+        .iter()
+        .filter(|m| m.0 == "sms" && m.2 == "sent")
+        .count();
+    assert_eq!(sent_sms, 2, "{messages:?}");
+    // No --smtp: the e-mails wait in the store, and the run says so.
+    assert!(messages.iter().any(|m| m.0 == "email" && m.2 == "unsent"));
+    assert!(stderr(&o).contains("e-mail(s) wait unsent in the store: no --smtp was given"));
+    assert_eq!(case.state(), "finished");
+}
+
+#[test]
+fn a_bridge_that_crashes_pauses_the_run_and_the_run_resumes() {
+    let rows: Vec<(String, &str)> = (0..8).map(|k| (format!("+336123450{k}2"), "")).collect();
+    let rows: Vec<(&str, &str)> = rows.iter().map(|(p, e)| (p.as_str(), *e)).collect();
+    let case = Case::new("crash", &rows);
+    let o = case.run("crash 3", &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("it closed its standard output"), "{err}");
+    assert!(
+        err.contains("lost the provider's connection (simulated)"),
+        "{err}"
+    );
+    assert!(err.contains("run the same command to resume it"), "{err}");
+    assert_eq!(case.state(), "paused");
+    // Calls under way when it crashed are `unknown`: maybe placed, never placed again.
+    let attempts = case.attempts();
+    let unknown = attempts
+        .iter()
+        .filter(|a| a.2.as_deref() == Some("unknown"))
+        .count();
+    assert!(unknown >= 1, "{attempts:?}");
+    let before: Vec<(String, u32)> = attempts.iter().map(|a| (a.0.clone(), a.1)).collect();
+
+    let o = case.run("normal", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(case.state(), "finished");
+    let after = case.attempts();
+    // Every contact ended; no attempt was placed twice.
+    let db = case.db();
+    let ends: i64 = db
+        .query_row("SELECT count(*) FROM ends", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ends, 8);
+    let mut dials: Vec<(String, String)> = case
+        .requests()
+        .iter()
+        .filter(|r| r["op"] == "dial")
+        .map(|r| {
+            (
+                r["to"].as_str().unwrap().to_string(),
+                r["call"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let n = dials.len();
+    dials.sort();
+    dials.dedup();
+    assert_eq!(dials.len(), n, "an attempt was dialled twice");
+    for (phone, number) in before {
+        assert!(after.iter().any(|a| a.0 == phone && a.1 == number));
+    }
+}
+
+#[test]
+fn a_bridge_that_prints_garbage_is_quoted_and_the_run_pauses() {
+    let case = Case::new("garbage", &[("+33612345670", "")]);
+    let o = case.run("garbage", &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("it printed a line that is not a reply (not JSON")
+            && err.contains("`hello there, this is not JSON`"),
+        "{err}"
+    );
+    assert_eq!(case.state(), "paused");
+    assert_eq!(case.attempts()[0].2.as_deref(), Some("unknown"));
+}
+
+#[test]
+fn an_adapter_that_cannot_start_is_a_usage_error() {
+    let case = Case::new("nostart", &[("+33612345670", "")]);
+    let o = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args([
+            "run",
+            &case.path("flow.flow"),
+            "--contacts",
+            &case.path("list.csv"),
+        ])
+        .args([
+            "--dialer",
+            "exec:/nonexistent/bridge",
+            "--db",
+            &case.path("run.db"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot start the bridge `/nonexistent/bridge`"));
+}
+
+/// A bridge that never answers meets each operation's deadline: the dial is
+/// `unknown` (nobody knows whether it was placed), on virtual time.
+#[tokio::test(start_paused = true)]
+async fn a_bridge_that_hangs_meets_the_deadline() {
+    use flowc::dialer::bridge::Bridge;
+    use flowc::dialer::{Call, CallId, Dialer};
+    let bridge = root().join("tests/bridge/bridge.py");
+    let failed = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let seen = failed.clone();
+    let b = Bridge::start(
+        &format!("python3 {} hang", bridge.display()),
+        StdDuration::from_secs(30),
+        move |why| *seen.lock().unwrap() = Some(why),
+    )
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    let d = b
+        .place(Call {
+            id: CallId {
+                contact: 0,
+                attempt: 1,
+            },
+            number: "+33612345670".into(),
+            caller_id: None,
+            local: chrono::NaiveDate::from_ymd_opt(2026, 12, 7)
+                .unwrap()
+                .and_hms_opt(10, 0, 0)
+                .unwrap(),
+            timeout_seconds: 20,
+            detect_voicemail: false,
+        })
+        .await;
+    assert_eq!(d.outcome, flowc::ir::Outcome::Unknown);
+    // The ring timeout and the deadline: 50 s of virtual time.
+    assert_eq!(started.elapsed().as_secs(), 50);
+    // A hang is no failure of the bridge: later calls are still tried.
+    assert!(failed.lock().unwrap().is_none());
+    assert!(b.failure().is_none());
+    b.shut_down().await;
+}
+
+/// The Python that has Debian's aiosmtpd, if any.
+fn smtp_python() -> Option<&'static str> {
+    ["/usr/bin/python3", "python3"].into_iter().find(|p| {
+        Command::new(p)
+            .args(["-c", "import aiosmtpd"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+struct SmtpServer {
+    child: std::process::Child,
+    port: u16,
+    out: PathBuf,
+}
+
+impl SmtpServer {
+    fn start(dir: &Path) -> Option<SmtpServer> {
+        let Some(python) = smtp_python() else {
+            assert!(
+                std::env::var("CI").is_err(),
+                "python3-aiosmtpd is missing: .ci/run installs it"
+            );
+            eprintln!("skipped: no python3 with aiosmtpd (apt-get install python3-aiosmtpd)");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let out = dir.join("mail.jsonl");
+        let mut child = Command::new(python)
+            .arg(root().join("tests/smtp/server.py"))
+            .args([port.to_string(), out.display().to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "ready");
+        Some(SmtpServer { child, port, out })
+    }
+
+    fn mail(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn e_mails_go_through_a_real_smtp_server() {
+    let case = Case::new(
+        "smtp",
+        &[
+            ("+33612345670", "ann@example.com"),
+            ("+33612345680", "reject-bob@example.com"),
+            ("+33612345690", ""),
+        ],
+    );
+    let Some(server) = SmtpServer::start(&case.dir) else {
+        return;
+    };
+    let o = case.run(
+        "normal",
+        &[
+            "--smtp",
+            &format!("smtp://127.0.0.1:{}", server.port),
+            "--mail-from",
+            "Campaigns <campaigns@example.com>",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mail = server.mail();
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    assert_eq!(mail[0]["to"][0], "ann@example.com");
+    assert_eq!(mail[0]["from"], "campaigns@example.com");
+    let data = mail[0]["data"].as_str().unwrap();
+    assert!(data.contains("Subject: Confirmed") && data.contains("Your appointment is confirmed."));
+    let emails: Vec<_> = case
+        .messages()
+        .into_iter()
+        .filter(|m| m.0 == "email")
+        .collect();
+    assert_eq!(emails.len(), 3, "{emails:?}");
+    assert_eq!(emails[0].2, "sent");
+    // Refused for good by the server: failed, with its words.
+    assert_eq!(emails[1].2, "failed");
+    assert!(
+        emails[1].3.as_deref().unwrap().contains("no such mailbox"),
+        "{emails:?}"
+    );
+    // No address: failed without trying.
+    assert_eq!(emails[2].2, "failed");
+    assert!(emails[2].3.as_deref().unwrap().contains("no `email` field"));
+    assert!(stderr(&o).contains("messages:"));
+}
+
+/// The outbox on a virtual clock: a temporary failure is tried again after
+/// 5 s, then 10 s; a permanent one fails at once; a message a crash left
+/// `sending` is `unknown` and never handed over again.
+#[tokio::test(start_paused = true)]
+async fn the_outbox_retries_with_backoff_and_never_sends_twice() {
+    use flowc::messaging::{Courier, DynCourier, Outbox, Undelivered};
+    use flowc::runtime::clock::{Clock, VirtualClock};
+    use flowc::store::outbox::Outgoing;
+
+    // A finished run whose messages nobody sent (no courier).
+    let case = Case::new(
+        "outbox",
+        &[
+            ("+33612345670", ""),
+            ("+33612345680", ""),
+            ("+33612345690", ""),
+        ],
+    );
+    std::fs::write(case.dir.join("script.txt"), "* answered press 1\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args([
+            "run",
+            &case.path("flow.flow"),
+            "--contacts",
+            &case.path("list.csv"),
+        ])
+        .args(["--dialer", &format!("script:{}", case.path("script.txt"))])
+        .args(["--db", &case.path("run.db"), "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("3 SMS wait unsent in the store"),
+        "{}",
+        stderr(&o)
+    );
+    // A crash while the third SMS was handed over.
+    case.db()
+        .execute(
+            "UPDATE messages SET status = 'sending' WHERE kind = 'sms' AND recipient = '+33612345690'",
+            [],
+        )
+        .unwrap();
+
+    struct Flaky {
+        tries: std::cell::RefCell<Vec<String>>,
+    }
+    impl Courier for Flaky {
+        fn kind(&self) -> &'static str {
+            "sms"
+        }
+        async fn deliver(&self, m: &Outgoing) -> Result<Option<String>, Undelivered> {
+            let to = m.recipient.clone().unwrap();
+            self.tries.borrow_mut().push(to.clone());
+            let so_far = self.tries.borrow().iter().filter(|t| **t == to).count();
+            match to.as_str() {
+                "+33612345670" if so_far < 3 => Err(Undelivered {
+                    reason: "provider busy".into(),
+                    temporary: true,
+                }),
+                "+33612345680" => Err(Undelivered {
+                    reason: "not a mobile number".into(),
+                    temporary: false,
+                }),
+                _ => Ok(Some("queued".into())),
+            }
+        }
+    }
+    // Whole seconds: the store keeps times to the millisecond.
+    let start = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 0);
+    let clock = VirtualClock::new(start);
+    let courier = Flaky {
+        tries: Default::default(),
+    };
+    let couriers: Vec<&dyn DynCourier> = vec![&courier];
+    let mut outbox = Outbox::open(&case.dir.join("run.db"), couriers, &clock).unwrap();
+    assert_eq!(outbox.delivered.interrupted, 1);
+    let (_done_tx, done) = tokio::sync::watch::channel(true);
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    outbox.run(done, stop).await.unwrap();
+    assert_eq!(outbox.delivered.sent, 1);
+    assert_eq!(outbox.delivered.failed, 1);
+    assert_eq!(outbox.delivered.retried, 2);
+    assert_eq!(
+        *courier.tries.borrow(),
+        [
+            "+33612345670",
+            "+33612345680",
+            "+33612345670",
+            "+33612345670"
+        ]
+    );
+    // Sent on the third try, 5 s + 10 s after the first.
+    assert_eq!(clock.now() - start, chrono::Duration::seconds(15));
+    let db = case.db();
+    let row = |to: &str| -> (String, u32, Option<String>) {
+        db.query_row(
+            "SELECT status, tries, detail FROM messages WHERE kind = 'sms' AND recipient = ?1",
+            [to],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        row("+33612345670"),
+        ("sent".into(), 3, Some("queued".into()))
+    );
+    assert_eq!(
+        row("+33612345680"),
+        ("failed".into(), 1, Some("not a mobile number".into()))
+    );
+    let (status, tries, detail) = row("+33612345690");
+    assert_eq!((status.as_str(), tries), ("unknown", 0));
+    assert!(detail.unwrap().contains("not sent again"));
+}
+
+/// A store of the version before (no SIP status, no outbox columns) is
+/// read as it stands by `report`, and upgraded in place by a run.
+#[test]
+fn a_store_of_the_version_before_is_upgraded_by_a_run() {
+    let case = Case::new("upgrade", &[("+33612345670", "")]);
+    std::fs::write(case.dir.join("script.txt"), "* busy\n").unwrap();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args([
+                "run",
+                &case.path("flow.flow"),
+                "--contacts",
+                &case.path("list.csv"),
+            ])
+            .args(["--dialer", &format!("script:{}", case.path("script.txt"))])
+            .args(["--db", &case.path("run.db"), "--format", "json"])
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    {
+        let db = case.db();
+        db.execute_batch(
+            "PRAGMA legacy_alter_table = ON;
+             CREATE TABLE a4 AS SELECT contact, number, step, started_at, caller_id, ended_at, outcome, keys, transfers FROM attempts;
+             DROP TABLE attempts; ALTER TABLE a4 RENAME TO attempts;
+             CREATE TABLE m4 AS SELECT contact, attempt, kind, text, recipient, status FROM messages;
+             DROP TABLE messages; ALTER TABLE m4 RENAME TO messages;
+             PRAGMA user_version = 4;",
+        )
+        .unwrap();
+    }
+    let report = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["report", "--db", &case.path("run.db"), "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(report.status.code(), Some(0), "{}", stderr(&report));
+    let o = run();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let db = case.db();
+    let version: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 5);
+    let status: Option<u16> = db
+        .query_row("SELECT sip_status FROM attempts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(status, None);
+}
