@@ -8,6 +8,7 @@
 
 pub mod bridge;
 pub mod script;
+pub mod sip;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -1,4 +1,4 @@
-//! `flowc run FILE --contacts LIST --dialer sim|script:FILE|exec:PROGRAM [--db PATH]`: the
+//! `flowc run FILE --contacts LIST --dialer sim|script:FILE|exec:PROGRAM|sip:HOST [--db PATH]`: the
 //! campaign on the wall clock, journalled in the store as it goes, resumable
 //! after a pause or a crash by running the same command again.
 
@@ -12,6 +12,7 @@ use super::campaign::{self, usage, ReportFormat};
 use super::signals;
 use crate::dialer::bridge::Bridge;
 use crate::dialer::script::ScriptDialer;
+use crate::dialer::sip::{SipDialer, Trunk};
 use crate::dialer::{Dialer, SimDialer};
 use crate::messaging::{BridgeSms, DynCourier, Outbox, SmtpCourier};
 use crate::runtime::clock::WallClock;
@@ -28,6 +29,11 @@ pub struct Args {
     /// that places them, speaking JSON lines: docs/bridge.md)
     #[arg(long, value_name = "ADAPTER")]
     dialer: String,
+    /// The SIP trunk's settings for `--dialer sip:HOST` (TOML): transport,
+    /// domain, username and the environment variable of its password,
+    /// local address, T1, request URI, caller-id header
+    #[arg(long, value_name = "FILE")]
+    trunk: Option<PathBuf>,
     /// How long a bridge (`--dialer exec:`) may take to answer an operation,
     /// beyond the operation's own timeout (a dial's ring timeout)
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_grace)]
@@ -96,7 +102,7 @@ pub fn run(args: Args) -> ExitCode {
                 model,
                 seed: args.seed,
             };
-            drive(&args, &mut prepared, |_| Ok(dialer))
+            drive(&args, &mut prepared, |_, _| Ok(dialer))
         }
         Some(("script", file)) => {
             let text = match std::fs::read_to_string(file) {
@@ -104,21 +110,37 @@ pub fn run(args: Args) -> ExitCode {
                 Err(e) => return usage(format!("cannot read the script {file}: {e}")),
             };
             match ScriptDialer::parse(&text, region) {
-                Ok(dialer) => drive(&args, &mut prepared, |_| Ok(dialer)),
+                Ok(dialer) => drive(&args, &mut prepared, |_, _| Ok(dialer)),
                 Err(e) => usage(format!("{file}:{e}")),
             }
         }
         Some(("exec", command)) => {
             let deadline = args.bridge_deadline;
-            drive(&args, &mut prepared, |pause| {
+            drive(&args, &mut prepared, |pause, runtime| {
+                let _entered = runtime.enter();
                 Bridge::start(command, deadline, move |why| {
                     eprintln!("the bridge failed ({why}): pausing the run");
                     let _ = pause.send(true);
                 })
             })
         }
+        Some(("sip", target)) => {
+            let trunk = match &args.trunk {
+                Some(file) => match std::fs::read_to_string(file)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| Trunk::parse(&t))
+                {
+                    Ok(t) => t,
+                    Err(e) => return usage(format!("--trunk {}: {e}", file.display())),
+                },
+                None => Trunk::default(),
+            };
+            drive(&args, &mut prepared, |_, runtime| {
+                runtime.block_on(SipDialer::start(target, trunk))
+            })
+        }
         _ => usage(format!(
-            "`--dialer {}` is not an adapter: write `sim`, `script:FILE` or `exec:PROGRAM`",
+            "`--dialer {}` is not an adapter: write `sim`, `script:FILE`, `exec:PROGRAM` or `sip:HOST[:PORT]`",
             args.dialer
         )),
     }
@@ -138,6 +160,11 @@ trait Adapter {
     async fn close(&self) {}
 }
 
+impl Adapter for SipDialer {
+    async fn close(&self) {
+        self.shut_down().await;
+    }
+}
 impl Adapter for SimDialer {}
 impl Adapter for ScriptDialer {}
 impl Adapter for Bridge {
@@ -157,19 +184,16 @@ impl Adapter for Bridge {
 fn drive<D: Dialer + Adapter>(
     args: &Args,
     prepared: &mut campaign::Prepared,
-    make: impl FnOnce(tokio::sync::watch::Sender<bool>) -> Result<D, String>,
+    make: impl FnOnce(tokio::sync::watch::Sender<bool>, &tokio::runtime::Runtime) -> Result<D, String>,
 ) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a current-thread runtime starts");
     let (pause, paused) = tokio::sync::watch::channel(signals::received());
-    let dialer = {
-        let _entered = runtime.enter();
-        match make(pause.clone()) {
-            Ok(d) => d,
-            Err(e) => return usage(e),
-        }
+    let dialer = match make(pause.clone(), &runtime) {
+        Ok(d) => d,
+        Err(e) => return usage(e),
     };
     let dialer = &dialer;
     let smtp = match &args.smtp {

@@ -15,6 +15,7 @@ mod real;
 mod run;
 mod scenarios;
 mod simulate;
+mod sip;
 mod tidy;
 mod trust;
 mod trust_lists;

@@ -1,0 +1,339 @@
+//! The SIP dialer against sipp (Debian's `sip-tester`) as the trunk, on
+//! 127.0.0.1: each test checks flowc's outcome and SIP status **and** sipp's
+//! exit status, which proves flowc's ACK, CANCEL and BYE were right.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+use crate::root;
+
+const FLOW: &str = r#"
+contact { phone: phone }
+
+calendar always {
+  hours mon-sun 00:00-24:00
+}
+
+compliance house {
+  max attempts 10 per 24h
+}
+
+flow sip {
+  timezone "UTC"
+  calendar always
+  compliance house
+  step call {
+    dial contact.phone timeout 2s
+    on answered -> end completed "answered"
+    on other -> end failed "not_reached"
+  }
+}
+"#;
+
+fn sipp_here() -> bool {
+    let found = Command::new("sipp")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var("CI").is_err(),
+            "sipp is missing: .ci/run installs Debian's sip-tester"
+        );
+        eprintln!("skipped: no sipp (apt-get install sip-tester)");
+    }
+    found
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Trunk {
+    dir: PathBuf,
+    port: u16,
+    sipp: Option<Child>,
+}
+
+impl Trunk {
+    /// sipp playing `scenario` (a file of tests/sip, with `@NAME@` replaced).
+    fn start(name: &str, scenario: &str, replace: &[(&str, &str)]) -> Trunk {
+        let dir = std::env::temp_dir().join(format!("flowc-sip-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut xml = std::fs::read_to_string(root().join("tests/sip").join(scenario)).unwrap();
+        for (k, v) in replace {
+            xml = xml.replace(&format!("@{k}@"), v);
+        }
+        std::fs::write(dir.join("scenario.xml"), xml).unwrap();
+        std::fs::write(dir.join("flow.flow"), FLOW).unwrap();
+        std::fs::write(dir.join("list.csv"), "phone\n+33612345670\n").unwrap();
+        let port = free_udp_port();
+        let sipp = Command::new("sipp")
+            .arg("-sf")
+            .arg(dir.join("scenario.xml"))
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-m",
+                "1",
+                "-nostdin",
+            ])
+            .args(["-timeout", "20s", "-trace_err", "-error_file"])
+            .arg(dir.join("errors.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // sipp listens once it has read the scenario.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Trunk {
+            dir,
+            port,
+            sipp: Some(sipp),
+        }
+    }
+
+    fn trunk_file(&self, extra: &str) -> String {
+        let path = self.dir.join("trunk.toml");
+        std::fs::write(
+            &path,
+            format!("t1_ms = 50\nlocal = \"127.0.0.1:0\"\n{extra}"),
+        )
+        .unwrap();
+        path.display().to_string()
+    }
+
+    fn run(&self, trunk: &str, env: &[(&str, &str)]) -> Output {
+        let p = |n: &str| self.dir.join(n).display().to_string();
+        Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args(["run", &p("flow.flow"), "--contacts", &p("list.csv")])
+            .args(["--dialer", &format!("sip:127.0.0.1:{}", self.port)])
+            .args(["--trunk", trunk, "--db", &p("run.db"), "--format", "json"])
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    }
+
+    /// (outcome, SIP status, reason) of the one attempt.
+    fn attempt(&self) -> (String, Option<u16>, Option<String>) {
+        let db = rusqlite::Connection::open(self.dir.join("run.db")).unwrap();
+        db.query_row(
+            "SELECT outcome, sip_status, sip_reason FROM attempts",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+    }
+
+    /// sipp's exit status (0: every call went as its scenario says).
+    fn sipp_status(&mut self) -> i32 {
+        let status = self.sipp.take().unwrap().wait().unwrap();
+        let errors = std::fs::read_to_string(self.dir.join("errors.log")).unwrap_or_default();
+        let code = status.code().unwrap_or(-1);
+        if code != 0 {
+            eprintln!("sipp's errors:\n{errors}");
+        }
+        code
+    }
+}
+
+impl Drop for Trunk {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.sipp.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+#[test]
+fn an_answered_call_is_acked_and_hung_up_by_us() {
+    if !sipp_here() {
+        return;
+    }
+    let mut trunk = Trunk::start("answer", "answer.xml", &[]);
+    let o = trunk.run(&trunk.trunk_file(""), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        trunk.attempt(),
+        ("answered".into(), Some(200), Some("OK".into()))
+    );
+    assert_eq!(trunk.sipp_status(), 0, "sipp saw no ACK or BYE");
+}
+
+#[test]
+fn final_responses_are_outcomes() {
+    if !sipp_here() {
+        return;
+    }
+    let cases = [
+        ("486", "Busy Here", "busy"),
+        ("600", "Busy Everywhere", "busy"),
+        ("480", "Temporarily Unavailable", "no_answer"),
+        ("408", "Request Timeout", "no_answer"),
+        ("603", "Decline", "rejected"),
+        ("404", "Not Found", "invalid_number"),
+        ("484", "Address Incomplete", "invalid_number"),
+        ("503", "Service Unavailable", "network_error"),
+    ];
+    for (status, reason, outcome) in cases {
+        let mut trunk = Trunk::start(
+            &format!("final{status}"),
+            "final.xml",
+            &[("STATUS", status), ("REASON", reason)],
+        );
+        let o = trunk.run(&trunk.trunk_file(""), &[]);
+        assert_eq!(o.status.code(), Some(0), "{status}: {}", stderr(&o));
+        assert_eq!(
+            trunk.attempt(),
+            (
+                outcome.into(),
+                Some(status.parse().unwrap()),
+                Some(reason.into())
+            ),
+            "{status}"
+        );
+        assert_eq!(trunk.sipp_status(), 0, "{status}: sipp saw no ACK");
+    }
+}
+
+#[test]
+fn a_call_ringing_past_its_timeout_is_cancelled() {
+    if !sipp_here() {
+        return;
+    }
+    let mut trunk = Trunk::start("ring", "ring.xml", &[]);
+    let o = trunk.run(&trunk.trunk_file(""), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        trunk.attempt(),
+        (
+            "no_answer".into(),
+            Some(487),
+            Some("Request Terminated".into())
+        )
+    );
+    assert_eq!(trunk.sipp_status(), 0, "sipp saw no CANCEL or ACK");
+}
+
+#[test]
+fn digest_challenges_are_answered() {
+    if !sipp_here() {
+        return;
+    }
+    let auth = "username = \"flowc\"\npassword_env = \"FLOWC_TEST_TRUNK_PASSWORD\"\n";
+    for (scenario, password, want) in [
+        ("auth401.xml", "s3cret", ("answered", 200, "OK")),
+        ("auth401.xml", "wrong", ("network_error", 403, "Forbidden")),
+        ("auth407.xml", "s3cret", ("answered", 200, "OK")),
+    ] {
+        let mut trunk = Trunk::start(&format!("{scenario}-{password}"), scenario, &[]);
+        let o = trunk.run(
+            &trunk.trunk_file(auth),
+            &[("FLOWC_TEST_TRUNK_PASSWORD", password)],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(
+            trunk.attempt(),
+            (want.0.into(), Some(want.1), Some(want.2.into())),
+            "{scenario} with {password}"
+        );
+        assert_eq!(trunk.sipp_status(), 0, "{scenario} with {password}");
+    }
+}
+
+/// A trunk that never answers: the INVITE's Timer B (64×T1, 3.2 s with
+/// T1 = 50 ms) ends it, and the stack's own 408 is a network error.
+#[test]
+fn no_response_is_a_network_error() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!("flowc-sip-silent-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |n: &str| dir.join(n).display().to_string();
+    std::fs::write(dir.join("flow.flow"), FLOW).unwrap();
+    std::fs::write(dir.join("list.csv"), "phone\n+33612345670\n").unwrap();
+    std::fs::write(
+        dir.join("trunk.toml"),
+        "t1_ms = 50\nlocal = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["run", &p("flow.flow"), "--contacts", &p("list.csv")])
+        .args(["--dialer", &format!("sip:127.0.0.1:{port}")])
+        .args([
+            "--trunk",
+            &p("trunk.toml"),
+            "--db",
+            &p("run.db"),
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let db = rusqlite::Connection::open(dir.join("run.db")).unwrap();
+    let outcome: String = db
+        .query_row("SELECT outcome FROM attempts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(outcome, "network_error");
+    // The INVITE was sent, and sent again (Timer A).
+    let mut buf = [0u8; 2048];
+    silent
+        .set_read_timeout(Some(std::time::Duration::from_millis(100)))
+        .unwrap();
+    let (n, _) = silent.recv_from(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"INVITE sip:+33612345670@"));
+    assert!(silent.recv_from(&mut buf).is_ok(), "no retransmission");
+}
+
+#[test]
+fn a_trunk_file_that_cannot_be_read_is_a_usage_error() {
+    let dir = std::env::temp_dir().join(format!("flowc-sip-trunk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |n: &str| dir.join(n).display().to_string();
+    std::fs::write(dir.join("flow.flow"), FLOW).unwrap();
+    std::fs::write(dir.join("list.csv"), "phone\n+33612345670\n").unwrap();
+    for (text, says) in [
+        ("transport = \"tls\"\n", "only \"udp\" is built so far"),
+        (
+            "username = \"a\"\n",
+            "username and password_env go together",
+        ),
+        ("password = \"x\"\n", "unknown field `password`"),
+        (
+            "username = \"a\"\npassword_env = \"FLOWC_TEST_UNSET_VARIABLE\"\n",
+            "FLOWC_TEST_UNSET_VARIABLE, which is not set",
+        ),
+    ] {
+        std::fs::write(dir.join("trunk.toml"), text).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args(["run", &p("flow.flow"), "--contacts", &p("list.csv")])
+            .args([
+                "--dialer",
+                "sip:127.0.0.1:5060",
+                "--trunk",
+                &p("trunk.toml"),
+            ])
+            .args(["--db", &p("run.db")])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{text}");
+        assert!(stderr(&o).contains(says), "{text}: {}", stderr(&o));
+    }
+}
