@@ -11,6 +11,9 @@ use crate::ir::{self, Outcome};
 use crate::runtime::engine::ContactResult;
 use crate::store::StoredMessage;
 
+pub mod patterns;
+pub use patterns::{failure_patterns, Pattern};
+
 #[derive(Serialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Metrics {
@@ -84,6 +87,22 @@ pub struct Report {
     #[serde(flatten)]
     pub metrics: Metrics,
     pub arms: Vec<ArmReport>,
+    /// Where failures concentrate (`Report::with_patterns`; empty without it).
+    pub failure_patterns: Vec<Pattern>,
+}
+
+impl Report {
+    /// Adds the failure patterns, which need the contacts' list (`list` and
+    /// `contacts` in the same order).
+    pub fn with_patterns(
+        mut self,
+        flow: &ir::Flow,
+        list: &[Contact],
+        contacts: &[ContactResult],
+    ) -> Report {
+        self.failure_patterns = failure_patterns(flow, list, contacts);
+        self
+    }
 }
 
 const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -286,6 +305,7 @@ pub fn report(flow: &ir::Flow, contacts: &[ContactResult]) -> Report {
     Report {
         metrics: metrics(&all),
         arms,
+        failure_patterns: Vec::new(),
     }
 }
 
@@ -369,6 +389,31 @@ impl Report {
                         (Some(p), _) => format!("{p:.4}"),
                         (None, Some(note)) => format!("-  ({note})"),
                         (None, None) => "-".to_string(),
+                    }
+                ));
+            }
+        }
+        let flagged = patterns::flagged(&self.failure_patterns);
+        if !flagged.is_empty() {
+            out.push_str(
+                "
+failure patterns (groups that fail more or less than the rest, significantly):
+",
+            );
+            for (p, g) in flagged.iter().take(10) {
+                out.push_str(&format!(
+                    "  {} {}: {} failed ({}/{}), {:+.1} points against the rest{}
+",
+                    p.label,
+                    g.key,
+                    format_args!("{:.1}%", g.failure_rate),
+                    g.failed,
+                    g.total,
+                    g.difference,
+                    if p.unit == "attempts" {
+                        " (attempts that did not connect)"
+                    } else {
+                        ""
                     }
                 ));
             }

@@ -370,8 +370,14 @@ pub fn opt_out_writer(path: Option<&Path>) -> impl FnMut(&str) + '_ {
     }
 }
 
-pub fn print_report(flow: &ir::Flow, results: &Results, format: ReportFormat) {
-    let report = report::report(flow, &results.contacts);
+pub fn print_report(
+    flow: &ir::Flow,
+    list: &[crate::contacts::Contact],
+    results: &Results,
+    format: ReportFormat,
+) {
+    let report =
+        report::report(flow, &results.contacts).with_patterns(flow, list, &results.contacts);
     match format {
         ReportFormat::Table => out!("{}", report.table()),
         ReportFormat::Json => outln!(

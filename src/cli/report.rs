@@ -63,7 +63,7 @@ pub fn run(args: Args) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let report = report::report(&flow, &results);
+    let report = report::report(&flow, &results).with_patterns(&flow, &list, &results);
     match args.format {
         Format::Table => out!("{}", report.table()),
         Format::Csv => out!(

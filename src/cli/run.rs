@@ -299,7 +299,7 @@ fn drive<D: Dialer + Adapter>(
     if let Err(e) = campaign::write_journal(&args.common, flow, &results) {
         return usage(e);
     }
-    campaign::print_report(flow, &results, args.common.format);
+    campaign::print_report(flow, &prepared.contacts, &results, args.common.format);
     if args.lateness {
         print_lateness(&results);
     }

@@ -96,7 +96,7 @@ pub fn run(args: Args) -> ExitCode {
     if let Err(e) = campaign::write_journal(&args.common, flow, &results) {
         return usage(e);
     }
-    campaign::print_report(flow, &results, args.common.format);
+    campaign::print_report(flow, &prepared.contacts, &results, args.common.format);
     if args.common.format == ReportFormat::Table {
         if let (Some(at), Some(p)) = (results.paused_at, flow.pause_when) {
             outln!(

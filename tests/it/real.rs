@@ -649,3 +649,141 @@ fn a_store_of_the_version_before_is_upgraded_by_a_run() {
         .unwrap();
     assert_eq!(status, None);
 }
+
+/// Failure patterns: in a campaign where every number of one area code
+/// fails (a scripted dialer) and a third of the others do, the report
+/// names that area code first, in JSON and in the table.
+#[test]
+fn the_report_names_the_area_code_that_fails() {
+    let dir = std::env::temp_dir().join(format!("flowc-patterns-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |n: &str| dir.join(n).display().to_string();
+    std::fs::write(
+        dir.join("flow.flow"),
+        r#"
+contact {
+  phone: phone
+  segment: enum(gold, silver)
+}
+
+calendar always {
+  hours mon-sun 00:00-24:00
+}
+
+compliance house {
+  max attempts 10 per 24h
+}
+
+flow patterns {
+  timezone "UTC"
+  region "US"
+  calendar always
+  compliance house
+  concurrency 20
+  step call {
+    dial contact.phone
+    on answered -> end completed
+    on other -> end failed
+  }
+}
+"#,
+    )
+    .unwrap();
+    let areas = ["212", "305", "415", "617", "713"];
+    let mut list = String::from("phone,segment\n");
+    let mut script = String::new();
+    for k in 0..400 {
+        let area = areas[k % areas.len()];
+        let number = format!("+1{area}555{:04}", 1000 + k);
+        // Half the 305 numbers are written nationally, with punctuation.
+        let written = if area == "305" && k % 2 == 0 {
+            format!("({area}) 555-{:04}", 1000 + k)
+        } else {
+            number.clone()
+        };
+        let segment = if k % 2 == 0 { "gold" } else { "silver" };
+        list.push_str(&format!("\"{written}\",{segment}\n"));
+        let outcome = if area == "212" || k % 3 == 0 {
+            "busy"
+        } else {
+            "answered"
+        };
+        script.push_str(&format!("{number} {outcome} lasting 1ms\n"));
+    }
+    std::fs::write(dir.join("list.csv"), list).unwrap();
+    std::fs::write(dir.join("script.txt"), script).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["run", &p("flow.flow"), "--contacts", &p("list.csv")])
+        .args([
+            "--dialer",
+            &format!("script:{}", p("script.txt")),
+            "--db",
+            &p("run.db"),
+        ])
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["report", "--db", &p("run.db"), "--format", "json"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let patterns = doc["failurePatterns"].as_array().unwrap();
+    let area = patterns
+        .iter()
+        .find(|p| p["dimension"] == "areaCode")
+        .unwrap();
+    let first = &area["groups"][0];
+    assert_eq!(first["key"], "+1 212", "{area}");
+    assert_eq!(first["flagged"], true);
+    assert_eq!(first["failureRate"], 100.0);
+    assert_eq!(first["failed"], 80);
+    // Nothing else is flagged: the segment and the number format fail alike.
+    let flagged: Vec<String> = patterns
+        .iter()
+        .flat_map(|p| {
+            p["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|g| g["flagged"] == true && g["difference"].as_f64().unwrap() > 0.0)
+                .map(move |g| {
+                    format!(
+                        "{} {}",
+                        p["dimension"].as_str().unwrap(),
+                        g["key"].as_str().unwrap()
+                    )
+                })
+        })
+        .collect();
+    assert_eq!(flagged, ["areaCode +1 212"], "{patterns:?}");
+    let formats = patterns
+        .iter()
+        .find(|p| p["dimension"] == "numberFormat")
+        .unwrap();
+    assert!(formats["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["key"] == "national, with punctuation" && g["total"] == 40));
+    assert!(patterns.iter().any(|p| p["dimension"] == "field:segment"));
+    // The table says it in words, first.
+    let table = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["report", "--db", &p("run.db")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    let at = text
+        .find("failure patterns")
+        .expect("a failure patterns section");
+    assert!(
+        text[at..]
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains("area code +1 212: 100.0% failed (80/80)"),
+        "{text}"
+    );
+}

@@ -337,3 +337,115 @@ fn a_trunk_file_that_cannot_be_read_is_a_usage_error() {
         assert!(stderr(&o).contains(says), "{text}: {}", stderr(&o));
     }
 }
+
+/// The crash drill on the SIP dialer: `flowc run` killed (SIGKILL) three
+/// times while calls are under way, resumed each time; sipp's own log of
+/// the INVITEs it received shows no number called twice for one attempt
+/// (one Call-ID per number: every call is answered, so one attempt each).
+#[test]
+fn a_sip_run_killed_during_calls_never_calls_a_number_twice() {
+    if !sipp_here() {
+        return;
+    }
+    let contacts = 200;
+    let dir = std::env::temp_dir().join(format!("flowc-sip-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |n: &str| dir.join(n).display().to_string();
+    std::fs::write(
+        dir.join("flow.flow"),
+        FLOW.replace(
+            "  calendar always\n",
+            "  calendar always\n  concurrency 6\n",
+        ),
+    )
+    .unwrap();
+    let mut list = String::from("phone\n");
+    for k in 0..contacts {
+        list.push_str(&format!("+336123{k:05}\n"));
+    }
+    std::fs::write(dir.join("list.csv"), list).unwrap();
+    std::fs::write(
+        dir.join("trunk.toml"),
+        "t1_ms = 50\nlocal = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let port = free_udp_port();
+    let mut sipp = Command::new("sipp")
+        .arg("-sf")
+        .arg(root().join("tests/sip/answer.xml"))
+        .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-nostdin"])
+        .args(["-trace_msg", "-message_file", &p("messages.log")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let run = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_flowc"));
+        c.args(["run", &p("flow.flow"), "--contacts", &p("list.csv")])
+            .args(["--dialer", &format!("sip:127.0.0.1:{port}")])
+            .args([
+                "--trunk",
+                &p("trunk.toml"),
+                "--db",
+                &p("run.db"),
+                "--format",
+                "json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    };
+    // Call-ID of each INVITE sipp received, by number.
+    let invites = || -> std::collections::HashMap<String, std::collections::BTreeSet<String>> {
+        let log = std::fs::read_to_string(dir.join("messages.log")).unwrap_or_default();
+        let mut by_number: std::collections::HashMap<_, std::collections::BTreeSet<_>> =
+            Default::default();
+        for message in log.split("INVITE sip:").skip(1) {
+            let number = message.split('@').next().unwrap().to_string();
+            let call_id = message
+                .lines()
+                .find_map(|l| l.strip_prefix("Call-ID: "))
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            by_number.entry(number).or_default().insert(call_id);
+        }
+        by_number
+    };
+    let count = || invites().values().map(|c| c.len()).sum::<usize>();
+    for kill in 0..3 {
+        let target = count() + 15;
+        let mut child = run().spawn().unwrap();
+        while count() < target {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "kill {kill}: the run ended before its calls"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let last = run().output().unwrap();
+    let _ = sipp.kill();
+    let _ = sipp.wait();
+    assert_eq!(last.status.code(), Some(0), "{}", stderr(&last));
+    let report: serde_json::Value = serde_json::from_slice(&last.stdout).unwrap();
+    assert_eq!(report["contactsPending"], 0, "{report}");
+    assert_eq!(report["contactsInProgress"], 0, "{report}");
+    let invites = invites();
+    let twice: Vec<_> = invites.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    assert!(twice.is_empty(), "called twice: {twice:?}");
+    // Every attempt the store holds reached sipp, and nothing else did.
+    let db = rusqlite::Connection::open(dir.join("run.db")).unwrap();
+    let attempts: usize = db
+        .query_row("SELECT count(*) FROM attempts", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        invites.len() <= attempts && attempts <= contacts,
+        "{} INVITEs, {attempts} attempts",
+        invites.len()
+    );
+}
