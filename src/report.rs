@@ -11,6 +11,7 @@ use crate::ir::{self, Outcome};
 use crate::runtime::engine::ContactResult;
 use crate::store::StoredMessage;
 
+pub mod html;
 pub mod patterns;
 pub use patterns::{failure_patterns, Pattern};
 

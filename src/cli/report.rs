@@ -1,4 +1,4 @@
-//! `flowc report --db PATH [--format table|json|csv] [--failed]`
+//! `flowc report --db PATH [--format table|json|csv|html] [--failed] [-o FILE]`
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,10 +11,14 @@ pub struct Args {
     /// The run's SQLite database
     #[arg(long, value_name = "PATH")]
     db: PathBuf,
-    /// `table` and `json`: the metrics; `csv`: every contact with its
-    /// attempt history, one row each
+    /// `table` and `json`: the metrics and failure patterns; `csv`: every
+    /// contact with its attempt history, one row each; `html`: one
+    /// self-contained page with charts
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Write the report to this file instead of standard output
+    #[arg(short = 'o', long, value_name = "FILE")]
+    output: Option<PathBuf>,
     /// With `--format csv`: only the contacts that failed
     #[arg(long)]
     failed: bool,
@@ -29,6 +33,7 @@ enum Format {
     Table,
     Json,
     Csv,
+    Html,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -64,16 +69,23 @@ pub fn run(args: Args) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let report = report::report(&flow, &results).with_patterns(&flow, &list, &results);
-    match args.format {
-        Format::Table => out!("{}", report.table()),
-        Format::Csv => out!(
-            "{}",
-            report::contacts_csv(&flow, &list, &results, args.failed)
-        ),
-        Format::Json => outln!(
-            "{}",
+    let text = match args.format {
+        Format::Table => report.table(),
+        Format::Csv => report::contacts_csv(&flow, &list, &results, args.failed),
+        Format::Json => format!(
+            "{}\n",
             serde_json::to_string_pretty(&report).expect("a report always serialises")
         ),
+        Format::Html => report::html::html(&flow, &report, &results),
+    };
+    match &args.output {
+        Some(path) => {
+            if let Err(e) = super::files::write_file(path, &[&args.db], text.as_bytes()) {
+                eprintln!("error: {e}");
+                return ExitCode::from(super::EXIT_USAGE);
+            }
+        }
+        None => out!("{text}"),
     }
     ExitCode::SUCCESS
 }

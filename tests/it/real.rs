@@ -786,4 +786,30 @@ flow patterns {
             .contains("area code +1 212: 100.0% failed (80/80)"),
         "{text}"
     );
+    // The HTML report: one file, charts drawn in SVG, nothing fetched, no script.
+    let o = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args([
+            "report",
+            "--db",
+            &p("run.db"),
+            "--format",
+            "html",
+            "-o",
+            &p("report.html"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+    assert_eq!(html.matches("<svg").count(), html.matches("</svg>").count());
+    assert!(html.matches("<svg").count() >= 3, "three charts");
+    assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"));
+    assert!(html.contains("Connection rate per attempt"));
+    // The attempt's bar carries its number: 213 of 400 answered.
+    assert!(
+        html.contains("#1 (213/400)") && html.contains(">53.2%<"),
+        "{html}"
+    );
+    assert!(html.contains("<li class=\"flag\">area code +1 212: 100.0% (80/80)"));
 }
