@@ -19,9 +19,11 @@ const PALETTE: [&str; 8] = [
 ];
 const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
-/// Escapes text for HTML and SVG.
+/// Escapes text for HTML and SVG (and drops the backticks that mark names
+/// in the terminal's words).
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
+    s.replace('`', "")
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
@@ -62,8 +64,8 @@ fn bars(title: &str, x_label: &str, y_label: &str, data: &[(String, f64, String)
     }
     for (i, (label, value, note)) in data.iter().enumerate() {
         let bh = plot_h * value.clamp(0.0, 100.0) / 100.0;
-        let x = left + step * i as f64 + step * 0.15;
-        let bw = step * 0.7;
+        let bw = (step * 0.7).min(90.0);
+        let x = left + step * i as f64 + (step - bw) / 2.0;
         let y = top + plot_h - bh;
         let _ = write!(
             svg,
@@ -92,7 +94,8 @@ fn bars(title: &str, x_label: &str, y_label: &str, data: &[(String, f64, String)
 fn stacked(rows: &[(u32, BTreeMap<&'static str, u64>)]) -> String {
     let names: Vec<&str> = Outcome::DIAL.iter().map(|o| o.name()).collect();
     let (w, row_h, left) = (640.0, 26.0, 80.0);
-    let h = 40.0 + row_h * rows.len() as f64 + 30.0;
+    // Room for two lines of legend.
+    let h = 40.0 + row_h * rows.len() as f64 + 44.0;
     let mut svg = format!(
         r#"<svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="Outcomes per attempt"><title>Outcomes per attempt</title>"#
     );
@@ -129,10 +132,15 @@ fn stacked(rows: &[(u32, BTreeMap<&'static str, u64>)]) -> String {
             x += bw;
         }
     }
-    // The legend.
+    // The legend, on as many lines as it takes.
     let mut x = left;
-    let y = h - 22.0;
+    let mut y = 16.0 + row_h * rows.len() as f64;
     for (k, name) in names.iter().enumerate() {
+        let width = 14.0 + 7.0 * name.len() as f64;
+        if x + width > w {
+            x = left;
+            y += 14.0;
+        }
         let _ = write!(
             svg,
             r#"<rect x="{x}" y="{y}" width="10" height="10" fill="{c}"/><text x="{tx}" y="{ty}" font-size="10">{name}</text>"#,
@@ -140,7 +148,7 @@ fn stacked(rows: &[(u32, BTreeMap<&'static str, u64>)]) -> String {
             tx = x + 13.0,
             ty = y + 9.0
         );
-        x += 14.0 + 7.0 * name.len() as f64;
+        x += width;
     }
     svg.push_str("</svg>");
     svg

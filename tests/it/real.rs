@@ -813,3 +813,102 @@ flow patterns {
     );
     assert!(html.contains("<li class=\"flag\">area code +1 212: 100.0% (80/80)"));
 }
+
+/// The chromium that reads HTML reports headless, if any.
+fn chromium() -> Option<&'static str> {
+    let found = ["chromium", "chromium-browser"].into_iter().find(|b| {
+        Command::new(b)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "chromium is missing: .ci/run installs it"
+        );
+        eprintln!("skipped: no chromium (apt-get install chromium)");
+    }
+    found
+}
+
+/// The HTML report in a real browser: chromium (headless) reads it without
+/// a console message, its DOM holds the charts and the flagged pattern, and
+/// a screenshot is saved under target/screenshots/ for a person to look at.
+#[test]
+fn the_html_report_reads_in_a_browser() {
+    let Some(browser) = chromium() else {
+        return;
+    };
+    let case = Case::new(
+        "browser",
+        &[
+            ("+33612345670", ""),
+            ("+33612345671", ""),
+            ("+33612345680", ""),
+        ],
+    );
+    std::fs::write(
+        case.dir.join("script.txt"),
+        "+33612345671 busy lasting 1ms\n* answered press 1 lasting 1ms\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args([
+            "run",
+            &case.path("flow.flow"),
+            "--contacts",
+            &case.path("list.csv"),
+        ])
+        .args(["--dialer", &format!("script:{}", case.path("script.txt"))])
+        .args(["--db", &case.path("run.db"), "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["report", "--db", &case.path("run.db"), "--format", "html"])
+        .args(["-o", &case.path("report.html")])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let url = format!("file://{}", case.path("report.html"));
+    let headless = |extra: &[&str]| {
+        Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+            ])
+            .args([
+                "--enable-logging=stderr",
+                "--v=0",
+                "--window-size=1100,1800",
+            ])
+            .args(extra)
+            .arg(&url)
+            .output()
+            .unwrap()
+    };
+    let dom = headless(&["--dump-dom"]);
+    assert!(dom.status.success(), "{}", stderr(&dom));
+    let text = String::from_utf8_lossy(&dom.stdout);
+    assert_eq!(text.matches("<svg").count(), 3, "{text}");
+    assert!(text.contains("Connection rate per attempt") && text.contains("2/3"));
+    let console: Vec<String> = stderr(&dom)
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .map(str::to_string)
+        .collect();
+    assert!(console.is_empty(), "console messages: {console:?}");
+    let shots = root().join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let png = shots.join("report.png");
+    let _ = std::fs::remove_file(&png);
+    let shot = headless(&[&format!("--screenshot={}", png.display())]);
+    assert!(shot.status.success(), "{}", stderr(&shot));
+    let size = std::fs::metadata(&png).unwrap().len();
+    assert!(size > 20_000, "a screenshot of {size} bytes shows nothing");
+}
