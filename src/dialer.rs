@@ -7,6 +7,7 @@
 //! network or the program, and the engine keeps dialling meanwhile.
 
 pub mod bridge;
+pub mod rtp;
 pub mod script;
 pub mod sip;
 

@@ -28,6 +28,7 @@ use rsipstack::transport::{SipAddr, TransportLayer};
 use rsipstack::EndpointBuilder;
 use serde::Deserialize;
 
+use super::rtp::{self, Media};
 use super::{Ask, Call, CallId, Dialer, Dialled};
 use crate::ir::{Outcome, TransferOutcome};
 
@@ -130,8 +131,8 @@ pub struct SipDialer {
     trunk: Trunk,
     credential: Option<Credential>,
     t1: StdDuration,
-    /// Answered calls, until the flow hangs up.
-    calls: RefCell<HashMap<CallId, InviteDialog>>,
+    /// Answered calls and their media, until the flow hangs up.
+    calls: RefCell<HashMap<CallId, (InviteDialog, Arc<Media>)>>,
     /// BYEs under way: the stack stops only once they are done.
     byes: RefCell<Vec<tokio::task::JoinHandle<()>>>,
     cancel: CancellationToken,
@@ -264,16 +265,18 @@ impl SipDialer {
         Uri::try_from(text.as_str()).map_err(|e| format!("the request URI {text}: {e}"))
     }
 
-    /// An SDP offer: G.711 µ-law and A-law, 20 ms frames, on a local port.
-    fn offer(&self) -> Vec<u8> {
+    /// An SDP offer: G.711 µ-law and A-law, 20 ms frames, telephone-events,
+    /// on the call's RTP port.
+    fn offer(&self, port: u16) -> Vec<u8> {
         let host = self.contact.host_with_port.host.to_string();
         let session = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         format!(
             "v=0\r\no=flowc {session} {session} IN IP4 {host}\r\ns=flowc\r\nc=IN IP4 {host}\r\nt=0 0\r\n\
-             m=audio 40000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
-             a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
+             m=audio {port} RTP/AVP 0 8 {pt}\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+             a=rtpmap:{pt} telephone-event/8000\r\na=fmtp:{pt} 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
+            pt = rtp::EVENT_PT
         )
         .into_bytes()
     }
@@ -290,6 +293,18 @@ impl SipDialer {
 
     async fn invite(&self, call: &Call) -> Result<(Outcome, Option<(u16, String)>), String> {
         let callee = self.request_uri(&call.number)?;
+        let media_ip: std::net::IpAddr = self
+            .contact
+            .host_with_port
+            .host
+            .to_string()
+            .parse()
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let media = Arc::new(
+            Media::bind(media_ip)
+                .await
+                .map_err(|e| format!("cannot open an RTP port: {e}"))?,
+        );
         let from_user = call
             .caller_id
             .as_deref()
@@ -316,7 +331,7 @@ impl SipDialer {
                 HostWithPort::from(self.target),
             )),
             content_type: Some("application/sdp".into()),
-            offer: Some(self.offer()),
+            offer: Some(self.offer(media.port())),
             credential: self.credential.clone(),
             headers: (!headers.is_empty()).then_some(headers),
             ..Default::default()
@@ -366,7 +381,8 @@ impl SipDialer {
             .unwrap_or(&text)
             .to_string();
         if outcome == Outcome::Answered {
-            self.calls.borrow_mut().insert(call.id, dialog);
+            media.answered(&response.body);
+            self.calls.borrow_mut().insert(call.id, (dialog, media));
         }
         Ok((outcome, Some((status, reason))))
     }
@@ -386,9 +402,11 @@ impl Dialer for SipDialer {
         }
     }
 
-    async fn gather(&self, _call: CallId, _ask: Ask) -> Option<String> {
-        // No media yet: nothing is heard.
-        None
+    async fn gather(&self, call: CallId, ask: Ask) -> Option<String> {
+        let media = self.calls.borrow().get(&call).map(|(_, m)| m.clone())?;
+        media
+            .keys(ask.digits, StdDuration::from_secs(ask.timeout_seconds))
+            .await
     }
 
     async fn transfer(&self, _call: CallId, _number: String, _timeout: u64) -> TransferOutcome {
@@ -397,7 +415,7 @@ impl Dialer for SipDialer {
 
     async fn hang_up(&self, call: CallId) {
         let dialog = self.calls.borrow_mut().remove(&call);
-        if let Some(dialog) = dialog {
+        if let Some((dialog, _media)) = dialog {
             let layer = self.layer.clone();
             // Never waits on the BYE's reply; abandoned after 64×T1 by the stack.
             let bye = tokio::spawn(async move {

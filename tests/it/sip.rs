@@ -449,3 +449,38 @@ fn a_sip_run_killed_during_calls_never_calls_a_number_twice() {
         invites.len()
     );
 }
+
+/// Keys pressed on a SIP call are read from RFC 4733 telephone-events (sipp
+/// plays its own recordings of them into the call's RTP port).
+#[test]
+fn keys_pressed_on_a_sip_call_are_gathered() {
+    if !sipp_here() {
+        return;
+    }
+    for key in ["1", "9"] {
+        let pcap = format!("/usr/share/sip-tester/dtmf_2833_{key}.pcap");
+        let mut trunk = Trunk::start(&format!("keys{key}"), "keys.xml", &[("PCAP", &pcap)]);
+        std::fs::write(
+            trunk.dir.join("flow.flow"),
+            FLOW.replace(
+                "    on answered -> end completed \"answered\"",
+                "    on answered -> gather 1 digit timeout 4s {\n      \"1\" -> end completed \"pressed_1\"\n      \"9\" -> end completed \"pressed_9\"\n      timeout -> end failed \"no_key\"\n      invalid -> end failed \"bad_key\"\n    }",
+            ),
+        )
+        .unwrap();
+        let o = trunk.run(&trunk.trunk_file(""), &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            report["endReasons"][format!("completed: pressed_{key}")],
+            1,
+            "{report}"
+        );
+        let db = rusqlite::Connection::open(trunk.dir.join("run.db")).unwrap();
+        let keys: String = db
+            .query_row("SELECT keys FROM attempts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(keys, format!("[\"{key}\"]"));
+        assert_eq!(trunk.sipp_status(), 0, "key {key}");
+    }
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The SIP dialer's answer-path throughput beside sipp's own UAC, in one run,
+# on loopback: N calls at concurrency C against a sipp UAS that answers and
+# waits for the BYE (tests/sip/answer.xml). Prints calls/s, CPU seconds and
+# peak memory for both. Needs sipp (Debian's sip-tester) and a release build.
+#
+#   scripts/bench_sip.sh [N] [C]        (default 10000 100)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-10000}
+C=${2:-100}
+cargo build --release --quiet
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+cat > "$work/bench.flow" <<EOF
+contact { phone: phone }
+
+calendar always {
+  hours mon-sun 00:00-24:00
+}
+
+compliance house {
+  max attempts 10 per 24h
+}
+
+flow bench {
+  timezone "UTC"
+  calendar always
+  compliance house
+  concurrency $C
+  step call {
+    dial contact.phone timeout 20s
+    on answered -> end completed
+    on other -> end failed
+  }
+}
+EOF
+python3 - "$N" > "$work/list.csv" <<'EOF'
+import sys
+n = int(sys.argv[1])
+print("phone")
+for k in range(n):
+    print(f"+3361{k:07d}")
+EOF
+printf 't1_ms = 500\nlocal = "127.0.0.1:0"\n' > "$work/trunk.toml"
+
+# flowc against a sipp UAS.
+p1=$(port)
+sipp -sf tests/sip/answer.xml -i 127.0.0.1 -p "$p1" -nostdin -m "$N" \
+  -trace_err -error_file "$work/uas1.err" > /dev/null 2>&1 &
+uas1=$!
+sleep 0.5
+start=$(date +%s.%N)
+/usr/bin/time -f "%U %S %M" -o "$work/flowc.time" \
+  target/release/flowc run "$work/bench.flow" --contacts "$work/list.csv" \
+  --dialer "sip:127.0.0.1:$p1" --trunk "$work/trunk.toml" --db "$work/run.db" --format json \
+  > "$work/report.json" 2> "$work/flowc.err"
+end=$(date +%s.%N)
+wait $uas1 && uas1_status=0 || uas1_status=$?
+[ "$uas1_status" = 0 ] || { echo "the UAS's first complaints:"; grep -v '^$' "$work/uas1.err" | head -4; }
+answered=$(python3 -c "import json; print(json.load(open('$work/report.json'))['contactsCompleted'])")
+read -r fu fs fm < "$work/flowc.time"
+
+# sipp's own UAC against another sipp UAS.
+p2=$(port)
+sipp -sf tests/sip/answer.xml -i 127.0.0.1 -p "$p2" -nostdin -m "$N" > /dev/null 2>&1 &
+uas2=$!
+sleep 0.5
+start2=$(date +%s.%N)
+/usr/bin/time -f "%U %S %M" -o "$work/sipp.time" \
+  sipp -sn uac "127.0.0.1:$p2" -i 127.0.0.1 -p "$(port)" -nostdin -m "$N" -l "$C" -r 10000 -d 0 \
+  > /dev/null 2>&1 && uac_status=0 || uac_status=$?
+end2=$(date +%s.%N)
+wait $uas2 || true
+read -r su ss sm < "$work/sipp.time"
+
+python3 - <<EOF
+n = $N
+f = n / ($end - $start)
+s = n / ($end2 - $start2)
+print(f"calls {n}, concurrency $C, loopback")
+print(f"flowc run --dialer sip: {f:8.0f} calls/s  answered {$answered}/{n}  sipp UAS exit $uas1_status  "
+      f"CPU {($fu + $fs) / n * 1000:.2f} s per 1,000 calls  peak {$fm / 1024:.0f} MiB")
+print(f"sipp -sn uac          : {s:8.0f} calls/s  exit $uac_status  "
+      f"CPU {($su + $ss) / n * 1000:.2f} s per 1,000 calls  peak {$sm / 1024:.0f} MiB")
+print(f"flowc / sipp: {f / s * 100:.0f}%")
+EOF

@@ -1,0 +1,269 @@
+//! RTP for the SIP dialer: one UDP socket per call, named in the SDP offer;
+//! the answer's address and payload types; keys pressed, read from RFC 4733
+//! telephone-events; and audio sent as G.711 (µ-law or A-law) in 20 ms
+//! frames.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+/// The payload type flowc offers for telephone-events.
+pub const EVENT_PT: u8 = 101;
+/// Samples in a 20 ms frame at 8 kHz.
+const FRAME: usize = 160;
+
+/// What the far end's SDP answer says of its audio.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    pub remote: SocketAddr,
+    /// The first audio payload type the answer lists among PCMU (0) and PCMA (8).
+    pub codec: u8,
+    /// The telephone-event payload type it uses, if it named one.
+    pub events: Option<u8>,
+}
+
+/// Reads an SDP answer: `c=` (session or media level) and the first
+/// `m=audio` line.
+pub fn parse_answer(sdp: &str) -> Option<Answer> {
+    let mut address: Option<IpAddr> = None;
+    let mut port = None;
+    let mut formats: Vec<u8> = Vec::new();
+    let mut events = None;
+    for line in sdp.lines().map(str::trim) {
+        if let Some(c) = line.strip_prefix("c=IN IP4 ").or_else(|| line.strip_prefix("c=IN IP6 ")) {
+            address = c.split('/').next().and_then(|a| a.trim().parse().ok());
+        } else if let Some(m) = line.strip_prefix("m=audio ") {
+            if port.is_none() {
+                let mut parts = m.split_whitespace();
+                port = parts.next().and_then(|p| p.parse::<u16>().ok());
+                formats = parts.skip(1).filter_map(|f| f.parse().ok()).collect();
+            }
+        } else if let Some(map) = line.strip_prefix("a=rtpmap:") {
+            if let Some((pt, name)) = map.split_once(' ') {
+                if name.to_ascii_lowercase().starts_with("telephone-event") {
+                    events = pt.parse().ok();
+                }
+            }
+        }
+    }
+    let codec = formats.iter().copied().find(|f| *f == 0 || *f == 8)?;
+    Some(Answer {
+        remote: SocketAddr::new(address?, port?),
+        codec,
+        events,
+    })
+}
+
+/// An RTP packet's payload type, timestamp and payload.
+fn rtp(packet: &[u8]) -> Option<(u8, u32, &[u8])> {
+    if packet.len() < 12 || packet[0] >> 6 != 2 {
+        return None;
+    }
+    let csrc = usize::from(packet[0] & 0x0f);
+    let mut at = 12 + 4 * csrc;
+    if packet[0] & 0x10 != 0 {
+        // A header extension: its length in 32-bit words follows its profile.
+        let words = usize::from(u16::from_be_bytes([*packet.get(at + 2)?, *packet.get(at + 3)?]));
+        at += 4 + 4 * words;
+    }
+    let mut end = packet.len();
+    if packet[0] & 0x20 != 0 {
+        end = end.checked_sub(usize::from(*packet.last()?))?;
+    }
+    let payload = packet.get(at..end)?;
+    let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+    Some((packet[1] & 0x7f, timestamp, payload))
+}
+
+/// An RFC 4733 event: the key, and whether this packet ends it.
+fn telephone_event(payload: &[u8]) -> Option<(char, bool)> {
+    if payload.len() != 4 {
+        return None;
+    }
+    let key = match payload[0] {
+        d @ 0..=9 => char::from(b'0' + d),
+        10 => '*',
+        11 => '#',
+        12..=15 => char::from(b'A' + payload[0] - 12),
+        _ => return None,
+    };
+    Some((key, payload[1] & 0x80 != 0))
+}
+
+/// The segment of a G.711 value: the first end it does not exceed.
+fn segment(value: i32, ends: &[i32; 8]) -> usize {
+    ends.iter().position(|e| value <= *e).unwrap_or(8)
+}
+
+/// G.711 µ-law of a linear sample (the ITU reference algorithm, as in
+/// Sun's g711.c).
+pub fn ulaw(sample: i16) -> u8 {
+    const ENDS: [i32; 8] = [0x3f, 0x7f, 0xff, 0x1ff, 0x3ff, 0x7ff, 0xfff, 0x1fff];
+    let mut v = i32::from(sample) >> 2;
+    let mask = if v < 0 {
+        v = -v;
+        0x7f
+    } else {
+        0xff
+    };
+    let v = v.min(8159) + 33;
+    let seg = segment(v, &ENDS);
+    if seg >= 8 {
+        return (0x7f ^ mask) as u8;
+    }
+    (((seg as i32) << 4 | ((v >> (seg + 1)) & 0x0f)) ^ mask) as u8
+}
+
+/// G.711 A-law of a linear sample.
+pub fn alaw(sample: i16) -> u8 {
+    const ENDS: [i32; 8] = [0x1f, 0x3f, 0x7f, 0xff, 0x1ff, 0x3ff, 0x7ff, 0xfff];
+    let mut v = i32::from(sample) >> 3;
+    let mask = if v >= 0 {
+        0xd5
+    } else {
+        v = -v - 1;
+        0x55
+    };
+    let seg = segment(v, &ENDS);
+    if seg >= 8 {
+        return (0x7f ^ mask) as u8;
+    }
+    let mantissa = if seg < 2 { (v >> 1) & 0x0f } else { (v >> seg) & 0x0f };
+    (((seg as i32) << 4 | mantissa) ^ mask) as u8
+}
+
+/// One call's media.
+pub struct Media {
+    socket: Arc<UdpSocket>,
+    answer: Mutex<Option<Answer>>,
+    keys: tokio::sync::Mutex<mpsc::UnboundedReceiver<char>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Media {
+    /// Binds a socket on `ip` and starts listening for keys.
+    pub async fn bind(ip: IpAddr) -> std::io::Result<Media> {
+        let socket = Arc::new(UdpSocket::bind(SocketAddr::new(ip, 0)).await?);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let reader = socket.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            // Each key's end is sent three times, with the event's timestamp.
+            let mut last_end: Option<u32> = None;
+            while let Ok(n) = reader.recv(&mut buf).await {
+                let Some((_pt, timestamp, payload)) = rtp(&buf[..n]) else {
+                    continue;
+                };
+                if let Some((key, true)) = telephone_event(payload) {
+                    if last_end != Some(timestamp) {
+                        last_end = Some(timestamp);
+                        if tx.send(key).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Media {
+            socket,
+            answer: Mutex::new(None),
+            keys: tokio::sync::Mutex::new(rx),
+            task,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.socket.local_addr().map_or(0, |a| a.port())
+    }
+
+    /// Takes the far end's SDP answer: where to send audio, in which codec.
+    pub fn answered(&self, sdp: &[u8]) {
+        let answer = std::str::from_utf8(sdp).ok().and_then(parse_answer);
+        *self.answer.lock().expect("not poisoned") = answer;
+    }
+
+    /// Up to `count` keys, within `timeout` of the first wait; `None` when
+    /// none came.
+    pub async fn keys(&self, count: u32, timeout: Duration) -> Option<String> {
+        let mut rx = self.keys.lock().await;
+        let mut got = String::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while got.chars().count() < count as usize {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(k)) => got.push(k),
+                _ => break,
+            }
+        }
+        (!got.is_empty()).then_some(got)
+    }
+
+    /// Sends 8 kHz mono samples to the far end, in real time.
+    pub async fn play(&self, samples: &[i16]) {
+        let Some(answer) = self.answer.lock().expect("not poisoned").clone() else {
+            return;
+        };
+        let ssrc: u32 = std::process::id() ^ u32::from(self.port()).rotate_left(16);
+        let mut seq: u16 = 0;
+        let mut timestamp: u32 = 0;
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for frame in samples.chunks(FRAME) {
+            tick.tick().await;
+            let mut packet = Vec::with_capacity(12 + FRAME);
+            packet.extend_from_slice(&[0x80, answer.codec]);
+            packet.extend_from_slice(&seq.to_be_bytes());
+            packet.extend_from_slice(&timestamp.to_be_bytes());
+            packet.extend_from_slice(&ssrc.to_be_bytes());
+            packet.extend(frame.iter().map(|s| if answer.codec == 8 { alaw(*s) } else { ulaw(*s) }));
+            let _ = self.socket.send_to(&packet, answer.remote).await;
+            seq = seq.wrapping_add(1);
+            timestamp = timestamp.wrapping_add(FRAME as u32);
+        }
+    }
+}
+
+impl Drop for Media {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn g711_matches_the_reference_values() {
+        // From Python's audioop (lin2ulaw, lin2alaw), which follows ITU-T G.711.
+        let vectors: [(i16, u8, u8); 9] = [
+            (0, 0xff, 0xd5),
+            (-1, 0x7e, 0x55),
+            (i16::MAX, 0x80, 0xaa),
+            (i16::MIN, 0x00, 0x2a),
+            (1000, 0xce, 0xfa),
+            (-1000, 0x4e, 0x7a),
+            (8, 0xfe, 0xd5),
+            (-8, 0x7e, 0x55),
+            (100, 0xf2, 0xd3),
+        ];
+        for (sample, mu, a) in vectors {
+            assert_eq!(ulaw(sample), mu, "µ-law of {sample}");
+            assert_eq!(alaw(sample), a, "A-law of {sample}");
+        }
+    }
+
+    #[test]
+    fn an_answer_names_where_and_how() {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8 0 96\r\na=rtpmap:96 telephone-event/8000\r\n";
+        assert_eq!(
+            parse_answer(sdp),
+            Some(Answer {
+                remote: "10.0.0.2:6000".parse().unwrap(),
+                codec: 8,
+                events: Some(96)
+            })
+        );
+    }
+}
