@@ -157,7 +157,7 @@ impl<'a, C: Clock> Outbox<'a, C> {
     pub async fn run(
         &mut self,
         mut done: tokio::sync::watch::Receiver<bool>,
-        stop: tokio::sync::watch::Receiver<bool>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), StoreError> {
         let kinds = self.kinds();
         if kinds.is_empty() {
@@ -177,15 +177,27 @@ impl<'a, C: Clock> Outbox<'a, C> {
                     return Ok(());
                 }
                 if let Some(at) = self.store.next_retry(&kinds)? {
-                    self.clock.sleep_until(at).await;
+                    // A pause (Ctrl-C) ends the wait: the retry is the next run's.
+                    tokio::select! {
+                        _ = self.clock.sleep_until(at) => {}
+                        _ = changed(&mut stop) => {}
+                    }
                     continue;
                 }
             }
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
-                _ = done.changed() => {}
+                _ = changed(&mut done) => {}
+                _ = changed(&mut stop) => {}
             }
         }
+    }
+}
+
+/// Resolves when the value changes; never when nobody can change it any more.
+async fn changed(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

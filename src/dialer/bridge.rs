@@ -18,7 +18,7 @@ use std::time::{Duration as StdDuration, Instant};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Ask, Call, CallId, Dialer, Dialled};
 use crate::ir::{Outcome, TransferOutcome};
@@ -109,8 +109,26 @@ impl Bridge {
         let on_failure: Arc<OnFailure> = Arc::new(Box::new(on_failure));
         let (lines, mut to_write) = mpsc::unbounded_channel::<String>();
 
+        // Standard error: the last lines, for a failure report. Its end is
+        // signalled so that a crash is reported with the last words the
+        // program wrote just before it (both pipes close at its exit, in
+        // either order).
+        let err_shared = shared.clone();
+        let (stderr_closed, stderr_done) = watch::channel(false);
+        tokio::spawn(async move {
+            let mut err = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = err.next_line().await {
+                let mut s = err_shared.lock().expect("not poisoned");
+                if s.stderr.len() == STDERR_LINES {
+                    s.stderr.pop_front();
+                }
+                s.stderr.push_back(line);
+            }
+            let _ = stderr_closed.send(true);
+        });
         // Writer: one line per request, in order.
         let fail = failer(shared.clone(), on_failure.clone());
+        let mut writer_stderr_done = stderr_done.clone();
         tokio::spawn(async move {
             while let Some(line) = to_write.recv().await {
                 // The empty line is `shut_down`'s: the program's input closes.
@@ -118,7 +136,12 @@ impl Bridge {
                     return;
                 }
                 if let Err(e) = stdin.write_all(line.as_bytes()).await {
-                    fail(format!("cannot write to it ({e})"));
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        wait_for_stderr(&mut writer_stderr_done).await;
+                        fail("it closed its standard input (it exited or crashed)".into());
+                    } else {
+                        fail(format!("cannot write to it ({e})"));
+                    }
                     return;
                 }
                 let _ = stdin.flush().await;
@@ -127,6 +150,7 @@ impl Bridge {
         // Reader: replies to whoever waits for them.
         let fail = failer(shared.clone(), on_failure.clone());
         let reader_shared = shared.clone();
+        let mut reader_stderr_done = stderr_done;
         tokio::spawn(async move {
             let mut out = BufReader::new(stdout).lines();
             loop {
@@ -153,6 +177,9 @@ impl Bridge {
                         }
                     },
                     Ok(None) => {
+                        // A program that keeps its standard error open (a
+                        // child of its own holds it) is not waited for long.
+                        wait_for_stderr(&mut reader_stderr_done).await;
                         fail("it closed its standard output (it exited or crashed)".into());
                         return;
                     }
@@ -161,18 +188,6 @@ impl Bridge {
                         return;
                     }
                 }
-            }
-        });
-        // Standard error: the last lines, for a failure report.
-        let err_shared = shared.clone();
-        tokio::spawn(async move {
-            let mut err = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = err.next_line().await {
-                let mut s = err_shared.lock().expect("not poisoned");
-                if s.stderr.len() == STDERR_LINES {
-                    s.stderr.pop_front();
-                }
-                s.stderr.push_back(line);
             }
         });
         Ok(Bridge {
@@ -285,6 +300,12 @@ impl Bridge {
     fn call_ref(call: CallId) -> String {
         format!("{}-{}", call.contact, call.attempt)
     }
+}
+
+/// Waits, a second at most, for the program's standard error to close, so
+/// that a crash is reported with the last words it wrote before it.
+async fn wait_for_stderr(closed: &mut watch::Receiver<bool>) {
+    let _ = tokio::time::timeout(StdDuration::from_secs(1), closed.wait_for(|c| *c)).await;
 }
 
 /// A closure that marks the bridge failed (once), fails every waiting

@@ -33,7 +33,10 @@ pub fn parse_answer(sdp: &str) -> Option<Answer> {
     let mut formats: Vec<u8> = Vec::new();
     let mut events = None;
     for line in sdp.lines().map(str::trim) {
-        if let Some(c) = line.strip_prefix("c=IN IP4 ").or_else(|| line.strip_prefix("c=IN IP6 ")) {
+        if let Some(c) = line
+            .strip_prefix("c=IN IP4 ")
+            .or_else(|| line.strip_prefix("c=IN IP6 "))
+        {
             address = c.split('/').next().and_then(|a| a.trim().parse().ok());
         } else if let Some(m) = line.strip_prefix("m=audio ") {
             if port.is_none() {
@@ -66,7 +69,10 @@ fn rtp(packet: &[u8]) -> Option<(u8, u32, &[u8])> {
     let mut at = 12 + 4 * csrc;
     if packet[0] & 0x10 != 0 {
         // A header extension: its length in 32-bit words follows its profile.
-        let words = usize::from(u16::from_be_bytes([*packet.get(at + 2)?, *packet.get(at + 3)?]));
+        let words = usize::from(u16::from_be_bytes([
+            *packet.get(at + 2)?,
+            *packet.get(at + 3)?,
+        ]));
         at += 4 + 4 * words;
     }
     let mut end = packet.len();
@@ -131,7 +137,11 @@ pub fn alaw(sample: i16) -> u8 {
     if seg >= 8 {
         return (0x7f ^ mask) as u8;
     }
-    let mantissa = if seg < 2 { (v >> 1) & 0x0f } else { (v >> seg) & 0x0f };
+    let mantissa = if seg < 2 {
+        (v >> 1) & 0x0f
+    } else {
+        (v >> seg) & 0x0f
+    };
     (((seg as i32) << 4 | mantissa) ^ mask) as u8
 }
 
@@ -216,7 +226,13 @@ impl Media {
             packet.extend_from_slice(&seq.to_be_bytes());
             packet.extend_from_slice(&timestamp.to_be_bytes());
             packet.extend_from_slice(&ssrc.to_be_bytes());
-            packet.extend(frame.iter().map(|s| if answer.codec == 8 { alaw(*s) } else { ulaw(*s) }));
+            packet.extend(frame.iter().map(|s| {
+                if answer.codec == 8 {
+                    alaw(*s)
+                } else {
+                    ulaw(*s)
+                }
+            }));
             let _ = self.socket.send_to(&packet, answer.remote).await;
             seq = seq.wrapping_add(1);
             timestamp = timestamp.wrapping_add(FRAME as u32);

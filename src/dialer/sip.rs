@@ -3,11 +3,11 @@
 //! authentication for 401 and 407, CANCEL, BYE) kept behind the `Dialer`
 //! trait. `--trunk FILE` (TOML, [`Trunk`]) gives the rest.
 //!
-//! This adapter does the signalling: it places the call, reads its final
-//! response as an outcome, cancels it at the dial's timeout, and hangs up.
-//! The SDP offer names G.711 µ-law and A-law on a port of its own, but no
-//! media flows yet: `say`, `play`, `gather`, `record` and `transfer` are not
-//! carried out on SIP calls (a gather hears nothing; a transfer fails).
+//! This adapter places the call, reads its final response as an outcome,
+//! cancels it at the dial's timeout, and hangs up. Each call has an RTP
+//! port of its own (`rtp::Media`), named in the SDP offer: `gather` reads
+//! RFC 4733 keys there. `say`, `play`, `record` and `transfer` are not
+//! carried out on SIP calls yet (a transfer fails).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
