@@ -6,6 +6,8 @@
 //! or external-program adapter fits the same trait: its futures wait on the
 //! network or the program, and the engine keeps dialling meanwhile.
 
+pub mod amd;
+pub mod audio;
 pub mod bridge;
 pub mod rtp;
 pub mod script;
@@ -18,6 +20,9 @@ use chrono::{Datelike, Duration, NaiveDateTime, Timelike};
 use serde::Deserialize;
 
 use crate::ir::{Outcome, TransferOutcome};
+
+/// How long a `record` without `max` may last.
+pub const RECORD_DEFAULT_SECONDS: u64 = 120;
 
 /// One call to place.
 #[derive(Clone, Debug)]
@@ -84,6 +89,17 @@ pub trait Dialer {
     }
     /// Plays an audio file on a connected call (`play`).
     fn play(&self, _call: CallId, _file: String) -> impl Future<Output = ()> {
+        async {}
+    }
+    /// Records what the caller says into `file` (a name in the run's
+    /// recordings folder) for `max_seconds` at most, ending sooner on a
+    /// silence or when they hang up; adapters without media skip it.
+    fn record(
+        &self,
+        _call: CallId,
+        _file: String,
+        _max_seconds: Option<u64>,
+    ) -> impl Future<Output = ()> {
         async {}
     }
     /// The flow is done with a connected call.

@@ -326,6 +326,42 @@ pub struct Flow {
     pub variables: Vec<Variable>,
 }
 
+impl Flow {
+    /// Every action of every step, nested blocks included.
+    pub fn actions(&self) -> Vec<&Action> {
+        fn visit<'a>(actions: &'a [Action], out: &mut Vec<&'a Action>) {
+            for a in actions {
+                out.push(a);
+                match a {
+                    Action::Dial(d) => d.blocks.iter().for_each(|b| visit(b, out)),
+                    Action::Gather(g) => {
+                        g.keys.iter().for_each(|(_, b)| visit(b, out));
+                        visit(&g.on_timeout, out);
+                        visit(&g.on_invalid, out);
+                    }
+                    Action::Transfer(t) => {
+                        visit(&t.answered, out);
+                        visit(&t.failed, out);
+                        visit(&t.hangup, out);
+                    }
+                    Action::If {
+                        then, otherwise, ..
+                    } => {
+                        visit(then, out);
+                        visit(otherwise, out);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for step in &self.steps {
+            visit(&step.actions, &mut out);
+        }
+        out
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rate {
     pub count: u32,

@@ -2,7 +2,7 @@
 //! campaign on the wall clock, journalled in the store as it goes, resumable
 //! after a pause or a crash by running the same command again.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
@@ -12,7 +12,7 @@ use super::campaign::{self, usage, ReportFormat};
 use super::signals;
 use crate::dialer::bridge::Bridge;
 use crate::dialer::script::ScriptDialer;
-use crate::dialer::sip::{SipDialer, Trunk};
+use crate::dialer::sip::{Prompts, SipDialer, Trunk};
 use crate::dialer::{Dialer, SimDialer};
 use crate::messaging::{BridgeSms, DynCourier, Outbox, SmtpCourier};
 use crate::runtime::clock::WallClock;
@@ -34,6 +34,10 @@ pub struct Args {
     /// local address, T1, request URI, caller-id header
     #[arg(long, value_name = "FILE")]
     trunk: Option<PathBuf>,
+    /// The folder `record` writes its WAV files to (`--dialer sip:`), one
+    /// per recording, named by the contact's number and the attempt
+    #[arg(long, value_name = "DIR")]
+    recordings: Option<PathBuf>,
     /// How long a bridge (`--dialer exec:`) may take to answer an operation,
     /// beyond the operation's own timeout (a dial's ring timeout)
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_grace)]
@@ -135,8 +139,23 @@ pub fn run(args: Args) -> ExitCode {
                 },
                 None => Trunk::default(),
             };
+            let folder = args
+                .common
+                .file
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            let prompts = match Prompts::prepare(
+                prepared.flow(),
+                &folder,
+                &trunk,
+                args.recordings.as_deref(),
+            ) {
+                Ok(p) => p,
+                Err(e) => return usage(e),
+            };
             drive(&args, &mut prepared, |_, runtime| {
-                runtime.block_on(SipDialer::start(target, trunk))
+                runtime.block_on(SipDialer::start(target, trunk, prompts))
             })
         }
         _ => usage(format!(

@@ -20,7 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Ask, Call, CallId, Dialer, Dialled};
+use super::{Ask, Call, CallId, Dialer, Dialled, RECORD_DEFAULT_SECONDS};
 use crate::ir::{Outcome, TransferOutcome};
 
 /// Lines of the program's standard error kept for a failure report.
@@ -465,6 +465,17 @@ impl Dialer for Bridge {
     async fn play(&self, call: CallId, file: String) {
         let op = json!({"op": "play", "call": Self::call_ref(call), "file": file});
         let _ = self.request(op, self.deadline).await;
+    }
+
+    async fn record(&self, call: CallId, file: String, max_seconds: Option<u64>) {
+        let op = json!({
+            "op": "record",
+            "call": Self::call_ref(call),
+            "file": file,
+            "maxSeconds": max_seconds,
+        });
+        let wait = StdDuration::from_secs(max_seconds.unwrap_or(RECORD_DEFAULT_SECONDS));
+        let _ = self.request(op, wait + self.deadline).await;
     }
 
     async fn hang_up(&self, call: CallId) {

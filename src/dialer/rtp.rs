@@ -145,42 +145,127 @@ pub fn alaw(sample: i16) -> u8 {
     (((seg as i32) << 4 | mantissa) ^ mask) as u8
 }
 
+/// The linear sample of a G.711 µ-law byte.
+pub fn ulaw_to_linear(byte: u8) -> i16 {
+    let u = !byte;
+    let t = ((i32::from(u & 0x0f) << 3) + 0x84) << ((u & 0x70) >> 4);
+    (if u & 0x80 != 0 { 0x84 - t } else { t - 0x84 }) as i16
+}
+
+/// The linear sample of a G.711 A-law byte.
+pub fn alaw_to_linear(byte: u8) -> i16 {
+    let a = byte ^ 0x55;
+    let mut t = i32::from(a & 0x0f) << 4;
+    let seg = (a & 0x70) >> 4;
+    match seg {
+        0 => t += 8,
+        1 => t += 0x108,
+        _ => t = (t + 0x108) << (seg - 1),
+    }
+    (if a & 0x80 != 0 { t } else { -t }) as i16
+}
+
+/// Where received audio goes while someone listens (the voicemail detector,
+/// a recording): 20 ms of samples per message.
+type Tap = Arc<Mutex<Option<mpsc::UnboundedSender<Vec<i16>>>>>;
+
+/// The sending side of a call's RTP stream: its numbers go on from one
+/// prompt to the next.
+struct Outgoing {
+    ssrc: u32,
+    seq: u16,
+    timestamp: u32,
+    /// The next packet begins a talk spurt (the marker bit).
+    spurt: bool,
+}
+
+/// A socket on a port of `from..=to`, trying each in turn from where the
+/// last call's search ended (RTP ports are usually even; odd ones are left
+/// for RTCP).
+async fn bind_in(ip: IpAddr, from: u16, to: u16) -> std::io::Result<UdpSocket> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let evens: Vec<u16> = (from..=to).filter(|p| p % 2 == 0).collect();
+    let ports = if evens.is_empty() {
+        (from..=to).collect()
+    } else {
+        evens
+    };
+    let start = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as usize;
+    for k in 0..ports.len() {
+        let port = ports[(start + k) % ports.len()];
+        if let Ok(s) = UdpSocket::bind(SocketAddr::new(ip, port)).await {
+            NEXT.store((start + k + 1) as u32, std::sync::atomic::Ordering::Relaxed);
+            return Ok(s);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!("every RTP port of {from}-{to} is taken"),
+    ))
+}
+
 /// One call's media.
 pub struct Media {
     socket: Arc<UdpSocket>,
     answer: Mutex<Option<Answer>>,
+    press: mpsc::UnboundedSender<char>,
     keys: tokio::sync::Mutex<mpsc::UnboundedReceiver<char>>,
+    tap: Tap,
+    out: tokio::sync::Mutex<Outgoing>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Media {
-    /// Binds a socket on `ip` and starts listening for keys.
-    pub async fn bind(ip: IpAddr) -> std::io::Result<Media> {
-        let socket = Arc::new(UdpSocket::bind(SocketAddr::new(ip, 0)).await?);
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// Binds a socket on `ip` (in `ports` when given: the next free one
+    /// after the last taken) and starts listening for keys and audio.
+    pub async fn bind(ip: IpAddr, ports: Option<(u16, u16)>) -> std::io::Result<Media> {
+        let socket = Arc::new(match ports {
+            None => UdpSocket::bind(SocketAddr::new(ip, 0)).await?,
+            Some((from, to)) => bind_in(ip, from, to).await?,
+        });
+        let (press, rx) = mpsc::unbounded_channel();
         let reader = socket.clone();
+        let keys = press.clone();
+        let tap: Tap = Arc::new(Mutex::new(None));
+        let listener = tap.clone();
         let task = tokio::spawn(async move {
             let mut buf = [0u8; 2048];
             // Each key's end is sent three times, with the event's timestamp.
             let mut last_end: Option<u32> = None;
             while let Ok(n) = reader.recv(&mut buf).await {
-                let Some((_pt, timestamp, payload)) = rtp(&buf[..n]) else {
+                let Some((pt, timestamp, payload)) = rtp(&buf[..n]) else {
                     continue;
                 };
-                if let Some((key, true)) = telephone_event(payload) {
+                if pt == 0 || pt == 8 {
+                    let mut tap = listener.lock().expect("not poisoned");
+                    if let Some(to) = tap.as_ref() {
+                        let decode = if pt == 0 { ulaw_to_linear } else { alaw_to_linear };
+                        if to.send(payload.iter().map(|b| decode(*b)).collect()).is_err() {
+                            *tap = None;
+                        }
+                    }
+                } else if let Some((key, true)) = telephone_event(payload) {
                     if last_end != Some(timestamp) {
                         last_end = Some(timestamp);
-                        if tx.send(key).is_err() {
-                            return;
-                        }
+                        let _ = keys.send(key);
                     }
                 }
             }
         });
+        let ssrc: u32 = std::process::id()
+            ^ u32::from(socket.local_addr().map_or(0, |a| a.port())).rotate_left(16);
         Ok(Media {
             socket,
             answer: Mutex::new(None),
+            press,
             keys: tokio::sync::Mutex::new(rx),
+            tap,
+            out: tokio::sync::Mutex::new(Outgoing {
+                ssrc,
+                seq: 0,
+                timestamp: 0,
+                spurt: true,
+            }),
             task,
         })
     }
@@ -193,6 +278,11 @@ impl Media {
     pub fn answered(&self, sdp: &[u8]) {
         let answer = std::str::from_utf8(sdp).ok().and_then(parse_answer);
         *self.answer.lock().expect("not poisoned") = answer;
+    }
+
+    /// A key pressed, learnt another way (SIP INFO).
+    pub fn press(&self, key: char) {
+        let _ = self.press.send(key);
     }
 
     /// Up to `count` keys, within `timeout` of the first wait; `None` when
@@ -210,22 +300,32 @@ impl Media {
         (!got.is_empty()).then_some(got)
     }
 
-    /// Sends 8 kHz mono samples to the far end, in real time.
+    /// The audio the far end sends from now on, 20 ms at a time, until the
+    /// receiver is dropped (one listener at a time: a new one replaces it).
+    pub fn listen(&self) -> mpsc::UnboundedReceiver<Vec<i16>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.tap.lock().expect("not poisoned") = Some(tx);
+        rx
+    }
+
+    /// Sends 8 kHz mono samples to the far end, in real time: 20 ms frames,
+    /// paced by the clock.
     pub async fn play(&self, samples: &[i16]) {
         let Some(answer) = self.answer.lock().expect("not poisoned").clone() else {
             return;
         };
-        let ssrc: u32 = std::process::id() ^ u32::from(self.port()).rotate_left(16);
-        let mut seq: u16 = 0;
-        let mut timestamp: u32 = 0;
+        let mut out = self.out.lock().await;
+        out.spurt = true;
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         for frame in samples.chunks(FRAME) {
             tick.tick().await;
             let mut packet = Vec::with_capacity(12 + FRAME);
-            packet.extend_from_slice(&[0x80, answer.codec]);
-            packet.extend_from_slice(&seq.to_be_bytes());
-            packet.extend_from_slice(&timestamp.to_be_bytes());
-            packet.extend_from_slice(&ssrc.to_be_bytes());
+            let marker = if out.spurt { 0x80 } else { 0 };
+            out.spurt = false;
+            packet.extend_from_slice(&[0x80, marker | answer.codec]);
+            packet.extend_from_slice(&out.seq.to_be_bytes());
+            packet.extend_from_slice(&out.timestamp.to_be_bytes());
+            packet.extend_from_slice(&out.ssrc.to_be_bytes());
             packet.extend(frame.iter().map(|s| {
                 if answer.codec == 8 {
                     alaw(*s)
@@ -234,8 +334,8 @@ impl Media {
                 }
             }));
             let _ = self.socket.send_to(&packet, answer.remote).await;
-            seq = seq.wrapping_add(1);
-            timestamp = timestamp.wrapping_add(FRAME as u32);
+            out.seq = out.seq.wrapping_add(1);
+            out.timestamp = out.timestamp.wrapping_add(FRAME as u32);
         }
     }
 }
@@ -267,6 +367,26 @@ mod tests {
         for (sample, mu, a) in vectors {
             assert_eq!(ulaw(sample), mu, "µ-law of {sample}");
             assert_eq!(alaw(sample), a, "A-law of {sample}");
+        }
+        // Decoding (audioop's ulaw2lin, alaw2lin).
+        let decoded: [(u8, i16, i16); 6] = [
+            (0xff, 0, 848),
+            (0x00, -32124, -5504),
+            (0x80, 32124, 5504),
+            (0xce, 988, 440),
+            (0xd5, 716, 8),
+            (0x2a, -5372, -32256),
+        ];
+        for (byte, mu, a) in decoded {
+            assert_eq!(ulaw_to_linear(byte), mu, "µ-law {byte:#x}");
+            assert_eq!(alaw_to_linear(byte), a, "A-law {byte:#x}");
+        }
+        // Every value survives a round trip within its step.
+        for v in (i16::MIN..=i16::MAX).step_by(97) {
+            let back = i32::from(ulaw_to_linear(ulaw(v)));
+            assert!((back - i32::from(v)).abs() <= 1024, "{v} -> {back}");
+            let back = i32::from(alaw_to_linear(alaw(v)));
+            assert!((back - i32::from(v)).abs() <= 1024, "{v} -> {back}");
         }
     }
 

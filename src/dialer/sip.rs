@@ -5,18 +5,24 @@
 //!
 //! This adapter places the call, reads its final response as an outcome,
 //! cancels it at the dial's timeout, and hangs up. Each call has an RTP
-//! port of its own (`rtp::Media`), named in the SDP offer: `gather` reads
-//! RFC 4733 keys there. `say`, `play`, `record` and `transfer` are not
-//! carried out on SIP calls yet (a transfer fails).
+//! port of its own (`rtp::Media`), named in the SDP offer: `play` streams a
+//! WAV file read at the campaign's start, `say` the speech of the trunk's
+//! text-to-speech command (once per distinct text), `gather` reads RFC 4733
+//! keys and SIP INFO `application/dtmf-relay`, `record` writes what the
+//! caller says to a WAV file, `detect voicemail` listens to the first
+//! seconds (`amd`) or trusts a provider's header, and `transfer` sends
+//! REFER and follows its NOTIFYs. A call the far end hangs up (BYE) ends
+//! what the flow was doing on it.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use rsipstack::dialog::authenticate::Credential;
-use rsipstack::dialog::dialog::Dialog;
+use rsipstack::dialog::dialog::{Dialog, DialogState};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
@@ -27,14 +33,22 @@ use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, TransportLayer};
 use rsipstack::EndpointBuilder;
 use serde::Deserialize;
+use tokio::sync::{mpsc, watch};
 
+use super::amd::{self, Detector, Verdict};
+use super::audio;
 use super::rtp::{self, Media};
-use super::{Ask, Call, CallId, Dialer, Dialled};
-use crate::ir::{Outcome, TransferOutcome};
+use super::{Ask, Call, CallId, Dialer, Dialled, RECORD_DEFAULT_SECONDS};
+use crate::ir::{self, Outcome, TransferOutcome};
 
 /// The socket's receive buffer: a burst of a hundred INVITEs' responses
 /// overflows the system's default.
 const RECEIVE_BUFFER: usize = 4 * 1024 * 1024;
+
+/// A recording ends after this much silence once the caller has spoken…
+const RECORD_SILENCE: StdDuration = StdDuration::from_secs(3);
+/// … or after this much if they say nothing at all.
+const RECORD_NOTHING: StdDuration = StdDuration::from_secs(10);
 
 /// The trunk file (`--trunk FILE`). Every field is optional.
 #[derive(Clone, Debug, Deserialize)]
@@ -42,6 +56,8 @@ const RECEIVE_BUFFER: usize = 4 * 1024 * 1024;
 pub struct Trunk {
     /// `udp` (the only transport built so far).
     pub transport: String,
+    /// Where requests are sent when not to the trunk itself (`HOST:PORT`).
+    pub outbound_proxy: Option<String>,
     /// The domain of the request URI and of `From`; the trunk's address when absent.
     pub domain: Option<String>,
     /// The user to authenticate as (digest, for 401 and 407).
@@ -50,25 +66,43 @@ pub struct Trunk {
     pub password_env: Option<String>,
     /// The local address to send from (`0.0.0.0:5070`); any port when absent.
     pub local: String,
+    /// The address RTP is received on; the signalling's when absent.
+    pub rtp_address: Option<String>,
+    /// The ports RTP may use, `"10000-20000"`; any free port when absent.
+    pub rtp_ports: Option<String>,
+    /// The codecs offered, in order of preference: `pcmu`, `pcma`.
+    pub codecs: Vec<String>,
     /// Timer T1, in milliseconds (RFC 3261: 500).
     pub t1_ms: u64,
     /// The request URI: `{e164}` is the number with its `+`, `{number}` without.
     pub request_uri: String,
     /// Where the caller id goes: `from`, `pai` (P-Asserted-Identity) or `both`.
     pub caller_id_header: String,
+    /// The text-to-speech command of `say`: the text is its last argument,
+    /// and it writes a WAV file on its standard output
+    /// (`"espeak-ng --stdout"`).
+    pub tts: Option<String>,
+    /// Answering-machine detection for `detect voicemail`.
+    pub amd: amd::Settings,
 }
 
 impl Default for Trunk {
     fn default() -> Self {
         Trunk {
             transport: "udp".into(),
+            outbound_proxy: None,
             domain: None,
             username: None,
             password_env: None,
             local: "0.0.0.0:0".into(),
+            rtp_address: None,
+            rtp_ports: None,
+            codecs: vec!["pcmu".into(), "pcma".into()],
             t1_ms: 500,
             request_uri: "sip:{e164}@{domain}".into(),
             caller_id_header: "from".into(),
+            tts: None,
+            amd: amd::Settings::default(),
         }
     }
 }
@@ -100,8 +134,124 @@ impl Trunk {
                 t.local
             )
         })?;
+        if let Some(a) = &t.rtp_address {
+            a.parse::<IpAddr>().map_err(|_| {
+                format!("rtp_address = \"{a}\": write an address such as \"192.0.2.10\"")
+            })?;
+        }
+        t.rtp_range()?;
+        if t.codecs.is_empty() || t.codecs.iter().any(|c| codec_number(c).is_none()) {
+            return Err(format!(
+                "codecs = {:?}: list \"pcmu\" and/or \"pcma\" (G.711 µ-law, A-law)",
+                t.codecs
+            ));
+        }
+        if let Some(tts) = &t.tts {
+            if tts.split_whitespace().next().is_none() {
+                return Err("tts is empty: write a command such as \"espeak-ng --stdout\"".into());
+            }
+        }
+        t.amd.check()?;
         Ok(t)
     }
+
+    /// `rtp_ports` as a range of ports.
+    fn rtp_range(&self) -> Result<Option<(u16, u16)>, String> {
+        let Some(text) = &self.rtp_ports else {
+            return Ok(None);
+        };
+        let bad = || format!("rtp_ports = \"{text}\": write a range such as \"10000-20000\"");
+        let (from, to) = text.split_once('-').ok_or_else(bad)?;
+        let (from, to): (u16, u16) = (
+            from.trim().parse().map_err(|_| bad())?,
+            to.trim().parse().map_err(|_| bad())?,
+        );
+        if from == 0 || from > to {
+            return Err(bad());
+        }
+        Ok(Some((from, to)))
+    }
+}
+
+fn codec_number(name: &str) -> Option<u8> {
+    match name.to_ascii_lowercase().as_str() {
+        "pcmu" => Some(0),
+        "pcma" => Some(8),
+        _ => None,
+    }
+}
+
+/// What the flow's audio needs, made ready before the first call: a file
+/// that cannot be read, a speech command that does not work or a recording
+/// without a folder fails the campaign's start, not a call.
+#[derive(Default)]
+pub struct Prompts {
+    /// `play` files by the name the flow gives, as 8 kHz samples.
+    files: HashMap<String, Arc<Vec<i16>>>,
+    /// Where `record` writes.
+    recordings: Option<PathBuf>,
+}
+
+impl Prompts {
+    /// Reads every file the flow plays (named relative to the flow's
+    /// `folder`), tries the speech command when the flow says anything, and
+    /// makes the recordings folder when it records.
+    pub fn prepare(
+        flow: &ir::Flow,
+        folder: &Path,
+        trunk: &Trunk,
+        recordings: Option<&Path>,
+    ) -> Result<Prompts, String> {
+        let mut prompts = Prompts::default();
+        let actions = flow.actions();
+        for a in &actions {
+            if let ir::Action::Play { file } = a {
+                if !prompts.files.contains_key(file) {
+                    let samples = audio::load(&folder.join(file)).map_err(|e| {
+                        format!("`play \"{file}\"` cannot be played: {e} (a WAV file is needed; `sox IN.mp3 OUT.wav` converts one)")
+                    })?;
+                    prompts.files.insert(file.clone(), Arc::new(samples));
+                }
+            }
+        }
+        if actions.iter().any(|a| matches!(a, ir::Action::Say { .. })) {
+            let Some(tts) = &trunk.tts else {
+                return Err("the flow has `say`, and the trunk file names no text-to-speech command: add `tts = \"espeak-ng --stdout\"` (or another command that writes a WAV file)".into());
+            };
+            speak(tts, "flowc").map_err(|e| format!("the trunk's tts command: {e}"))?;
+        }
+        if actions.iter().any(|a| matches!(a, ir::Action::Record { .. })) {
+            let Some(dir) = recordings else {
+                return Err(
+                    "the flow has `record`: give the folder recordings go to with --recordings DIR"
+                        .into(),
+                );
+            };
+            std::fs::create_dir_all(dir).map_err(|e| format!("--recordings {}: {e}", dir.display()))?;
+            prompts.recordings = Some(dir.to_path_buf());
+        }
+        Ok(prompts)
+    }
+}
+
+/// Speech for `text` from the text-to-speech command, as 8 kHz samples.
+fn speak(command: &str, text: &str) -> Result<Vec<i16>, String> {
+    let mut words = command.split_whitespace();
+    let program = words.next().unwrap_or_default();
+    let out = std::process::Command::new(program)
+        .args(words)
+        .arg(text)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run `{command}`: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{command}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    audio::read_wav(&out.stdout[..]).map_err(|e| format!("`{command}` wrote {e}"))
 }
 
 /// The outcome a final response means (`cancelled`: we sent CANCEL).
@@ -121,37 +271,101 @@ pub fn outcome_of(status: u16, has_to_tag: bool, cancelled: bool) -> Outcome {
     }
 }
 
+/// A key from a SIP INFO body: `Signal=5` (`application/dtmf-relay`) or
+/// the key alone (`application/dtmf`).
+fn info_key(body: &[u8]) -> Option<char> {
+    let text = std::str::from_utf8(body).ok()?;
+    let value = text
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("signal").then_some(v)
+        })
+        .unwrap_or(text)
+        .trim();
+    let mut chars = value.chars();
+    let key = chars.next()?.to_ascii_uppercase();
+    (chars.next().is_none() && (key.is_ascii_digit() || "*#ABCD".contains(key))).then_some(key)
+}
+
+/// The status line of a NOTIFY's `message/sipfrag` body (`SIP/2.0 200 OK`).
+fn sipfrag_status(body: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(body).ok()?;
+    text.trim_start()
+        .strip_prefix("SIP/2.0 ")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// An answered call, until the flow hangs up.
+struct Live {
+    dialog: InviteDialog,
+    media: Arc<Media>,
+    /// Becomes true when the far end hangs up.
+    gone: watch::Receiver<bool>,
+    /// The status lines of the NOTIFYs that follow a REFER.
+    progress: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<u16>>>,
+}
+
+impl Live {
+    fn parts(&self) -> (Arc<Media>, watch::Receiver<bool>) {
+        (self.media.clone(), self.gone.clone())
+    }
+}
+
+/// Waits until the far end has hung up (never, if it does not).
+async fn hung_up(mut gone: watch::Receiver<bool>) {
+    if gone.wait_for(|g| *g).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 pub struct SipDialer {
     /// Kept for as long as the dialer: its tasks stop with `cancel`.
     _endpoint: rsipstack::transaction::endpoint::Endpoint,
     layer: Arc<DialogLayer>,
-    target: SocketAddr,
+    /// Where requests go: the trunk, or its outbound proxy.
+    destination: SocketAddr,
     contact: Uri,
     domain: String,
     trunk: Trunk,
     credential: Option<Credential>,
     t1: StdDuration,
-    /// Answered calls and their media, until the flow hangs up.
-    calls: RefCell<HashMap<CallId, (InviteDialog, Arc<Media>)>>,
+    rtp_ip: IpAddr,
+    rtp_ports: Option<(u16, u16)>,
+    prompts: Prompts,
+    /// Speech already rendered, by text (`None`: the command failed for it).
+    speech: RefCell<HashMap<String, Option<Arc<Vec<i16>>>>>,
+    calls: RefCell<HashMap<CallId, Live>>,
     /// BYEs under way: the stack stops only once they are done.
     byes: RefCell<Vec<tokio::task::JoinHandle<()>>>,
     cancel: CancellationToken,
 }
 
+async fn resolve(what: &str, host: &str) -> Result<SocketAddr, String> {
+    let with_port = if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:5060")
+    };
+    let found = tokio::net::lookup_host(&with_port)
+        .await
+        .map_err(|e| format!("{what}: {e}"))?
+        .next();
+    found.ok_or_else(|| format!("{what}: no address"))
+}
+
 impl SipDialer {
     /// Binds the local socket and starts the stack inside the running tokio
     /// runtime. `target`: `HOST[:PORT]` (5060 when absent).
-    pub async fn start(target: &str, trunk: Trunk) -> Result<SipDialer, String> {
-        let with_port = if target.contains(':') {
-            target.to_string()
-        } else {
-            format!("{target}:5060")
+    pub async fn start(target: &str, trunk: Trunk, prompts: Prompts) -> Result<SipDialer, String> {
+        let target_addr = resolve(&format!("--dialer sip:{target}"), target).await?;
+        let destination = match &trunk.outbound_proxy {
+            Some(proxy) => resolve(&format!("the trunk's outbound_proxy {proxy}"), proxy).await?,
+            None => target_addr,
         };
-        let target_addr: SocketAddr = tokio::net::lookup_host(&with_port)
-            .await
-            .map_err(|e| format!("--dialer sip:{target}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("--dialer sip:{target}: no address"))?;
         let credential = match (&trunk.username, &trunk.password_env) {
             (Some(user), Some(var)) => Some(Credential {
                 username: user.clone(),
@@ -212,7 +426,9 @@ impl SipDialer {
         let mut incoming = endpoint
             .incoming_transactions()
             .map_err(|e| e.to_string())?;
-        // The stack's own loop, and requests from the far end (a BYE).
+        // The stack's own loop, and requests from the far end (BYE, INFO,
+        // NOTIFY), each in its own task: a dialog's answer may wait on the
+        // call's own task.
         let inner = endpoint.inner.clone();
         tokio::spawn(async move {
             let _ = inner.serve().await;
@@ -220,35 +436,49 @@ impl SipDialer {
         let in_dialogs = layer.clone();
         tokio::spawn(async move {
             while let Some(mut tx) = incoming.recv().await {
-                match in_dialogs.match_dialog(&tx) {
-                    Some(Dialog::Invite(mut d)) => {
-                        let _ = d.handle(&mut tx).await;
-                        if matches!(
-                            d.state(),
-                            rsipstack::dialog::dialog::DialogState::Terminated(..)
-                        ) {
-                            in_dialogs.remove_dialog(&d.id());
+                let layer = in_dialogs.clone();
+                tokio::spawn(async move {
+                    match layer.match_dialog(&tx) {
+                        Some(Dialog::Invite(mut d)) => {
+                            let _ = d.handle(&mut tx).await;
+                            if matches!(d.state(), DialogState::Terminated(..)) {
+                                layer.remove_dialog(&d.id());
+                            }
+                        }
+                        _ => {
+                            let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
                         }
                     }
-                    _ => {
-                        let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
-                    }
-                }
+                });
             }
         });
         let domain = trunk
             .domain
             .clone()
             .unwrap_or_else(|| target_addr.to_string());
+        let rtp_ip = match &trunk.rtp_address {
+            Some(a) => a.parse().expect("checked by Trunk::parse"),
+            None => contact
+                .host_with_port
+                .host
+                .to_string()
+                .parse()
+                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+        };
+        let rtp_ports = trunk.rtp_range()?;
         Ok(SipDialer {
             _endpoint: endpoint,
             layer,
-            target: target_addr,
+            destination,
             contact,
             domain,
             trunk,
             credential,
             t1,
+            rtp_ip,
+            rtp_ports,
+            prompts,
+            speech: RefCell::new(HashMap::new()),
             calls: RefCell::new(HashMap::new()),
             byes: RefCell::new(Vec::new()),
             cancel,
@@ -265,17 +495,32 @@ impl SipDialer {
         Uri::try_from(text.as_str()).map_err(|e| format!("the request URI {text}: {e}"))
     }
 
-    /// An SDP offer: G.711 µ-law and A-law, 20 ms frames, telephone-events,
-    /// on the call's RTP port.
+    /// An SDP offer: the trunk's G.711 codecs, 20 ms frames,
+    /// telephone-events, on the call's RTP port.
     fn offer(&self, port: u16) -> Vec<u8> {
-        let host = self.contact.host_with_port.host.to_string();
+        let host = self.rtp_ip.to_string();
         let session = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        let codecs: Vec<u8> = self
+            .trunk
+            .codecs
+            .iter()
+            .filter_map(|c| codec_number(c))
+            .collect();
+        let formats: Vec<String> = codecs.iter().map(u8::to_string).collect();
+        let maps: String = codecs
+            .iter()
+            .map(|c| {
+                let name = if *c == 0 { "PCMU" } else { "PCMA" };
+                format!("a=rtpmap:{c} {name}/8000\r\n")
+            })
+            .collect();
         format!(
             "v=0\r\no=flowc {session} {session} IN IP4 {host}\r\ns=flowc\r\nc=IN IP4 {host}\r\nt=0 0\r\n\
-             m=audio {port} RTP/AVP 0 8 {pt}\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+             m=audio {port} RTP/AVP {formats} {pt}\r\n{maps}\
              a=rtpmap:{pt} telephone-event/8000\r\na=fmtp:{pt} 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
+            formats = formats.join(" "),
             pt = rtp::EVENT_PT
         )
         .into_bytes()
@@ -293,15 +538,8 @@ impl SipDialer {
 
     async fn invite(&self, call: &Call) -> Result<(Outcome, Option<(u16, String)>), String> {
         let callee = self.request_uri(&call.number)?;
-        let media_ip: std::net::IpAddr = self
-            .contact
-            .host_with_port
-            .host
-            .to_string()
-            .parse()
-            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         let media = Arc::new(
-            Media::bind(media_ip)
+            Media::bind(self.rtp_ip, self.rtp_ports)
                 .await
                 .map_err(|e| format!("cannot open an RTP port: {e}"))?,
         );
@@ -328,7 +566,7 @@ impl SipDialer {
             contact: self.contact.clone(),
             destination: Some(SipAddr::new(
                 Transport::Udp,
-                HostWithPort::from(self.target),
+                HostWithPort::from(self.destination),
             )),
             content_type: Some("application/sdp".into()),
             offer: Some(self.offer(media.port())),
@@ -336,9 +574,8 @@ impl SipDialer {
             headers: (!headers.is_empty()).then_some(headers),
             ..Default::default()
         };
-        let (state_tx, mut state_rx) = self.layer.new_dialog_state_channel();
-        // Dialog states are not needed here: the final response says it all.
-        tokio::spawn(async move { while state_rx.recv().await.is_some() {} });
+        let (state_tx, state_rx) = self.layer.new_dialog_state_channel();
+        let (gone, progress) = follow(state_rx, media.clone());
         let (dialog, mut handle) = self
             .layer
             .do_invite_async(option, state_tx)
@@ -373,7 +610,7 @@ impl SipDialer {
             .ok()
             .and_then(|t| t.tag().ok().flatten())
             .is_some();
-        let outcome = outcome_of(status, has_tag, cancelled);
+        let mut outcome = outcome_of(status, has_tag, cancelled);
         // The phrase alone ("Busy Here"), without the code before it.
         let text = response.status_code.to_string();
         let reason = text
@@ -382,10 +619,143 @@ impl SipDialer {
             .to_string();
         if outcome == Outcome::Answered {
             media.answered(&response.body);
-            self.calls.borrow_mut().insert(call.id, (dialog, media));
+            if call.detect_voicemail && self.is_machine(&response, &media, &gone).await {
+                outcome = Outcome::Voicemail;
+            }
+            self.calls.borrow_mut().insert(
+                call.id,
+                Live {
+                    dialog,
+                    media,
+                    gone,
+                    progress: Arc::new(tokio::sync::Mutex::new(progress)),
+                },
+            );
         }
         Ok((outcome, Some((status, reason))))
     }
+
+    /// `detect voicemail`: the provider's header, or the first seconds of
+    /// what the far end sends.
+    async fn is_machine(
+        &self,
+        response: &rsipstack::sip::Response,
+        media: &Media,
+        gone: &watch::Receiver<bool>,
+    ) -> bool {
+        let settings = &self.trunk.amd;
+        if let Some(name) = settings.header() {
+            return response.headers.iter().any(|h| {
+                let text = h.to_string();
+                text.split_once(':').is_some_and(|(n, v)| {
+                    n.trim().eq_ignore_ascii_case(name) && amd::header_says_machine(v)
+                })
+            });
+        }
+        let mut audio = media.listen();
+        let mut detector = Detector::new(settings.clone());
+        let mut pending: Vec<i16> = Vec::new();
+        // Frames are counted as they come; the clock only bounds a far end
+        // that sends nothing at all.
+        let limit = tokio::time::sleep(StdDuration::from_millis(u64::from(settings.total_ms) + 1000));
+        tokio::pin!(limit);
+        let verdict = loop {
+            tokio::select! {
+                got = audio.recv() => {
+                    let Some(samples) = got else { break Verdict::NotSure };
+                    pending.extend(samples);
+                    let mut decided = None;
+                    while pending.len() >= 160 && decided.is_none() {
+                        let frame: Vec<i16> = pending.drain(..160).collect();
+                        decided = detector.feed(&frame);
+                    }
+                    if let Some(v) = decided {
+                        break v;
+                    }
+                }
+                _ = &mut limit => break Verdict::NotSure,
+                _ = hung_up(gone.clone()) => break Verdict::NotSure,
+            }
+        };
+        verdict.is_machine()
+    }
+
+    /// The call's media and hang-up signal, while it is connected.
+    fn live(&self, call: CallId) -> Option<(Arc<Media>, watch::Receiver<bool>)> {
+        self.calls.borrow().get(&call).map(Live::parts)
+    }
+
+    /// Speech for `text`, rendered once per distinct text.
+    async fn speech(&self, text: &str) -> Option<Arc<Vec<i16>>> {
+        if let Some(done) = self.speech.borrow().get(text) {
+            return done.clone();
+        }
+        let command = self.trunk.tts.clone()?;
+        let owned = text.to_string();
+        let rendered = tokio::task::spawn_blocking(move || speak(&command, &owned))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        let samples = match rendered {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                eprintln!("warning: `say \"{text}\"` is not spoken: {e}");
+                None
+            }
+        };
+        self.speech
+            .borrow_mut()
+            .insert(text.to_string(), samples.clone());
+        samples
+    }
+
+    /// Plays samples on a call, stopping if the far end hangs up.
+    async fn play_samples(&self, call: CallId, samples: Option<Arc<Vec<i16>>>) {
+        let (Some((media, gone)), Some(samples)) = (self.live(call), samples) else {
+            return;
+        };
+        tokio::select! {
+            _ = media.play(&samples) => {}
+            _ = hung_up(gone) => {}
+        }
+    }
+}
+
+/// Follows a call's dialog: INFO keys go to its media, NOTIFY status lines
+/// to whoever waits on a transfer, and its end is signalled. Requests the
+/// flow has no use for are answered by the stack (501).
+fn follow(
+    mut states: mpsc::UnboundedReceiver<DialogState>,
+    media: Arc<Media>,
+) -> (watch::Receiver<bool>, mpsc::UnboundedReceiver<u16>) {
+    let (gone_tx, gone) = watch::channel(false);
+    let (progress_tx, progress) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(state) = states.recv().await {
+            match state {
+                DialogState::Info(_, request, handle) => {
+                    if let Some(key) = info_key(&request.body) {
+                        media.press(key);
+                    }
+                    let _ = handle.reply(StatusCode::OK).await;
+                }
+                DialogState::Notify(_, request, handle) => {
+                    if let Some(status) = sipfrag_status(&request.body) {
+                        let _ = progress_tx.send(status);
+                    }
+                    let _ = handle.reply(StatusCode::OK).await;
+                }
+                DialogState::Options(_, _, handle) => {
+                    let _ = handle.reply(StatusCode::OK).await;
+                }
+                DialogState::Terminated(..) => {
+                    let _ = gone_tx.send(true);
+                }
+                _ => {}
+            }
+        }
+        let _ = gone_tx.send(true);
+    });
+    (gone, progress)
 }
 
 impl Dialer for SipDialer {
@@ -403,20 +773,112 @@ impl Dialer for SipDialer {
     }
 
     async fn gather(&self, call: CallId, ask: Ask) -> Option<String> {
-        let media = self.calls.borrow().get(&call).map(|(_, m)| m.clone())?;
-        media
-            .keys(ask.digits, StdDuration::from_secs(ask.timeout_seconds))
-            .await
+        let (media, gone) = self.live(call)?;
+        tokio::select! {
+            keys = media.keys(ask.digits, StdDuration::from_secs(ask.timeout_seconds)) => keys,
+            _ = hung_up(gone) => None,
+        }
     }
 
-    async fn transfer(&self, _call: CallId, _number: String, _timeout: u64) -> TransferOutcome {
-        TransferOutcome::Failed
+    async fn say(&self, call: CallId, text: String) {
+        if self.live(call).is_none() {
+            return;
+        }
+        let samples = self.speech(&text).await;
+        self.play_samples(call, samples).await;
+    }
+
+    async fn play(&self, call: CallId, file: String) {
+        let samples = self.prompts.files.get(&file).cloned();
+        self.play_samples(call, samples).await;
+    }
+
+    async fn record(&self, call: CallId, file: String, max_seconds: Option<u64>) {
+        let (Some((media, gone)), Some(folder)) = (self.live(call), &self.prompts.recordings)
+        else {
+            return;
+        };
+        let mut audio = media.listen();
+        let threshold = u64::from(self.trunk.amd.silence_threshold);
+        let limit = tokio::time::sleep(StdDuration::from_secs(
+            max_seconds.unwrap_or(RECORD_DEFAULT_SECONDS),
+        ));
+        tokio::pin!(limit);
+        let mut samples: Vec<i16> = Vec::new();
+        let mut spoke = false;
+        let mut quiet = 0usize;
+        loop {
+            tokio::select! {
+                got = audio.recv() => {
+                    let Some(chunk) = got else { break };
+                    let energy = chunk.iter().map(|v| u64::from(v.unsigned_abs())).sum::<u64>()
+                        / chunk.len().max(1) as u64;
+                    if energy >= threshold {
+                        spoke = true;
+                        quiet = 0;
+                    } else {
+                        quiet += chunk.len();
+                    }
+                    samples.extend(chunk);
+                    let silence = StdDuration::from_millis(quiet as u64 * 1000 / u64::from(audio::RATE));
+                    if silence >= if spoke { RECORD_SILENCE } else { RECORD_NOTHING } {
+                        break;
+                    }
+                }
+                _ = &mut limit => break,
+                _ = hung_up(gone.clone()) => break,
+            }
+        }
+        drop(audio);
+        let path = folder.join(&file);
+        if let Err(e) = audio::write_wav(&path, &samples) {
+            eprintln!("warning: the recording {file} is lost: {e}");
+        }
+    }
+
+    async fn transfer(&self, call: CallId, number: String, timeout: u64) -> TransferOutcome {
+        let Some((dialog, gone, progress)) = self.calls.borrow().get(&call).map(|l| {
+            (l.dialog.clone(), l.gone.clone(), l.progress.clone())
+        }) else {
+            return TransferOutcome::Hangup;
+        };
+        let Ok(target) = self.request_uri(&number) else {
+            return TransferOutcome::Failed;
+        };
+        let work = async {
+            // RFC 3515: the REFER is accepted (202), then NOTIFYs carry the
+            // new call's progress as a sipfrag status line.
+            match dialog.refer(target, None, None).await {
+                Ok(Some(r)) if (200..300).contains(&u16::from(r.status_code.clone())) => {}
+                _ => return TransferOutcome::Failed,
+            }
+            let mut progress = progress.lock().await;
+            while let Some(status) = progress.recv().await {
+                match status {
+                    100..=199 => continue,
+                    200..=299 => return TransferOutcome::Answered,
+                    _ => return TransferOutcome::Failed,
+                }
+            }
+            TransferOutcome::Failed
+        };
+        tokio::select! {
+            t = work => t,
+            _ = hung_up(gone) => TransferOutcome::Hangup,
+            _ = tokio::time::sleep(StdDuration::from_secs(timeout)) => TransferOutcome::Failed,
+        }
     }
 
     async fn hang_up(&self, call: CallId) {
-        let dialog = self.calls.borrow_mut().remove(&call);
-        if let Some((dialog, _media)) = dialog {
+        let live = self.calls.borrow_mut().remove(&call);
+        if let Some(live) = live {
             let layer = self.layer.clone();
+            if *live.gone.borrow() {
+                // They hung up first: nothing to end.
+                layer.remove_dialog(&live.dialog.id());
+                return;
+            }
+            let dialog = live.dialog;
             // Never waits on the BYE's reply; abandoned after 64×T1 by the stack.
             let bye = tokio::spawn(async move {
                 let _ = dialog.bye().await;
@@ -426,5 +888,32 @@ impl Dialer for SipDialer {
             byes.retain(|b| !b.is_finished());
             byes.push(bye);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_transfer_progress_from_bodies() {
+        assert_eq!(info_key(b"Signal=5\r\nDuration=160\r\n"), Some('5'));
+        assert_eq!(info_key(b"Signal= #\r\n"), Some('#'));
+        assert_eq!(info_key(b"*"), Some('*'));
+        assert_eq!(info_key(b"Signal=55"), None);
+        assert_eq!(info_key(b"Duration=160"), None);
+        assert_eq!(sipfrag_status(b"SIP/2.0 100 Trying\r\n"), Some(100));
+        assert_eq!(sipfrag_status(b"SIP/2.0 486 Busy Here"), Some(486));
+        assert_eq!(sipfrag_status(b"hello"), None);
+    }
+
+    #[test]
+    fn trunk_files_are_checked() {
+        let t = Trunk::parse("rtp_ports = \"10000-10100\"\ncodecs = [\"pcma\"]\ntts = \"espeak-ng --stdout\"\n[amd]\nmethod = \"header:X-Answered-By\"\ngreeting_ms = 1200\n").unwrap();
+        assert_eq!(t.rtp_range().unwrap(), Some((10000, 10100)));
+        assert_eq!(t.amd.greeting_ms, 1200);
+        assert!(Trunk::parse("rtp_ports = \"20-10\"").unwrap_err().contains("rtp_ports"));
+        assert!(Trunk::parse("codecs = [\"opus\"]").unwrap_err().contains("pcmu"));
+        assert!(Trunk::parse("[amd]\nmethod = \"guess\"").unwrap_err().contains("header:NAME"));
     }
 }

@@ -905,6 +905,9 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 match p {
                     Prompt::Say(text) => dialer.say(id, text).await,
                     Prompt::Play(file) => dialer.play(id, file).await,
+                    Prompt::Record { file, max_seconds } => {
+                        dialer.record(id, file, max_seconds).await
+                    }
                 }
             }
         };

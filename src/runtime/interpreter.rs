@@ -82,6 +82,12 @@ pub struct Attempt {
 pub enum Prompt {
     Say(String),
     Play(String),
+    /// `record`: what the caller says goes to `file` (a name in the run's
+    /// recordings folder), for `max_seconds` at most.
+    Record {
+        file: String,
+        max_seconds: Option<u64>,
+    },
 }
 
 /// Everything the run did, for reports, tests and the journal.
@@ -208,6 +214,27 @@ enum Waiting<'f> {
 }
 
 impl<'f> Run<'f> {
+    /// The file a `record` writes: the contact's number and the attempt
+    /// (`33612345678-2.wav`), then `-2`, `-3` … for more in one call.
+    fn recording_name(&self) -> String {
+        let stem = format!(
+            "{}-{}",
+            self.contact.phone.trim_start_matches('+'),
+            self.journal.attempts.len()
+        );
+        let earlier = self
+            .journal
+            .prompts
+            .iter()
+            .filter(|p| matches!(p, Prompt::Record { file, .. } if file.strip_suffix(".wav").is_some_and(|f| f == stem || f.starts_with(&format!("{stem}-")))))
+            .count();
+        if earlier == 0 {
+            format!("{stem}.wav")
+        } else {
+            format!("{stem}-{}.wav", earlier + 1)
+        }
+    }
+
     fn send(&mut self, kind: MessageKind, text: &str, recipient: Option<String>) {
         self.journal.outbox.push(Message {
             kind,
@@ -528,11 +555,13 @@ impl<'f> Run<'f> {
                     self.waiting = Waiting::Gather(g, 1);
                     return gather_request(g, 1);
                 }
-                Action::Record { var, .. } => {
-                    self.vars[*var] = Some(Value::Text(format!(
-                        "recording-{}",
-                        self.journal.attempts.len()
-                    )))
+                Action::Record { var, max_seconds } => {
+                    let file = self.recording_name();
+                    self.journal.prompts.push(Prompt::Record {
+                        file: file.clone(),
+                        max_seconds: *max_seconds,
+                    });
+                    self.vars[*var] = Some(Value::Text(file));
                 }
                 Action::Transfer(t) => {
                     let number = self

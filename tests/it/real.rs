@@ -33,6 +33,7 @@ flow bridged {
     say "Hello {contact.phone}, press 1 to confirm."
     gather 1 digit timeout 5s tries 1 {
       "1" -> {
+        record max 10s as note
         send sms "Thanks, confirmed"
         send email "Your appointment is confirmed." subject "Confirmed"
         end completed "confirmed"
@@ -188,7 +189,7 @@ fn a_bridge_places_calls_carries_their_actions_and_sends_sms() {
             .filter(|r| r["call"] == call)
             .map(|r| r["op"].as_str().unwrap())
             .collect();
-        assert_eq!(ops, ["dial", "say", "gather", "hangup"], "{call}");
+        assert_eq!(ops, ["dial", "say", "gather", "record", "hangup"], "{call}");
     }
     // Every request has exactly the fields docs/bridge.schema.json requires of its op.
     let schema: serde_json::Value = serde_json::from_str(
@@ -219,8 +220,12 @@ fn a_bridge_places_calls_carries_their_actions_and_sends_sms() {
     }
     assert_eq!(
         ops_seen.into_iter().collect::<Vec<_>>(),
-        ["dial", "gather", "hangup", "say", "sms"]
+        ["dial", "gather", "hangup", "record", "say", "sms"]
     );
+    // The recording's name: the number and the attempt.
+    let record = requests.iter().find(|r| r["op"] == "record" && r["call"] == "0-1").unwrap();
+    assert_eq!(record["file"], "33612345670-1.wav");
+    assert_eq!(record["maxSeconds"], 10);
     let say = requests.iter().find(|r| r["op"] == "say").unwrap();
     assert!(say["text"].as_str().unwrap().starts_with("Hello +336"));
     // The SMS of the two confirmed contacts went through the bridge, once each.
