@@ -135,7 +135,11 @@ impl Detector {
         let energy = if frame.is_empty() {
             0
         } else {
-            frame.iter().map(|v| u64::from(v.unsigned_abs())).sum::<u64>() / frame.len() as u64
+            frame
+                .iter()
+                .map(|v| u64::from(v.unsigned_abs()))
+                .sum::<u64>()
+                / frame.len() as u64
         };
         if energy < u64::from(self.s.silence_threshold) {
             self.silence_ms += FRAME_MS;

@@ -111,12 +111,18 @@ mod tests {
         let stereo: Vec<i16> = (0..16_000).flat_map(|_| [12_000, -4_000]).collect();
         let out = read_wav(&wav(16_000, 2, &stereo)[..]).unwrap();
         assert_eq!(out.len(), 8_000);
-        assert!(out.iter().all(|s| (i32::from(*s) - 4_000).abs() <= 1), "{:?}", &out[..4]);
+        assert!(
+            out.iter().all(|s| (i32::from(*s) - 4_000).abs() <= 1),
+            "{:?}",
+            &out[..4]
+        );
         // 8 kHz mono passes through unchanged.
         let same: Vec<i16> = (0..800).map(|k| (k * 40 - 16_000) as i16).collect();
         assert_eq!(read_wav(&wav(8_000, 1, &same)[..]).unwrap(), same);
         // A 4 kHz file is stretched to twice its samples.
         assert_eq!(read_wav(&wav(4_000, 1, &same)[..]).unwrap().len(), 1_600);
-        assert!(read_wav(&b"RIFF...."[..]).unwrap_err().starts_with("not a WAV file"));
+        assert!(read_wav(&b"RIFF...."[..])
+            .unwrap_err()
+            .starts_with("not a WAV file"));
     }
 }

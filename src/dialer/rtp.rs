@@ -239,8 +239,15 @@ impl Media {
                 if pt == 0 || pt == 8 {
                     let mut tap = listener.lock().expect("not poisoned");
                     if let Some(to) = tap.as_ref() {
-                        let decode = if pt == 0 { ulaw_to_linear } else { alaw_to_linear };
-                        if to.send(payload.iter().map(|b| decode(*b)).collect()).is_err() {
+                        let decode = if pt == 0 {
+                            ulaw_to_linear
+                        } else {
+                            alaw_to_linear
+                        };
+                        if to
+                            .send(payload.iter().map(|b| decode(*b)).collect())
+                            .is_err()
+                        {
                             *tap = None;
                         }
                     }

@@ -220,14 +220,18 @@ impl Prompts {
             };
             speak(tts, "flowc").map_err(|e| format!("the trunk's tts command: {e}"))?;
         }
-        if actions.iter().any(|a| matches!(a, ir::Action::Record { .. })) {
+        if actions
+            .iter()
+            .any(|a| matches!(a, ir::Action::Record { .. }))
+        {
             let Some(dir) = recordings else {
                 return Err(
                     "the flow has `record`: give the folder recordings go to with --recordings DIR"
                         .into(),
                 );
             };
-            std::fs::create_dir_all(dir).map_err(|e| format!("--recordings {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("--recordings {}: {e}", dir.display()))?;
             prompts.recordings = Some(dir.to_path_buf());
         }
         Ok(prompts)
@@ -657,7 +661,9 @@ impl SipDialer {
         let mut pending: Vec<i16> = Vec::new();
         // Frames are counted as they come; the clock only bounds a far end
         // that sends nothing at all.
-        let limit = tokio::time::sleep(StdDuration::from_millis(u64::from(settings.total_ms) + 1000));
+        let limit = tokio::time::sleep(StdDuration::from_millis(
+            u64::from(settings.total_ms) + 1000,
+        ));
         tokio::pin!(limit);
         let verdict = loop {
             tokio::select! {
@@ -837,9 +843,12 @@ impl Dialer for SipDialer {
     }
 
     async fn transfer(&self, call: CallId, number: String, timeout: u64) -> TransferOutcome {
-        let Some((dialog, gone, progress)) = self.calls.borrow().get(&call).map(|l| {
-            (l.dialog.clone(), l.gone.clone(), l.progress.clone())
-        }) else {
+        let Some((dialog, gone, progress)) = self
+            .calls
+            .borrow()
+            .get(&call)
+            .map(|l| (l.dialog.clone(), l.gone.clone(), l.progress.clone()))
+        else {
             return TransferOutcome::Hangup;
         };
         let Ok(target) = self.request_uri(&number) else {
@@ -912,8 +921,14 @@ mod tests {
         let t = Trunk::parse("rtp_ports = \"10000-10100\"\ncodecs = [\"pcma\"]\ntts = \"espeak-ng --stdout\"\n[amd]\nmethod = \"header:X-Answered-By\"\ngreeting_ms = 1200\n").unwrap();
         assert_eq!(t.rtp_range().unwrap(), Some((10000, 10100)));
         assert_eq!(t.amd.greeting_ms, 1200);
-        assert!(Trunk::parse("rtp_ports = \"20-10\"").unwrap_err().contains("rtp_ports"));
-        assert!(Trunk::parse("codecs = [\"opus\"]").unwrap_err().contains("pcmu"));
-        assert!(Trunk::parse("[amd]\nmethod = \"guess\"").unwrap_err().contains("header:NAME"));
+        assert!(Trunk::parse("rtp_ports = \"20-10\"")
+            .unwrap_err()
+            .contains("rtp_ports"));
+        assert!(Trunk::parse("codecs = [\"opus\"]")
+            .unwrap_err()
+            .contains("pcmu"));
+        assert!(Trunk::parse("[amd]\nmethod = \"guess\"")
+            .unwrap_err()
+            .contains("header:NAME"));
     }
 }

@@ -223,7 +223,10 @@ fn a_bridge_places_calls_carries_their_actions_and_sends_sms() {
         ["dial", "gather", "hangup", "record", "say", "sms"]
     );
     // The recording's name: the number and the attempt.
-    let record = requests.iter().find(|r| r["op"] == "record" && r["call"] == "0-1").unwrap();
+    let record = requests
+        .iter()
+        .find(|r| r["op"] == "record" && r["call"] == "0-1")
+        .unwrap();
     assert_eq!(record["file"], "33612345670-1.wav");
     assert_eq!(record["maxSeconds"], 10);
     let say = requests.iter().find(|r| r["op"] == "say").unwrap();

@@ -113,11 +113,16 @@ impl Trunk {
     }
 
     fn run(&self, trunk: &str, env: &[(&str, &str)]) -> Output {
+        self.run_with(trunk, env, &[])
+    }
+
+    fn run_with(&self, trunk: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
         let p = |n: &str| self.dir.join(n).display().to_string();
         Command::new(env!("CARGO_BIN_EXE_flowc"))
             .args(["run", &p("flow.flow"), "--contacts", &p("list.csv")])
             .args(["--dialer", &format!("sip:127.0.0.1:{}", self.port)])
             .args(["--trunk", trunk, "--db", &p("run.db"), "--format", "json"])
+            .args(args)
             .envs(env.iter().copied())
             .output()
             .unwrap()
@@ -482,5 +487,384 @@ fn keys_pressed_on_a_sip_call_are_gathered() {
             .unwrap();
         assert_eq!(keys, format!("[\"{key}\"]"));
         assert_eq!(trunk.sipp_status(), 0, "key {key}");
+    }
+}
+
+const MEDIA_FLOW: &str = r#"
+contact { phone: phone }
+
+calendar always {
+  hours mon-sun 00:00-24:00
+}
+
+compliance house {
+  max attempts 10 per 24h
+}
+
+flow sip {
+  timezone "UTC"
+  calendar always
+  compliance house
+  step call {
+    dial contact.phone timeout 2s detect voicemail
+    on voicemail -> {
+      play "tone.wav"
+      end completed "left_message"
+    }
+    on answered -> {
+      say "Thanks"
+      record max 3s as note
+      end completed "person"
+    }
+    on other -> end failed "not_reached"
+  }
+}
+"#;
+
+/// What the test's own RTP port received: (payload type, sequence,
+/// timestamp, samples decoded from µ-law), packet by packet.
+type Packet = (u8, u16, u32, Vec<i16>);
+
+fn listen_rtp() -> (u16, std::thread::JoinHandle<Vec<Packet>>) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = socket.recv(&mut buf) {
+            let p = &buf[..n];
+            got.push((
+                p[1] & 0x7f,
+                u16::from_be_bytes([p[2], p[3]]),
+                u32::from_be_bytes([p[4], p[5], p[6], p[7]]),
+                p[12..]
+                    .iter()
+                    .map(|b| flowc::dialer::rtp::ulaw_to_linear(*b))
+                    .collect(),
+            ));
+        }
+        got
+    });
+    (port, reader)
+}
+
+fn pcap_of(dir: &std::path::Path, wavs: &[&str]) -> String {
+    let out = dir.join("speech.pcap");
+    let status = Command::new("/usr/bin/python3")
+        .arg(root().join("tests/sip/wav2pcap.py"))
+        .args(wavs.iter().map(|w| root().join("tests/sip/audio").join(w)))
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out.display().to_string()
+}
+
+fn media_trunk(trunk: &Trunk, extra: &str) -> String {
+    trunk.trunk_file(&format!(
+        "tts = \"/usr/bin/python3 {}\"\n{extra}",
+        root().join("tests/sip/tts.py").display()
+    ))
+}
+
+/// A recorded voicemail greeting (espeak-ng's voice, tests/sip/audio) is
+/// classified as voicemail by the energy detector, and the flow's `play`
+/// reaches the far end: every 20 ms of the WAV file, in order, as G.711.
+#[test]
+fn a_greeting_is_voicemail_and_the_message_is_played() {
+    if !sipp_here() {
+        return;
+    }
+    let (port, heard) = listen_rtp();
+    let dir = std::env::temp_dir().join(format!("flowc-sip-pcap-vm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = pcap_of(&dir, &["greeting.wav"]);
+    let mut trunk = Trunk::start(
+        "voicemail",
+        "media.xml",
+        &[
+            ("PCAP", &pcap),
+            ("RTPPORT", &port.to_string()),
+            ("ANSWERED", "unknown"),
+        ],
+    );
+    std::fs::write(trunk.dir.join("flow.flow"), MEDIA_FLOW).unwrap();
+    // Half a second of a rising tone: each sample known.
+    let tone: Vec<i16> = (0..4000)
+        .map(|k| ((k as f64 / 8.0).sin() * 6000.0 * (k as f64 / 4000.0)) as i16)
+        .collect();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(trunk.dir.join("tone.wav"), spec).unwrap();
+    tone.iter().for_each(|s| w.write_sample(*s).unwrap());
+    w.finalize().unwrap();
+    let recordings = trunk.dir.join("recordings").display().to_string();
+    let o = trunk.run_with(
+        &media_trunk(&trunk, ""),
+        &[],
+        &["--recordings", &recordings],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(trunk.attempt().0, "voicemail");
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        report["endReasons"]["completed: left_message"], 1,
+        "{report}"
+    );
+    assert_eq!(trunk.sipp_status(), 0);
+    let packets = heard.join().unwrap();
+    assert_eq!(packets.len(), 25, "half a second is 25 packets of 20 ms");
+    let mut samples: Vec<i16> = Vec::new();
+    for (k, (pt, seq, ts, payload)) in packets.iter().enumerate() {
+        assert_eq!(*pt, 0, "PCMU, as the answer says");
+        assert_eq!(*seq, packets[0].1.wrapping_add(k as u16));
+        assert_eq!(*ts, packets[0].2.wrapping_add(160 * k as u32));
+        samples.extend(payload);
+    }
+    for (sent, got) in tone.iter().zip(&samples) {
+        // G.711's step is at most 1/16 of the value (and 8 near zero).
+        let step = (i32::from(*sent).abs() / 16).max(8) + 8;
+        assert!(
+            (i32::from(*sent) - i32::from(*got)).abs() <= step,
+            "{sent} became {got}"
+        );
+    }
+}
+
+/// A person's "Hello?" then silence is a person: the flow's `say` is
+/// rendered by the trunk's tts command and heard, and `record` writes what
+/// the far end says next (a longer speech) to the recordings folder.
+#[test]
+fn hello_is_a_person_who_hears_the_speech_and_is_recorded() {
+    if !sipp_here() {
+        return;
+    }
+    let (port, heard) = listen_rtp();
+    let dir = std::env::temp_dir().join(format!("flowc-sip-pcap-hello-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = pcap_of(&dir, &["hello.wav", "greeting.wav"]);
+    let mut trunk = Trunk::start(
+        "hello",
+        "media.xml",
+        &[
+            ("PCAP", &pcap),
+            ("RTPPORT", &port.to_string()),
+            ("ANSWERED", "unknown"),
+        ],
+    );
+    std::fs::write(trunk.dir.join("flow.flow"), MEDIA_FLOW).unwrap();
+    std::fs::copy(
+        root().join("tests/sip/audio/hello.wav"),
+        trunk.dir.join("tone.wav"),
+    )
+    .unwrap();
+    let recordings = trunk.dir.join("recordings");
+    let o = trunk.run_with(
+        &media_trunk(&trunk, ""),
+        &[],
+        &["--recordings", &recordings.display().to_string()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(trunk.attempt().0, "answered");
+    assert_eq!(trunk.sipp_status(), 0);
+    // "Thanks": 6 characters of 50 ms from tts.py, 15 packets.
+    let packets = heard.join().unwrap();
+    assert_eq!(packets.len(), 15);
+    // The recording: 3 s at most, most of it speech.
+    let file = recordings.join("33612345670-1.wav");
+    let mut wav = hound::WavReader::open(&file).unwrap();
+    assert_eq!(wav.spec().sample_rate, 8000);
+    let samples: Vec<i16> = wav.samples::<i16>().map(Result::unwrap).collect();
+    assert!(
+        samples.len() > 8000 && samples.len() <= 3 * 8000 + 160,
+        "{}",
+        samples.len()
+    );
+    let loud = samples
+        .chunks(160)
+        .filter(|f| f.iter().map(|v| i64::from(v.unsigned_abs())).sum::<i64>() / 160 >= 256)
+        .count();
+    assert!(
+        loud * 160 > samples.len() / 3,
+        "{loud} loud frames of {}",
+        samples.len() / 160
+    );
+}
+
+/// A provider that says in a header who answered is trusted
+/// (`[amd] method = "header:X-Answered-By"`), whatever the audio.
+#[test]
+fn a_providers_header_can_decide_voicemail() {
+    if !sipp_here() {
+        return;
+    }
+    let (port, _heard) = listen_rtp();
+    let dir = std::env::temp_dir().join(format!("flowc-sip-pcap-hdr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = pcap_of(&dir, &["hello.wav"]);
+    let mut trunk = Trunk::start(
+        "header",
+        "media.xml",
+        &[
+            ("PCAP", &pcap),
+            ("RTPPORT", &port.to_string()),
+            ("ANSWERED", "MACHINE"),
+        ],
+    );
+    std::fs::write(trunk.dir.join("flow.flow"), MEDIA_FLOW).unwrap();
+    std::fs::write(
+        trunk.dir.join("tone.wav"),
+        std::fs::read(root().join("tests/sip/audio/hello.wav")).unwrap(),
+    )
+    .unwrap();
+    let recordings = trunk.dir.join("recordings").display().to_string();
+    let o = trunk.run_with(
+        &media_trunk(&trunk, "[amd]\nmethod = \"header:X-Answered-By\"\n"),
+        &[],
+        &["--recordings", &recordings],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(trunk.attempt().0, "voicemail");
+    assert_eq!(trunk.sipp_status(), 0);
+}
+
+/// What the flow needs of audio is checked before the first call: a file
+/// that cannot be played, `say` without a tts command, `record` without
+/// --recordings.
+#[test]
+fn audio_the_flow_needs_is_checked_at_start() {
+    let dir = std::env::temp_dir().join(format!("flowc-sip-audio-start-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("flow.flow"), MEDIA_FLOW).unwrap();
+    std::fs::write(dir.join("list.csv"), "phone\n+33612345670\n").unwrap();
+    std::fs::write(dir.join("tone.wav"), "not audio").unwrap();
+    let run = |trunk: &str, extra: &[&str]| {
+        std::fs::write(dir.join("trunk.toml"), trunk).unwrap();
+        let p = |n: &str| dir.join(n).display().to_string();
+        Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args(["run", &p("flow.flow"), "--contacts", &p("list.csv")])
+            .args(["--dialer", "sip:127.0.0.1:9", "--trunk", &p("trunk.toml")])
+            .args(["--db", &p("run.db")])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run("", &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("`play \"tone.wav\"` cannot be played"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("not a WAV file"), "{}", stderr(&o));
+    std::fs::copy(
+        root().join("tests/sip/audio/hello.wav"),
+        dir.join("tone.wav"),
+    )
+    .unwrap();
+    let o = run("", &[]);
+    assert!(
+        stderr(&o).contains("add `tts = \"espeak-ng --stdout\"`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run("tts = \"flowc-no-such-speaker\"", &[]);
+    assert!(
+        stderr(&o).contains("cannot run `flowc-no-such-speaker`"),
+        "{}",
+        stderr(&o)
+    );
+    let tts = format!(
+        "tts = \"/usr/bin/python3 {}\"",
+        root().join("tests/sip/tts.py").display()
+    );
+    let o = run(&tts, &[]);
+    assert!(stderr(&o).contains("--recordings DIR"), "{}", stderr(&o));
+    // No call was placed: nothing was stored.
+    assert!(
+        !dir.join("run.db").exists() || {
+            let db = rusqlite::Connection::open(dir.join("run.db")).unwrap();
+            db.query_row("SELECT count(*) FROM attempts", [], |r| r.get::<_, i64>(0))
+                .unwrap_or(0)
+                == 0
+        }
+    );
+}
+
+/// A key sent in a SIP INFO (`application/dtmf-relay`) is gathered (and
+/// the INFO answered 200); a far end that then hangs up (its BYE, answered
+/// 200) ends the next gather at once.
+#[test]
+fn keys_in_sip_info_and_a_far_end_that_hangs_up() {
+    if !sipp_here() {
+        return;
+    }
+    let mut trunk = Trunk::start("info", "info_bye.xml", &[]);
+    std::fs::write(
+        trunk.dir.join("flow.flow"),
+        FLOW.replace(
+            "    on answered -> end completed \"answered\"",
+            "    on answered -> gather 1 digit timeout 4s {\n      \"5\" -> goto more\n      timeout -> end failed \"no_key\"\n      invalid -> end failed \"bad_key\"\n    }\n    on other -> end failed \"not_reached\"\n  }\n  step more {\n    gather 1 digit timeout 30s {\n      \"1\" -> end completed \"pressed_again\"\n      timeout -> end completed \"they_hung_up\"\n      invalid -> end failed \"bad_key\"\n    }",
+        )
+        .replace("    on other -> end failed \"not_reached\"\n  }\n}", "  }\n}"),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let o = trunk.run(&trunk.trunk_file(""), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Far sooner than the second gather's 30 s.
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        report["endReasons"]["completed: they_hung_up"], 1,
+        "{report}"
+    );
+    let db = rusqlite::Connection::open(trunk.dir.join("run.db")).unwrap();
+    let keys: String = db
+        .query_row("SELECT keys FROM attempts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(keys, "[\"5\",null]");
+    assert_eq!(trunk.sipp_status(), 0);
+}
+
+/// `transfer` sends REFER to the number (as the trunk's request URI) and
+/// follows the NOTIFYs: a final 200 is `answered`, a 486 `failed`.
+#[test]
+fn transfers_are_refer_and_their_notifys() {
+    if !sipp_here() {
+        return;
+    }
+    for (last, want) in [("200 OK", "transferred"), ("486 Busy Here", "agent_busy")] {
+        let mut trunk = Trunk::start(
+            &format!("refer{}", &last[..3]),
+            "refer.xml",
+            &[("FINAL", last)],
+        );
+        std::fs::write(
+            trunk.dir.join("flow.flow"),
+            FLOW.replace(
+                "    on answered -> end completed \"answered\"",
+                "    on answered -> goto agent\n    on other -> end failed \"not_reached\"\n  }\n  step agent {\n    transfer \"+12125550199\" timeout 10s\n    on answered -> end completed \"transferred\"\n    on failed -> end completed \"agent_busy\"\n    on hangup -> end failed \"hung_up\"",
+            )
+            .replacen("    on other -> end failed \"not_reached\"\n  }\n}", "  }\n}", 1),
+        )
+        .unwrap();
+        let o = trunk.run(&trunk.trunk_file(""), &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            report["endReasons"][format!("completed: {want}")],
+            1,
+            "{last}: {report}"
+        );
+        assert_eq!(trunk.sipp_status(), 0, "{last}");
     }
 }
