@@ -868,3 +868,21 @@ fn transfers_are_refer_and_their_notifys() {
         assert_eq!(trunk.sipp_status(), 0, "{last}");
     }
 }
+
+/// The README's trunk file is one flowc reads, every field of it.
+#[test]
+fn the_readmes_trunk_file_reads() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme
+        .find("```toml\ntransport = \"udp\"")
+        .expect("the trunk example")
+        + 8;
+    let text = &readme[start..start + readme[start..].find("```").unwrap()];
+    let trunk = flowc::dialer::sip::Trunk::parse(text).unwrap();
+    assert_eq!(trunk.tts.as_deref(), Some("espeak-ng --stdout"));
+    assert_eq!(trunk.amd.greeting_ms, 1500);
+    assert_eq!(
+        trunk.outbound_proxy.as_deref(),
+        Some("proxy.example.com:5060")
+    );
+}
