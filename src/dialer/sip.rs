@@ -1,4 +1,4 @@
-//! `--dialer sip:HOST[:PORT]`: calls through a SIP trunk or PBX over UDP,
+//! `--dialer sip:HOST[:PORT]`: calls through a SIP trunk or PBX over UDP or TCP,
 //! with the `rsipstack` stack (RFC 3261 transactions and their timers, digest
 //! authentication for 401 and 407, CANCEL, BYE) kept behind the `Dialer`
 //! trait. `--trunk FILE` (TOML, [`Trunk`]) gives the rest.
@@ -54,7 +54,8 @@ const RECORD_NOTHING: StdDuration = StdDuration::from_secs(10);
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Trunk {
-    /// `udp` (the only transport built so far).
+    /// `udp` or `tcp` (one connection to the trunk, opened at the first
+    /// call and again if it closes).
     pub transport: String,
     /// Where requests are sent when not to the trunk itself (`HOST:PORT`).
     pub outbound_proxy: Option<String>,
@@ -110,9 +111,9 @@ impl Default for Trunk {
 impl Trunk {
     pub fn parse(text: &str) -> Result<Trunk, String> {
         let t: Trunk = toml::from_str(text).map_err(|e| e.to_string())?;
-        if t.transport != "udp" {
+        if t.transport != "udp" && t.transport != "tcp" {
             return Err(format!(
-                "transport = \"{}\": only \"udp\" is built so far",
+                "transport = \"{}\": write \"udp\" or \"tcp\" (TLS is not built yet)",
                 t.transport
             ));
         }
@@ -423,7 +424,11 @@ impl SipDialer {
             scheme: Some(rsipstack::sip::Scheme::Sip),
             auth: None,
             host_with_port: local_addr.addr.clone(),
-            params: vec![],
+            params: if trunk.transport == "tcp" {
+                vec![rsipstack::sip::Param::Transport(Transport::Tcp)]
+            } else {
+                vec![]
+            },
             headers: vec![],
         };
         let layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
@@ -569,7 +574,11 @@ impl SipDialer {
             caller,
             contact: self.contact.clone(),
             destination: Some(SipAddr::new(
-                Transport::Udp,
+                if self.trunk.transport == "tcp" {
+                    Transport::Tcp
+                } else {
+                    Transport::Udp
+                },
                 HostWithPort::from(self.destination),
             )),
             content_type: Some("application/sdp".into()),

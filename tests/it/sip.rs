@@ -64,6 +64,11 @@ struct Trunk {
 impl Trunk {
     /// sipp playing `scenario` (a file of tests/sip, with `@NAME@` replaced).
     fn start(name: &str, scenario: &str, replace: &[(&str, &str)]) -> Trunk {
+        Trunk::start_on("u1", name, scenario, replace)
+    }
+
+    /// `transport`: sipp's `-t` (`u1` UDP, `t1` TCP on one connection).
+    fn start_on(transport: &str, name: &str, scenario: &str, replace: &[(&str, &str)]) -> Trunk {
         let dir = std::env::temp_dir().join(format!("flowc-sip-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -86,6 +91,8 @@ impl Trunk {
                 "-m",
                 "1",
                 "-nostdin",
+                "-t",
+                transport,
             ])
             .args(["-timeout", "20s", "-trace_err", "-error_file"])
             .arg(dir.join("errors.log"))
@@ -315,7 +322,7 @@ fn a_trunk_file_that_cannot_be_read_is_a_usage_error() {
     std::fs::write(dir.join("flow.flow"), FLOW).unwrap();
     std::fs::write(dir.join("list.csv"), "phone\n+33612345670\n").unwrap();
     for (text, says) in [
-        ("transport = \"tls\"\n", "only \"udp\" is built so far"),
+        ("transport = \"tls\"\n", "TLS is not built yet"),
         (
             "username = \"a\"\n",
             "username and password_env go together",
@@ -885,4 +892,21 @@ fn the_readmes_trunk_file_reads() {
         trunk.outbound_proxy.as_deref(),
         Some("proxy.example.com:5060")
     );
+}
+
+/// `transport = "tcp"`: the call goes over one TCP connection, answered,
+/// acknowledged and hung up as over UDP (sipp listening on TCP).
+#[test]
+fn a_call_over_tcp() {
+    if !sipp_here() {
+        return;
+    }
+    let mut trunk = Trunk::start_on("t1", "tcp", "answer.xml", &[]);
+    let o = trunk.run(&trunk.trunk_file("transport = \"tcp\"\n"), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        trunk.attempt(),
+        ("answered".into(), Some(200), Some("OK".into()))
+    );
+    assert_eq!(trunk.sipp_status(), 0, "sipp saw no ACK or BYE over TCP");
 }
