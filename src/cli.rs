@@ -24,6 +24,7 @@ mod graph;
 mod plan;
 mod report;
 mod run;
+mod serve;
 mod signals;
 mod simulate;
 mod test;
@@ -67,6 +68,10 @@ enum Command {
     Run(run::Args),
     /// Print the report of a run kept in a database
     Report(report::Args),
+    /// Serve the executions API and the dashboard over HTTP, running campaigns
+    Serve(serve::Args),
+    /// Make, list and revoke the API keys of `flowc serve`
+    Keys(serve::KeysArgs),
 }
 
 /// Exit status 2: the command could not do its job (usage, unreadable file).
@@ -75,7 +80,10 @@ pub const EXIT_USAGE: u8 = 2;
 pub fn main() -> ExitCode {
     // `flowc run` pauses on SIGINT and SIGTERM from its first instant, even
     // while its arguments are read.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "run") {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "run" || a == "serve")
+    {
         signals::install();
     }
     let cli = Cli::parse();
@@ -94,6 +102,8 @@ pub fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Run(args) => run::run(args),
         Command::Report(args) => report::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Keys(args) => serve::keys(args),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod messaging;
 pub mod plan;
 pub mod report;
 pub mod runtime;
+pub mod server;
 pub mod source;
 pub mod store;
 pub mod syntax;

@@ -204,6 +204,8 @@ pub enum StoreError {
         replayed: String,
     },
     Corrupt(String),
+    /// The campaign was cancelled: nobody is dialled again.
+    Cancelled,
 }
 
 impl std::fmt::Display for StoreError {
@@ -250,6 +252,10 @@ impl std::fmt::Display for StoreError {
                  the run started with, or add --migrate to continue with this one"
             ),
             StoreError::Corrupt(what) => write!(f, "the database cannot be read: {what}"),
+            StoreError::Cancelled => write!(
+                f,
+                "the campaign was cancelled: nobody is dialled again; read its report with `flowc report`, or start afresh with another --db"
+            ),
         }
     }
 }
@@ -402,6 +408,45 @@ enum Op {
         recipient: Option<String>,
         status: &'static str,
     },
+}
+
+/// A campaign at a glance (`Store::overview`).
+#[derive(Clone, Debug)]
+pub struct Overview {
+    pub flow: String,
+    pub simulation: bool,
+    /// running, paused, finished or cancelled, as the last run left it.
+    pub state: String,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finish: Option<DateTime<Utc>>,
+    /// total, completed, failed, skipped, pending, in progress.
+    pub counters: [u64; 6],
+    pub calls: u64,
+    /// A process holds the campaign's lock and renewed it lately.
+    pub run_by_someone: bool,
+}
+
+/// One attempt with its contact (`Store::calls`).
+#[derive(Clone, Debug)]
+pub struct CallRow {
+    pub contact: String,
+    pub zone: Tz,
+    pub attempt: u32,
+    pub step: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// `None`: the dial started and nothing recorded its end.
+    pub outcome: Option<String>,
+    pub keys: Option<serde_json::Value>,
+    pub transfers: Option<serde_json::Value>,
+    pub sip_status: Option<u16>,
+    pub sip_reason: Option<String>,
+    pub caller_id: Option<String>,
+    /// The contact's end (completed, failed, skipped), reason and path.
+    pub end: Option<String>,
+    pub end_reason: Option<String>,
+    pub path: Option<serde_json::Value>,
 }
 
 pub struct Store {
@@ -581,6 +626,9 @@ impl Store {
                 tx.commit()?;
                 restarted = true;
                 (started_at, false)
+            }
+            Some((_, _, state, _, _)) if state == "cancelled" => {
+                return Err(StoreError::Cancelled)
             }
             Some((hash, started, state, _, _)) => {
                 finished = state == "finished";
@@ -934,7 +982,145 @@ impl Store {
         serde_json::from_str(&ir).map_err(corrupt)
     }
 
-    /// The campaign's state: running, paused or finished.
+    /// Cancels the campaign: every contact that has not ended ends
+    /// `skipped "cancelled"` (its path the steps of its attempts), and the
+    /// campaign is `cancelled`, in one transaction, under the campaign's
+    /// lock (a process running it is refused). Returns the contacts ended.
+    pub fn cancel(&mut self) -> Result<u64, StoreError> {
+        self.take_lock()?;
+        let tx = self.conn.transaction()?;
+        let ended = tx.execute(
+            "INSERT INTO ends (contact, state, reason, path) \
+             SELECT c.id, 'skipped', 'cancelled', \
+                    (SELECT json_group_array(step) FROM (SELECT step FROM attempts a WHERE a.contact = c.id ORDER BY a.number)) \
+             FROM contacts c WHERE NOT EXISTS (SELECT 1 FROM ends e WHERE e.contact = c.id)",
+            [],
+        )?;
+        tx.execute(
+            "UPDATE campaign SET state = 'cancelled', updated_at = ?1 WHERE id = 1",
+            params![time(Utc::now())],
+        )?;
+        tx.commit()?;
+        self.release();
+        Ok(ended as u64)
+    }
+
+    /// The campaign at a glance, as the executions API shows it.
+    pub fn overview(&self) -> Result<Overview, StoreError> {
+        let (flow, kind, state, started, updated, finish): (String, String, String, String, String, Option<String>) =
+            self.conn
+                .query_row(
+                    "SELECT flow, kind, state, started_at, updated_at, finish FROM campaign WHERE id = 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::Corrupt("it holds no run".into()))?;
+        let holder: Option<(i64, String, String)> = self
+            .conn
+            .query_row(
+                "SELECT pid, host, heartbeat_at FROM lock WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let calls: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM attempts", [], |r| r.get(0))?;
+        // As taking the lock judges it: renewed lately, by a process that
+        // is alive when it is on this machine.
+        let run_by_someone = match holder {
+            Some((pid, host, beat)) => {
+                (Utc::now() - parse_time(&beat)?).num_seconds() < LOCK_STALE_SECONDS
+                    && (host != file::host_name() || file::process_alive(pid))
+            }
+            None => false,
+        };
+        Ok(Overview {
+            flow,
+            simulation: kind == "simulation",
+            state,
+            started_at: parse_time(&started)?,
+            updated_at: parse_time(&updated)?,
+            finish: finish.as_deref().map(parse_time).transpose()?,
+            counters: self.counters()?,
+            calls: calls as u64,
+            run_by_someone,
+        })
+    }
+
+    /// A page of attempts, in the order they were dialled, with their
+    /// contact's end: those of one number and of one outcome when asked
+    /// (`unknown`: attempts without an end). Returns the matching count
+    /// and the page.
+    pub fn calls(
+        &self,
+        contact: Option<&str>,
+        outcome: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(u64, Vec<CallRow>), StoreError> {
+        let filter = "FROM attempts a JOIN contacts c ON c.id = a.contact LEFT JOIN ends e ON e.contact = c.id \
+             WHERE (?1 IS NULL OR c.phone = ?1) AND (?2 IS NULL OR coalesce(a.outcome, 'unknown') = ?2)";
+        let total: i64 = self.conn.query_row(
+            &format!("SELECT count(*) {filter}"),
+            params![contact, outcome],
+            |r| r.get(0),
+        )?;
+        let mut q = self.conn.prepare(&format!(
+            "SELECT c.phone, c.zones, a.number, a.step, a.started_at, a.ended_at, a.outcome, a.keys, a.transfers, \
+             a.sip_status, a.sip_reason, a.caller_id, e.state, e.reason, e.path {filter} \
+             ORDER BY a.rowid LIMIT ?3 OFFSET ?4"
+        ))?;
+        let mut rows = q.query(params![contact, outcome, limit as i64, offset as i64])?;
+        let mut page = Vec::new();
+        let json = |t: Option<String>| -> Result<Option<serde_json::Value>, StoreError> {
+            t.map(|t| serde_json::from_str(&t).map_err(corrupt))
+                .transpose()
+        };
+        while let Some(r) = rows.next()? {
+            let zones: String = r.get(1)?;
+            let zone = zones
+                .split(' ')
+                .next()
+                .unwrap_or("UTC")
+                .parse::<Tz>()
+                .map_err(corrupt)?;
+            page.push(CallRow {
+                contact: r.get(0)?,
+                zone,
+                attempt: r.get(2)?,
+                step: r.get(3)?,
+                started_at: parse_time(&r.get::<_, String>(4)?)?,
+                ended_at: r
+                    .get::<_, Option<String>>(5)?
+                    .as_deref()
+                    .map(parse_time)
+                    .transpose()?,
+                outcome: r.get(6)?,
+                keys: json(r.get(7)?)?,
+                transfers: json(r.get(8)?)?,
+                sip_status: r.get(9)?,
+                sip_reason: r.get(10)?,
+                caller_id: r.get(11)?,
+                end: r.get(12)?,
+                end_reason: r.get(13)?,
+                path: json(r.get(14)?)?,
+            });
+        }
+        Ok((total as u64, page))
+    }
+
+    /// Attempts by outcome (`unknown`: started, never ended).
+    pub fn outcomes(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut q = self.conn.prepare(
+            "SELECT coalesce(outcome, 'unknown'), count(*) FROM attempts GROUP BY 1 ORDER BY 1",
+        )?;
+        let rows = q.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The campaign's state: running, paused, finished or cancelled.
     pub fn state(&self) -> Result<String, StoreError> {
         Ok(self
             .conn

@@ -61,7 +61,7 @@ pub enum MaxRejects {
 }
 
 impl MaxRejects {
-    fn allows(self, rejected: usize, rows: usize) -> bool {
+    pub(super) fn allows(self, rejected: usize, rows: usize) -> bool {
         match self {
             MaxRejects::Count(n) => rejected <= n,
             MaxRejects::Percent(p) => rejected as f64 <= rows as f64 * p / 100.0,
@@ -78,7 +78,7 @@ impl std::fmt::Display for MaxRejects {
     }
 }
 
-fn parse_max_rejects(text: &str) -> Result<MaxRejects, String> {
+pub(super) fn parse_max_rejects(text: &str) -> Result<MaxRejects, String> {
     let text = text.trim();
     let wrong =
         || format!("\"{text}\" is not a limit: write a count such as 20, or a share such as 5%");

@@ -246,7 +246,7 @@ impl ListReport {
         out
     }
 
-    fn json(&self) -> serde_json::Value {
+    pub(super) fn json(&self) -> serde_json::Value {
         let i = &self.import;
         serde_json::json!({
             "file": self.path,

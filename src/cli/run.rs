@@ -17,6 +17,7 @@ use crate::dialer::{Dialer, SimDialer};
 use crate::messaging::{BridgeSms, DynCourier, Outbox, SmtpCourier};
 use crate::runtime::clock::WallClock;
 use crate::runtime::engine::{Engine, Progress, Results};
+use crate::server::Control;
 use crate::store::outbox::OutboxStore;
 use crate::store::Kind;
 
@@ -77,6 +78,13 @@ fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
 }
 
 pub fn run(args: Args) -> ExitCode {
+    run_with(args, None)
+}
+
+/// `flowc run`, or a run driven by `remote`.
+/// The driver's [`Control`] holds its pause and stop signals and receives
+/// its progress; such a run prints nothing but errors.
+pub fn run_with(args: Args, remote: Option<Control>) -> ExitCode {
     let mut prepared = match campaign::prepare(
         &args.common,
         Some((&args.db, Kind::Run)),
@@ -106,7 +114,7 @@ pub fn run(args: Args) -> ExitCode {
                 model,
                 seed: args.seed,
             };
-            drive(&args, &mut prepared, |_, _| Ok(dialer))
+            drive(&args, remote, &mut prepared, |_, _| Ok(dialer))
         }
         Some(("script", file)) => {
             let text = match std::fs::read_to_string(file) {
@@ -114,13 +122,13 @@ pub fn run(args: Args) -> ExitCode {
                 Err(e) => return usage(format!("cannot read the script {file}: {e}")),
             };
             match ScriptDialer::parse(&text, region) {
-                Ok(dialer) => drive(&args, &mut prepared, |_, _| Ok(dialer)),
+                Ok(dialer) => drive(&args, remote, &mut prepared, |_, _| Ok(dialer)),
                 Err(e) => usage(format!("{file}:{e}")),
             }
         }
         Some(("exec", command)) => {
             let deadline = args.bridge_deadline;
-            drive(&args, &mut prepared, |pause, runtime| {
+            drive(&args, remote, &mut prepared, |pause, runtime| {
                 let _entered = runtime.enter();
                 Bridge::start(command, deadline, move |why| {
                     eprintln!("the bridge failed ({why}): pausing the run");
@@ -154,7 +162,7 @@ pub fn run(args: Args) -> ExitCode {
                 Ok(p) => p,
                 Err(e) => return usage(e),
             };
-            drive(&args, &mut prepared, |_, runtime| {
+            drive(&args, remote, &mut prepared, |_, runtime| {
                 runtime.block_on(SipDialer::start(target, trunk, prompts))
             })
         }
@@ -202,6 +210,7 @@ impl Adapter for Bridge {
 /// runtime; `make` gets the sender that pauses the run.
 fn drive<D: Dialer + Adapter>(
     args: &Args,
+    remote: Option<Control>,
     prepared: &mut campaign::Prepared,
     make: impl FnOnce(tokio::sync::watch::Sender<bool>, &tokio::runtime::Runtime) -> Result<D, String>,
 ) -> ExitCode {
@@ -209,7 +218,17 @@ fn drive<D: Dialer + Adapter>(
         .enable_all()
         .build()
         .expect("a current-thread runtime starts");
-    let (pause, paused) = tokio::sync::watch::channel(signals::received());
+    let (pause, stop, mut on_progress) = match remote {
+        Some(r) => (r.pause, r.stop, Some(r.progress)),
+        None => (
+            tokio::sync::watch::channel(signals::received()).0,
+            tokio::sync::watch::channel(false).0,
+            None,
+        ),
+    };
+    let quiet = on_progress.is_some();
+    let paused = pause.subscribe();
+    let stopped = stop.subscribe();
     let dialer = match make(pause.clone(), &runtime) {
         Ok(d) => d,
         Err(e) => return usage(e),
@@ -248,12 +267,15 @@ fn drive<D: Dialer + Adapter>(
     let mut store = prepared.store.take().expect("a run always has a store");
     let history = std::mem::take(&mut prepared.history);
     let flow = prepared.flow();
-    let bar = ProgressBar::new(prepared.contacts.len() as u64);
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(prepared.contacts.len() as u64)
+    };
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} ended  {msg}")
             .expect("a valid template"),
     );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     let bar_for_progress = bar.clone();
     let engine = Engine::new(flow, &prepared.contacts, dialer, &clock, prepared.start)
         .history(history)
@@ -262,6 +284,9 @@ fn drive<D: Dialer + Adapter>(
         .on_progress(move |p, now| {
             bar_for_progress.set_position(p.completed + p.failed + p.skipped);
             bar_for_progress.set_message(summary(p, now));
+            if let Some(f) = on_progress.as_mut() {
+                f(p, now);
+            }
         })
         .pause_on(paused)
         .stop_on(stopped)
@@ -318,7 +343,9 @@ fn drive<D: Dialer + Adapter>(
     if let Err(e) = campaign::write_journal(&args.common, flow, &results) {
         return usage(e);
     }
-    campaign::print_report(flow, &prepared.contacts, &results, args.common.format);
+    if !quiet {
+        campaign::print_report(flow, &prepared.contacts, &results, args.common.format);
+    }
     if args.lateness {
         print_lateness(&results);
     }
@@ -328,7 +355,7 @@ fn drive<D: Dialer + Adapter>(
             results.cut_off
         );
     }
-    if args.common.format == ReportFormat::Table || results.paused_by_operator {
+    if !quiet && (args.common.format == ReportFormat::Table || results.paused_by_operator) {
         eprintln!(
             "{}: the run is {state}{}",
             args.db.display(),
@@ -345,7 +372,7 @@ fn drive<D: Dialer + Adapter>(
             args.db.display()
         );
         ExitCode::FAILURE
-    } else if results.paused_by_operator {
+    } else if results.paused_by_operator && !quiet {
         ExitCode::from(signals::exit_status())
     } else {
         ExitCode::SUCCESS

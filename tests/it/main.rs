@@ -14,6 +14,7 @@ mod lsp;
 mod real;
 mod run;
 mod scenarios;
+mod serve;
 mod simulate;
 mod sip;
 mod tidy;

@@ -1,0 +1,891 @@
+//! `flowc serve` over real HTTP on 127.0.0.1: keys, every route and its
+//! status codes, executions paused, resumed and cancelled with counters
+//! that add up, the server killed (SIGKILL) and started again, SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::run::FLOW;
+
+struct Server {
+    child: Child,
+    base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Answer {
+    status: u16,
+    content_type: String,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+struct Site {
+    dir: PathBuf,
+    data: PathBuf,
+    agent: ureq::Agent,
+}
+
+impl Site {
+    fn new(name: &str, contacts: usize, script: &str) -> Site {
+        let dir = std::env::temp_dir().join(format!("flowc-serve-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let mut list = String::from("phone,name\n");
+        for k in 0..contacts {
+            list.push_str(&format!("+1212555{:04},C{k}\n", 100 + k));
+        }
+        std::fs::write(data.join("list.csv"), list).unwrap();
+        let script = format!("log {}\n{script}", dir.join("calls.log").display());
+        std::fs::write(data.join("script.txt"), script).unwrap();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Site { dir, data, agent }
+    }
+
+    fn db(&self) -> String {
+        self.dir.join("executions").display().to_string()
+    }
+
+    fn key(&self, name: &str, read_only: bool) -> String {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_flowc"));
+        c.args(["keys", "create", "--db", &self.db(), "--name", name]);
+        if read_only {
+            c.arg("--read-only");
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    }
+
+    fn start(&self) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args(["serve", "--db", &self.db(), "--listen", "127.0.0.1:0"])
+            .args([
+                "--data-dir",
+                &self.data.display().to_string(),
+                "--grace",
+                "10s",
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split(" on http://").nth(1) {
+                    let _ = tx.send(rest.trim_end_matches('/').to_string());
+                }
+                let mut l = kept.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let address = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("the server did not start: {}", log.lock().unwrap()));
+        Server {
+            child,
+            base: format!("http://{address}"),
+            log,
+        }
+    }
+
+    fn call(
+        &self,
+        server: &Server,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let url = format!("{}{path}", server.base);
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let response = match (method, body) {
+            ("GET", _) => {
+                let mut r = self.agent.get(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            ("POST", body) => {
+                let mut r = self.agent.post(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                match body {
+                    Some(b) => r.send_json(b),
+                    None => r.send_empty(),
+                }
+            }
+            _ => unreachable!(),
+        }
+        .unwrap();
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = response
+            .into_body()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .unwrap();
+        Answer {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    /// `(number, attempt)` of every call the script dialer placed.
+    fn dialled(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn new_execution(&self) -> Value {
+        json!({
+            "flow": FLOW,
+            "contactsPath": "list.csv",
+            "dialer": "script:script.txt",
+        })
+    }
+}
+
+fn counters_add_up(e: &Value) {
+    let n = |k: &str| e[k].as_u64().unwrap_or_else(|| panic!("{k} in {e}"));
+    assert_eq!(
+        n("totalContacts"),
+        n("contactsCompleted")
+            + n("contactsFailed")
+            + n("contactsSkipped")
+            + n("contactsPending")
+            + n("contactsInProgress"),
+        "the counters do not add up: {e}"
+    );
+}
+
+/// Polls the execution until `until` holds (30 s at most), checking at
+/// every sample that its counters add up.
+fn watch(
+    site: &Site,
+    server: &Server,
+    key: &str,
+    id: &str,
+    until: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let a = site.call(
+            server,
+            "GET",
+            &format!("/program-executions/{id}"),
+            Some(key),
+            None,
+        );
+        assert_eq!(a.status, 200, "{}", a.body);
+        let e = a.json();
+        counters_add_up(&e);
+        if until(&e) {
+            return e;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the execution never got there: {e}\n{}",
+            server.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn keys_guard_every_route_but_health_and_the_page() {
+    let site = Site::new("keys", 3, "* answered press 1 lasting 100ms\n");
+    let control = site.key("ops", false);
+    let viewer = site.key("viewer", true);
+    let revoked = site.key("gone", false);
+    let o = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["keys", "revoke", "gone", "--db", &site.db()])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let listed = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["keys", "list", "--db", &site.db()])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(
+        listed.contains("ops") && listed.contains("viewer") && listed.contains("read"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(&control[6..]),
+        "a key is never shown again"
+    );
+    let server = site.start();
+
+    assert_eq!(
+        site.call(&server, "GET", "/healthz", None, None).status,
+        200
+    );
+    let page = site.call(&server, "GET", "/", None, None);
+    assert_eq!(page.status, 200);
+    assert!(page.content_type.starts_with("text/html") && page.body.contains("flowc"));
+    for key in [None, Some("flowc_nonsense"), Some(revoked.as_str())] {
+        let a = site.call(&server, "GET", "/program-executions", key, None);
+        assert_eq!(a.status, 401, "{key:?}: {}", a.body);
+        assert_eq!(a.content_type, "application/problem+json");
+        assert!(a.json()["detail"].as_str().unwrap().contains("key"));
+    }
+    // A read-only key reads, and is refused every control action.
+    assert_eq!(
+        site.call(&server, "GET", "/program-executions", Some(&viewer), None)
+            .status,
+        200
+    );
+    let refused = site.call(
+        &server,
+        "POST",
+        "/program-executions",
+        Some(&viewer),
+        Some(site.new_execution()),
+    );
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("read-only"));
+    assert!(site.dialled().is_empty(), "a refused creation dials nobody");
+    let made = site.call(
+        &server,
+        "POST",
+        "/program-executions",
+        Some(&control),
+        Some(site.new_execution()),
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    let id = made.json()["id"].as_str().unwrap().to_string();
+    for action in ["pause", "resume", "cancel"] {
+        let a = site.call(
+            &server,
+            "POST",
+            &format!("/program-executions/{id}/{action}"),
+            Some(&viewer),
+            None,
+        );
+        assert_eq!(a.status, 403, "{action}: {}", a.body);
+    }
+    // Every control action is in the audit, with who asked and what they got.
+    let audit = flowc::server::keys::Keys::open(std::path::Path::new(&site.db()))
+        .unwrap()
+        .audit_rows()
+        .unwrap();
+    let seen: Vec<(String, String, u16)> = audit
+        .into_iter()
+        .map(|a| (a.key, a.action, a.status))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("viewer".into(), "create".into(), 403),
+            ("ops".into(), "create".into(), 201),
+            ("viewer".into(), "pause".into(), 403),
+            ("viewer".into(), "resume".into(), 403),
+            ("viewer".into(), "cancel".into(), 403),
+        ]
+    );
+}
+
+#[test]
+fn an_execution_is_paused_resumed_and_cancelled_with_counters_that_add_up() {
+    // Every contact is busy twice, then answers and presses 1: slow enough
+    // to act on while it runs.
+    let site = Site::new(
+        "life",
+        60,
+        "* busy lasting 400ms; busy lasting 400ms; answered press 1 lasting 400ms\n",
+    );
+    let key = site.key("ops", false);
+    let server = site.start();
+    let made = site.call(
+        &server,
+        "POST",
+        "/program-executions",
+        Some(&key),
+        Some(site.new_execution()),
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    let e = made.json();
+    counters_add_up(&e);
+    assert_eq!(
+        (e["totalContacts"].as_u64(), e["flow"].as_str()),
+        (Some(60), Some("drill"))
+    );
+    let id = e["id"].as_str().unwrap().to_string();
+
+    watch(&site, &server, &key, &id, |e| {
+        e["callsUsed"].as_u64() > Some(10)
+    });
+    let paused = site.call(
+        &server,
+        "POST",
+        &format!("/program-executions/{id}/pause"),
+        Some(&key),
+        None,
+    );
+    assert_eq!(paused.status, 200, "{}", paused.body);
+    assert_eq!(paused.json()["status"], "paused");
+    // Calls under way finish; then nobody is dialled while it is paused.
+    let settled = watch(&site, &server, &key, &id, |e| e["contactsInProgress"] == 0);
+    let dialled = site.dialled().len();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(site.dialled().len(), dialled, "a paused execution dialled");
+    assert_eq!(
+        watch(&site, &server, &key, &id, |_| true)["callsUsed"],
+        settled["callsUsed"]
+    );
+    let again = site.call(
+        &server,
+        "POST",
+        &format!("/program-executions/{id}/pause"),
+        Some(&key),
+        None,
+    );
+    assert_eq!(again.status, 409, "{}", again.body);
+
+    let resumed = site.call(
+        &server,
+        "POST",
+        &format!("/program-executions/{id}/resume"),
+        Some(&key),
+        None,
+    );
+    assert_eq!(resumed.status, 200, "{}", resumed.body);
+    watch(&site, &server, &key, &id, |e| {
+        e["status"] == "running" && e["callsUsed"].as_u64() > settled["callsUsed"].as_u64()
+    });
+    let cancelled = site.call(
+        &server,
+        "POST",
+        &format!("/program-executions/{id}/cancel"),
+        Some(&key),
+        None,
+    );
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(cancelled.json()["status"], "cancelled");
+    let end = watch(&site, &server, &key, &id, |e| {
+        e["contactsPending"] == 0 && e["contactsInProgress"] == 0 && e["status"] == "cancelled"
+    });
+    assert!(end["contactsSkipped"].as_u64().unwrap() > 0, "{end}");
+    assert!(end["endedAt"].is_string());
+    // The cancelled contacts end `skipped "cancelled"` in the report.
+    let csv = site.call(
+        &server,
+        "GET",
+        &format!("/program-executions/{id}/report.csv"),
+        Some(&key),
+        None,
+    );
+    assert_eq!(csv.status, 200);
+    assert!(csv.content_type.starts_with("text/csv"));
+    assert_eq!(
+        csv.body.lines().filter(|l| l.contains("cancelled")).count() as u64,
+        end["contactsSkipped"].as_u64().unwrap()
+    );
+    for action in ["pause", "resume", "cancel"] {
+        let a = site.call(
+            &server,
+            "POST",
+            &format!("/program-executions/{id}/{action}"),
+            Some(&key),
+            None,
+        );
+        assert_eq!(a.status, 409, "{action} after cancel: {}", a.body);
+    }
+    // Nothing was dialled twice for one attempt, and the calls route has
+    // every dial.
+    let dialled = site.dialled();
+    let distinct: std::collections::HashSet<&String> = dialled.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        dialled.len(),
+        "a number was dialled twice for one attempt"
+    );
+    let calls = site.call(
+        &server,
+        "GET",
+        &format!("/program-executions/{id}/calls?pageSize=1000"),
+        Some(&key),
+        None,
+    );
+    assert_eq!(calls.status, 200);
+    assert_eq!(calls.json()["total"].as_u64(), Some(dialled.len() as u64));
+    let listed = site
+        .call(
+            &server,
+            "GET",
+            "/program-executions?status=cancelled",
+            Some(&key),
+            None,
+        )
+        .json();
+    assert_eq!(listed["total"], 1);
+    assert_eq!(
+        site.call(
+            &server,
+            "GET",
+            "/program-executions?status=running",
+            Some(&key),
+            None
+        )
+        .json()["total"],
+        0
+    );
+}
+
+#[test]
+fn routes_answer_with_the_runs_data_and_problems() {
+    let site = Site::new(
+        "routes",
+        8,
+        "+12125550100 busy lasting 50ms; answered press 1 lasting 50ms\n* answered press 2 lasting 50ms\n",
+    );
+    let key = site.key("ops", false);
+    let server = site.start();
+    let made = site.call(
+        &server,
+        "POST",
+        "/program-executions",
+        Some(&key),
+        Some(site.new_execution()),
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    let id = made.json()["id"].as_str().unwrap().to_string();
+    let done = watch(&site, &server, &key, &id, |e| e["status"] == "completed");
+    assert_eq!(
+        (
+            done["contactsCompleted"].as_u64(),
+            done["contactsFailed"].as_u64()
+        ),
+        (Some(1), Some(7))
+    );
+    assert_eq!(done["callsUsed"], 9);
+    assert_eq!(done["connectionRate"], 12.5);
+
+    // Calls: filters, local time, the contact's path and keys.
+    let calls = site
+        .call(
+            &server,
+            "GET",
+            &format!("/program-executions/{id}/calls?contact=%2B12125550100"),
+            Some(&key),
+            None,
+        )
+        .json();
+    assert_eq!(calls["total"], 2, "{calls}");
+    let second = &calls["items"][1];
+    assert_eq!(
+        (second["attempt"].as_u64(), second["outcome"].as_str()),
+        (Some(2), Some("answered"))
+    );
+    assert_eq!(second["keys"], json!(["1"]));
+    assert_eq!(second["contactState"], "completed");
+    assert_eq!(second["path"], json!(["call", "call"]));
+    assert_eq!(second["zone"], "UTC");
+    let busy = site
+        .call(
+            &server,
+            "GET",
+            &format!("/program-executions/{id}/calls?outcome=busy"),
+            Some(&key),
+            None,
+        )
+        .json();
+    assert_eq!(busy["total"], 1);
+    let paged = site
+        .call(
+            &server,
+            "GET",
+            &format!("/program-executions/{id}/calls?page=2&pageSize=4"),
+            Some(&key),
+            None,
+        )
+        .json();
+    assert_eq!(
+        (
+            paged["items"].as_array().unwrap().len(),
+            paged["page"].as_u64()
+        ),
+        (4, Some(2))
+    );
+
+    // Reports in three forms.
+    let report = site.call(
+        &server,
+        "GET",
+        &format!("/program-executions/{id}/report"),
+        Some(&key),
+        None,
+    );
+    assert_eq!(report.status, 200);
+    let report = report.json();
+    assert_eq!(report["totalContacts"], 8, "{report}");
+    assert!(report["failurePatterns"].is_array(), "{report}");
+    let html = site.call(
+        &server,
+        "GET",
+        &format!("/program-executions/{id}/report.html"),
+        Some(&key),
+        None,
+    );
+    assert!(html.content_type.starts_with("text/html") && html.body.contains("<svg"));
+
+    // Server-Sent Events: the state, then counters.
+    let events = site
+        .agent
+        .get(format!("{}/program-executions/{id}/events", server.base))
+        .header("Authorization", format!("Bearer {key}"))
+        .call()
+        .unwrap();
+    assert_eq!(
+        events.headers().get("content-type").unwrap(),
+        "text/event-stream"
+    );
+    let mut lines = BufReader::new(events.into_body().into_reader()).lines();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(name) = line.strip_prefix("event: ") {
+            seen.push(name.to_string());
+        }
+        if let Some(data) = line.strip_prefix("data: ") {
+            let e: Value = serde_json::from_str(data).unwrap();
+            assert_eq!(e["status"], "completed");
+            counters_add_up(&e);
+        }
+    }
+    assert_eq!(seen, ["state", "counters", "counters"]);
+
+    // Metrics in Prometheus' text format.
+    let m = site.call(&server, "GET", "/metrics", Some(&key), None);
+    assert!(m.content_type.starts_with("text/plain"));
+    for line in [
+        "flowc_executions{status=\"completed\"} 1",
+        "flowc_calls_total{outcome=\"answered\"} 8",
+        "flowc_calls_total{outcome=\"busy\"} 1",
+        "flowc_contacts{state=\"failed\"} 7",
+        "flowc_dials_in_flight 0",
+    ] {
+        assert!(
+            m.body.lines().any(|l| l == line),
+            "{line} not in\n{}",
+            m.body
+        );
+    }
+
+    // Problems: unknown execution and route, bad bodies, a flow with
+    // errors (the checker's diagnostics), too many rejected rows.
+    let missing = site.call(&server, "GET", "/program-executions/nope", Some(&key), None);
+    assert_eq!(
+        (missing.status, missing.content_type.as_str()),
+        (404, "application/problem+json")
+    );
+    assert_eq!(
+        site.call(
+            &server,
+            "POST",
+            "/program-executions/nope/pause",
+            Some(&key),
+            None
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        site.call(&server, "GET", "/nowhere", Some(&key), None)
+            .status,
+        404
+    );
+    let no_list = site.call(
+        &server,
+        "POST",
+        "/program-executions",
+        Some(&key),
+        Some(json!({"flow": FLOW})),
+    );
+    assert_eq!(no_list.status, 400, "{}", no_list.body);
+    assert!(no_list.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("contacts"));
+    let typo = site.call(
+        &server,
+        "POST",
+        "/program-executions",
+        Some(&key),
+        Some(json!({"flow": FLOW, "contacts": "phone\n", "dialr": "sim"})),
+    );
+    assert_eq!(typo.status, 400, "{}", typo.body);
+    assert!(typo.json()["detail"].as_str().unwrap().contains("dialr"));
+    let escape = site.call(
+        &server,
+        "POST",
+        "/program-executions",
+        Some(&key),
+        Some(json!({"flow": FLOW, "contactsPath": "../../etc/passwd"})),
+    );
+    assert_eq!(escape.status, 400);
+    let exec = site.call(
+        &server,
+        "POST",
+        "/program-executions",
+        Some(&key),
+        Some(json!({"flow": FLOW, "contactsPath": "list.csv", "dialer": "exec:/bin/sh"})),
+    );
+    assert_eq!(
+        exec.status, 400,
+        "an adapter the server does not allow is refused"
+    );
+    let broken = FLOW.replace(
+        "strategy quick\n  compliance",
+        "strategy quik\n  compliance",
+    );
+    let wrong = site.call(
+        &server,
+        "POST",
+        "/program-executions",
+        Some(&key),
+        Some(json!({"flow": broken, "contactsPath": "list.csv"})),
+    );
+    assert_eq!(wrong.status, 422, "{}", wrong.body);
+    let wrong = wrong.json();
+    let diagnostics = wrong["errors"]["diagnostics"].as_array().unwrap();
+    assert!(
+        diagnostics.iter().any(|d| d.to_string().contains("quik")),
+        "{wrong}"
+    );
+    let rows = "phone,name\n+12125550100,A\nnot a number,B\n12,C\n";
+    let rejected = site.call(
+        &server,
+        "POST",
+        "/program-executions",
+        Some(&key),
+        Some(json!({"flow": FLOW, "contacts": rows, "maxRejects": "1"})),
+    );
+    assert_eq!(rejected.status, 422, "{}", rejected.body);
+    let lines: Vec<u64> = rejected.json()["errors"]["rejects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [3, 4]);
+    assert_eq!(
+        site.call(&server, "GET", "/program-executions", Some(&key), None)
+            .json()["total"],
+        1,
+        "refused executions leave nothing behind"
+    );
+}
+
+#[test]
+fn the_openapi_document_is_valid_and_names_every_route() {
+    let site = Site::new("openapi", 1, "* answered lasting 10ms\n");
+    let key = site.key("ops", true);
+    let server = site.start();
+    let a = site.call(&server, "GET", "/openapi.json", Some(&key), None);
+    assert_eq!(a.status, 200);
+    let doc = a.json();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
+    let paths = doc["paths"].as_object().unwrap();
+    let mut named = 0;
+    for (path, operations) in paths {
+        assert!(path.starts_with('/'));
+        for (method, op) in operations.as_object().unwrap() {
+            assert!(
+                ["get", "post"].contains(&method.as_str()),
+                "{method} {path}"
+            );
+            assert!(
+                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{method} {path} has no responses"
+            );
+            named += 1;
+        }
+    }
+    for (method, path) in flowc::server::api::ROUTES {
+        assert!(
+            paths.get(*path).and_then(|p| p.get(*method)).is_some(),
+            "{method} {path} is not in the document"
+        );
+        // And the server really answers it (not the 404 of an unknown route).
+        let a = site.call(
+            &server,
+            &method.to_uppercase(),
+            &path.replace("{id}", "none"),
+            Some(&key),
+            None,
+        );
+        assert!(
+            a.status != 404
+                || a.json()["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("no execution"),
+            "{method} {path}: {}",
+            a.body
+        );
+    }
+    assert_eq!(
+        named,
+        flowc::server::api::ROUTES.len(),
+        "the document names a route the list does not"
+    );
+    // Every schema a path refers to is defined.
+    let text = a.body;
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for reference in text.split("\"#/components/schemas/").skip(1) {
+        let name = reference.split('"').next().unwrap();
+        assert!(
+            schemas.contains_key(name),
+            "{name} is referred to and not defined"
+        );
+    }
+    assert!(doc["components"]["securitySchemes"]["key"]["scheme"] == "bearer");
+}
+
+#[test]
+fn a_server_killed_mid_run_picks_its_executions_up_and_sigterm_pauses_them() {
+    let site = Site::new(
+        "kill",
+        40,
+        "* busy lasting 300ms; answered press 1 lasting 300ms\n",
+    );
+    let key = site.key("ops", false);
+    let server = site.start();
+    let made = site.call(
+        &server,
+        "POST",
+        "/program-executions",
+        Some(&key),
+        Some(site.new_execution()),
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    let id = made.json()["id"].as_str().unwrap().to_string();
+    watch(&site, &server, &key, &id, |e| {
+        e["callsUsed"].as_u64() > Some(12)
+    });
+    drop(server); // SIGKILL
+    let server = site.start();
+    assert!(
+        server.log.lock().unwrap().contains("picking up"),
+        "{}",
+        server.log.lock().unwrap()
+    );
+    watch(&site, &server, &key, &id, |e| {
+        e["status"] == "running" && e["callsUsed"].as_u64() > Some(20)
+    });
+
+    // SIGTERM: the run pauses, its calls finish, the server exits.
+    let pid = server.child.id() as i32;
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let mut server = server;
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the server did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{}", server.log.lock().unwrap());
+    let store =
+        flowc::store::Store::open_read_only(&site.dir.join("executions").join(format!("{id}.db")))
+            .unwrap();
+    assert_eq!(store.state().unwrap(), "paused");
+    let [total, completed, failed, skipped, pending, in_progress] = store.counters().unwrap();
+    assert_eq!(in_progress, 0, "the calls under way finished");
+    assert_eq!(total, completed + failed + skipped + pending);
+    drop(store);
+
+    // Started again, a paused execution stays paused until resumed; then it ends.
+    let server = site.start();
+    let e = watch(&site, &server, &key, &id, |_| true);
+    assert_eq!(e["status"], "paused");
+    assert_eq!(
+        site.call(
+            &server,
+            "POST",
+            &format!("/program-executions/{id}/resume"),
+            Some(&key),
+            None
+        )
+        .status,
+        200
+    );
+    let end = watch(&site, &server, &key, &id, |e| e["status"] == "completed");
+    // A call the kill cut off is `unknown` (never dialled again), and the
+    // flow ends its contact failed; every other contact answered.
+    let unknown = site
+        .call(
+            &server,
+            "GET",
+            &format!("/program-executions/{id}/calls?outcome=unknown"),
+            Some(&key),
+            None,
+        )
+        .json()["total"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(end["contactsFailed"].as_u64(), Some(unknown), "{end}");
+    assert_eq!(end["contactsCompleted"].as_u64(), Some(40 - unknown));
+    let dialled = site.dialled();
+    let distinct: std::collections::HashSet<&String> = dialled.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        dialled.len(),
+        "a number was dialled twice for one attempt: {dialled:?}"
+    );
+    // Every attempt the store has was dialled, once.
+    assert_eq!(end["callsUsed"].as_u64(), Some(dialled.len() as u64));
+}
