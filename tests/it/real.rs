@@ -823,7 +823,7 @@ flow patterns {
 }
 
 /// The chromium that reads HTML reports headless, if any.
-fn chromium() -> Option<&'static str> {
+pub(crate) fn chromium() -> Option<&'static str> {
     let found = ["chromium", "chromium-browser"].into_iter().find(|b| {
         Command::new(b)
             .arg("--version")

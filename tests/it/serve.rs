@@ -889,3 +889,218 @@ fn a_server_killed_mid_run_picks_its_executions_up_and_sigterm_pauses_them() {
     // Every attempt the store has was dialled, once.
     assert_eq!(end["callsUsed"].as_u64(), Some(dialled.len() as u64));
 }
+
+/// Chrome DevTools protocol over a WebSocket: commands answered by id,
+/// events kept for later.
+struct Devtools {
+    socket: tungstenite::WebSocket<std::net::TcpStream>,
+    next: u64,
+    events: Vec<Value>,
+}
+
+impl Devtools {
+    fn send(&mut self, method: &str, params: Value) -> Value {
+        self.next += 1;
+        let id = self.next;
+        let message = json!({"id": id, "method": method, "params": params}).to_string();
+        self.socket
+            .send(tungstenite::Message::text(message))
+            .unwrap();
+        loop {
+            let m = self.socket.read().unwrap();
+            let Ok(text) = m.to_text() else { continue };
+            let v: Value = serde_json::from_str(text).unwrap();
+            if v["id"].as_u64() == Some(id) {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+            if v.get("method").is_some() {
+                self.events.push(v);
+            }
+        }
+    }
+
+    /// The value of a JavaScript expression in the page.
+    fn eval(&mut self, expression: &str) -> Value {
+        let r = self.send(
+            "Runtime.evaluate",
+            json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+        );
+        assert!(r.get("exceptionDetails").is_none(), "{expression}: {r}");
+        r["result"]["value"].clone()
+    }
+
+    /// Waits (20 s at most) until the expression is true in the page.
+    fn wait_for(&mut self, expression: &str) {
+        let started = Instant::now();
+        while self.eval(expression) != json!(true) {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "never true in the page: {expression}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The dashboard in a real browser (headless chromium driven over the
+/// DevTools protocol): it lists the execution, its counters move with the
+/// event stream, its pause button pauses the execution, no console message
+/// or exception appears, and a screenshot is kept under target/screenshots/.
+#[test]
+fn the_dashboard_in_a_browser_shows_live_counters_and_pauses() {
+    let Some(browser) = super::real::chromium() else {
+        return;
+    };
+    let site = Site::new(
+        "browser",
+        50,
+        "* busy lasting 300ms; answered press 1 lasting 300ms\n",
+    );
+    let key = site.key("ops", false);
+    let server = site.start();
+    let made = site.call(
+        &server,
+        "POST",
+        "/program-executions",
+        Some(&key),
+        Some(site.new_execution()),
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    let id = made.json()["id"].as_str().unwrap().to_string();
+
+    let profile = site.dir.join("chromium");
+    let mut chrome = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .args(["--remote-debugging-port=0", "--window-size=1500,400"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("about:blank")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stderr = chrome.stderr.take().unwrap();
+    let chrome = Kill(chrome);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                let _ = tx.send(url.to_string());
+            }
+        }
+    });
+    let browser_url = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("chromium's DevTools address");
+    let port = browser_url
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let targets: Value = site
+        .agent
+        .get(format!("http://127.0.0.1:{port}/json/list"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_json()
+        .unwrap();
+    let page = targets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["type"] == "page")
+        .expect("a page target");
+    let page_url = page["webSocketDebuggerUrl"].as_str().unwrap();
+    let stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let (socket, _) = tungstenite::client(page_url, stream).unwrap();
+    let mut tools = Devtools {
+        socket,
+        next: 0,
+        events: Vec::new(),
+    };
+    tools.send("Runtime.enable", json!({}));
+    tools.send("Log.enable", json!({}));
+    tools.send("Page.enable", json!({}));
+    tools.send(
+        "Page.navigate",
+        json!({"url": format!("{}/#key={key}", server.base)}),
+    );
+
+    let row = format!("document.getElementById('x-{id}')");
+    tools.wait_for(&format!("{row} !== null"));
+    assert_eq!(
+        tools.eval("location.hash"),
+        json!(""),
+        "the key is taken out of the address"
+    );
+    let calls = |tools: &mut Devtools| -> u64 {
+        let text = tools.eval(&format!("{row}.children[10].textContent"));
+        text.as_str().unwrap().replace(',', "").parse().unwrap()
+    };
+    let first = calls(&mut tools);
+    tools.wait_for(&format!(
+        "Number({row}.children[10].textContent.replace(/,/g, '')) > {first}"
+    ));
+    assert_eq!(
+        tools.eval(&format!("{row}.children[2].textContent")),
+        json!("running")
+    );
+    tools.eval(&format!(
+        "{row}.querySelector('button[data-action=pause]').click()"
+    ));
+    tools.wait_for(&format!("{row}.dataset.status === 'paused'"));
+    let e = watch(&site, &server, &key, &id, |e| {
+        e["status"] == "paused" && e["contactsInProgress"] == 0
+    });
+    assert_eq!(e["status"], "paused");
+    tools.wait_for(&format!(
+        "{row}.querySelector('button[data-action=resume]').disabled === false"
+    ));
+
+    // The page follows the calls that finish after the pause.
+    tools.wait_for(&format!("{row}.children[9].textContent === '0'"));
+    let shot = tools.send("Page.captureScreenshot", json!({"format": "png"}));
+    let png = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        shot["data"].as_str().unwrap(),
+    )
+    .unwrap();
+    let shots = super::root().join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    std::fs::write(shots.join("dashboard.png"), &png).unwrap();
+    assert!(
+        png.len() > 10_000,
+        "a screenshot of {} bytes shows nothing",
+        png.len()
+    );
+
+    let noise: Vec<&Value> = tools
+        .events
+        .iter()
+        .filter(|e| {
+            e["method"] == "Runtime.exceptionThrown"
+                || e["method"] == "Runtime.consoleAPICalled"
+                || (e["method"] == "Log.entryAdded" && e["params"]["entry"]["level"] != "verbose")
+        })
+        .collect();
+    assert!(noise.is_empty(), "the page said: {noise:?}");
+    drop(chrome);
+}
