@@ -330,6 +330,7 @@ impl History {
                     started_at: a.started_at,
                     ended_at: a.ended_at.unwrap_or(a.started_at),
                     outcome: a.outcome.unwrap_or(Outcome::Unknown),
+                    sip_status: a.sip.as_ref().map(|s| s.0),
                 })
                 .collect(),
             path: self.path.iter().filter_map(|n| step(n)).collect(),
@@ -729,9 +730,16 @@ impl Store {
                 opted_out: r.get::<_, i64>(9)? != 0,
             });
         }
-        let mut q = self.conn.prepare(
-            "SELECT contact, number, step, started_at, caller_id, ended_at, outcome, keys, transfers FROM attempts ORDER BY contact, number",
-        )?;
+        // A store of version 4, read as it stands, has no SIP columns.
+        let sip = self
+            .conn
+            .prepare("SELECT 1 FROM pragma_table_info('attempts') WHERE name = 'sip_status'")?
+            .exists([])?;
+        let mut q = self.conn.prepare(if sip {
+            "SELECT contact, number, step, started_at, caller_id, ended_at, outcome, keys, transfers, sip_status, sip_reason FROM attempts ORDER BY contact, number"
+        } else {
+            "SELECT contact, number, step, started_at, caller_id, ended_at, outcome, keys, transfers, NULL, NULL FROM attempts ORDER BY contact, number"
+        })?;
         let mut rows = q.query([])?;
         while let Some(r) = rows.next()? {
             let contact = r.get::<_, i64>(0)? as usize;
@@ -739,8 +747,10 @@ impl Store {
             let outcome: Option<String> = r.get(6)?;
             let keys: Option<String> = r.get(7)?;
             let transfers: Option<String> = r.get(8)?;
+            let sip_status: Option<u16> = r.get(9)?;
+            let sip_reason: Option<String> = r.get(10)?;
             let attempt = StoredAttempt {
-                sip: None,
+                sip: sip_status.map(|s| (s, sip_reason.unwrap_or_default())),
                 number: r.get(1)?,
                 step: r.get(2)?,
                 started_at: parse_time(&r.get::<_, String>(3)?)?,

@@ -1,8 +1,8 @@
 //! Failure patterns: "why did these contacts fail?" The finished contacts
 //! (completed or failed; skipped ones were never called) are grouped along
 //! each dimension a campaign manager would look at — how the number was
-//! written, its country, its area code, the local hour of the attempts, each
-//! enum or short text field of the contact — and each group's failure rate
+//! written, its country, its area code, the local hour of the attempts, the
+//! SIP status of the last call, each enum or short text field of the contact — and each group's failure rate
 //! is set against the rest of the campaign with a two-proportion test. A
 //! group is *flagged* only when the difference is both significant
 //! (p < 0.01 after a Bonferroni correction over the dimension's groups) and
@@ -31,7 +31,8 @@ const MAX_SEGMENTS: usize = 50;
 #[derive(Serialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Pattern {
-    /// `numberFormat`, `country`, `areaCode`, `localHour`, or `field:NAME`.
+    /// `numberFormat`, `country`, `areaCode`, `localHour`, `sipStatus`, or
+    /// `field:NAME`.
     pub dimension: String,
     /// What a reader calls it: "number format as written".
     pub label: String,
@@ -214,6 +215,24 @@ pub fn failure_patterns(
         "attempts",
         hours,
     ));
+    // The SIP status of each contact's last call, when the dialer spoke SIP
+    // (other dialers give none, and the dimension is left out).
+    let last_status = |r: &ContactResult| r.attempts.last().and_then(|a| a.sip_status);
+    if finished.iter().any(|(_, r)| last_status(r).is_some()) {
+        let mut statuses = Counts::new();
+        for (_, r) in finished.iter().filter(|(_, r)| !r.attempts.is_empty()) {
+            let key = last_status(r).map_or_else(|| "none".to_string(), |s| s.to_string());
+            let e = statuses.entry(key).or_default();
+            e.0 += 1;
+            e.1 += u64::from(r.state() == "failed");
+        }
+        out.extend(pattern(
+            "sipStatus",
+            "SIP status of the last call",
+            "contacts",
+            statuses,
+        ));
+    }
     // Segments: enum fields, and text fields with few distinct values.
     for field in &flow.contact.fields {
         let ty = match &field.ty {
@@ -250,4 +269,87 @@ pub fn flagged(patterns: &[Pattern]) -> Vec<(&Pattern, &Group)> {
         .collect();
     out.sort_by(|a, b| b.1.difference.total_cmp(&a.1.difference));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::interpreter::{Attempt, End};
+
+    /// 40 contacts: those whose last call got 404 fail, the 200s complete.
+    fn campaign(statuses: &[Option<u16>]) -> (Vec<Contact>, Vec<ContactResult>) {
+        let t = chrono::Utc::now();
+        let mut list = Vec::new();
+        let mut results = Vec::new();
+        for (k, status) in statuses.iter().enumerate() {
+            let phone = format!("+1212555{:04}", k);
+            list.push(Contact {
+                line: k + 2,
+                phone: phone.clone(),
+                zones: vec![chrono_tz::Tz::UTC],
+                fields: Default::default(),
+                written: None,
+            });
+            let failed = *status == Some(404);
+            results.push(ContactResult {
+                line: k + 2,
+                phone,
+                zone: chrono_tz::Tz::UTC,
+                arm: 0,
+                end: Some(End {
+                    completed: !failed,
+                    skipped: false,
+                    reason: String::new(),
+                }),
+                in_progress: false,
+                attempts: vec![Attempt {
+                    number: 1,
+                    step: 0,
+                    started_at: t,
+                    ended_at: t,
+                    outcome: if failed {
+                        Outcome::InvalidNumber
+                    } else {
+                        Outcome::Answered
+                    },
+                    sip_status: *status,
+                }],
+                path: vec![],
+                messages: None,
+            });
+        }
+        (list, results)
+    }
+
+    fn flow() -> ir::Flow {
+        let source = "contact {\n  phone: phone\n}\nflow f {\n  timezone \"UTC\"\n  step call {\n    dial contact.phone\n    on answered -> end completed\n    on other -> end failed\n  }\n}\n";
+        let dir = std::env::temp_dir().join(format!("flowc-patterns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.flow");
+        std::fs::write(&path, source).unwrap();
+        let c = crate::check::check(&path, &crate::check::FsLoader).unwrap();
+        c.program.unwrap().flow.unwrap()
+    }
+
+    #[test]
+    fn failed_contacts_are_grouped_by_the_sip_status_of_their_last_call() {
+        let mut statuses = vec![Some(200); 30];
+        statuses.extend(vec![Some(404); 25]);
+        let (list, results) = campaign(&statuses);
+        let patterns = failure_patterns(&flow(), &list, &results);
+        let sip = patterns
+            .iter()
+            .find(|p| p.dimension == "sipStatus")
+            .unwrap();
+        let first = &sip.groups[0];
+        assert_eq!(
+            (first.key.as_str(), first.failed, first.total),
+            ("404", 25, 25)
+        );
+        assert!(first.flagged, "{sip:?}");
+        // A dialer that speaks no SIP gives no such dimension.
+        let (list, results) = campaign(&[None; 10]);
+        let patterns = failure_patterns(&flow(), &list, &results);
+        assert!(patterns.iter().all(|p| p.dimension != "sipStatus"));
+    }
 }

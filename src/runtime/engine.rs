@@ -880,6 +880,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             outcome: line.outcome,
             started_at: line.started_at,
             ended_at: now,
+            sip_status: line.sip.as_ref().map(|s| s.0),
         };
         let run = self.runs[i].as_mut().expect("a call has a run");
         let request = run.reply(reply);
@@ -1127,6 +1128,7 @@ struct Replayed<'r> {
     ended_at: DateTime<Utc>,
     keys: &'r [Option<String>],
     transfers: &'r [TransferOutcome],
+    sip_status: Option<u16>,
 }
 
 impl<'r> From<&'r StoredAttempt> for Replayed<'r> {
@@ -1141,6 +1143,7 @@ impl<'r> From<&'r StoredAttempt> for Replayed<'r> {
             ended_at: a.ended_at.unwrap_or(a.started_at),
             keys: &a.keys,
             transfers: &a.transfers,
+            sip_status: a.sip.as_ref().map(|s| s.0),
         }
     }
 }
@@ -1154,6 +1157,7 @@ impl<'r> From<&'r Attempt> for Replayed<'r> {
             ended_at: a.ended_at,
             keys: &[],
             transfers: &[],
+            sip_status: a.sip_status,
         }
     }
 }
@@ -1176,6 +1180,7 @@ fn replay<'r>(
             outcome: a.outcome,
             started_at: a.started_at,
             ended_at: a.ended_at,
+            sip_status: a.sip_status,
         });
         let mut keys = a.keys.iter();
         let mut transfers = a.transfers.iter();

@@ -54,6 +54,8 @@ pub enum Reply {
         outcome: Outcome,
         started_at: DateTime<Utc>,
         ended_at: DateTime<Utc>,
+        /// The final SIP status, when the dialer speaks SIP.
+        sip_status: Option<u16>,
     },
     /// Keys pressed, or `None` when nothing came before the timeout.
     Keys(Option<String>),
@@ -75,6 +77,8 @@ pub struct Attempt {
     pub started_at: DateTime<Utc>,
     pub ended_at: DateTime<Utc>,
     pub outcome: Outcome,
+    /// The final SIP status of the call, when the dialer speaks SIP.
+    pub sip_status: Option<u16>,
 }
 
 /// Something a connected call hears.
@@ -365,6 +369,7 @@ impl<'f> Run<'f> {
                     outcome,
                     started_at,
                     ended_at,
+                    sip_status,
                 },
             ) => {
                 let (_, step, asked) = self.dial.expect("a dial is waiting");
@@ -377,6 +382,7 @@ impl<'f> Run<'f> {
                     started_at,
                     ended_at,
                     outcome,
+                    sip_status,
                 });
                 self.now = ended_at.max(started_at);
                 if let Some(end) = self.route(outcome) {

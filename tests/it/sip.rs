@@ -218,6 +218,14 @@ fn final_responses_are_outcomes() {
             ),
             "{status}"
         );
+        // Reports read the status back (failure patterns group by it).
+        let store = flowc::store::Store::open_read_only(&trunk.dir.join("run.db")).unwrap();
+        let flow = store.program().unwrap().flow.unwrap();
+        let (_, results) = store.results(&flow).unwrap();
+        assert_eq!(
+            results[0].attempts[0].sip_status,
+            Some(status.parse().unwrap())
+        );
         assert_eq!(trunk.sipp_status(), 0, "{status}: sipp saw no ACK");
     }
 }

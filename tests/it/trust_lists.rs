@@ -326,6 +326,7 @@ fn result(outcomes: &[&str], end: Option<(&str, bool)>) -> flowc::runtime::engin
                 started_at: t,
                 ended_at: t,
                 outcome: Outcome::from_name(o).unwrap(),
+                sip_status: None,
             })
             .collect(),
         path: vec![],
