@@ -115,8 +115,15 @@ fn color() -> bool {
 
 /// The checked program of a flow file, for the commands that run a flow:
 /// diagnostics go to standard error; a file that cannot be read, has errors
-/// or holds no flow ends the command with the matching exit code.
+/// or holds no flow ends the command with the matching exit code. A `.json`
+/// file is a program `flowc compile` wrote.
 fn flow_program(path: &std::path::Path, instead: &str) -> Result<crate::ir::Program, ExitCode> {
+    if path.extension().is_some_and(|e| e == "json") {
+        return compiled_program(path).map_err(|e| {
+            eprintln!("error: {}: {e}; {instead}", path.display());
+            ExitCode::from(EXIT_USAGE)
+        });
+    }
     let c = crate::check::check(path, &crate::check::FsLoader).map_err(|e| {
         eprintln!("error: cannot read {}: {e}", path.display());
         ExitCode::from(EXIT_USAGE)
@@ -134,6 +141,34 @@ fn flow_program(path: &std::path::Path, instead: &str) -> Result<crate::ir::Prog
             Err(ExitCode::from(1))
         }
     }
+}
+
+/// A program as `flowc compile` wrote it, of this flowc's IR format, with a flow.
+pub(crate) fn compiled_program(path: &std::path::Path) -> Result<crate::ir::Program, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
+    compiled_program_of(&text)
+}
+
+pub(crate) fn compiled_program_of(text: &str) -> Result<crate::ir::Program, String> {
+    #[derive(serde::Deserialize)]
+    struct Version {
+        format_version: u32,
+    }
+    let version: Version = serde_json::from_str(text)
+        .map_err(|e| format!("it is not a compiled flow (the JSON `flowc compile` writes): {e}"))?;
+    if version.format_version != crate::ir::FORMAT_VERSION {
+        return Err(format!(
+            "it was compiled to IR format {}, and this flowc runs format {}: compile the flow again with this flowc",
+            version.format_version,
+            crate::ir::FORMAT_VERSION
+        ));
+    }
+    let program: crate::ir::Program = serde_json::from_str(text)
+        .map_err(|e| format!("it is not a compiled flow of this flowc: {e}"))?;
+    if program.flow.is_none() {
+        return Err("the compiled program holds no flow".into());
+    }
+    Ok(program)
 }
 
 fn width() -> usize {

@@ -111,7 +111,7 @@ struct CliRunner {
 impl CliRunner {
     fn argv(&self, store: &Path, files: &Path, s: &Settings) -> Vec<std::ffi::OsString> {
         let mut argv: Vec<std::ffi::OsString> = vec!["flowc".into(), "run".into()];
-        argv.push(files.join("flow.flow").into());
+        argv.push(flow_file(files).into());
         argv.extend(["--contacts".into(), s.contacts.clone().into_os_string()]);
         argv.extend([
             "--rejects".into(),
@@ -137,6 +137,16 @@ impl CliRunner {
     }
 }
 
+/// The execution's flow: its source, or the program compiled from it.
+fn flow_file(files: &Path) -> PathBuf {
+    let compiled = files.join("flow.json");
+    if compiled.exists() {
+        compiled
+    } else {
+        files.join("flow.flow")
+    }
+}
+
 fn refusal(detail: impl Into<String>) -> Refusal {
     Refusal {
         detail: detail.into(),
@@ -146,22 +156,28 @@ fn refusal(detail: impl Into<String>) -> Refusal {
 
 impl Runner for CliRunner {
     fn validate(&self, files: &Path, s: &Settings) -> Result<(), Refusal> {
-        let flow_file = files.join("flow.flow");
-        let c = crate::check::check(&flow_file, &crate::check::FsLoader)
-            .map_err(|e| refusal(format!("the flow cannot be read: {e}")))?;
-        let flow = c.program.as_ref().and_then(|p| p.flow.as_ref());
-        if c.has_errors() || flow.is_none() {
-            let doc = crate::diagnostic::render_json(&c.diagnostics, &c.sources, &[]);
-            return Err(Refusal {
-                detail: if c.has_errors() {
-                    "the flow has errors: `errors` holds the checker's diagnostics".into()
-                } else {
-                    "the source holds no flow to run".into()
-                },
-                errors: serde_json::from_str(&doc).unwrap_or_default(),
-            });
-        }
-        let flow = flow.expect("checked above");
+        let file = flow_file(files);
+        let program = if file.extension().is_some_and(|e| e == "json") {
+            super::compiled_program(&file).map_err(|e| refusal(format!("ir: {e}")))?
+        } else {
+            let c = crate::check::check(&file, &crate::check::FsLoader)
+                .map_err(|e| refusal(format!("the flow cannot be read: {e}")))?;
+            match c.program {
+                Some(p) if !c.has_errors() && p.flow.is_some() => p,
+                _ => {
+                    let doc = crate::diagnostic::render_json(&c.diagnostics, &c.sources, &[]);
+                    return Err(Refusal {
+                        detail: if c.diagnostics.iter().any(|d| d.is_error()) {
+                            "the flow has errors: `errors` holds the checker's diagnostics".into()
+                        } else {
+                            "the source holds no flow to run".into()
+                        },
+                        errors: serde_json::from_str(&doc).unwrap_or_default(),
+                    });
+                }
+            }
+        };
+        let flow = program.flow.as_ref().expect("checked above");
         let max = match &s.max_rejects {
             Some(m) => {
                 campaign::parse_max_rejects(m).map_err(|e| refusal(format!("maxRejects: {e}")))?

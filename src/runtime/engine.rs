@@ -122,6 +122,44 @@ pub struct Progress {
     pub pending: u64,
     pub in_progress: u64,
     pub calls: u64,
+    /// How late the dials of this run started after their due instants.
+    pub lateness: Lateness,
+}
+
+/// A histogram of dial lateness: how many dials started within each bound.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lateness {
+    /// Dials at most `LATENESS_BOUNDS_MS[k]` late, per bound (not cumulative).
+    pub within: [u64; LATENESS_BOUNDS_MS.len()],
+    /// Dials later than the last bound.
+    pub beyond: u64,
+    /// The sum of every dial's lateness, in microseconds.
+    pub sum_us: u64,
+}
+
+/// The bounds of [`Lateness`], in milliseconds.
+pub const LATENESS_BOUNDS_MS: [u64; 9] = [1, 5, 10, 25, 50, 100, 250, 1000, 5000];
+
+impl Lateness {
+    pub fn record(&mut self, late_us: u64) {
+        match LATENESS_BOUNDS_MS.iter().position(|b| late_us <= b * 1000) {
+            Some(k) => self.within[k] += 1,
+            None => self.beyond += 1,
+        }
+        self.sum_us += late_us;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.within.iter().sum::<u64>() + self.beyond
+    }
+
+    pub fn add(&mut self, other: &Lateness) {
+        for (a, b) in self.within.iter_mut().zip(other.within) {
+            *a += b;
+        }
+        self.beyond += other.beyond;
+        self.sum_us += other.sum_us;
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -734,9 +772,9 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
         let due_at = std::mem::take(&mut self.due_at);
         for (k, (i, call)) in calls.into_iter().enumerate() {
             if let Some(due) = due_at.get(k) {
-                let late = self.clock.now() - *due;
-                self.lateness_ms
-                    .push(late.num_microseconds().unwrap_or(0) as f64 / 1000.0);
+                let late = (self.clock.now() - *due).num_microseconds().unwrap_or(0);
+                self.lateness_ms.push(late as f64 / 1000.0);
+                self.progress.lateness.record(late.max(0) as u64);
             }
             let dialer = self.dialer;
             self.start_io(i, async move { Io::Placed(dialer.place(call).await) }, now);

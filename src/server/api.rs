@@ -21,6 +21,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use super::executions::{Refused, Registry, Settings, Snapshot, Status};
 use super::keys::{Key, Keys};
 use crate::report;
+use crate::runtime::engine::{Lateness, LATENESS_BOUNDS_MS};
 use crate::store::Store;
 
 /// What every handler shares.
@@ -186,8 +187,11 @@ pub enum ContactsFormat {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewExecution {
-    /// The flow's source text (a `.flow` file).
-    pub flow: String,
+    /// The flow's source text (a `.flow` file)…
+    pub flow: Option<String>,
+    /// …or the flow compiled (`flowc compile`'s JSON).
+    #[schema(value_type = Option<Object>)]
+    pub ir: Option<serde_json::Value>,
     /// The contact list itself: CSV with a header row, or JSON lines.
     pub contacts: Option<String>,
     #[serde(default)]
@@ -485,7 +489,17 @@ fn start(app: &App, caller: &Caller, new: NewExecution) -> Result<Execution, Pro
             )
         })
     };
-    write("flow.flow", &new.flow)?;
+    match (&new.flow, &new.ir) {
+        (Some(source), None) => write("flow.flow", source)?,
+        (None, Some(ir)) => write("flow.json", &ir.to_string())?,
+        _ => {
+            let _ = std::fs::remove_dir_all(&files);
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "send the flow as `flow` (its source text) or as `ir` (compiled by `flowc compile`), one of them",
+            ));
+        }
+    }
     let contacts = match (contacts, &new.contacts) {
         (Some(path), _) => path,
         (None, Some(text)) => {
@@ -798,7 +812,7 @@ async fn events(
 }
 
 /// Prometheus text: executions by status, contacts by state, attempts by
-/// outcome, dials in flight.
+/// outcome, dial lateness, dials in flight.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(app): State<Shared>) -> Response {
     let text = tokio::task::spawn_blocking(move || prometheus(&app))
@@ -821,8 +835,10 @@ fn prometheus(app: &App) -> String {
     let mut contacts: BTreeMap<&str, u64> = BTreeMap::new();
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
     let mut in_flight = 0;
+    let mut lateness = Lateness::default();
     for e in app.registry.all() {
         let Ok(s) = e.snapshot() else { continue };
+        lateness.add(&s.lateness);
         *by_status.entry(s.status.name()).or_default() += 1;
         for (state, n) in ["completed", "failed", "skipped", "pending", "in_progress"]
             .iter()
@@ -858,6 +874,27 @@ fn prometheus(app: &App) -> String {
     for (o, n) in &outcomes {
         let _ = writeln!(out, "flowc_calls_total{{outcome=\"{o}\"}} {n}");
     }
+    let _ = writeln!(
+        out,
+        "# HELP flowc_dial_lateness_seconds How late dials started after their due instant (runs of this server).\n\
+         # TYPE flowc_dial_lateness_seconds histogram"
+    );
+    let mut below = 0;
+    for (bound, n) in LATENESS_BOUNDS_MS.iter().zip(lateness.within) {
+        below += n;
+        let _ = writeln!(
+            out,
+            "flowc_dial_lateness_seconds_bucket{{le=\"{}\"}} {below}",
+            *bound as f64 / 1000.0
+        );
+    }
+    let _ = writeln!(
+        out,
+        "flowc_dial_lateness_seconds_bucket{{le=\"+Inf\"}} {}\nflowc_dial_lateness_seconds_sum {}\nflowc_dial_lateness_seconds_count {}",
+        lateness.count(),
+        lateness.sum_us as f64 / 1e6,
+        lateness.count()
+    );
     let _ = writeln!(out, "# HELP flowc_dials_in_flight Calls under way now.\n# TYPE flowc_dials_in_flight gauge\nflowc_dials_in_flight {in_flight}");
     out
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::engine::Progress;
+use crate::runtime::engine::{Lateness, Progress};
 use crate::store::{Durability, Overview, Store};
 
 /// How the server starts an execution's runs (the command line's `run`).
@@ -115,6 +115,8 @@ struct Live {
     resume_after: bool,
     /// Why the last run stopped before its end.
     error: Option<String>,
+    /// The dial lateness of the runs that ended, since the server started.
+    past_lateness: Lateness,
 }
 
 pub struct Execution {
@@ -143,6 +145,8 @@ pub struct Snapshot {
     pub error: Option<String>,
     /// Driven by this server (control routes apply).
     pub driven: bool,
+    /// How late this server's dials of the execution started.
+    pub lateness: Lateness,
 }
 
 /// What a control route may answer besides success.
@@ -181,7 +185,7 @@ impl Execution {
     /// The execution now: a run under way gives its live counters, the
     /// store the rest.
     pub fn snapshot(&self) -> Result<Snapshot, String> {
-        let (running, pausing, cancelling, progress, error) = {
+        let (running, pausing, cancelling, progress, error, mut lateness) = {
             let l = self.live.lock().expect("not poisoned");
             (
                 l.running,
@@ -189,8 +193,12 @@ impl Execution {
                 l.cancel_after,
                 l.progress,
                 l.error.clone(),
+                l.past_lateness,
             )
         };
+        if let Some((p, _)) = progress.filter(|_| running) {
+            lateness.add(&p.lateness);
+        }
         let o = self.overview(false)?;
         let now = Utc::now();
         let status = match o.state.as_str() {
@@ -232,6 +240,7 @@ impl Execution {
             dialer: self.files.as_ref().map(|(_, s)| s.dialer.clone()),
             error: error.filter(|_| status == Status::Stopped),
             driven: self.files.is_some(),
+            lateness,
         })
     }
 }
@@ -394,6 +403,7 @@ impl Registry {
             *l = Live {
                 running: true,
                 pause: Some(pause.clone()),
+                past_lateness: l.past_lateness,
                 ..Live::default()
             };
         }
@@ -417,6 +427,9 @@ impl Registry {
                     let mut l = e.live.lock().expect("not poisoned");
                     l.running = false;
                     l.pause = None;
+                    if let Some((p, _)) = l.progress.take() {
+                        l.past_lateness.add(&p.lateness);
+                    }
                     l.error = result.as_ref().err().cloned();
                     (l.cancel_after, l.resume_after)
                 };

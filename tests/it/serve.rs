@@ -607,6 +607,8 @@ fn routes_answer_with_the_runs_data_and_problems() {
         "flowc_calls_total{outcome=\"busy\"} 1",
         "flowc_contacts{state=\"failed\"} 7",
         "flowc_dials_in_flight 0",
+        "flowc_dial_lateness_seconds_count 9",
+        "flowc_dial_lateness_seconds_bucket{le=\"+Inf\"} 9",
     ] {
         assert!(
             m.body.lines().any(|l| l == line),
@@ -712,11 +714,60 @@ fn routes_answer_with_the_runs_data_and_problems() {
         .map(|r| r["line"].as_u64().unwrap())
         .collect();
     assert_eq!(lines, [3, 4]);
+    let both = site.call(
+        &server,
+        "POST",
+        "/program-executions",
+        Some(&key),
+        Some(json!({"flow": FLOW, "ir": {}, "contactsPath": "list.csv"})),
+    );
+    assert_eq!(both.status, 400, "{}", both.body);
+    let not_ir = site.call(
+        &server,
+        "POST",
+        "/program-executions",
+        Some(&key),
+        Some(json!({"ir": {"format_version": 99}, "contactsPath": "list.csv"})),
+    );
+    assert_eq!(not_ir.status, 422, "{}", not_ir.body);
+    assert!(not_ir.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("format 99"));
     assert_eq!(
         site.call(&server, "GET", "/program-executions", Some(&key), None)
             .json()["total"],
         1,
         "refused executions leave nothing behind"
+    );
+    // A flow compiled by `flowc compile` runs as its source does.
+    std::fs::write(site.dir.join("drill.flow"), FLOW).unwrap();
+    let compiled = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args([
+            "compile",
+            &site.dir.join("drill.flow").display().to_string(),
+            "-o",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    let ir: Value = serde_json::from_slice(&compiled.stdout).unwrap();
+    let made = site.call(
+        &server,
+        "POST",
+        "/program-executions",
+        Some(&key),
+        Some(json!({"ir": ir, "contactsPath": "list.csv", "dialer": "script:script.txt"})),
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    let twin = made.json()["id"].as_str().unwrap().to_string();
+    let twin = watch(&site, &server, &key, &twin, |e| e["status"] == "completed");
+    assert_eq!(
+        (
+            twin["contactsCompleted"].as_u64(),
+            twin["callsUsed"].as_u64()
+        ),
+        (Some(1), Some(9))
     );
 }
 
