@@ -584,7 +584,10 @@ async fn one(
     State(app): State<Shared>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<Execution>, Problem> {
-    snapshot(&app, &id).map(Json)
+    // A store may be read: off the request threads.
+    tokio::task::spawn_blocking(move || snapshot(&app, &id).map(Json))
+        .await
+        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
 fn act(

@@ -127,6 +127,8 @@ pub struct Execution {
     live: Mutex<Live>,
     /// The store's overview, read at most once a second.
     cached: Mutex<Option<(Instant, Overview)>>,
+    /// A request is reading the store's overview.
+    reading: std::sync::atomic::AtomicBool,
 }
 
 /// An execution as the API shows it at one instant.
@@ -165,20 +167,35 @@ impl Execution {
             files,
             live: Mutex::new(Live::default()),
             cached: Mutex::new(None),
+            reading: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    fn overview(&self, fresh: bool) -> Result<Overview, String> {
-        let mut cached = self.cached.lock().expect("not poisoned");
-        if let Some((at, o)) = cached.as_ref() {
-            if !fresh && at.elapsed().as_millis() < 1000 {
-                return Ok(o.clone());
+    /// The store's overview: read again when `fresh` is asked, or when the
+    /// copy is older than a second and `live` (a run of ours) does not
+    /// give the counters. Requests never wait on a read another request
+    /// has under way: they get the copy in hand.
+    fn overview(&self, fresh: bool, live: bool) -> Result<Overview, String> {
+        use std::sync::atomic::Ordering;
+        if !fresh {
+            let cached = self.cached.lock().expect("not poisoned");
+            if let Some((at, o)) = cached.as_ref() {
+                // A campaign that ended changes only if `flowc run` takes it up again.
+                let ended =
+                    matches!(o.state.as_str(), "finished" | "cancelled") && !o.run_by_someone;
+                let age = if ended { 30_000 } else { 1000 };
+                if live || at.elapsed().as_millis() < age || self.reading.load(Ordering::Acquire) {
+                    return Ok(o.clone());
+                }
             }
         }
-        let o = Store::open_read_only(&self.store)
+        self.reading.store(true, Ordering::Release);
+        let read = Store::open_read_only(&self.store)
             .and_then(|s| s.overview())
-            .map_err(|e| e.to_string())?;
-        *cached = Some((Instant::now(), o.clone()));
+            .map_err(|e| e.to_string());
+        self.reading.store(false, Ordering::Release);
+        let o = read?;
+        *self.cached.lock().expect("not poisoned") = Some((Instant::now(), o.clone()));
         Ok(o)
     }
 
@@ -199,7 +216,7 @@ impl Execution {
         if let Some((p, _)) = progress.filter(|_| running) {
             lateness.add(&p.lateness);
         }
-        let o = self.overview(false)?;
+        let o = self.overview(false, running && progress.is_some())?;
         let now = Utc::now();
         let status = match o.state.as_str() {
             "cancelled" => Status::Cancelled,
@@ -290,7 +307,7 @@ impl Registry {
                 .and_then(|t| serde_json::from_str::<Settings>(&t).ok());
             let e = Execution::new(id.to_string(), path.clone(), settings.map(|s| (files, s)));
             // Only stores that hold a campaign are executions.
-            if e.overview(true).is_ok() {
+            if e.overview(true, false).is_ok() {
                 executions.insert(id.to_string(), Arc::new(e));
             }
         }
@@ -384,7 +401,7 @@ impl Registry {
         self.launch(e.clone());
         // The run makes the store as it begins: the execution is shown
         // once it is there (or once its run has ended, when it could not).
-        while e.overview(true).is_err() && e.live.lock().expect("not poisoned").running {
+        while e.overview(true, false).is_err() && e.live.lock().expect("not poisoned").running {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         Ok(e)
@@ -442,7 +459,7 @@ impl Registry {
                 } else if resume && result.is_ok() {
                     registry.launch(e.clone());
                 }
-                let _ = e.overview(true);
+                let _ = e.overview(true, false);
             })
             .expect("a thread starts");
     }
@@ -460,7 +477,7 @@ impl Registry {
             }
         }
         drop(l);
-        let _ = e.overview(true);
+        let _ = e.overview(true, false);
     }
 
     /// Picks up, after a restart, the executions whose store says they
@@ -469,7 +486,7 @@ impl Registry {
         let mut n = 0;
         for e in self.all() {
             if e.files.is_some()
-                && matches!(e.overview(true), Ok(o) if o.state == "running" && !o.run_by_someone)
+                && matches!(e.overview(true, false), Ok(o) if o.state == "running" && !o.run_by_someone)
             {
                 tracing::info!(execution = %e.id, "picking up the run the store says was running");
                 self.launch(e);
