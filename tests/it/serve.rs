@@ -175,6 +175,19 @@ impl Site {
             .collect()
     }
 
+    /// Starts the drill's execution with `key`; its answer, a 201.
+    fn started(&self, server: &Server, key: &str) -> Answer {
+        let made = self.call(
+            server,
+            "POST",
+            "/program-executions",
+            Some(key),
+            Some(self.new_execution()),
+        );
+        assert_eq!(made.status, 201, "{}", made.body);
+        made
+    }
+
     fn new_execution(&self) -> Value {
         json!({
             "flow": FLOW,
@@ -339,14 +352,7 @@ fn an_execution_is_paused_resumed_and_cancelled_with_counters_that_add_up() {
     );
     let key = site.key("ops", false);
     let server = site.start();
-    let made = site.call(
-        &server,
-        "POST",
-        "/program-executions",
-        Some(&key),
-        Some(site.new_execution()),
-    );
-    assert_eq!(made.status, 201, "{}", made.body);
+    let made = site.started(&server, &key);
     let e = made.json();
     counters_add_up(&e);
     assert_eq!(
@@ -484,14 +490,7 @@ fn routes_answer_with_the_runs_data_and_problems() {
     );
     let key = site.key("ops", false);
     let server = site.start();
-    let made = site.call(
-        &server,
-        "POST",
-        "/program-executions",
-        Some(&key),
-        Some(site.new_execution()),
-    );
-    assert_eq!(made.status, 201, "{}", made.body);
+    let made = site.started(&server, &key);
     let id = made.json()["id"].as_str().unwrap().to_string();
     let done = watch(&site, &server, &key, &id, |e| e["status"] == "completed");
     assert_eq!(
@@ -851,14 +850,7 @@ fn a_server_killed_mid_run_picks_its_executions_up_and_sigterm_pauses_them() {
     );
     let key = site.key("ops", false);
     let server = site.start();
-    let made = site.call(
-        &server,
-        "POST",
-        "/program-executions",
-        Some(&key),
-        Some(site.new_execution()),
-    );
-    assert_eq!(made.status, 201, "{}", made.body);
+    let made = site.started(&server, &key);
     let id = made.json()["id"].as_str().unwrap().to_string();
     watch(&site, &server, &key, &id, |e| {
         e["callsUsed"].as_u64() > Some(12)
@@ -1010,14 +1002,7 @@ fn the_dashboard_in_a_browser_shows_live_counters_and_pauses() {
     );
     let key = site.key("ops", false);
     let server = site.start();
-    let made = site.call(
-        &server,
-        "POST",
-        "/program-executions",
-        Some(&key),
-        Some(site.new_execution()),
-    );
-    assert_eq!(made.status, 201, "{}", made.body);
+    let made = site.started(&server, &key);
     let id = made.json()["id"].as_str().unwrap().to_string();
 
     let profile = site.dir.join("chromium");
