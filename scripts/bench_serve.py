@@ -16,6 +16,11 @@ Prints the latency percentiles of the loaded window and both throughputs.
 
 CALL_MS (200) and CONCURRENCY (100) set the calls' length and the flow's
 concurrency: 10 and 1000 make the engine, not the flow, the bound.
+
+WHOLE=1 measures whole executions instead, for an engine-bound one that
+ends in less than a window: one execution alone, from its creation to
+`completed`; then SECONDS of load, a second execution of the same list
+created one second into it and timed the same way.
 """
 
 import http.client
@@ -36,6 +41,7 @@ RATE = float(sys.argv[3]) if len(sys.argv) > 3 else 500
 THREADS = 8
 CALL_MS = int(os.environ.get("CALL_MS", "200"))
 CONCURRENCY = int(os.environ.get("CONCURRENCY", "100"))
+WHOLE = os.environ.get("WHOLE") == "1"
 
 FLOW = """
 contact {
@@ -101,59 +107,95 @@ def main():
             return r.status, r.read()
 
         conn = http.client.HTTPConnection(host, int(port))
-        started = time.time()
-        status, body = request(conn, "POST", "/program-executions",
-                               json.dumps({"flow": FLOW.replace("CONCURRENCY", str(CONCURRENCY)), "contactsPath": "list.csv", "dialer": "script:script.txt"}))
-        assert status == 201, body
-        execution = json.loads(body)
-        path = f"/program-executions/{execution['id']}"
-        print(f"execution of {CONTACTS} contacts created in {time.time() - started:.2f} s")
+
+        def load(path, t0):
+            """RATE requests/s for SECONDS from t0, open loop: each request's
+            latency counts from the instant it was due, so a slow answer
+            delays the next. Returns the sorted latencies."""
+            latencies = []
+            lock = threading.Lock()
+            n = int(SECONDS * RATE)
+
+            def worker(w):
+                c = http.client.HTTPConnection(host, int(port))
+                mine = []
+                for k in range(w, n, THREADS):
+                    due = t0 + k / RATE
+                    pause = due - time.time()
+                    if pause > 0:
+                        time.sleep(pause)
+                    status, _ = request(c, "GET", path)
+                    assert status == 200
+                    mine.append(time.time() - due)
+                with lock:
+                    latencies.extend(mine)
+
+            threads = [threading.Thread(target=worker, args=(w,)) for w in range(THREADS)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            return sorted(latencies), time.time() - t0
+
+        def report(measured):
+            lat, elapsed = measured
+            pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000
+            print(f"{len(lat)} requests in {elapsed:.1f} s ({len(lat) / elapsed:.0f}/s)")
+            print(f"latency p50 {pct(0.5):.2f} ms, p90 {pct(0.9):.2f} ms, p99 {pct(0.99):.2f} ms, max {lat[-1] * 1000:.2f} ms")
+
+        def create():
+            started = time.time()
+            status, body = request(conn, "POST", "/program-executions",
+                                   json.dumps({"flow": FLOW.replace("CONCURRENCY", str(CONCURRENCY)), "contactsPath": "list.csv", "dialer": "script:script.txt"}))
+            assert status == 201, body
+            execution = json.loads(body)
+            print(f"execution of {CONTACTS} contacts created in {time.time() - started:.2f} s")
+            return started, f"/program-executions/{execution['id']}"
+
+        def whole(started, path, c):
+            """Seconds from creation to `completed`, polled every 50 ms."""
+            while True:
+                status, body = request(c, "GET", path)
+                assert status == 200, body
+                e = json.loads(body)
+                if e["status"] == "completed":
+                    assert e["contactsCompleted"] == CONTACTS, e
+                    return time.time() - started
+                time.sleep(0.05)
+
+        if WHOLE:
+            alone = whole(*create(), conn)
+            print(f"alone: {alone:.2f} s, {CONTACTS / alone:.0f} contacts/s")
+            started, path = create()
+            result = {}
+            t0 = time.time()
+            t = threading.Thread(target=lambda: result.update(lat=load(path, t0)))
+            t.start()
+            loaded = whole(started, path, conn)
+            t.join()
+            report(result["lat"])
+            print(f"under load: {loaded:.2f} s, {CONTACTS / loaded:.0f} contacts/s "
+                  f"({(alone / loaded - 1) * 100:+.1f}% throughput)")
+            return
+
+        started, path = create()
 
         def calls():
             return json.loads(request(conn, "GET", path)[1])["callsUsed"]
 
         time.sleep(5)  # warm up
 
-        def window(load):
-            latencies = []
-            lock = threading.Lock()
+        def window(loaded):
             first = calls()
             t0 = time.time()
-            if load:
-                n = int(SECONDS * RATE)
-
-                def worker(w):
-                    c = http.client.HTTPConnection(host, int(port))
-                    mine = []
-                    for k in range(w, n, THREADS):
-                        due = t0 + k / RATE
-                        pause = due - time.time()
-                        if pause > 0:
-                            time.sleep(pause)
-                        # Open loop: latency counts from the instant the
-                        # request was due, so a slow answer delays the next.
-                        status, _ = request(c, "GET", path)
-                        assert status == 200
-                        mine.append(time.time() - due)
-                    with lock:
-                        latencies.extend(mine)
-
-                threads = [threading.Thread(target=worker, args=(w,)) for w in range(THREADS)]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
-            else:
-                time.sleep(SECONDS)
+            lat = load(path, t0) if loaded else time.sleep(SECONDS)
             elapsed = time.time() - t0
-            return (calls() - first) / elapsed, sorted(latencies), elapsed
+            return (calls() - first) / elapsed, lat
 
-        alone, _, _ = window(False)
-        loaded, lat, elapsed = window(True)
-        alone_after, _, _ = window(False)
-        pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000
-        print(f"{len(lat)} requests in {elapsed:.1f} s ({len(lat) / elapsed:.0f}/s)")
-        print(f"latency p50 {pct(0.5):.2f} ms, p90 {pct(0.9):.2f} ms, p99 {pct(0.99):.2f} ms, max {lat[-1] * 1000:.2f} ms")
+        alone, _ = window(False)
+        loaded, lat = window(True)
+        alone_after, _ = window(False)
+        report(lat)
         print(f"execution throughput: alone {alone:.0f} calls/s, under load {loaded:.0f} calls/s, "
               f"alone again {alone_after:.0f} calls/s ({(loaded / ((alone + alone_after) / 2) - 1) * 100:+.1f}%)")
     finally:

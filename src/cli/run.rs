@@ -71,7 +71,7 @@ pub struct Args {
     grace: std::time::Duration,
 }
 
-fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
     crate::syntax::parse_duration(text.trim())
         .map(std::time::Duration::from_secs)
         .ok_or_else(|| format!("\"{text}\" is not a duration: write one such as 30s or 2m"))

@@ -39,8 +39,8 @@ pub struct Args {
     recordings: Option<PathBuf>,
     /// After SIGTERM or Ctrl-C, how long calls under way may go on before
     /// they are cut off
-    #[arg(long, value_name = "DURATION", default_value = "30s")]
-    grace: String,
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::run::parse_grace)]
+    grace: std::time::Duration,
     /// Logs on standard error: `text`, or `json` (one object a line)
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -79,7 +79,7 @@ pub fn run(args: Args) -> ExitCode {
     let runner = Arc::new(CliRunner {
         trunk: args.trunk.clone(),
         recordings: args.recordings.clone(),
-        grace: args.grace.clone(),
+        grace: args.grace,
     });
     let options = server::Options {
         folder: args.db.clone(),
@@ -105,7 +105,7 @@ pub fn run(args: Args) -> ExitCode {
 struct CliRunner {
     trunk: Option<PathBuf>,
     recordings: Option<PathBuf>,
-    grace: String,
+    grace: std::time::Duration,
 }
 
 impl CliRunner {
@@ -120,7 +120,10 @@ impl CliRunner {
         argv.extend(["--db".into(), store.as_os_str().to_owned()]);
         argv.extend(["--dialer".into(), s.dialer.clone().into()]);
         argv.extend(["--seed".into(), s.seed.to_string().into()]);
-        argv.extend(["--grace".into(), self.grace.clone().into()]);
+        argv.extend([
+            "--grace".into(),
+            format!("{}s", self.grace.as_secs()).into(),
+        ]);
         if let Some(r) = &s.region {
             argv.extend(["--region".into(), r.into()]);
         }

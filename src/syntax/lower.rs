@@ -688,24 +688,29 @@ fn weekday_index(day: &str) -> u8 {
 }
 
 /// `1h30m` in seconds; `None` on overflow.
+/// Seconds in a duration as the grammar writes it (`90s`, `1h30m`, `2d`):
+/// one or more numbers each followed by a unit. Anything else, such as
+/// `soon`, `15` or `5ms`, is `None`, so contact fields and command-line
+/// options read with it are as strict as the language.
 pub(crate) fn parse_duration(text: &str) -> Option<u64> {
     let mut total: u64 = 0;
-    let mut n: u64 = 0;
+    let mut n: Option<u64> = None;
     for c in text.chars() {
         if let Some(d) = c.to_digit(10) {
-            n = n.checked_mul(10)?.checked_add(u64::from(d))?;
+            n = Some(n.unwrap_or(0).checked_mul(10)?.checked_add(u64::from(d))?);
         } else {
             let unit = match c {
                 'd' => 86_400,
                 'h' => 3_600,
                 'm' => 60,
-                _ => 1,
+                's' => 1,
+                _ => return None,
             };
-            total = total.checked_add(n.checked_mul(unit)?)?;
-            n = 0;
+            total = total.checked_add(n.take()?.checked_mul(unit)?)?;
         }
     }
-    (total <= 10 * 365 * 86_400).then_some(total)
+    let whole = n.is_none() && !text.is_empty();
+    (whole && total <= 10 * 365 * 86_400).then_some(total)
 }
 
 pub(crate) fn to_snake_case(name: &str) -> String {

@@ -204,6 +204,41 @@ fn check_contacts_on_the_command_line() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A duration field reads as strictly as the language writes durations:
+/// a word, a bare number or an unknown unit is a rejected row.
+#[test]
+fn a_duration_field_takes_only_durations() {
+    let dir = std::env::temp_dir().join(format!("flowc-durations-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let flow = dir.join("wait.flow");
+    std::fs::write(
+        &flow,
+        "contact {\n  phone: phone\n  wait: duration\n}\n\nflow wait {\n  region \"US\"\n  timezone \"UTC\"\n  compliance tcpa\n  step call {\n    dial contact.phone\n    on answered -> end completed\n    on other -> end failed\n  }\n}\n",
+    )
+    .unwrap();
+    let list = dir.join("list.csv");
+    std::fs::write(
+        &list,
+        "phone,wait\n+12125550100,1h30m\n+12125550101,soon\n+12125550102,15\n+12125550103,5ms\n+12125550104,2d\n",
+    )
+    .unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args([
+            "check",
+            flow.to_str().unwrap(),
+            "--contacts",
+            list.to_str().unwrap(),
+        ])
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(doc["contacts"]["valid"], 2, "{doc}");
+    assert_eq!(doc["contacts"]["rejected"], 3, "{doc}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, failure_persistence: None, ..Default::default() })]
 

@@ -1140,3 +1140,30 @@ fn the_dashboard_in_a_browser_shows_live_counters_and_pauses() {
     assert!(noise.is_empty(), "the page said: {noise:?}");
     drop(chrome);
 }
+
+#[test]
+fn a_bad_grace_is_refused_before_the_server_starts() {
+    let dir = std::env::temp_dir().join(format!("flowc-serve-grace-{}", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["serve", "--db", &dir.display().to_string()])
+        .args(["--listen", "127.0.0.1:0", "--grace", "soon"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server started with --grace soon");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("\"soon\" is not a duration"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

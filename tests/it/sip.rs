@@ -69,6 +69,11 @@ impl Trunk {
 
     /// `transport`: sipp's `-t` (`u1` UDP, `t1` TCP on one connection).
     fn start_on(transport: &str, name: &str, scenario: &str, replace: &[(&str, &str)]) -> Trunk {
+        Trunk::launch(name, scenario, replace, &["-m", "1", "-t", transport])
+    }
+
+    /// sipp with its other arguments `args` (`-m CALLS`, `-t`, `-lost`).
+    fn launch(name: &str, scenario: &str, replace: &[(&str, &str)], args: &[&str]) -> Trunk {
         let dir = std::env::temp_dir().join(format!("flowc-sip-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -83,17 +88,8 @@ impl Trunk {
         let sipp = Command::new("sipp")
             .arg("-sf")
             .arg(dir.join("scenario.xml"))
-            .args([
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-m",
-                "1",
-                "-nostdin",
-                "-t",
-                transport,
-            ])
+            .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-nostdin"])
+            .args(args)
             .args(["-timeout", "20s", "-trace_err", "-error_file"])
             .arg(dir.join("errors.log"))
             .stdout(Stdio::null())
@@ -917,4 +913,73 @@ fn a_call_over_tcp() {
         ("answered".into(), Some(200), Some("OK".into()))
     );
     assert_eq!(trunk.sipp_status(), 0, "sipp saw no ACK or BYE over TCP");
+}
+
+/// What tests/sip/mixed.xml answers a number ending in each digit.
+pub(crate) const MIXED: [(&str, u16); 10] = [
+    ("answered", 200),
+    ("answered", 200),
+    ("answered", 200),
+    ("answered", 200),
+    ("busy", 486),
+    ("rejected", 603),
+    ("invalid_number", 404),
+    ("no_answer", 480),
+    ("network_error", 503),
+    ("no_answer", 487),
+];
+
+/// A campaign of every outcome while sipp loses 5% of the packets it sends
+/// and receives: retransmissions (ours of INVITE, CANCEL and BYE, sipp's
+/// of final responses) make every outcome right.
+#[test]
+fn a_mixed_campaign_under_five_percent_loss_gets_every_outcome_right() {
+    if !sipp_here() {
+        return;
+    }
+    const CALLS: usize = 200;
+    let mut trunk = Trunk::launch(
+        "mixed-lost",
+        "mixed.xml",
+        &[],
+        &["-m", &CALLS.to_string(), "-lost", "5"],
+    );
+    let mut list = String::from("phone\n");
+    for k in 0..CALLS {
+        list.push_str(&format!("+3361{k:07}\n"));
+    }
+    std::fs::write(trunk.dir.join("list.csv"), list).unwrap();
+    let flow = FLOW
+        .replace("compliance house\n", "compliance house\n  concurrency 50\n")
+        .replace("timeout 2s", "timeout 3s");
+    std::fs::write(trunk.dir.join("flow.flow"), flow).unwrap();
+    let o = trunk.run(&trunk.trunk_file(""), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let db = rusqlite::Connection::open(trunk.dir.join("run.db")).unwrap();
+    let mut rows = db
+        .prepare(
+            "SELECT c.phone, a.outcome, a.sip_status FROM attempts a \
+             JOIN contacts c ON c.id = a.contact",
+        )
+        .unwrap();
+    let rows: Vec<(String, String, Option<u16>)> = rows
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), CALLS, "one attempt per contact");
+    let wrong: Vec<_> = rows
+        .iter()
+        .filter(|(phone, outcome, status)| {
+            let digit = phone.chars().last().unwrap().to_digit(10).unwrap() as usize;
+            let (want, want_status) = MIXED[digit];
+            outcome != want || *status != Some(want_status)
+        })
+        .collect();
+    assert!(wrong.is_empty(), "wrong outcomes: {wrong:?}");
+    let status = trunk.sipp_status();
+    assert_eq!(
+        status, 0,
+        "sipp's calls did not all go as its scenario says"
+    );
 }
