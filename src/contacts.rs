@@ -100,9 +100,82 @@ impl serde::Serialize for Fields {
     }
 }
 
+/// Read as a map, names in order (the last of a repeated name wins); the
+/// names are shared with the previous contact read on this thread when they
+/// are the same, as a stored campaign's are: a million contacts read back
+/// then hold one copy of them, not a million.
 impl<'de> serde::Deserialize<'de> for Fields {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        BTreeMap::<String, Value>::deserialize(d).map(Fields::from)
+        use std::borrow::Cow;
+        struct Name<'de>(Cow<'de, str>);
+        impl<'de> serde::Deserialize<'de> for Name<'de> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = Name<'de>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("a field name")
+                    }
+                    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Name<'de>, E> {
+                        Ok(Name(Cow::Borrowed(v)))
+                    }
+                    fn visit_str<E>(self, v: &str) -> Result<Name<'de>, E> {
+                        Ok(Name(Cow::Owned(v.to_string())))
+                    }
+                }
+                d.deserialize_str(V)
+            }
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of field names to values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Fields, A::Error> {
+                let mut pairs: Vec<(Name<'de>, Value)> = Vec::new();
+                while let Some(pair) = m.next_entry::<Name<'de>, Value>()? {
+                    pairs.push(pair);
+                }
+                // Sorted by name, the last of a repeated name kept.
+                pairs.reverse();
+                pairs.sort_by(|a, b| a.0 .0.cmp(&b.0 .0));
+                pairs.dedup_by(|later, earlier| later.0 .0 == earlier.0 .0);
+                Ok(Fields::shared(pairs.into_iter().map(|(n, v)| (n.0, v))))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl Fields {
+    /// Fields of these names and values, the names shared with the previous
+    /// call's on this thread when they are the same.
+    fn shared<'a>(
+        pairs: impl ExactSizeIterator<Item = (std::borrow::Cow<'a, str>, Value)>,
+    ) -> Fields {
+        thread_local! {
+            static LAST: std::cell::RefCell<Arc<[Arc<str>]>> = std::cell::RefCell::new(Arc::from([]));
+        }
+        let mut names: Vec<std::borrow::Cow<'a, str>> = Vec::with_capacity(pairs.len());
+        let mut values = Vec::with_capacity(pairs.len());
+        for (n, v) in pairs {
+            names.push(n);
+            values.push(Some(v));
+        }
+        let names = LAST.with(|last| {
+            let mut last = last.borrow_mut();
+            let same =
+                last.len() == names.len() && last.iter().zip(&names).all(|(a, b)| **a == **b);
+            if !same {
+                *last = names.iter().map(|n| Arc::from(&**n)).collect();
+            }
+            last.clone()
+        });
+        Fields {
+            names,
+            values: values.into_boxed_slice(),
+        }
     }
 }
 

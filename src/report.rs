@@ -96,12 +96,17 @@ impl Report {
     /// Adds the failure patterns, which need the contacts' list (`list` and
     /// `contacts` in the same order).
     pub fn with_patterns(
-        mut self,
+        self,
         flow: &ir::Flow,
         list: &[Contact],
         contacts: &[ContactResult],
     ) -> Report {
-        self.failure_patterns = failure_patterns(flow, list, contacts);
+        self.with(failure_patterns(flow, list, contacts))
+    }
+
+    /// The report with failure patterns found apart.
+    pub fn with(mut self, patterns: Vec<Pattern>) -> Report {
+        self.failure_patterns = patterns;
         self
     }
 }

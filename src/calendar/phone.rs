@@ -305,21 +305,22 @@ struct Patterns {
 
 impl Patterns {
     /// Whether the pattern finds a match at the start of `text`, as the
-    /// crate's descriptors test (`find(text).start() == 0`).
+    /// crate's descriptors test (`find(text).start() == 0`). The leftmost
+    /// match starts at 0 exactly when some match does, so the pattern is
+    /// compiled anchored: a search that does not try every later start is
+    /// several times faster on the long patterns of shared country codes.
     fn find_at_start(&self, pattern: &'static str, text: &str) -> bool {
         let mut compiled = self.compiled.borrow_mut();
         let regex = compiled
             .entry(pattern.as_ptr() as usize)
             .or_insert_with(|| {
-                regex::RegexBuilder::new(pattern)
+                // The new line ends a `#` comment, were a pattern to hold one.
+                regex::RegexBuilder::new(&format!("^(?:{pattern}\n)"))
                     .ignore_whitespace(true)
                     .build()
                     .ok()
             });
-        regex
-            .as_ref()
-            .and_then(|r| r.find(text))
-            .is_some_and(|m| m.start() == 0)
+        regex.as_ref().is_some_and(|r| r.is_match(text))
     }
 }
 

@@ -170,14 +170,44 @@ pub fn failure_patterns(
         .filter(|(_, r)| matches!(r.state(), "completed" | "failed"))
         .collect();
     let mut out = Vec::new();
-    let by = |key: &dyn Fn(&Contact) -> Option<String>| -> Counts {
+    // Counts by `key`; `None` once there are more than `most` groups.
+    let by_at_most = |most: usize, key: &dyn Fn(&Contact) -> Option<String>| -> Option<Counts> {
         let mut counts = Counts::new();
         for (c, r) in &finished {
             if let Some(k) = key(c) {
                 let e = counts.entry(k).or_default();
                 e.0 += 1;
                 e.1 += u64::from(r.state() == "failed");
+                if counts.len() > most {
+                    return None;
+                }
             }
+        }
+        Some(counts)
+    };
+    let by = |key: &dyn Fn(&Contact) -> Option<String>| -> Counts {
+        by_at_most(usize::MAX, key).unwrap_or_default()
+    };
+    // The keys that cost most to find (a number's country takes its
+    // numbering plan's patterns), found on two threads.
+    let keys_of = |key: fn(&Contact) -> String| -> Vec<String> {
+        let half = finished.len() / 2;
+        let of = |part: &[(&Contact, &ContactResult)]| -> Vec<String> {
+            part.iter().map(|(c, _)| key(c)).collect()
+        };
+        std::thread::scope(|s| {
+            let second = s.spawn(|| of(&finished[half..]));
+            let mut keys = of(&finished[..half]);
+            keys.extend(second.join().expect("finding keys does not panic"));
+            keys
+        })
+    };
+    let counted = |keys: Vec<String>| -> Counts {
+        let mut counts = Counts::new();
+        for ((_, r), k) in finished.iter().zip(keys) {
+            let e = counts.entry(k).or_default();
+            e.0 += 1;
+            e.1 += u64::from(r.state() == "failed");
         }
         counts
     };
@@ -191,13 +221,15 @@ pub fn failure_patterns(
         "country",
         "country",
         "contacts",
-        by(&|c| Some(phone::country_of(&c.phone).unwrap_or_else(|| "unknown".into()))),
+        counted(keys_of(|c| {
+            phone::country_of(&c.phone).unwrap_or_else(|| "unknown".into())
+        })),
     ));
     out.extend(pattern(
         "areaCode",
         "area code",
         "contacts",
-        by(&|c| Some(area_code(&c.phone))),
+        counted(keys_of(|c| area_code(&c.phone))),
     ));
     // Attempts by the contact's local hour: those that did not connect.
     let mut hours = Counts::new();
@@ -242,14 +274,13 @@ pub fn failure_patterns(
         if !matches!(ty, Type::Enum(_) | Type::Text) {
             continue;
         }
-        let counts = by(&|c| match c.fields.get(&field.name) {
+        let Some(counts) = by_at_most(MAX_SEGMENTS, &|c| match c.fields.get(&field.name) {
             Some(Value::Text(t)) => Some(t.clone()),
             Some(_) => None,
             None => Some("(none)".into()),
-        });
-        if counts.len() > MAX_SEGMENTS {
+        }) else {
             continue;
-        }
+        };
         out.extend(pattern(
             &format!("field:{}", field.name),
             &format!("contact field `{}`", field.name),
