@@ -41,6 +41,10 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("error: there is no database at {}", args.db.display());
         return ExitCode::from(super::EXIT_USAGE);
     }
+    // A million contacts take seconds: say what is going on (on a
+    // terminal only; indicatif draws nothing otherwise).
+    let spinner = indicatif::ProgressBar::new_spinner().with_message("reading the store");
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let loaded = Store::open_read_only(&args.db).and_then(|db| {
         let program = db.program()?;
         let flow = program
@@ -54,14 +58,17 @@ pub fn run(args: Args) -> ExitCode {
         };
         Ok((flow, list, results, messages))
     });
+    spinner.set_message("finding the failure patterns");
     let (flow, list, results, messages) = match loaded {
         Ok(x) => x,
         Err(e) => {
+            spinner.finish_and_clear();
             eprintln!("error: {}: {e}", args.db.display());
             return ExitCode::from(super::EXIT_USAGE);
         }
     };
     if args.follow_up {
+        spinner.finish_and_clear();
         out!(
             "{}",
             report::follow_up_csv(&flow, &list, &results, &messages)
@@ -88,6 +95,7 @@ pub fn run(args: Args) -> ExitCode {
         ),
         Format::Html => report::html::html(&flow, &report, &results),
     };
+    spinner.finish_and_clear();
     match &args.output {
         Some(path) => {
             if let Err(e) = super::files::write_file(path, &[&args.db], text.as_bytes()) {
