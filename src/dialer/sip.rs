@@ -54,9 +54,15 @@ const RECORD_NOTHING: StdDuration = StdDuration::from_secs(10);
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Trunk {
-    /// `udp` or `tcp` (one connection to the trunk, opened at the first
-    /// call and again if it closes).
+    /// `udp`, `tcp` or `tls` (one connection to the trunk, opened at the
+    /// first call and again if it closes).
     pub transport: String,
+    /// `tls`: the certificates (PEM) the trunk's certificate must chain to;
+    /// the system's bundle, `/etc/ssl/certs/ca-certificates.crt`, when absent.
+    pub tls_ca: Option<String>,
+    /// `tls`: the name the trunk's certificate must carry (and the SNI
+    /// sent); the host of `--dialer sip:HOST` when absent.
+    pub tls_server_name: Option<String>,
     /// Where requests are sent when not to the trunk itself (`HOST:PORT`).
     pub outbound_proxy: Option<String>,
     /// The domain of the request URI and of `From`; the trunk's address when absent.
@@ -91,6 +97,8 @@ impl Default for Trunk {
     fn default() -> Self {
         Trunk {
             transport: "udp".into(),
+            tls_ca: None,
+            tls_server_name: None,
             outbound_proxy: None,
             domain: None,
             username: None,
@@ -109,11 +117,19 @@ impl Default for Trunk {
 }
 
 impl Trunk {
+    fn transport(&self) -> Transport {
+        match self.transport.as_str() {
+            "tcp" => Transport::Tcp,
+            "tls" => Transport::Tls,
+            _ => Transport::Udp,
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Trunk, String> {
         let t: Trunk = toml::from_str(text).map_err(|e| e.to_string())?;
-        if t.transport != "udp" && t.transport != "tcp" {
+        if !["udp", "tcp", "tls"].contains(&t.transport.as_str()) {
             return Err(format!(
-                "transport = \"{}\": write \"udp\" or \"tcp\" (TLS is not built yet)",
+                "transport = \"{}\": write \"udp\", \"tcp\" or \"tls\"",
                 t.transport
             ));
         }
@@ -349,11 +365,24 @@ pub struct SipDialer {
     cancel: CancellationToken,
 }
 
-async fn resolve(what: &str, host: &str) -> Result<SocketAddr, String> {
+/// `HOST` of `HOST[:PORT]` (`[::1]:5061` gives `::1`).
+fn host_of(target: &str) -> &str {
+    if let Some(rest) = target.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match target.split_once(':') {
+        Some((host, port)) if !port.contains(':') => host,
+        _ => target,
+    }
+}
+
+/// `HOST[:PORT]`'s address; the port `default` when absent (5060, or 5061
+/// for TLS).
+async fn resolve(what: &str, host: &str, default: u16) -> Result<SocketAddr, String> {
     let with_port = if host.contains(':') {
         host.to_string()
     } else {
-        format!("{host}:5060")
+        format!("{host}:{default}")
     };
     let found = tokio::net::lookup_host(&with_port)
         .await
@@ -366,9 +395,12 @@ impl SipDialer {
     /// Binds the local socket and starts the stack inside the running tokio
     /// runtime. `target`: `HOST[:PORT]` (5060 when absent).
     pub async fn start(target: &str, trunk: Trunk, prompts: Prompts) -> Result<SipDialer, String> {
-        let target_addr = resolve(&format!("--dialer sip:{target}"), target).await?;
+        let port = if trunk.transport == "tls" { 5061 } else { 5060 };
+        let target_addr = resolve(&format!("--dialer sip:{target}"), target, port).await?;
         let destination = match &trunk.outbound_proxy {
-            Some(proxy) => resolve(&format!("the trunk's outbound_proxy {proxy}"), proxy).await?,
+            Some(proxy) => {
+                resolve(&format!("the trunk's outbound_proxy {proxy}"), proxy, port).await?
+            }
             None => target_addr,
         };
         let credential = match (&trunk.username, &trunk.password_env) {
@@ -403,6 +435,22 @@ impl SipDialer {
                 .map_err(|e| e.to_string())?;
         let transport = TransportLayer::new(cancel.clone());
         transport.add_transport(connection.into());
+        if trunk.transport == "tls" {
+            let ca = trunk
+                .tls_ca
+                .as_deref()
+                .unwrap_or("/etc/ssl/certs/ca-certificates.crt");
+            let pem = std::fs::read(ca)
+                .map_err(|e| format!("the trunk's tls_ca {ca} cannot be read: {e}"))?;
+            transport.set_tls_config(rsipstack::transport::tls::TlsConfig {
+                ca_certs: Some(pem),
+                sni_hostname: Some(match &trunk.tls_server_name {
+                    Some(name) => name.clone(),
+                    None => host_of(target).to_string(),
+                }),
+                ..Default::default()
+            });
+        }
         let t1 = StdDuration::from_millis(trunk.t1_ms);
         let option = EndpointOption {
             t1,
@@ -424,10 +472,9 @@ impl SipDialer {
             scheme: Some(rsipstack::sip::Scheme::Sip),
             auth: None,
             host_with_port: local_addr.addr.clone(),
-            params: if trunk.transport == "tcp" {
-                vec![rsipstack::sip::Param::Transport(Transport::Tcp)]
-            } else {
-                vec![]
+            params: match trunk.transport() {
+                Transport::Udp => vec![],
+                t => vec![rsipstack::sip::Param::Transport(t)],
             },
             headers: vec![],
         };
@@ -574,11 +621,7 @@ impl SipDialer {
             caller,
             contact: self.contact.clone(),
             destination: Some(SipAddr::new(
-                if self.trunk.transport == "tcp" {
-                    Transport::Tcp
-                } else {
-                    Transport::Udp
-                },
+                self.trunk.transport(),
                 HostWithPort::from(self.destination),
             )),
             content_type: Some("application/sdp".into()),

@@ -399,9 +399,17 @@ impl Registry {
             .expect("not poisoned")
             .insert(id, e.clone());
         self.launch(e.clone());
-        // The run makes the store as it begins: the execution is shown
-        // once it is there (or once its run has ended, when it could not).
-        while e.overview(true, false).is_err() && e.live.lock().expect("not poisoned").running {
+        // The run makes the store as it begins, then writes the contacts:
+        // the execution is shown once its engine reports (every contact
+        // counted), or once its run has ended, when it could not start.
+        loop {
+            let (running, reported) = {
+                let l = e.live.lock().expect("not poisoned");
+                (l.running, l.progress.is_some())
+            };
+            if !running || (reported && e.overview(true, false).is_ok()) {
+                break;
+            }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         Ok(e)

@@ -326,7 +326,14 @@ fn a_trunk_file_that_cannot_be_read_is_a_usage_error() {
     std::fs::write(dir.join("flow.flow"), FLOW).unwrap();
     std::fs::write(dir.join("list.csv"), "phone\n+33612345670\n").unwrap();
     for (text, says) in [
-        ("transport = \"tls\"\n", "TLS is not built yet"),
+        (
+            "transport = \"sctp\"\n",
+            "write \"udp\", \"tcp\" or \"tls\"",
+        ),
+        (
+            "transport = \"tls\"\ntls_ca = \"/nonexistent/ca.pem\"\n",
+            "the trunk's tls_ca /nonexistent/ca.pem cannot be read",
+        ),
         (
             "username = \"a\"\n",
             "username and password_env go together",
@@ -984,4 +991,115 @@ fn a_mixed_campaign_under_five_percent_loss_gets_every_outcome_right() {
     // sent again after its lost 200 (a "dead call"), and an ACK it drops
     // for the campaign's last call is not sent again once flowc has ended.
     let _ = trunk.sipp_status();
+}
+
+/// TLS to the trunk: sipp over TCP behind a TLS front (Debian's sipp has
+/// no TLS) with a certificate of a test CA. With the trunk file's `tls_ca`
+/// naming that CA the call is answered; with the system's roots the
+/// certificate is refused, and the call is a network error.
+#[test]
+fn a_call_over_tls_and_an_untrusted_certificate() {
+    if !sipp_here() {
+        return;
+    }
+    let mut trunk = Trunk::start_on("t1", "tls", "answer.xml", &[]);
+    let dir = trunk.dir.clone();
+    let openssl = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("openssl runs");
+        assert!(o.status.success(), "openssl {args:?}: {}", stderr(&o));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=flowc test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+    ]);
+    struct Relay(Child);
+    impl Drop for Relay {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut relay = Relay(
+        Command::new("python3")
+            .arg(root().join("tests/sip/tls_relay.py"))
+            .arg(dir.join("cert.pem"))
+            .arg(dir.join("key.pem"))
+            .arg(trunk.port.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(relay.0.stdout.take().unwrap()),
+        &mut port,
+    )
+    .unwrap();
+    trunk.port = port.trim().parse().expect("the relay prints its port");
+    let ca = dir.join("ca.pem").display().to_string();
+    let o = trunk.run(
+        &trunk.trunk_file(&format!("transport = \"tls\"\ntls_ca = \"{ca}\"\n")),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        trunk.attempt(),
+        ("answered".into(), Some(200), Some("OK".into()))
+    );
+    assert_eq!(trunk.sipp_status(), 0, "sipp saw no ACK or BYE over TLS");
+    // The system's roots do not know the test CA: no call is placed.
+    std::fs::remove_file(dir.join("run.db")).unwrap();
+    let o = trunk.run(&trunk.trunk_file("transport = \"tls\"\n"), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(trunk.attempt().0, "network_error");
 }
