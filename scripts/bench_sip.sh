@@ -5,6 +5,7 @@
 # peak memory for both. Needs sipp (Debian's sip-tester) and a release build.
 #
 #   scripts/bench_sip.sh [N] [C]        (default 10000 100)
+#   PROFILE="perf record -g -o perf.data" scripts/bench_sip.sh   (flowc's run under a profiler)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000}
@@ -54,7 +55,7 @@ sipp -sf tests/sip/answer.xml -i 127.0.0.1 -p "$p1" -nostdin -m "$N" \
 uas1=$!
 sleep 0.5
 start=$(date +%s.%N)
-/usr/bin/time -f "%U %S %M" -o "$work/flowc.time" \
+${PROFILE:-} /usr/bin/time -f "%U %S %M" -o "$work/flowc.time" \
   target/release/flowc run "$work/bench.flow" --contacts "$work/list.csv" \
   --dialer "sip:127.0.0.1:$p1" --trunk "$work/trunk.toml" --db "$work/run.db" --format json \
   > "$work/report.json" 2> "$work/flowc.err"
