@@ -852,10 +852,8 @@ fn prometheus(app: &App) -> String {
         if matches!(s.status, Status::Running | Status::Paused) {
             in_flight += s.counters[5];
         }
-        if let Ok(rows) = Store::open_read_only(&e.store).and_then(|st| st.outcomes()) {
-            for (o, n) in rows {
-                *outcomes.entry(o).or_default() += n;
-            }
+        for (o, n) in e.outcomes(s.status) {
+            *outcomes.entry(o).or_default() += n;
         }
     }
     let mut out = String::new();

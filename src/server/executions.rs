@@ -129,7 +129,12 @@ pub struct Execution {
     cached: Mutex<Option<(Instant, Overview)>>,
     /// A request is reading the store's overview.
     reading: std::sync::atomic::AtomicBool,
+    /// Attempts by outcome, for `/metrics`.
+    outcomes: Mutex<Option<OutcomeCount>>,
 }
+
+/// Attempts by outcome as read at an instant, in a status.
+type OutcomeCount = (Instant, Status, Vec<(String, u64)>);
 
 /// An execution as the API shows it at one instant.
 #[derive(Clone, Debug)]
@@ -168,6 +173,33 @@ impl Execution {
             live: Mutex::new(Live::default()),
             cached: Mutex::new(None),
             reading: std::sync::atomic::AtomicBool::new(false),
+            outcomes: Mutex::new(None),
+        }
+    }
+
+    /// Attempts by outcome, counted in the store (every attempt row): at
+    /// most every 5 s while the execution goes on, once when it has ended
+    /// (again only if it goes on again), so scraping `/metrics` does not
+    /// scan every ended campaign's attempts each time.
+    pub fn outcomes(&self, status: Status) -> Vec<(String, u64)> {
+        let ended = matches!(
+            status,
+            Status::Completed | Status::Stopped | Status::Cancelled
+        );
+        let mut cached = self.outcomes.lock().expect("not poisoned");
+        if let Some((at, read_in, rows)) = cached.as_ref() {
+            let fresh = ended || at.elapsed() < std::time::Duration::from_secs(5);
+            if *read_in == status && fresh {
+                return rows.clone();
+            }
+        }
+        match Store::open_read_only(&self.store).and_then(|st| st.outcomes()) {
+            Ok(rows) => {
+                *cached = Some((Instant::now(), status, rows.clone()));
+                rows
+            }
+            // Unreadable for now (being made, say): the last count, if any.
+            Err(_) => cached.as_ref().map(|c| c.2.clone()).unwrap_or_default(),
         }
     }
 

@@ -615,6 +615,26 @@ fn routes_answer_with_the_runs_data_and_problems() {
             m.body
         );
     }
+    // An ended execution's attempts are counted once, not at every scrape:
+    // a row added behind the server's back is not seen.
+    let store =
+        rusqlite::Connection::open(site.dir.join("executions").join(format!("{id}.db"))).unwrap();
+    store
+        .execute(
+            "INSERT INTO attempts (contact, number, step, started_at, ended_at, outcome) \
+             SELECT contact, 99, step, started_at, ended_at, 'busy' FROM attempts LIMIT 1",
+            [],
+        )
+        .unwrap();
+    let again = site.call(&server, "GET", "/metrics", Some(&key), None);
+    assert!(
+        again
+            .body
+            .lines()
+            .any(|l| l == "flowc_calls_total{outcome=\"busy\"} 1"),
+        "{}",
+        again.body
+    );
 
     // Problems: unknown execution and route, bad bodies, a flow with
     // errors (the checker's diagnostics), too many rejected rows.
