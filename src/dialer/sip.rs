@@ -393,9 +393,10 @@ async fn resolve(what: &str, host: &str, default: u16) -> Result<SocketAddr, Str
 
 impl SipDialer {
     /// Binds the local socket and starts the stack inside the running tokio
-    /// runtime. `target`: `HOST[:PORT]` (5060 when absent).
+    /// runtime. `target`: `HOST[:PORT]` (5060 when absent, 5061 for TLS).
     pub async fn start(target: &str, trunk: Trunk, prompts: Prompts) -> Result<SipDialer, String> {
-        let port = if trunk.transport == "tls" { 5061 } else { 5060 };
+        let tls = trunk.transport() == Transport::Tls;
+        let port = if tls { 5061 } else { 5060 };
         let target_addr = resolve(&format!("--dialer sip:{target}"), target, port).await?;
         let destination = match &trunk.outbound_proxy {
             Some(proxy) => {
@@ -435,7 +436,7 @@ impl SipDialer {
                 .map_err(|e| e.to_string())?;
         let transport = TransportLayer::new(cancel.clone());
         transport.add_transport(connection.into());
-        if trunk.transport == "tls" {
+        if tls {
             let ca = trunk
                 .tls_ca
                 .as_deref()

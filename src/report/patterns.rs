@@ -170,46 +170,31 @@ pub fn failure_patterns(
         .filter(|(_, r)| matches!(r.state(), "completed" | "failed"))
         .collect();
     let mut out = Vec::new();
-    // Counts by `key`; `None` once there are more than `most` groups.
-    let by_at_most = |most: usize, key: &dyn Fn(&Contact) -> Option<String>| -> Option<Counts> {
+    // Counts by each finished contact's key (none: not counted); `None`
+    // once there are more than `most` groups.
+    let tally = |most: usize, keys: &mut dyn Iterator<Item = Option<String>>| -> Option<Counts> {
         let mut counts = Counts::new();
-        for (c, r) in &finished {
-            if let Some(k) = key(c) {
-                let e = counts.entry(k).or_default();
-                e.0 += 1;
-                e.1 += u64::from(r.state() == "failed");
-                if counts.len() > most {
-                    return None;
-                }
+        for ((_, r), k) in finished.iter().zip(keys) {
+            let Some(k) = k else { continue };
+            let e = counts.entry(k).or_default();
+            e.0 += 1;
+            e.1 += u64::from(r.state() == "failed");
+            if counts.len() > most {
+                return None;
             }
         }
         Some(counts)
     };
     let by = |key: &dyn Fn(&Contact) -> Option<String>| -> Counts {
-        by_at_most(usize::MAX, key).unwrap_or_default()
+        tally(usize::MAX, &mut finished.iter().map(|(c, _)| key(c))).unwrap_or_default()
     };
     // The keys that cost most to find (a number's country takes its
     // numbering plan's patterns), found on two threads.
-    let keys_of = |key: fn(&Contact) -> String| -> Vec<String> {
-        let half = finished.len() / 2;
-        let of = |part: &[(&Contact, &ContactResult)]| -> Vec<String> {
-            part.iter().map(|(c, _)| key(c)).collect()
-        };
-        std::thread::scope(|s| {
-            let second = s.spawn(|| of(&finished[half..]));
-            let mut keys = of(&finished[..half]);
-            keys.extend(second.join().expect("finding keys does not panic"));
-            keys
-        })
-    };
-    let counted = |keys: Vec<String>| -> Counts {
-        let mut counts = Counts::new();
-        for ((_, r), k) in finished.iter().zip(keys) {
-            let e = counts.entry(k).or_default();
-            e.0 += 1;
-            e.1 += u64::from(r.state() == "failed");
-        }
-        counts
+    let by_costly = |key: fn(&Contact) -> String| -> Counts {
+        let keys = crate::on_two_threads(&finished, |_, part| {
+            part.iter().map(|(c, _)| Some(key(c))).collect()
+        });
+        tally(usize::MAX, &mut keys.into_iter()).unwrap_or_default()
     };
     out.extend(pattern(
         "numberFormat",
@@ -221,15 +206,13 @@ pub fn failure_patterns(
         "country",
         "country",
         "contacts",
-        counted(keys_of(|c| {
-            phone::country_of(&c.phone).unwrap_or_else(|| "unknown".into())
-        })),
+        by_costly(|c| phone::country_of(&c.phone).unwrap_or_else(|| "unknown".into())),
     ));
     out.extend(pattern(
         "areaCode",
         "area code",
         "contacts",
-        counted(keys_of(|c| area_code(&c.phone))),
+        by_costly(|c| area_code(&c.phone)),
     ));
     // Attempts by the contact's local hour: those that did not connect.
     let mut hours = Counts::new();
@@ -274,11 +257,14 @@ pub fn failure_patterns(
         if !matches!(ty, Type::Enum(_) | Type::Text) {
             continue;
         }
-        let Some(counts) = by_at_most(MAX_SEGMENTS, &|c| match c.fields.get(&field.name) {
-            Some(Value::Text(t)) => Some(t.clone()),
-            Some(_) => None,
-            None => Some("(none)".into()),
-        }) else {
+        let mut values = finished
+            .iter()
+            .map(|(c, _)| match c.fields.get(&field.name) {
+                Some(Value::Text(t)) => Some(t.clone()),
+                Some(_) => None,
+                None => Some("(none)".into()),
+            });
+        let Some(counts) = tally(MAX_SEGMENTS, &mut values) else {
             continue;
         };
         out.extend(pattern(

@@ -687,11 +687,11 @@ fn weekday_index(day: &str) -> u8 {
         .unwrap_or(0) as u8
 }
 
-/// `1h30m` in seconds; `None` on overflow.
 /// Seconds in a duration as the grammar writes it (`90s`, `1h30m`, `2d`):
 /// one or more numbers each followed by a unit. Anything else, such as
-/// `soon`, `15` or `5ms`, is `None`, so contact fields and command-line
-/// options read with it are as strict as the language.
+/// `soon`, `15` or `5ms`, is `None` (and so is an overflow or more than ten
+/// years), so contact fields and command-line options read with it are as
+/// strict as the language.
 pub(crate) fn parse_duration(text: &str) -> Option<u64> {
     let mut total: u64 = 0;
     let mut n: Option<u64> = None;

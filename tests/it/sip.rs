@@ -923,7 +923,7 @@ fn a_call_over_tcp() {
 }
 
 /// What tests/sip/mixed.xml answers a number ending in each digit.
-pub(crate) const MIXED: [(&str, u16); 10] = [
+const MIXED: [(&str, u16); 10] = [
     ("answered", 200),
     ("answered", 200),
     ("answered", 200),
