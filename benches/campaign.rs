@@ -19,6 +19,7 @@ use flowc::dialer::{Model, SimDialer};
 use flowc::runtime::clock::VirtualClock;
 use flowc::runtime::engine::Engine;
 use flowc::runtime::interpreter::{flow_zone, local_instant};
+use flowc::runtime::journal::Durability;
 use flowc::runtime::simulate::block_on;
 use flowc::store::Store;
 
@@ -61,9 +62,9 @@ fn main() {
         .as_ref()
         .and_then(|s| local_instant(s, flow_zone(flow)))
         .expect("the bench flow has a start");
-    let mut store = Store::open(&db, flowc::store::Durability::Batched).expect("the store opens");
+    let mut store = Store::open(&db, Durability::Batched).expect("the store opens");
     store
-        .begin(&program, start, false, flowc::store::Kind::Simulation)
+        .begin(&program, start, false, flowc::record::Kind::Simulation)
         .expect("a fresh store");
     let dialer = SimDialer {
         model: Model::default_model(),
@@ -72,12 +73,12 @@ fn main() {
     let clock = VirtualClock::new(start);
     let results = block_on(
         Engine::new(flow, &import.contacts, &dialer, &clock, start)
-            .store(&mut store)
+            .journal(&mut store, Durability::Batched)
             .run(),
     )
     .expect("the run completes");
     store
-        .set_state("finished", results.finish)
+        .set_state(flowc::record::CampaignState::Finished, results.finish)
         .expect("the store syncs");
     let ran = t.elapsed();
     let attempts: usize = results.contacts.iter().map(|c| c.attempts.len()).sum();

@@ -11,6 +11,7 @@ use flowc::contacts::{self, Rules};
 use flowc::dialer::script::ScriptDialer;
 use flowc::runtime::clock::WallClock;
 use flowc::runtime::engine::Engine;
+use flowc::runtime::journal::Durability;
 use flowc::runtime::simulate::block_on;
 use flowc::store::Store;
 
@@ -70,15 +71,15 @@ fn main() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
-    let mut store = Store::open(&db, flowc::store::Durability::BeforeEachDial).unwrap();
+    let mut store = Store::open(&db, Durability::BeforeEachDial).unwrap();
     let start = Utc::now() + Duration::seconds(1);
     store
-        .begin(&program, start, false, flowc::store::Kind::Run)
+        .begin(&program, start, false, flowc::record::Kind::Run)
         .unwrap();
     let t = Instant::now();
     let results = block_on(
         Engine::new(flow, &import.contacts, &dialer, &WallClock, start)
-            .store(&mut store)
+            .journal(&mut store, Durability::BeforeEachDial)
             .run(),
     )
     .unwrap();

@@ -11,6 +11,7 @@ pub mod ir;
 pub mod lsp;
 pub mod messaging;
 pub mod plan;
+pub mod record;
 pub mod report;
 pub mod runtime;
 pub mod server;

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::contacts::{spreadsheet_safe, Contact};
 use crate::ir::{self, Outcome};
-use crate::runtime::engine::ContactResult;
+use crate::record::{ContactResult, Status};
 use crate::store::StoredMessage;
 
 pub mod html;
@@ -128,20 +128,20 @@ fn reached(c: &ContactResult, k: usize) -> bool {
     a.outcome == Outcome::Answered
         || (a.outcome == Outcome::Voicemail
             && k + 1 == c.attempts.len()
-            && c.state() == "completed")
+            && c.status() == Status::Completed)
 }
 
 pub fn metrics(contacts: &[&ContactResult]) -> Metrics {
     let total = contacts.len() as u64;
-    let count = |state: &str| contacts.iter().filter(|c| c.state() == state).count() as u64;
+    let count = |status: Status| contacts.iter().filter(|c| c.status() == status).count() as u64;
     let completed: Vec<&&ContactResult> = contacts
         .iter()
-        .filter(|c| c.state() == "completed")
+        .filter(|c| c.status() == Status::Completed)
         .collect();
-    let skipped = count("skipped");
-    let pending = count("pending");
-    let in_progress = count("in_progress");
-    let failed = count("failed");
+    let skipped = count(Status::Skipped);
+    let pending = count(Status::Pending);
+    let in_progress = count(Status::InProgress);
+    let failed = count(Status::Failed);
     let finished = completed.len() as u64 + failed + skipped;
     let calls: u64 = contacts.iter().map(|c| c.attempts.len() as u64).sum();
     let completed_attempts: u64 = completed.iter().map(|c| c.attempts.len() as u64).sum();
@@ -179,7 +179,7 @@ pub fn metrics(contacts: &[&ContactResult]) -> Metrics {
     let mut end_reasons: BTreeMap<String, u64> = BTreeMap::new();
     for c in contacts {
         *end_reasons
-            .entry(format!("{}: {}", c.state(), c.reason()))
+            .entry(format!("{}: {}", c.status(), c.reason()))
             .or_default() += 1;
     }
     let bucket = |key: String, (d, a): (u64, u64)| Bucket {
@@ -508,7 +508,7 @@ pub fn contacts_csv(
     for (c, contact) in contacts
         .iter()
         .zip(list)
-        .filter(|(c, _)| !only_failed || c.state() == "failed")
+        .filter(|(c, _)| !only_failed || c.status() == Status::Failed)
     {
         let history: Vec<String> = c
             .attempts
@@ -533,7 +533,7 @@ pub fn contacts_csv(
             c.line.to_string(),
             c.zone.name().to_string(),
             flow.arms[c.arm].name.clone(),
-            c.state().to_string(),
+            c.status().to_string(),
             c.reason().to_string(),
             c.attempts.len().to_string(),
             c.attempts
@@ -587,7 +587,7 @@ pub fn follow_up_csv(
             c.phone.clone(),
             written(c, contact).to_string(),
             c.line.to_string(),
-            c.state().to_string(),
+            c.status().to_string(),
             c.reason().to_string(),
         ];
         export.row(row, contact);

@@ -7,5 +7,6 @@ pub mod clock;
 pub mod engine;
 pub mod eval;
 pub mod interpreter;
+pub mod journal;
 pub mod scenario;
 pub mod simulate;

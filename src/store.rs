@@ -20,9 +20,13 @@ use chrono_tz::Tz;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::contacts::Contact;
+use crate::ir::ArmId;
 use crate::ir::{self, Outcome, TransferOutcome};
-use crate::runtime::engine::ContactResult;
-use crate::runtime::interpreter::{Attempt, End, Message, MessageKind};
+use crate::record::{
+    CallEnd, Campaign, CampaignState, ContactResult, End, Ending, History, Kind, Message,
+    MessageKind, StoredAttempt,
+};
+use crate::runtime::journal::{ContactId, Durability, Journal};
 use file::{connect, create, recognise, uri_path, Found, Lock};
 use writer::write_ops;
 
@@ -143,33 +147,6 @@ SELECT
         AND NOT EXISTS (SELECT 1 FROM ends e WHERE e.contact = a.contact)) AS in_progress;
 ";
 
-/// How a store makes its commits last.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Durability {
-    /// Every commit is on disk before it returns (`synchronous=FULL`): an
-    /// attempt row survives a power loss before its dial. For real runs.
-    BeforeEachDial,
-    /// Commits survive a crash of the process, not of the machine
-    /// (`synchronous=NORMAL`). For simulations, which dial nobody.
-    Batched,
-}
-
-/// What a campaign is: real dials on the wall clock, or a simulation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Run,
-    Simulation,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Run => "run",
-            Kind::Simulation => "simulation",
-        }
-    }
-}
-
 /// Why a store cannot be used.
 #[derive(Debug)]
 pub enum StoreError {
@@ -266,6 +243,11 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// A campaign state as the store wrote it.
+fn campaign_state(name: &str) -> Result<CampaignState, StoreError> {
+    CampaignState::parse(name).ok_or_else(|| corrupt(format!("the campaign is \"{name}\"")))
+}
+
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
@@ -303,65 +285,6 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
         .map_err(corrupt)
 }
 
-/// What the store holds of a campaign when a run begins.
-#[derive(Debug)]
-pub struct Campaign {
-    pub started_at: DateTime<Utc>,
-    /// The stored contacts, in id order (a contact's id is its place).
-    pub contacts: Vec<Contact>,
-    /// What each stored contact did so far, by id.
-    pub history: Vec<History>,
-    /// The flow was migrated to a new version by this call.
-    pub migrated: bool,
-    /// The stored campaign had finished (before this call resumed it).
-    pub finished: bool,
-    /// An unfinished simulation was cleared to run again from its start.
-    pub restarted: bool,
-    /// The campaign's last instant when it last stopped, on its own clock.
-    pub finish: Option<DateTime<Utc>>,
-}
-
-/// A stored contact's past: its arm, its end if it ended, its attempts with
-/// the replies they got.
-#[derive(Clone, Debug, Default)]
-pub struct History {
-    pub arm: usize,
-    pub end: Option<End>,
-    pub path: Vec<String>,
-    pub attempts: Vec<StoredAttempt>,
-    pub opted_out: bool,
-}
-
-impl History {
-    /// The contact's result as the store holds it. An attempt with a start
-    /// and no end counts as `unknown`, and its contact as in progress.
-    pub fn result(&self, c: &Contact, flow: &ir::Flow) -> ContactResult {
-        let step = |name: &str| flow.steps.iter().position(|s| s.name == name);
-        ContactResult {
-            line: c.line,
-            in_progress: self.end.is_none() && self.attempts.iter().any(|a| a.ended_at.is_none()),
-            zone: c.zones.first().copied().unwrap_or(Tz::UTC),
-            phone: c.phone.clone(),
-            arm: self.arm,
-            end: self.end.clone(),
-            attempts: self
-                .attempts
-                .iter()
-                .map(|a| Attempt {
-                    number: a.number,
-                    step: step(&a.step).unwrap_or(flow.entry),
-                    started_at: a.started_at,
-                    ended_at: a.ended_at.unwrap_or(a.started_at),
-                    outcome: a.outcome.unwrap_or(Outcome::Unknown),
-                    sip_status: a.sip.as_ref().map(|s| s.0),
-                })
-                .collect(),
-            path: self.path.iter().filter_map(|n| step(n)).collect(),
-            messages: None,
-        }
-    }
-}
-
 /// A message or flag as the store keeps it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredMessage {
@@ -373,30 +296,6 @@ pub struct StoredMessage {
     pub recipient: Option<String>,
     /// unsent (no adapter sends yet), or open for a flag.
     pub status: String,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct StoredAttempt {
-    pub number: u32,
-    pub step: String,
-    pub started_at: DateTime<Utc>,
-    pub caller_id: Option<String>,
-    /// `None`: the dial started and its end was never recorded.
-    pub ended_at: Option<DateTime<Utc>>,
-    pub outcome: Option<Outcome>,
-    pub keys: Vec<Option<String>>,
-    pub transfers: Vec<TransferOutcome>,
-    pub sip: Option<(u16, String)>,
-}
-
-/// How a dialled call ended, as its attempt row keeps it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CallEnd {
-    pub ended_at: DateTime<Utc>,
-    pub outcome: Outcome,
-    pub keys: Vec<Option<String>>,
-    pub transfers: Vec<TransferOutcome>,
-    pub sip: Option<(u16, String)>,
 }
 
 /// A write the engine asked for, kept until the next `flush`.
@@ -439,8 +338,8 @@ enum Op {
 pub struct Overview {
     pub flow: String,
     pub simulation: bool,
-    /// running, paused, finished or cancelled, as the last run left it.
-    pub state: String,
+    /// As the last run left it.
+    pub state: CampaignState,
     pub started_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finish: Option<DateTime<Utc>>,
@@ -614,6 +513,12 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
+        let stored = match stored {
+            Some((hash, started, state, format, kind)) => {
+                Some((hash, started, campaign_state(&state)?, format, kind))
+            }
+            None => None,
+        };
         let flow = program.flow.as_ref().map_or("", |f| f.name.as_str());
         let ir = serde_json::to_string(program).expect("the IR always serialises");
         let now = time(Utc::now());
@@ -633,13 +538,13 @@ impl Store {
                     ir::FORMAT_VERSION
                 )))
             }
-            Some((hash, _, state, _, _)) if hash != program.source_hash && !migrate && !(kind == Kind::Simulation && state != "finished") => {
+            Some((hash, _, state, _, _)) if hash != program.source_hash && !migrate && !(kind == Kind::Simulation && state != CampaignState::Finished) => {
                 return Err(StoreError::OtherFlow {
                     stored: hash,
                     given: program.source_hash.clone(),
                 })
             }
-            Some((_, _, state, _, _)) if kind == Kind::Simulation && state != "finished" => {
+            Some((_, _, state, _, _)) if kind == Kind::Simulation && state != CampaignState::Finished => {
                 let tx = self.conn.transaction()?;
                 tx.execute_batch(
                     "DELETE FROM messages; DELETE FROM ends; DELETE FROM attempts; DELETE FROM contacts;",
@@ -653,11 +558,11 @@ impl Store {
                 restarted = true;
                 (started_at, false)
             }
-            Some((_, _, state, _, _)) if state == "cancelled" => {
+            Some((_, _, CampaignState::Cancelled, _, _)) => {
                 return Err(StoreError::Cancelled)
             }
             Some((hash, started, state, _, _)) => {
-                finished = state == "finished";
+                finished = state == CampaignState::Finished;
                 let migrated = hash != program.source_hash;
                 if migrated {
                     self.conn.execute(
@@ -794,10 +699,10 @@ impl Store {
         });
     }
 
-    pub fn contact_ended(&mut self, id: usize, state: &'static str, reason: &str, path: &[&str]) {
+    pub fn contact_ended(&mut self, id: usize, ending: Ending, reason: &str, path: &[&str]) {
         self.ops.push(Op::ContactEnded {
             id,
-            state,
+            state: ending.name(),
             reason: reason.to_string(),
             path: serde_json::to_string(path).expect("names serialise"),
         });
@@ -913,12 +818,16 @@ impl Store {
 
     /// Marks the campaign paused or finished (after a flush) and releases
     /// its lock.
-    pub fn set_state(&mut self, state: &str, finish: DateTime<Utc>) -> Result<(), StoreError> {
+    pub fn set_state(
+        &mut self,
+        state: CampaignState,
+        finish: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         self.sync()?;
         self.conn.execute(
             "UPDATE campaign SET state = ?1, updated_at = ?2, \
              finish = max(coalesce(finish, ?3), ?3) WHERE id = 1",
-            params![state, time(Utc::now()), time(finish)],
+            params![state.name(), time(Utc::now()), time(finish)],
         )?;
         self.release();
         Ok(())
@@ -1021,7 +930,7 @@ impl Store {
         Ok(Overview {
             flow,
             simulation: kind == "simulation",
-            state,
+            state: campaign_state(&state)?,
             started_at: parse_time(&started)?,
             updated_at: parse_time(&updated)?,
             finish: finish.as_deref().map(parse_time).transpose()?,
@@ -1102,11 +1011,12 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The campaign's state: running, paused, finished or cancelled.
-    pub fn state(&self) -> Result<String, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT state FROM campaign WHERE id = 1", [], |r| r.get(0))?)
+    /// The campaign's state.
+    pub fn state(&self) -> Result<CampaignState, StoreError> {
+        let name: String =
+            self.conn
+                .query_row("SELECT state FROM campaign WHERE id = 1", [], |r| r.get(0))?;
+        campaign_state(&name)
     }
 
     /// Every attempt as (number dialled, attempt, outcome; `None` without an end).
@@ -1285,15 +1195,15 @@ fn read_contacts(
         });
         history.push(History {
             arm: r.get::<_, i64>(5)? as usize,
-            end: (state != "pending").then(|| End {
-                completed: state == "completed",
-                reason: r
-                    .get::<_, Option<String>>(7)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default(),
-                skipped: state == "skipped",
-            }),
+            end: match state.as_str() {
+                "pending" => None,
+                name => {
+                    let ending = Ending::parse(name)
+                        .ok_or_else(|| corrupt(format!("a contact ended \"{name}\"")))?;
+                    let reason: Option<String> = r.get(7)?;
+                    Some(End::new(ending, reason.unwrap_or_default()))
+                }
+            },
             path: path
                 .map(|p| serde_json::from_str(&p).map_err(corrupt))
                 .transpose()?
@@ -1303,4 +1213,56 @@ fn read_contacts(
         });
     }
     Ok((contacts, history))
+}
+
+impl Journal for Store {
+    fn begin(
+        &mut self,
+        program: &ir::Program,
+        started_at: DateTime<Utc>,
+        migrate: bool,
+        kind: Kind,
+    ) -> Result<Campaign, StoreError> {
+        Store::begin(self, program, started_at, migrate, kind)
+    }
+
+    fn contact_added(&mut self, id: ContactId, contact: &Contact, arm: ArmId) {
+        self.add_contact(id.index(), contact, arm);
+    }
+
+    fn attempt_started(&mut self, id: ContactId, attempt: StoredAttempt) {
+        Store::attempt_started(self, id.index(), attempt);
+    }
+
+    fn attempt_ended(&mut self, id: ContactId, number: u32, end: CallEnd) {
+        Store::attempt_ended(self, id.index(), number, end);
+    }
+
+    fn contact_ended(&mut self, id: ContactId, ending: Ending, reason: &str, path: &[&str]) {
+        Store::contact_ended(self, id.index(), ending, reason, path);
+    }
+
+    fn opted_out(&mut self, id: ContactId) {
+        Store::opted_out(self, id.index());
+    }
+
+    fn message(&mut self, id: ContactId, message: &Message) {
+        Store::message(self, id.index(), message);
+    }
+
+    fn pending_writes(&self) -> usize {
+        Store::pending_writes(self)
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        Store::flush(self)
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        Store::sync(self)
+    }
+
+    fn set_state(&mut self, state: CampaignState, finish: DateTime<Utc>) -> Result<(), StoreError> {
+        Store::set_state(self, state, finish)
+    }
 }

@@ -10,10 +10,12 @@ use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 
 use crate::contacts::Contact;
 use crate::ir;
+use crate::record::{History, Kind};
 use crate::report;
 use crate::runtime::engine::Results;
 use crate::runtime::interpreter;
-use crate::store::{Durability, History, Kind, Store};
+use crate::runtime::journal::Durability;
+use crate::store::Store;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportFormat {
@@ -422,7 +424,7 @@ fn journal_lines(out: &mut impl Write, flow: &ir::Flow, results: &Results) -> st
                     .iter()
                     .map(|s| flow.steps[*s].name.as_str())
                     .collect::<Vec<_>>());
-                line["end"] = serde_json::json!({ "state": c.state(), "reason": c.end.as_ref().map(|e| e.reason.as_str()) });
+                line["end"] = serde_json::json!({ "state": c.status().name(), "reason": c.end.as_ref().map(|e| e.reason.as_str()) });
             }
             writeln!(out, "{line}")?;
         }

@@ -15,11 +15,12 @@ use crate::dialer::script::ScriptDialer;
 use crate::dialer::sip::{Prompts, SipDialer, Trunk};
 use crate::dialer::{Dialer, SimDialer};
 use crate::messaging::{BridgeSms, DynCourier, Outbox, SmtpCourier};
+use crate::record::{CampaignState, Kind};
 use crate::runtime::clock::WallClock;
 use crate::runtime::engine::{Engine, Progress, Results};
+use crate::runtime::journal::Durability;
 use crate::server::Control;
 use crate::store::outbox::OutboxStore;
-use crate::store::Kind;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -291,7 +292,7 @@ fn drive<D: Dialer + Adapter>(
         .pause_on(paused)
         .stop_on(stopped)
         .migrating(args.common.migrate)
-        .store(&mut store);
+        .journal(&mut store, Durability::BeforeEachDial);
     let bar_for_signal = bar.clone();
     let grace = args.grace;
     let results = runtime.block_on(async move {
@@ -333,9 +334,9 @@ fn drive<D: Dialer + Adapter>(
     }
     unsent_note(&args.db, smtp.is_some(), sms.is_some());
     let state = if results.paused_at.is_some() {
-        "paused"
+        CampaignState::Paused
     } else {
-        "finished"
+        CampaignState::Finished
     };
     if let Err(e) = store.set_state(state, results.finish) {
         return usage(format!("{}: {e}", args.db.display()));
@@ -357,9 +358,10 @@ fn drive<D: Dialer + Adapter>(
     }
     if !quiet && (args.common.format == ReportFormat::Table || results.paused_by_operator) {
         eprintln!(
-            "{}: the run is {state}{}",
+            "{}: the run is {}{}",
             args.db.display(),
-            if state == "paused" {
+            state.name(),
+            if state == CampaignState::Paused {
                 "; run the same command to resume it"
             } else {
                 ""

@@ -7,10 +7,11 @@ use chrono::{TimeZone, Utc};
 
 use super::campaign::{self, usage, ReportFormat};
 use crate::dialer::{Model, SimDialer};
+use crate::record::{CampaignState, Kind};
 use crate::runtime::clock::VirtualClock;
 use crate::runtime::engine::Engine;
+use crate::runtime::journal::Durability;
 use crate::runtime::simulate::block_on;
-use crate::store::Kind;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -74,7 +75,7 @@ pub fn run(args: Args) -> ExitCode {
         .on_opt_out(campaign::opt_out_writer(args.common.dnc.as_deref()))
         .migrating(args.common.migrate);
     if let Some(s) = store.as_mut() {
-        engine = engine.store(s);
+        engine = engine.journal(s, Durability::Batched);
     }
     let results = match block_on(engine.run()) {
         Ok(mut r) => {
@@ -85,9 +86,9 @@ pub fn run(args: Args) -> ExitCode {
     };
     if let Some(s) = store.as_mut() {
         let state = if results.paused_at.is_some() {
-            "paused"
+            CampaignState::Paused
         } else {
-            "finished"
+            CampaignState::Finished
         };
         if let Err(e) = s.set_state(state, results.finish) {
             return usage(format!("the store: {e}"));

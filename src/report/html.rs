@@ -10,7 +10,7 @@ use chrono::{Datelike, Timelike};
 
 use super::{patterns, percent, Report};
 use crate::ir::{self, Outcome};
-use crate::runtime::engine::ContactResult;
+use crate::record::ContactResult;
 
 /// Okabe–Ito: blue, orange, bluish green, vermillion, reddish purple, sky
 /// blue, yellow, grey.

@@ -17,7 +17,7 @@ use super::{percent, two_proportion_p};
 use crate::calendar::phone;
 use crate::contacts::Contact;
 use crate::ir::{self, Outcome, Type, Value};
-use crate::runtime::engine::ContactResult;
+use crate::record::{ContactResult, Status};
 
 /// The smallest group that may be flagged.
 pub const MIN_GROUP: u64 = 20;
@@ -167,7 +167,7 @@ pub fn failure_patterns(
     let finished: Vec<(&Contact, &ContactResult)> = list
         .iter()
         .zip(results)
-        .filter(|(_, r)| matches!(r.state(), "completed" | "failed"))
+        .filter(|(_, r)| matches!(r.status(), Status::Completed | Status::Failed))
         .collect();
     let mut out = Vec::new();
     // Counts by each finished contact's key (none: not counted); `None`
@@ -178,7 +178,7 @@ pub fn failure_patterns(
             let Some(k) = k else { continue };
             let e = counts.entry(k).or_default();
             e.0 += 1;
-            e.1 += u64::from(r.state() == "failed");
+            e.1 += u64::from(r.status() == Status::Failed);
             if counts.len() > most {
                 return None;
             }
@@ -239,7 +239,7 @@ pub fn failure_patterns(
             let key = last_status(r).map_or_else(|| "none".to_string(), |s| s.to_string());
             let e = statuses.entry(key).or_default();
             e.0 += 1;
-            e.1 += u64::from(r.state() == "failed");
+            e.1 += u64::from(r.status() == Status::Failed);
         }
         out.extend(pattern(
             "sipStatus",
@@ -291,7 +291,7 @@ pub fn flagged(patterns: &[Pattern]) -> Vec<(&Pattern, &Group)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::interpreter::{Attempt, End};
+    use crate::record::{Attempt, End, Ending};
 
     /// 40 contacts: those whose last call got 404 fail, the 200s complete.
     fn campaign(statuses: &[Option<u16>]) -> (Vec<Contact>, Vec<ContactResult>) {
@@ -313,11 +313,14 @@ mod tests {
                 phone,
                 zone: chrono_tz::Tz::UTC,
                 arm: 0,
-                end: Some(End {
-                    completed: !failed,
-                    skipped: false,
-                    reason: String::new(),
-                }),
+                end: Some(End::new(
+                    if failed {
+                        Ending::Failed
+                    } else {
+                        Ending::Completed
+                    },
+                    "",
+                )),
                 in_progress: false,
                 attempts: vec![Attempt {
                     number: 1,

@@ -1,20 +1,25 @@
 //! The campaign engine: every contact's run of a flow, driven by one loop on
-//! a `Clock`, calling through a `Dialer`, journalled in a `Store`. The same
+//! a `Clock`, calling through a `Dialer`, journalled in a `Journal`. The same
 //! code runs `flowc run` (wall clock, real waits) and `flowc simulate`
 //! (virtual clock: it jumps to the next event once no call is under way).
 //!
-//! Contacts wait in a heap until their dial is due, then in a first-come
-//! queue until a line is free and the pace allows a dial: the scheduler is
-//! fair by due time, and concurrency and rate are hard limits. Contacts not
-//! yet begun are all due at the campaign's start, so they are begun (in list
-//! order) before the queue's later arrivals; one whose first dial is not due
-//! yet is parked as a bare heap entry and begun again when due, so a large
-//! list costs memory only for the contacts under way.
+//! Each contact is in one [`ContactState`]. Contacts wait in a heap until
+//! their dial is due, then in a first-come queue until the [`Pacer`] allows
+//! a dial: the scheduler is fair by due time, and concurrency and rate are
+//! hard limits. Contacts not yet begun are all due at the campaign's start,
+//! so they are begun (in list order) before the queue's later arrivals; one
+//! whose next dial is not due yet is parked with its attempts alone and
+//! rebuilt by replay when due, so a large list costs memory only for the
+//! contacts under way.
 //!
-//! Every attempt is written to the store before its dial (the writes of one
-//! instant are flushed together, then the calls start) and completed after
-//! the call with what the recipient did; a resumed run replays those replies
-//! through the interpreter, so a contact continues exactly where it stopped.
+//! Every attempt is journalled before its dial (under
+//! `Durability::BeforeEachDial` the writes of one instant are committed
+//! together, then the calls start) and completed after the call with what
+//! the recipient did; a resumed run replays those replies through the
+//! interpreter, so a contact continues exactly where it stopped.
+
+mod observer;
+mod pacer;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet, VecDeque};
@@ -22,76 +27,24 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::clock::Clock;
-use super::interpreter::{self, Attempt, End, Prompt, Reply, Request, Run, Schedules};
+use super::interpreter::{self, Prompt, Reply, Request, Run, Schedules};
+use super::journal::{ContactId, Durability, Journal};
 use crate::contacts::Contact;
 use crate::dialer::{Ask, Call, CallId, Dialer, Dialled};
 use crate::ir::{self, ArmId, Outcome, StepId, TransferOutcome, Value};
-use crate::store::{CallEnd, History, Store, StoreError, StoredAttempt};
+use crate::record::{Attempt, CallEnd, ContactResult, End, Ending, History, StoredAttempt};
+use crate::store::StoreError;
+use observer::Observer;
+pub use observer::{Lateness, Progress, LATENESS_BOUNDS_MS};
+use pacer::{Pace, Pacer};
 
-/// What became of one contact.
-#[derive(Clone, Debug)]
-pub struct ContactResult {
-    pub line: usize,
-    pub phone: String,
-    pub zone: Tz,
-    pub arm: ArmId,
-    /// How the contact ended; `None` while it has not (a paused campaign).
-    pub end: Option<End>,
-    /// A call of this contact was under way when the run stopped (read
-    /// from a store while a run goes on, or after a crash).
-    pub in_progress: bool,
-    pub attempts: Vec<Attempt>,
-    pub path: Vec<StepId>,
-    /// What the run said and sent, when it did (most contacts of a large
-    /// campaign send nothing, so this costs them a null pointer).
-    pub messages: Option<Box<Messages>>,
-}
-
-/// What a contact's run said, sent and flagged.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Messages {
-    pub said: Vec<String>,
-    pub sms: Vec<String>,
-    pub emails: Vec<String>,
-    pub flags: Vec<String>,
-    /// The SMS, e-mails and flags, with recipients and attempts.
-    pub outbox: Vec<interpreter::Message>,
-}
-
-impl Messages {
-    fn of(journal: &mut interpreter::Journal) -> Option<Box<Messages>> {
-        let m = Messages {
-            said: std::mem::take(&mut journal.said),
-            sms: std::mem::take(&mut journal.sms),
-            emails: std::mem::take(&mut journal.emails),
-            flags: std::mem::take(&mut journal.flags),
-            outbox: std::mem::take(&mut journal.outbox),
-        };
-        (m != Messages::default()).then(|| Box::new(m))
-    }
-}
-
-impl ContactResult {
-    /// pending, in_progress, completed, failed or skipped.
-    pub fn state(&self) -> &'static str {
-        match &self.end {
-            None if self.in_progress => "in_progress",
-            None => "pending",
-            Some(e) if e.skipped => "skipped",
-            Some(e) if e.completed => "completed",
-            Some(_) => "failed",
-        }
-    }
-
-    pub fn reason(&self) -> &str {
-        self.end.as_ref().map_or("", |e| e.reason.as_str())
-    }
-}
+/// A virtual clock's writes are handed over once this many are waiting.
+const BATCHED_WRITES: usize = 200_000;
 
 /// What a run did.
 #[derive(Debug)]
@@ -112,69 +65,63 @@ pub struct Results {
     pub lateness_ms: Vec<f64>,
 }
 
-/// Live counters, for a progress display. They always sum to `total`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Progress {
-    pub total: u64,
-    pub completed: u64,
-    pub failed: u64,
-    pub skipped: u64,
-    pub pending: u64,
-    pub in_progress: u64,
-    pub calls: u64,
-    /// How late the dials of this run started after their due instants.
-    pub lateness: Lateness,
+/// Where a contact is in the campaign.
+enum ContactState<'a> {
+    /// Not begun yet: the list's contacts from `Engine::unstarted` on.
+    Unstarted,
+    /// Waiting for its next dial with only its attempts kept: its run is
+    /// rebuilt by replaying them when the dial is due. `counted`: the
+    /// entries of its path already counted for `pause campaign when`.
+    Parked {
+        attempts: Box<[Attempt]>,
+        counted: u32,
+    },
+    /// Waiting in the heap for a dial due at `due`, its run kept.
+    Waiting {
+        live: Box<Live<'a>>,
+        due: DateTime<Utc>,
+    },
+    /// Its dial is due: in the ready queue until a line and the pace allow it.
+    Ready {
+        live: Box<Live<'a>>,
+        due: DateTime<Utc>,
+    },
+    /// A call under way.
+    OnCall {
+        live: Box<Live<'a>>,
+        line: Box<Line>,
+    },
+    /// Ended; its result is in `Engine::results`. Also the placeholder
+    /// while a state is being changed.
+    Done,
 }
 
-/// A histogram of dial lateness: how many dials started within each bound.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Lateness {
-    /// Dials at most `LATENESS_BOUNDS_MS[k]` late, per bound (not cumulative).
-    pub within: [u64; LATENESS_BOUNDS_MS.len()],
-    /// Dials later than the last bound.
-    pub beyond: u64,
-    /// The sum of every dial's lateness, in microseconds.
-    pub sum_us: u64,
-}
-
-/// The bounds of [`Lateness`], in milliseconds.
-pub const LATENESS_BOUNDS_MS: [u64; 9] = [1, 5, 10, 25, 50, 100, 250, 1000, 5000];
-
-impl Lateness {
-    pub fn record(&mut self, late_us: u64) {
-        match LATENESS_BOUNDS_MS.iter().position(|b| late_us <= b * 1000) {
-            Some(k) => self.within[k] += 1,
-            None => self.beyond += 1,
-        }
-        self.sum_us += late_us;
-    }
-
-    pub fn count(&self) -> u64 {
-        self.within.iter().sum::<u64>() + self.beyond
-    }
-
-    pub fn add(&mut self, other: &Lateness) {
-        for (a, b) in self.within.iter_mut().zip(other.within) {
-            *a += b;
-        }
-        self.beyond += other.beyond;
-        self.sum_us += other.sum_us;
-    }
+/// A contact whose run is in memory.
+struct Live<'a> {
+    run: Run<'a>,
+    /// Its calls had in-call replies (keys, transfers), which its attempts
+    /// alone cannot replay: it is never parked.
+    replies_in_call: bool,
+    /// The entries of its path already counted for `pause campaign when`.
+    counted: u32,
+    /// It waited for a line or the pace (wall clock): its lateness counts
+    /// from when one freed up.
+    held: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
-    /// The contact's pending request is due (or, without a run, its first dial).
-    Due,
+    /// The contact's next dial is due.
+    Due(ContactId),
     /// The contact's call has lasted as long as the dialer said.
-    CallEnded,
+    CallEnded(ContactId),
     /// The pace allows another dial.
     Wake,
 }
 
-/// An event for a contact at an instant; the sequence number keeps events of
-/// one instant in the order they were scheduled (fair by due time).
-type Scheduled = (DateTime<Utc>, u64, usize, Event);
+/// An event at an instant; the sequence number keeps events of one instant
+/// in the order they were scheduled (fair by due time).
+type Scheduled = (DateTime<Utc>, u64, Event);
 
 /// What a dialer's future brought back.
 enum Io {
@@ -185,9 +132,8 @@ enum Io {
 }
 
 type OnOptOut<'a> = Box<dyn FnMut(&str) + 'a>;
-type OnProgress<'a> = Box<dyn FnMut(&Progress, DateTime<Utc>) + 'a>;
 
-type IoFuture<'a> = Pin<Box<dyn Future<Output = (usize, Io)> + 'a>>;
+type IoFuture<'a> = Pin<Box<dyn Future<Output = (ContactId, Io)> + 'a>>;
 
 /// A call under way.
 struct Line {
@@ -206,11 +152,11 @@ pub struct Engine<'a, C: Clock, D: Dialer> {
     list: &'a [Contact],
     dialer: &'a D,
     clock: &'a C,
-    store: Option<&'a mut Store>,
+    journal: Option<&'a mut dyn Journal>,
+    durability: Durability,
     history: Vec<History>,
     do_not_call: HashSet<String>,
     on_opt_out: Option<OnOptOut<'a>>,
-    on_progress: Option<OnProgress<'a>>,
     pause: Option<tokio::sync::watch::Receiver<bool>>,
     stop: Option<tokio::sync::watch::Receiver<bool>>,
     /// Replaying a stored history need not reach the stored steps (`--migrate`).
@@ -218,47 +164,25 @@ pub struct Engine<'a, C: Clock, D: Dialer> {
     jitter: bool,
     schedules: Schedules,
     start: DateTime<Utc>,
-    // Boxed: a slot per contact costs a pointer until the contact is under way.
-    runs: Vec<Option<Box<Run<'a>>>>,
-    pending: Vec<Option<Box<Request>>>,
-    lines: Vec<Option<Box<Line>>>,
-    /// Contacts waiting for a retry keep only their attempts; their run is
-    /// rebuilt by replaying them when the retry is due.
-    parked: Vec<Option<Box<[Attempt]>>>,
-    /// Contacts whose calls had in-call replies (keys, transfers): their
-    /// runs stay in memory, since the attempts alone cannot replay them.
-    in_call: Vec<bool>,
+    /// Every contact's state, by id.
+    contacts: Vec<ContactState<'a>>,
+    /// What became of each ended contact, by id.
     results: Vec<Option<ContactResult>>,
     queue: BinaryHeap<Reverse<Scheduled>>,
     seq: u64,
     /// Contacts whose dial is due, waiting for a line or for the pace.
-    ready: VecDeque<usize>,
+    ready: VecDeque<ContactId>,
     /// The first contact not begun yet; all before it were.
     unstarted: usize,
-    in_flight: usize,
     io: FuturesUnordered<IoFuture<'a>>,
-    concurrency: Option<usize>,
-    rate: Option<(usize, Duration)>,
-    recent_dials: VecDeque<DateTime<Utc>>,
-    /// A wake-up is scheduled for when the pace allows the next dial.
-    wake_pending: bool,
+    pacer: Pacer,
+    observer: Observer<'a>,
     finish: DateTime<Utc>,
     /// The step and count that pause the campaign, and how often it was reached.
     pause_when: Option<(StepId, u32)>,
     reached: u32,
-    /// Path entries already counted, per contact.
-    counted: Vec<u32>,
     paused_at: Option<DateTime<Utc>>,
     paused_by_operator: bool,
-    progress: Progress,
-    lateness_ms: Vec<f64>,
-    /// When each dial of the batch being placed was due (wall clock).
-    due_at: Vec<DateTime<Utc>>,
-    /// Contacts that waited for a line or the pace (wall clock only), and
-    /// when one last freed up: their lateness counts from then.
-    held: Vec<bool>,
-    unstarted_held: bool,
-    freed_at: DateTime<Utc>,
 }
 
 impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
@@ -277,61 +201,39 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             list,
             dialer,
             clock,
-            store: None,
+            journal: None,
+            durability: Durability::BeforeEachDial,
             history: Vec::new(),
             do_not_call: HashSet::new(),
             on_opt_out: None,
-            on_progress: None,
             pause: None,
             stop: None,
             migrating: false,
             jitter: true,
             schedules: Schedules::default(),
             start,
-            runs: (0..n).map(|_| None).collect(),
-            pending: vec![None; n],
-            lines: (0..n).map(|_| None).collect(),
-            parked: (0..n).map(|_| None).collect(),
-            in_call: vec![false; n],
+            contacts: (0..n).map(|_| ContactState::Unstarted).collect(),
             results: vec![None; n],
             queue: BinaryHeap::new(),
             seq: 0,
             ready: VecDeque::new(),
             unstarted: 0,
-            in_flight: 0,
             io: FuturesUnordered::new(),
-            concurrency: flow.concurrency.map(|c| c as usize),
-            rate: flow.rate.map(|r| {
-                (
-                    r.count as usize,
-                    Duration::seconds(i64::from(r.per_seconds)),
-                )
-            }),
-            recent_dials: VecDeque::new(),
-            wake_pending: false,
+            pacer: Pacer::of(flow),
+            observer: Observer::new(n, !clock.is_virtual(), start),
             finish: start,
             pause_when: flow.pause_when.map(|p| (p.step, p.times)),
             reached: 0,
-            counted: vec![0; n],
             paused_at: None,
             paused_by_operator: false,
-            progress: Progress {
-                total: n as u64,
-                pending: n as u64,
-                ..Progress::default()
-            },
-            lateness_ms: Vec::new(),
-            due_at: Vec::new(),
-            held: Vec::new(),
-            unstarted_held: false,
-            freed_at: start,
         }
     }
 
-    /// Journals the run in `store`: contacts beyond the stored ones are
-    /// added, each attempt is written before its dial.
-    pub fn store(mut self, store: &'a mut Store) -> Self {
-        self.store = Some(store);
+    /// Journals the run: contacts beyond the stored ones are added, each
+    /// attempt is written before its dial and lasts as `durability` says.
+    pub fn journal(mut self, journal: &'a mut dyn Journal, durability: Durability) -> Self {
+        self.journal = Some(journal);
+        self.durability = durability;
         self
     }
 
@@ -357,7 +259,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
     /// Told the counters as the run goes (on the wall clock, after every
     /// change; on a virtual clock, now and then).
     pub fn on_progress(mut self, f: impl FnMut(&Progress, DateTime<Utc>) + 'a) -> Self {
-        self.on_progress = Some(Box::new(f));
+        self.observer.listen(Box::new(f));
         self
     }
 
@@ -388,46 +290,65 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
         self
     }
 
-    fn push(&mut self, at: DateTime<Utc>, i: usize, e: Event) {
+    fn push(&mut self, at: DateTime<Utc>, event: Event) {
         self.seq += 1;
-        self.queue.push(Reverse((at, self.seq, i, e)));
+        self.queue.push(Reverse((at, self.seq, event)));
     }
 
-    /// Hands the writes so far to the store's writer.
+    /// Takes a contact's state out, leaving `Done` until it is put back.
+    fn take(&mut self, id: ContactId) -> ContactState<'a> {
+        std::mem::replace(&mut self.contacts[id.index()], ContactState::Done)
+    }
+
+    fn set(&mut self, id: ContactId, state: ContactState<'a>) {
+        self.contacts[id.index()] = state;
+    }
+
+    /// The call of a contact that has one. An event about a call always
+    /// finds it: only the call's own end leaves `OnCall`.
+    fn on_call(&mut self, id: ContactId) -> (&mut Live<'a>, &mut Line) {
+        match &mut self.contacts[id.index()] {
+            ContactState::OnCall { live, line } => (live, line),
+            _ => unreachable!("contact {id} has no call under way"),
+        }
+    }
+
+    /// Hands the writes so far over to the journal.
     fn flush(&mut self) -> Result<(), StoreError> {
-        match self.store.as_deref_mut() {
-            Some(s) => s.flush(),
+        match self.journal.as_deref_mut() {
+            Some(j) => j.flush(),
             None => Ok(()),
         }
     }
 
     /// Waits until the writes so far are committed.
     fn sync(&mut self) -> Result<(), StoreError> {
-        match self.store.as_deref_mut() {
-            Some(s) => s.sync(),
+        match self.journal.as_deref_mut() {
+            Some(j) => j.sync(),
             None => Ok(()),
         }
     }
 
     /// Runs the campaign until every contact has ended or the run pauses.
     pub async fn run(mut self) -> Result<Results, StoreError> {
-        if let Some(store) = self.store.as_deref_mut() {
+        if let Some(journal) = self.journal.as_deref_mut() {
             for i in self.history.len()..self.list.len() {
                 let arm = interpreter::assign_arm(self.flow, &self.list[i].phone);
-                store.add_contact(i, &self.list[i], arm);
+                journal.contact_added(ContactId::at(i), &self.list[i], arm);
             }
         }
         self.flush()?;
         if !self.migrating {
             self.check_replay()?;
         }
+        let virtual_clock = self.clock.is_virtual();
         let mut ticks: u64 = 0;
         let mut cut_off = 0;
         loop {
             let now = self.clock.now();
             self.finish = self.finish.max(now);
             if self.stop.as_ref().is_some_and(|s| *s.borrow()) {
-                cut_off = self.in_flight;
+                cut_off = self.pacer.in_flight();
                 self.paused_at.get_or_insert(now);
                 self.paused_by_operator = true;
                 break;
@@ -438,32 +359,27 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 self.paused_at = Some(now);
                 self.paused_by_operator = true;
             }
-            while let Some(Reverse((at, _, i, event))) = self.queue.peek().copied() {
+            while let Some(Reverse((at, _, event))) = self.queue.peek().copied() {
                 if at > now {
                     break;
                 }
                 self.queue.pop();
-                self.event(i, event, now);
+                self.event(event, now);
             }
             self.dispatch(now)?;
-            let virtual_clock = self.clock.is_virtual();
-            if !virtual_clock
-                || self
-                    .store
-                    .as_ref()
-                    .is_some_and(|s| s.pending_writes() > 200_000)
-            {
+            let batch_full = self
+                .journal
+                .as_deref()
+                .is_some_and(|j| j.pending_writes() > BATCHED_WRITES);
+            if self.durability == Durability::BeforeEachDial || batch_full {
                 self.flush()?;
             }
             ticks += 1;
             if !virtual_clock || ticks % 4096 == 0 {
-                let progress = self.progress;
-                if let Some(f) = self.on_progress.as_mut() {
-                    f(&progress, now);
-                }
+                self.observer.report(now);
             }
             let stopping = self.paused_at.is_some();
-            if self.in_flight == 0
+            if self.pacer.in_flight() == 0
                 && self.io.is_empty()
                 && (stopping
                     || (self.queue.is_empty()
@@ -476,8 +392,8 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             let next = self.queue.peek().map(|Reverse((at, ..))| *at);
             if virtual_clock {
                 if !self.io.is_empty() {
-                    if let Some((i, io)) = self.io.next().await {
-                        self.io_done(i, io, self.clock.now());
+                    if let Some((id, io)) = self.io.next().await {
+                        self.io_done(id, io, self.clock.now());
                     }
                 } else if let Some(at) = next {
                     self.clock.sleep_until(at).await;
@@ -489,8 +405,8 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             tokio::select! {
                 biased;
                 _ = paused(stop) => {} // The loop's top stops.
-                Some((i, io)) = self.io.next(), if !self.io.is_empty() => {
-                    self.io_done(i, io, self.clock.now());
+                Some((id, io)) = self.io.next(), if !self.io.is_empty() => {
+                    self.io_done(id, io, self.clock.now());
                 }
                 _ = paused(pause), if !stopping => {
                     self.paused_at = Some(self.clock.now());
@@ -500,17 +416,13 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             }
         }
         self.sync()?;
-        let progress = self.progress;
-        let finish = self.finish;
-        if let Some(f) = self.on_progress.as_mut() {
-            f(&progress, finish);
-        }
+        self.observer.report(self.finish);
         // Collected in place: the results are most of a large run's memory.
         let results = std::mem::take(&mut self.results);
         let contacts = results
             .into_iter()
             .enumerate()
-            .map(|(i, r)| r.unwrap_or_else(|| self.unfinished(i)))
+            .map(|(i, r)| r.unwrap_or_else(|| self.unfinished(ContactId::at(i))))
             .collect();
         Ok(Results {
             contacts,
@@ -519,57 +431,72 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             paused_at: self.paused_at,
             paused_by_operator: self.paused_by_operator,
             cut_off,
-            lateness_ms: self.lateness_ms,
+            lateness_ms: std::mem::take(&mut self.observer.lateness_ms),
         })
     }
 
-    fn event(&mut self, i: usize, event: Event, now: DateTime<Utc>) {
+    fn event(&mut self, event: Event, now: DateTime<Utc>) {
         match event {
             Event::Wake => {
-                self.wake_pending = false;
-                self.freed_at = now;
+                self.pacer.woken();
+                self.observer.freed(now);
             }
-            Event::CallEnded => self.connected(i, now),
-            Event::Due => match self.pending[i].take() {
-                Some(request) => self.handle(i, *request, now),
-                // A parked contact: begin it again, now that its dial is due.
-                None => {
-                    if let Some(request) = self.begin(i) {
-                        self.handle(i, request, now);
+            Event::CallEnded(id) => self.connected(id, now),
+            Event::Due(id) => match self.take(id) {
+                ContactState::Waiting { live, due } => {
+                    self.set(id, ContactState::Ready { live, due });
+                    self.ready.push_back(id);
+                }
+                // A parked contact: rebuild its run, now that its dial is due.
+                parked @ ContactState::Parked { .. } => {
+                    self.set(id, parked);
+                    if let Some((live, request)) = self.begin(id) {
+                        self.handle(id, live, request, now);
                     }
                 }
+                _ => unreachable!("only a waiting or parked contact has a dial due"),
             },
         }
     }
 
-    /// Starts a contact's run and replays its stored history; `None` when
-    /// it ended before any call (stored end, do-not-call, no consent).
-    fn begin(&mut self, i: usize) -> Option<Request> {
+    fn new_run(&mut self, arm: ArmId, c: &'a Contact) -> Run<'a> {
+        let run = Run::new(self.flow, arm, c, self.start, &mut self.schedules);
+        if self.jitter {
+            run
+        } else {
+            run.without_jitter()
+        }
+    }
+
+    /// The contact's arm: stored, else drawn from its number.
+    fn arm(&self, id: ContactId) -> ArmId {
+        self.history.get(id.index()).map_or_else(
+            || interpreter::assign_arm(self.flow, &self.list[id.index()].phone),
+            |h| h.arm,
+        )
+    }
+
+    /// Starts (or rebuilds) a contact's run, replaying its stored history
+    /// or its parked attempts; `None` when it ended before any call (stored
+    /// end, do-not-call, no consent).
+    fn begin(&mut self, id: ContactId) -> Option<(Box<Live<'a>>, Request)> {
+        let i = id.index();
         let c = &self.list[i];
-        if let Some(attempts) = self.parked[i].take() {
-            let arm = self
-                .history
-                .get(i)
-                .map_or_else(|| interpreter::assign_arm(self.flow, &c.phone), |h| h.arm);
-            let mut run = Run::new(self.flow, arm, c, self.start, &mut self.schedules);
-            if !self.jitter {
-                run = run.without_jitter();
-            }
+        let arm = self.arm(id);
+        if let ContactState::Parked { attempts, counted } = self.take(id) {
+            let mut run = self.new_run(arm, c);
             let request = run.start();
             let request = replay(&mut run, request, attempts.iter().map(Replayed::from));
-            self.runs[i] = Some(Box::new(run));
-            return Some(request);
+            return Some((Box::new(Live::new(run, counted)), request));
         }
-        let history = self.history.get(i);
         // The arm comes first: a skipped contact still belongs to its arm.
-        let arm = history.map_or_else(|| interpreter::assign_arm(self.flow, &c.phone), |h| h.arm);
-        if let Some(end) = history.and_then(|h| h.end.clone()) {
+        if let Some(end) = self.history.get(i).and_then(|h| h.end.clone()) {
             self.results[i] = Some(self.history[i].result(c, self.flow));
-            self.count_end(&end);
+            self.observer.contact_ended(end.ending);
             return None;
         }
         if self.do_not_call.contains(&c.phone) {
-            self.finish_skipped(i, arm, "do_not_call");
+            self.finish_skipped(id, arm, "do_not_call");
             return None;
         }
         let consent_required = self
@@ -579,25 +506,27 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             .iter()
             .any(|p| p.require_consent);
         if consent_required && matches!(c.fields.get("consent"), Some(Value::Bool(false))) {
-            self.finish_skipped(i, arm, "no_consent");
+            self.finish_skipped(id, arm, "no_consent");
             return None;
         }
-        let mut run = Run::new(self.flow, arm, c, self.start, &mut self.schedules);
-        if !self.jitter {
-            run = run.without_jitter();
-        }
+        let mut run = self.new_run(arm, c);
         let mut request = run.start();
+        let mut live = Live::new(run, 0);
         if let Some(h) = self.history.get(i) {
-            request = replay(&mut run, request, h.attempts.iter().map(Replayed::from));
-            self.in_call[i] = h
+            request = replay(
+                &mut live.run,
+                request,
+                h.attempts.iter().map(Replayed::from),
+            );
+            live.replies_in_call = h
                 .attempts
                 .iter()
                 .any(|a| !a.keys.is_empty() || !a.transfers.is_empty());
             // An attempt whose end was never recorded is `unknown` now.
-            if let Some(store) = self.store.as_deref_mut() {
+            if let Some(journal) = self.journal.as_deref_mut() {
                 for a in h.attempts.iter().filter(|a| a.ended_at.is_none()) {
-                    store.attempt_ended(
-                        i,
+                    journal.attempt_ended(
+                        id,
                         a.number,
                         CallEnd {
                             ended_at: a.started_at,
@@ -609,10 +538,9 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                     );
                 }
             }
-            self.progress.calls += h.attempts.len() as u64;
+            self.observer.calls_made_before(h.attempts.len());
         }
-        self.runs[i] = Some(Box::new(run));
-        Some(request)
+        Some((Box::new(live), request))
     }
 
     /// Proves that the flow replays the stored run: each stored attempt of
@@ -651,133 +579,132 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
         Ok(())
     }
 
-    /// Follows a contact's requests until it waits for a dial or ends.
-    fn handle(&mut self, i: usize, mut request: Request, now: DateTime<Utc>) {
+    /// Follows a contact's requests until it waits for a dial or ends, and
+    /// puts it in the state it reached.
+    fn handle(
+        &mut self,
+        id: ContactId,
+        mut live: Box<Live<'a>>,
+        mut request: Request,
+        now: DateTime<Utc>,
+    ) {
         loop {
-            self.count_reached(i, now);
-            self.note_opt_out(i);
-            let Some(run) = self.runs[i].as_mut() else {
-                return;
-            };
+            self.count_reached(&mut live, now);
+            self.note_opt_out(id, &live.run);
             request = match request {
                 Request::Done(end) => {
-                    self.finish_run(i, end);
+                    self.finish_run(id, live, end);
                     return;
                 }
                 Request::Dial { at, .. } if at > now => {
-                    if self.in_call[i] {
-                        self.pending[i] = Some(Box::new(request));
+                    let state = if live.replies_in_call {
+                        ContactState::Waiting { live, due: at }
                     } else {
-                        // Park it: keep its attempts (none yet: nothing) and
-                        // begin it again, by replay, when the dial is due.
-                        let mut run = self.runs[i].take().expect("a run");
-                        let attempts = std::mem::take(&mut run.journal.attempts);
-                        if !attempts.is_empty() || self.history.get(i).is_some() {
-                            self.parked[i] = Some(attempts.into_boxed_slice());
+                        // Park it: keep its attempts, rebuild it when due.
+                        let Live {
+                            mut run, counted, ..
+                        } = *live;
+                        let attempts = std::mem::take(&mut run.trail.attempts);
+                        ContactState::Parked {
+                            attempts: attempts.into_boxed_slice(),
+                            counted,
                         }
-                    }
-                    self.push(at, i, Event::Due);
+                    };
+                    self.set(id, state);
+                    self.push(at, Event::Due(id));
                     return;
                 }
-                Request::Dial { .. } => {
-                    self.pending[i] = Some(Box::new(request));
-                    self.ready.push_back(i);
+                Request::Dial { at, .. } => {
+                    self.set(id, ContactState::Ready { live, due: at });
+                    self.ready.push_back(id);
                     return;
                 }
                 // In-call requests outside a call (the checker forbids them):
                 // nobody is there to answer.
-                Request::Gather { .. } => run.reply(Reply::Keys(None)),
-                Request::Transfer { .. } => run.reply(Reply::Transferred(TransferOutcome::Failed)),
+                Request::Gather { .. } => live.run.reply(Reply::Keys(None)),
+                Request::Transfer { .. } => {
+                    live.run.reply(Reply::Transferred(TransferOutcome::Failed))
+                }
             };
         }
     }
 
     /// Begins not-yet-begun contacts in list order until one has a dial due
     /// now; returns it.
-    fn take_unstarted(&mut self, now: DateTime<Utc>) -> Option<usize> {
+    fn take_unstarted(&mut self, now: DateTime<Utc>) -> Option<ContactId> {
         while self.unstarted < self.list.len() {
-            let i = self.unstarted;
+            let id = ContactId::at(self.unstarted);
             self.unstarted += 1;
-            let Some(request) = self.begin(i) else {
+            let Some((live, request)) = self.begin(id) else {
                 continue;
             };
-            self.handle(i, request, now);
-            if self.pending[i].is_some() && self.ready.back() == Some(&i) {
+            self.handle(id, live, request, now);
+            if matches!(self.contacts[id.index()], ContactState::Ready { .. })
+                && self.ready.back() == Some(&id)
+            {
                 self.ready.pop_back();
-                return Some(i);
+                return Some(id);
             }
         }
         None
     }
 
     /// Places the calls the limits allow now, first come first served: the
-    /// attempts are journalled, flushed, then dialled. A paused campaign
-    /// places none; calls under way finish.
+    /// attempts are journalled (and, under `BeforeEachDial`, committed),
+    /// then dialled. A paused campaign places none; calls under way finish.
     fn dispatch(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut calls: Vec<(usize, Call)> = Vec::new();
-        let mut limited = false;
+        let mut calls: Vec<(ContactId, Call)> = Vec::new();
+        let mut held_back = false;
         while self.paused_at.is_none() {
-            if self.concurrency.is_some_and(|c| self.in_flight >= c) {
-                limited = true;
-                break; // A call's end frees a line and dispatches again.
-            }
-            if let Some((count, period)) = self.rate {
-                while self
-                    .recent_dials
-                    .front()
-                    .is_some_and(|t| now - *t >= period)
-                {
-                    self.recent_dials.pop_front();
+            match self.pacer.check(now) {
+                Pace::Go => {}
+                Pace::LinesBusy | Pace::Spent(None) => {
+                    held_back = true;
+                    break;
                 }
-                if self.recent_dials.len() >= count {
-                    if !self.wake_pending {
-                        let at = self.recent_dials[0] + period;
-                        self.wake_pending = true;
-                        self.push(at, usize::MAX, Event::Wake);
-                    }
-                    limited = true;
+                Pace::Spent(Some(at)) => {
+                    self.push(at, Event::Wake);
+                    held_back = true;
                     break;
                 }
             }
-            let (i, fresh) = match self.take_unstarted(now) {
-                Some(i) => (i, true),
+            let (id, fresh) = match self.take_unstarted(now) {
+                Some(id) => (id, true),
                 None => match self.ready.pop_front() {
-                    Some(i) => (i, false),
+                    Some(id) => (id, false),
                     None => break,
                 },
             };
-            if let Some(call) = self.prepare_call(i, fresh, now) {
-                self.in_flight += 1;
-                self.recent_dials.push_back(now);
-                calls.push((i, call));
+            if let Some(call) = self.prepare_call(id, fresh, now) {
+                self.pacer.dialled(now);
+                calls.push((id, call));
             }
         }
-        if limited && !self.clock.is_virtual() {
-            self.held.resize(self.list.len(), false);
-            for i in &self.ready {
-                self.held[*i] = true;
+        if held_back && self.observer.timed() {
+            for id in &self.ready {
+                if let ContactState::Ready { live, .. } = &mut self.contacts[id.index()] {
+                    live.held = true;
+                }
             }
-            self.unstarted_held = true;
+            self.observer.held_back();
         }
         if calls.is_empty() {
             return Ok(());
         }
         // Written before the dial: a crash from here on leaves the attempt
-        // without an end, and the resumed run counts it `unknown`. Simulated
-        // calls (a virtual clock) are written in large batches instead: a
-        // lost one was never dialled, and a resumed simulation draws it again.
-        if !self.clock.is_virtual() {
+        // without an end, and the resumed run counts it `unknown`. Batched
+        // writes (simulations) may be lost: a lost simulated call was never
+        // dialled, and a resumed simulation draws it again.
+        if self.durability == Durability::BeforeEachDial {
             self.sync()?;
         }
-        let due_at = std::mem::take(&mut self.due_at);
-        for (k, (i, call)) in calls.into_iter().enumerate() {
-            if let Some(due) = due_at.get(k) {
-                let late = (self.clock.now() - *due).num_microseconds().unwrap_or(0);
-                self.lateness_ms.push(late as f64 / 1000.0);
-                self.progress.lateness.record(late.max(0) as u64);
+        let due = self.observer.take_batch();
+        for (k, (id, call)) in calls.into_iter().enumerate() {
+            if let Some(due) = due.get(k) {
+                self.observer.placed(*due, self.clock.now());
             }
             let dialer = self.dialer;
-            self.start_io(i, async move { Io::Placed(dialer.place(call).await) }, now);
+            self.start_io(id, async move { Io::Placed(dialer.place(call).await) }, now);
         }
         Ok(())
     }
@@ -785,14 +712,12 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
     /// Plans a ready contact's dial again from now (waiting may have carried
     /// it out of callable time or into a limit) and, when it is due, takes a
     /// line for it and journals the attempt.
-    fn prepare_call(&mut self, i: usize, fresh: bool, now: DateTime<Utc>) -> Option<Call> {
-        let due = match self.pending[i].as_deref() {
-            Some(Request::Dial { at, .. }) => *at,
-            _ => now,
+    fn prepare_call(&mut self, id: ContactId, fresh: bool, now: DateTime<Utc>) -> Option<Call> {
+        let ContactState::Ready { mut live, due } = self.take(id) else {
+            unreachable!("contact {id} was dispatched without a due dial");
         };
-        self.pending[i] = None;
-        let run = self.runs[i].as_mut().expect("a ready contact has a run");
-        let (step, number, timeout_seconds, detect_voicemail, from) = match run.reschedule(now) {
+        let (step, number, timeout_seconds, detect_voicemail, from) = match live.run.reschedule(now)
+        {
             Request::Dial {
                 at,
                 step,
@@ -803,29 +728,28 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             } if at <= now => (step, number, timeout_seconds, detect_voicemail, from),
             // Not due after all (or ended): back to waiting.
             other => {
-                self.handle(i, other, now);
+                self.handle(id, live, other, now);
                 return None;
             }
         };
         if self.do_not_call.contains(&number) {
-            let arm = run.arm();
-            self.runs[i] = None;
-            self.finish_skipped(i, arm, "do_not_call");
+            let arm = live.run.arm();
+            self.finish_skipped(id, arm, "do_not_call");
             return None;
         }
-        let attempt = run.journal.attempts.len() as u32 + 1;
-        let arm = &self.flow.arms[run.arm()];
+        let attempt = live.run.trail.attempts.len() as u32 + 1;
+        let arm = &self.flow.arms[live.run.arm()];
         // `from` on the dial, else the arm's caller ids in turn, one per attempt.
         let caller_id = from.or_else(|| arm.caller_id(attempt).map(str::to_string));
-        let c = &self.list[i];
+        let c = &self.list[id.index()];
         let zone = c.zones.first().copied().unwrap_or(Tz::UTC);
-        let id = CallId {
-            contact: i,
+        let call_id = CallId {
+            contact: id.index(),
             attempt,
         };
-        if let Some(store) = self.store.as_deref_mut() {
-            store.attempt_started(
-                i,
+        if let Some(journal) = self.journal.as_deref_mut() {
+            journal.attempt_started(
+                id,
                 StoredAttempt {
                     number: attempt,
                     step: self.flow.steps[step].name.clone(),
@@ -839,27 +763,22 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 },
             );
         }
-        if !self.clock.is_virtual() {
-            let held =
-                self.held.get_mut(i).is_some_and(std::mem::take) || (fresh && self.unstarted_held);
-            // Measured when the dial is handed to the dialer (`dispatch`).
-            self.due_at
-                .push(if held { due.max(self.freed_at) } else { due });
-        }
-        self.lines[i] = Some(Box::new(Line {
-            id,
+        // Measured when the dial is handed to the dialer (`dispatch`).
+        self.observer
+            .dial_due(due, std::mem::take(&mut live.held), fresh);
+        let line = Box::new(Line {
+            id: call_id,
             started_at: now,
             outcome: Outcome::Unknown,
             keys: Vec::new(),
             transfers: Vec::new(),
             sip: None,
             prompted: 0,
-        }));
-        self.progress.calls += 1;
-        self.progress.in_progress += 1;
-        self.progress.pending -= 1;
+        });
+        self.set(id, ContactState::OnCall { live, line });
+        self.observer.call_started();
         Some(Call {
-            id,
+            id: call_id,
             number,
             caller_id,
             local: now.with_timezone(&zone).naive_local(),
@@ -870,82 +789,75 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
 
     /// Starts a dialer request; one that is ready at once (the simulation)
     /// is taken without a round through the set of futures.
-    fn start_io(&mut self, i: usize, io: impl Future<Output = Io> + 'a, now: DateTime<Utc>) {
-        let mut fut: IoFuture<'a> = Box::pin(async move { (i, io.await) });
+    fn start_io(&mut self, id: ContactId, io: impl Future<Output = Io> + 'a, now: DateTime<Utc>) {
+        let mut fut: IoFuture<'a> = Box::pin(async move { (id, io.await) });
         match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready((i, io)) => self.io_done(i, io, now),
+            Poll::Ready((id, io)) => self.io_done(id, io, now),
             Poll::Pending => self.io.push(fut),
         }
     }
 
-    fn io_done(&mut self, i: usize, io: Io, now: DateTime<Utc>) {
-        match io {
+    fn io_done(&mut self, id: ContactId, io: Io, now: DateTime<Utc>) {
+        let request = match io {
             Io::Placed(d) => {
-                let line = self.lines[i].as_mut().expect("a placed call has a line");
+                let (_, line) = self.on_call(id);
                 line.outcome = d.outcome;
                 line.sip = d.sip;
                 let end = line.started_at + d.duration;
                 if end > now {
-                    self.push(end, i, Event::CallEnded);
+                    self.push(end, Event::CallEnded(id));
                 } else {
-                    self.connected(i, now);
+                    self.connected(id, now);
                 }
+                return;
             }
             Io::Keys(keys) => {
-                self.in_call[i] = true;
-                let line = self.lines[i].as_mut().expect("a gather has a line");
+                let (live, line) = self.on_call(id);
+                live.replies_in_call = true;
                 line.keys.push(keys.clone());
-                let run = self.runs[i].as_mut().expect("a call has a run");
-                let request = run.reply(Reply::Keys(keys));
-                self.in_call(i, request, now);
+                live.run.reply(Reply::Keys(keys))
             }
             Io::Transferred(t) => {
-                self.in_call[i] = true;
-                let line = self.lines[i].as_mut().expect("a transfer has a line");
+                let (live, line) = self.on_call(id);
+                live.replies_in_call = true;
                 line.transfers.push(t);
-                let run = self.runs[i].as_mut().expect("a call has a run");
-                let request = run.reply(Reply::Transferred(t));
-                self.in_call(i, request, now);
+                live.run.reply(Reply::Transferred(t))
             }
-            Io::HungUp => {}
-        }
+            Io::HungUp => return,
+        };
+        self.in_call(id, request, now);
     }
 
     /// The call's outcome is known and its time has passed: the flow routes it.
-    fn connected(&mut self, i: usize, now: DateTime<Utc>) {
-        let line = self.lines[i].as_ref().expect("a call has a line");
+    fn connected(&mut self, id: ContactId, now: DateTime<Utc>) {
+        let (live, line) = self.on_call(id);
         let reply = Reply::Dialled {
             outcome: line.outcome,
             started_at: line.started_at,
             ended_at: now,
             sip_status: line.sip.as_ref().map(|s| s.0),
         };
-        let run = self.runs[i].as_mut().expect("a call has a run");
-        let request = run.reply(reply);
-        self.in_call(i, request, now);
+        let request = live.run.reply(reply);
+        self.in_call(id, request, now);
     }
 
     /// Carries out in-call requests through the dialer until the flow is
     /// done with the call.
-    fn in_call(&mut self, i: usize, request: Request, now: DateTime<Utc>) {
-        let id = self.lines[i].as_ref().expect("a call has a line").id;
+    fn in_call(&mut self, id: ContactId, request: Request, now: DateTime<Utc>) {
         let dialer = self.dialer;
+        let (live, line) = self.on_call(id);
+        let call = line.id;
         // What the flow said or played since the last request goes first.
-        let prompts: Vec<Prompt> = {
-            let line = self.lines[i].as_mut().expect("a call has a line");
-            let run = self.runs[i].as_ref().expect("a call has a run");
-            let all = &run.journal.prompts;
-            let new = all.get(line.prompted..).unwrap_or_default().to_vec();
-            line.prompted = all.len();
-            new
-        };
+        let all = &live.run.trail.prompts;
+        let prompts: Vec<Prompt> = all.get(line.prompted..).unwrap_or_default().to_vec();
+        line.prompted = all.len();
         let prompt = move || async move {
             for p in prompts {
                 match p {
-                    Prompt::Say(text) => dialer.say(id, text).await,
-                    Prompt::Play(file) => dialer.play(id, file).await,
+                    Prompt::Say(text) => dialer.say(call, text).await,
+                    Prompt::Play(file) => dialer.play(call, file).await,
                     Prompt::Record { file, max_seconds } => {
-                        dialer.record(id, file, max_seconds).await
+                        dialer.record(call, file, max_seconds).await
                     }
                 }
             }
@@ -965,10 +877,10 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                     keys,
                 };
                 self.start_io(
-                    i,
+                    id,
                     async move {
                         prompt().await;
-                        Io::Keys(dialer.gather(id, ask).await)
+                        Io::Keys(dialer.gather(call, ask).await)
                     },
                     now,
                 );
@@ -977,27 +889,29 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 number,
                 timeout_seconds,
             } => self.start_io(
-                i,
+                id,
                 async move {
                     prompt().await;
-                    Io::Transferred(dialer.transfer(id, number, timeout_seconds).await)
+                    Io::Transferred(dialer.transfer(call, number, timeout_seconds).await)
                 },
                 now,
             ),
             other => {
-                let line = self.lines[i].take().expect("a call has a line");
+                let ContactState::OnCall { live, line } = self.take(id) else {
+                    unreachable!("contact {id} had a call a moment ago");
+                };
                 self.start_io(
-                    i,
+                    id,
                     async move {
                         prompt().await;
-                        dialer.hang_up(id).await;
+                        dialer.hang_up(call).await;
                         Io::HungUp
                     },
                     now,
                 );
-                if let Some(store) = self.store.as_deref_mut() {
-                    store.attempt_ended(
-                        i,
+                if let Some(journal) = self.journal.as_deref_mut() {
+                    journal.attempt_ended(
+                        id,
                         line.id.attempt,
                         CallEnd {
                             ended_at: now,
@@ -1008,129 +922,114 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                         },
                     );
                 }
-                self.in_flight -= 1;
-                self.freed_at = now;
-                self.progress.in_progress -= 1;
-                self.progress.pending += 1;
-                self.handle(i, other, now);
+                self.pacer.hung_up();
+                self.observer.freed(now);
+                self.observer.call_ended();
+                self.handle(id, live, other, now);
             }
         }
     }
 
     /// An `opt out` puts the contact's number on the do-not-call list at once.
-    fn note_opt_out(&mut self, i: usize) {
-        let Some(run) = self.runs[i].as_ref() else {
-            return;
-        };
-        if !run.journal.opted_out || self.do_not_call.contains(&self.list[i].phone) {
+    fn note_opt_out(&mut self, id: ContactId, run: &Run<'_>) {
+        let phone = &self.list[id.index()].phone;
+        if !run.trail.opted_out || self.do_not_call.contains(phone) {
             return;
         }
-        let phone = self.list[i].phone.clone();
         if let Some(f) = self.on_opt_out.as_mut() {
-            f(&phone);
+            f(phone);
         }
-        if let Some(store) = self.store.as_deref_mut() {
-            store.opted_out(i);
+        if let Some(journal) = self.journal.as_deref_mut() {
+            journal.opted_out(id);
         }
-        self.do_not_call.insert(phone);
+        self.do_not_call.insert(phone.clone());
     }
 
     /// Counts the steps a contact entered since last time, for `pause
     /// campaign when`; reaching the threshold pauses the campaign.
-    fn count_reached(&mut self, i: usize, now: DateTime<Utc>) {
-        let (Some((step, times)), Some(run)) = (self.pause_when, self.runs[i].as_ref()) else {
+    fn count_reached(&mut self, live: &mut Live<'_>, now: DateTime<Utc>) {
+        let Some((step, times)) = self.pause_when else {
             return;
         };
-        let path = &run.journal.path;
-        let seen = (self.counted[i] as usize).min(path.len());
+        let path = &live.run.trail.path;
+        let seen = (live.counted as usize).min(path.len());
         self.reached += path[seen..].iter().filter(|s| **s == step).count() as u32;
-        self.counted[i] = path.len() as u32;
+        live.counted = path.len() as u32;
         if self.reached >= times && self.paused_at.is_none() {
             self.paused_at = Some(now);
         }
     }
 
-    fn count_end(&mut self, end: &End) {
-        self.progress.pending -= 1;
-        if end.skipped {
-            self.progress.skipped += 1;
-        } else if end.completed {
-            self.progress.completed += 1;
-        } else {
-            self.progress.failed += 1;
-        }
-    }
-
-    fn finish_skipped(&mut self, i: usize, arm: ArmId, reason: &str) {
-        let end = End {
-            completed: false,
-            reason: reason.into(),
-            skipped: true,
-        };
-        let c = &self.list[i];
+    fn finish_skipped(&mut self, id: ContactId, arm: ArmId, reason: &str) {
+        let c = &self.list[id.index()];
         let result = ContactResult {
             line: c.line,
             phone: c.phone.clone(),
             zone: c.zones.first().copied().unwrap_or(Tz::UTC),
             arm,
-            end: Some(end.clone()),
+            end: Some(End::new(Ending::Skipped, reason)),
             in_progress: false,
             attempts: Vec::new(),
             path: Vec::new(),
             messages: None,
         };
-        self.record_end(i, result, &end);
+        self.record_end(id, result);
     }
 
-    fn finish_run(&mut self, i: usize, end: End) {
-        let mut run = self.runs[i].take().expect("a finished contact had a run");
-        let c = &self.list[i];
-        let mut journal = std::mem::take(&mut run.journal);
+    fn finish_run(&mut self, id: ContactId, live: Box<Live<'a>>, end: End) {
+        let mut run = live.run;
+        let c = &self.list[id.index()];
         let result = ContactResult {
             line: c.line,
             phone: c.phone.clone(),
             zone: c.zones.first().copied().unwrap_or(Tz::UTC),
             arm: run.arm(),
-            end: Some(end.clone()),
+            end: Some(end),
             in_progress: false,
-            messages: Messages::of(&mut journal),
-            attempts: journal.attempts,
-            path: journal.path,
+            messages: run.trail.take_messages(),
+            attempts: std::mem::take(&mut run.trail.attempts),
+            path: std::mem::take(&mut run.trail.path),
         };
-        self.record_end(i, result, &end);
+        self.record_end(id, result);
     }
 
-    fn record_end(&mut self, i: usize, result: ContactResult, end: &End) {
-        if let Some(store) = self.store.as_deref_mut() {
+    /// The contact ended: its result is kept and journalled.
+    fn record_end(&mut self, id: ContactId, result: ContactResult) {
+        let end = result.end.as_ref().expect("an ended contact has an end");
+        if let Some(journal) = self.journal.as_deref_mut() {
             let path: Vec<&str> = result
                 .path
                 .iter()
                 .map(|s| self.flow.steps[*s].name.as_str())
                 .collect();
-            store.contact_ended(i, result.state(), &end.reason, &path);
+            journal.contact_ended(id, end.ending, &end.reason, &path);
             for m in result.messages.iter().flat_map(|m| &m.outbox) {
-                store.message(i, m);
+                journal.message(id, m);
             }
         }
-        self.count_end(end);
-        self.results[i] = Some(result);
+        self.observer.contact_ended(end.ending);
+        self.set(id, ContactState::Done);
+        self.results[id.index()] = Some(result);
     }
 
     /// A contact the run left unfinished (paused), with what it did so far.
-    fn unfinished(&mut self, i: usize) -> ContactResult {
-        if self.parked[i].is_some() {
+    fn unfinished(&mut self, id: ContactId) -> ContactResult {
+        let in_progress = matches!(self.contacts[id.index()], ContactState::OnCall { .. });
+        let live = match self.take(id) {
             // Its run, rebuilt, holds what it did.
-            let _ = self.begin(i);
-        }
-        let c = &self.list[i];
-        let (arm, mut journal) = match self.runs[i].as_mut() {
-            Some(r) => (r.arm(), std::mem::take(&mut r.journal)),
-            None => (
-                self.history
-                    .get(i)
-                    .map_or_else(|| interpreter::assign_arm(self.flow, &c.phone), |h| h.arm),
-                Default::default(),
-            ),
+            parked @ ContactState::Parked { .. } => {
+                self.set(id, parked);
+                self.begin(id).map(|(live, _)| live)
+            }
+            ContactState::Waiting { live, .. }
+            | ContactState::Ready { live, .. }
+            | ContactState::OnCall { live, .. } => Some(live),
+            ContactState::Unstarted | ContactState::Done => None,
+        };
+        let c = &self.list[id.index()];
+        let (arm, mut trail) = match live {
+            Some(live) => (live.run.arm(), live.run.trail),
+            None => (self.arm(id), Default::default()),
         };
         ContactResult {
             line: c.line,
@@ -1138,10 +1037,21 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             zone: c.zones.first().copied().unwrap_or(Tz::UTC),
             arm,
             end: None,
-            in_progress: self.lines[i].is_some(),
-            messages: Messages::of(&mut journal),
-            attempts: journal.attempts,
-            path: journal.path,
+            in_progress,
+            messages: trail.take_messages(),
+            attempts: trail.attempts,
+            path: trail.path,
+        }
+    }
+}
+
+impl<'a> Live<'a> {
+    fn new(run: Run<'a>, counted: u32) -> Live<'a> {
+        Live {
+            run,
+            replies_in_call: false,
+            counted,
+            held: false,
         }
     }
 }

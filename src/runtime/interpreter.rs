@@ -18,6 +18,7 @@ use crate::ir::{
     self, Action, ArmId, Outcome, Resolution, RetryForm, StepId, StrategyRule, TransferOutcome,
     Value,
 };
+use crate::record::{Attempt, End, Ending, Message, MessageKind, Messages};
 
 /// What the run needs next.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,25 +63,6 @@ pub enum Reply {
     Transferred(TransferOutcome),
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct End {
-    pub completed: bool,
-    pub reason: String,
-    /// Ended without a call: no callable time before `stop`, and the like.
-    pub skipped: bool,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Attempt {
-    pub number: u32,
-    pub step: StepId,
-    pub started_at: DateTime<Utc>,
-    pub ended_at: DateTime<Utc>,
-    pub outcome: Outcome,
-    /// The final SIP status of the call, when the dialer speaks SIP.
-    pub sip_status: Option<u16>,
-}
-
 /// Something a connected call hears.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Prompt {
@@ -94,9 +76,9 @@ pub enum Prompt {
     },
 }
 
-/// Everything the run did, for reports, tests and the journal.
+/// Everything the run did, for reports, tests and the store.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Journal {
+pub struct Trail {
     pub attempts: Vec<Attempt>,
     pub path: Vec<StepId>,
     pub said: Vec<String>,
@@ -111,35 +93,19 @@ pub struct Journal {
     pub opted_out: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MessageKind {
-    Sms,
-    Email,
-    Flag,
-}
-
-impl MessageKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            MessageKind::Sms => "sms",
-            MessageKind::Email => "email",
-            MessageKind::Flag => "flag",
-        }
+impl Trail {
+    /// What the run said, sent and flagged, taken out of the trail; `None`
+    /// when it did none of it (most contacts of a large campaign).
+    pub fn take_messages(&mut self) -> Option<Box<Messages>> {
+        let m = Messages {
+            said: std::mem::take(&mut self.said),
+            sms: std::mem::take(&mut self.sms),
+            emails: std::mem::take(&mut self.emails),
+            flags: std::mem::take(&mut self.flags),
+            outbox: std::mem::take(&mut self.outbox),
+        };
+        (m != Messages::default()).then(|| Box::new(m))
     }
-}
-
-/// A message the flow sent, or a flag it raised for a human.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Message {
-    pub kind: MessageKind,
-    /// Attempts made when it was sent (0: before the first).
-    pub attempt: u32,
-    pub text: String,
-    /// The number (SMS) or address (e-mail, the contact's `email` field);
-    /// none for a flag.
-    pub recipient: Option<String>,
-    /// An e-mail's subject, when the flow gives one.
-    pub subject: Option<String>,
 }
 
 /// Schedules shared by the contacts that need the same one: one per arm and
@@ -192,8 +158,8 @@ pub struct Run<'f> {
     schedule: Arc<Schedule>,
     limits: Limits,
     vars: Vec<Option<Value>>,
-    pub journal: Journal,
-    /// When each attempt started, for the limits (the journal's, in a row).
+    pub trail: Trail,
+    /// When each attempt started, for the limits (the trail's, in a row).
     starts: Vec<DateTime<Utc>>,
     now: DateTime<Utc>,
     stop: Option<DateTime<Utc>>,
@@ -224,10 +190,10 @@ impl<'f> Run<'f> {
         let stem = format!(
             "{}-{}",
             self.contact.phone.trim_start_matches('+'),
-            self.journal.attempts.len()
+            self.trail.attempts.len()
         );
         let earlier = self
-            .journal
+            .trail
             .prompts
             .iter()
             .filter(|p| matches!(p, Prompt::Record { file, .. } if file.strip_suffix(".wav").is_some_and(|f| f == stem || f.starts_with(&format!("{stem}-")))))
@@ -240,9 +206,9 @@ impl<'f> Run<'f> {
     }
 
     fn send(&mut self, kind: MessageKind, text: &str, recipient: Option<String>) {
-        self.journal.outbox.push(Message {
+        self.trail.outbox.push(Message {
             kind,
-            attempt: self.journal.attempts.len() as u32,
+            attempt: self.trail.attempts.len() as u32,
             text: text.to_string(),
             recipient,
             subject: None,
@@ -316,9 +282,9 @@ impl<'f> Run<'f> {
             schedule,
             limits,
             vars: vec![None; flow.variables.len()],
-            journal: Journal {
+            trail: Trail {
                 path: vec![flow.entry],
-                ..Journal::default()
+                ..Trail::default()
             },
             starts: Vec::new(),
             now,
@@ -374,9 +340,9 @@ impl<'f> Run<'f> {
             ) => {
                 let (_, step, asked) = self.dial.expect("a dial is waiting");
                 let started_at = started_at.max(asked);
-                let number = self.journal.attempts.len() as u32 + 1;
+                let number = self.trail.attempts.len() as u32 + 1;
                 self.starts.push(started_at);
-                self.journal.attempts.push(Attempt {
+                self.trail.attempts.push(Attempt {
                     number,
                     step,
                     started_at,
@@ -415,11 +381,10 @@ impl<'f> Run<'f> {
                 0,
             )),
             (_, other) => {
-                return Request::Done(End {
-                    completed: false,
-                    reason: format!("unexpected reply {other:?}"),
-                    skipped: false,
-                })
+                return Request::Done(End::new(
+                    Ending::Failed,
+                    format!("unexpected reply {other:?}"),
+                ))
             }
         }
         self.resume()
@@ -433,11 +398,11 @@ impl<'f> Run<'f> {
         let local = move || now.with_timezone(&zone).naive_local();
         let fields = &self.contact.fields;
         let field = |name: &str| fields.get(name).cloned();
-        let outcome = self.journal.attempts.last().map(|a| a.outcome.name());
+        let outcome = self.trail.attempts.last().map(|a| a.outcome.name());
         let s = Scope {
             field: &field,
             vars: &self.vars,
-            attempt: self.journal.attempts.len() as u32,
+            attempt: self.trail.attempts.len() as u32,
             outcome,
             arm: &self.flow.arms[self.arm].name,
             local: &local,
@@ -452,11 +417,12 @@ impl<'f> Run<'f> {
     }
 
     fn finish(completed: bool, reason: impl Into<String>) -> Option<End> {
-        Some(End {
-            completed,
-            reason: reason.into(),
-            skipped: false,
-        })
+        let ending = if completed {
+            Ending::Completed
+        } else {
+            Ending::Failed
+        };
+        Some(End::new(ending, reason))
     }
 
     fn resume(&mut self) -> Request {
@@ -467,18 +433,10 @@ impl<'f> Run<'f> {
         loop {
             budget = budget.saturating_sub(1);
             if budget == 0 {
-                return Request::Done(End {
-                    completed: false,
-                    reason: "endless_loop".into(),
-                    skipped: false,
-                });
+                return Request::Done(End::new(Ending::Failed, "endless_loop"));
             }
             let Some((actions, i)) = self.stack.last_mut() else {
-                return Request::Done(End {
-                    completed: false,
-                    reason: "no_route".into(),
-                    skipped: false,
-                });
+                return Request::Done(End::new(Ending::Failed, "no_route"));
             };
             if *i >= actions.len() {
                 self.stack.pop();
@@ -495,14 +453,13 @@ impl<'f> Run<'f> {
                     }
                     self.dial_at = here;
                     if let Some(max) = self.strategy().and_then(|s| s.max_attempts) {
-                        if self.journal.attempts.len() as u32 >= max {
+                        if self.trail.attempts.len() as u32 >= max {
                             // Back at a dial after `on exhausted`: nothing more to try.
                             if self.routing == Some(Outcome::Exhausted) {
-                                return Request::Done(End {
-                                    completed: false,
-                                    reason: "retries_exhausted".into(),
-                                    skipped: false,
-                                });
+                                return Request::Done(End::new(
+                                    Ending::Failed,
+                                    "retries_exhausted",
+                                ));
                             }
                             self.dial = Some((d, self.current_step, self.now));
                             match self.route(Outcome::Exhausted) {
@@ -524,13 +481,7 @@ impl<'f> Run<'f> {
                     );
                     let at = match at {
                         Some(at) if self.stop.is_none_or(|s| at < s) => at,
-                        _ => {
-                            return Request::Done(End {
-                                completed: false,
-                                reason: "campaign_stopped".into(),
-                                skipped: true,
-                            })
-                        }
+                        _ => return Request::Done(End::new(Ending::Skipped, "campaign_stopped")),
                     };
                     let number = self
                         .with_scope(|s| eval::eval(&d.number, s))
@@ -550,12 +501,12 @@ impl<'f> Run<'f> {
                 }
                 Action::Say { text } => {
                     let said = self.with_scope(|s| eval::render(text, s));
-                    self.journal.prompts.push(Prompt::Say(said.clone()));
-                    self.journal.said.push(said);
+                    self.trail.prompts.push(Prompt::Say(said.clone()));
+                    self.trail.said.push(said);
                 }
                 Action::Play { file } => {
-                    self.journal.prompts.push(Prompt::Play(file.clone()));
-                    self.journal.said.push(format!("[{file}]"));
+                    self.trail.prompts.push(Prompt::Play(file.clone()));
+                    self.trail.said.push(format!("[{file}]"));
                 }
                 Action::Gather(g) => {
                     self.waiting = Waiting::Gather(g, 1);
@@ -563,7 +514,7 @@ impl<'f> Run<'f> {
                 }
                 Action::Record { var, max_seconds } => {
                     let file = self.recording_name();
-                    self.journal.prompts.push(Prompt::Record {
+                    self.trail.prompts.push(Prompt::Record {
                         file: file.clone(),
                         max_seconds: *max_seconds,
                     });
@@ -585,7 +536,7 @@ impl<'f> Run<'f> {
                 Action::SendSms { text } => {
                     let sms = self.with_scope(|s| eval::render(text, s));
                     self.send(MessageKind::Sms, &sms, Some(self.contact.phone.clone()));
-                    self.journal.sms.push(sms);
+                    self.trail.sms.push(sms);
                 }
                 Action::SendEmail { body, subject } => {
                     let email = self.with_scope(|s| eval::render(body, s));
@@ -597,16 +548,16 @@ impl<'f> Run<'f> {
                         _ => None,
                     };
                     self.send(MessageKind::Email, &email, to);
-                    if let Some(m) = self.journal.outbox.last_mut() {
+                    if let Some(m) = self.trail.outbox.last_mut() {
                         m.subject = subject;
                     }
-                    self.journal.emails.push(email);
+                    self.trail.emails.push(email);
                 }
                 Action::Flag { label } => {
                     self.send(MessageKind::Flag, label, None);
-                    self.journal.flags.push(label.clone());
+                    self.trail.flags.push(label.clone());
                 }
-                Action::OptOut => self.journal.opted_out = true,
+                Action::OptOut => self.trail.opted_out = true,
                 Action::Wait { seconds } => self.now += Duration::seconds(*seconds as i64),
                 Action::If {
                     cond,
@@ -632,11 +583,12 @@ impl<'f> Run<'f> {
                     let reason = reason
                         .clone()
                         .unwrap_or_else(|| if *completed { "completed" } else { "failed" }.into());
-                    return Request::Done(End {
-                        completed: *completed,
-                        reason,
-                        skipped: false,
-                    });
+                    let ending = if *completed {
+                        Ending::Completed
+                    } else {
+                        Ending::Failed
+                    };
+                    return Request::Done(End::new(ending, reason));
                 }
             }
         }
@@ -673,11 +625,7 @@ impl<'f> Run<'f> {
             }
             _ => {
                 self.waiting = Waiting::Nothing;
-                Request::Done(End {
-                    completed: false,
-                    reason: "campaign_stopped".into(),
-                    skipped: true,
-                })
+                Request::Done(End::new(Ending::Skipped, "campaign_stopped"))
             }
         }
     }
@@ -685,7 +633,7 @@ impl<'f> Run<'f> {
     fn goto(&mut self, step: StepId) {
         self.stack = vec![(&self.flow.steps[step].actions, 0)];
         self.current_step = step;
-        self.journal.path.push(step);
+        self.trail.path.push(step);
     }
 
     /// Routes a dial outcome for this arm; `Some` when the contact ends.
@@ -729,7 +677,7 @@ impl<'f> Run<'f> {
             ) => (form, max.or(*rule_max)),
             (None, _) => return self.route(Outcome::Exhausted),
         };
-        let attempts = self.journal.attempts.len() as u32;
+        let attempts = self.trail.attempts.len() as u32;
         let over_total = self
             .strategy()
             .and_then(|s| s.max_attempts)
@@ -768,7 +716,7 @@ impl<'f> Run<'f> {
         let (_, step, _) = self.dial?;
         self.stack = self.dial_at.clone();
         self.current_step = step;
-        self.journal.path.push(step);
+        self.trail.path.push(step);
         None
     }
 }

@@ -10,11 +10,12 @@ use chrono_tz::Tz;
 
 use super::clock::VirtualClock;
 use super::engine::Engine;
-use super::interpreter::{self, End, Journal};
+use super::interpreter::{self, Trail};
 use crate::calendar::{phone, zone};
 use crate::contacts::Contact;
 use crate::dialer::{Ask, Call, CallId, Dialer, Dialled};
 use crate::ir::{self, Expectation, Outcome, TransferOutcome, Value};
+use crate::record::{End, Ending, History};
 
 /// The result of one test item.
 #[derive(Clone, Debug)]
@@ -117,7 +118,7 @@ pub fn run_test(flow: &ir::Flow, test: &ir::Test) -> TestResult {
         .pause_on(paused);
     if let Some(arm) = test.arm {
         // A history of no attempts that names the arm: the contact starts there.
-        engine = engine.history(vec![crate::store::History {
+        engine = engine.history(vec![History {
             arm,
             ..Default::default()
         }]);
@@ -159,23 +160,15 @@ pub fn run_test(flow: &ir::Flow, test: &ir::Test) -> TestResult {
         );
     }
     let end = match (&run.end, unscripted) {
-        (_, Some(_)) => End {
-            completed: false,
-            reason: "unscripted dial".into(),
-            skipped: false,
-        },
+        (_, Some(_)) => End::new(Ending::Failed, "unscripted dial"),
         (Some(end), None) => end.clone(),
-        (None, None) => End {
-            completed: false,
-            reason: "not finished".into(),
-            skipped: false,
-        },
+        (None, None) => End::new(Ending::Failed, "not finished"),
     };
-    if end.skipped && end.reason == "no_consent" {
+    if end.ending == Ending::Skipped && end.reason == "no_consent" {
         result.timeline.push("skipped: no consent".into());
     }
     let messages = run.messages.as_deref().cloned().unwrap_or_default();
-    let journal = Journal {
+    let trail = Trail {
         attempts: run
             .attempts
             .iter()
@@ -191,17 +184,10 @@ pub fn run_test(flow: &ir::Flow, test: &ir::Test) -> TestResult {
         outbox: messages.outbox,
         opted_out: false,
     };
-    let kind = if end.skipped {
-        "skipped"
-    } else if end.completed {
-        "completed"
-    } else {
-        "failed"
-    };
     result
         .timeline
-        .push(format!("end {kind} \"{}\"", end.reason));
-    check_expectations(flow, test, &end, &journal, arm, zone, &mut result);
+        .push(format!("end {} \"{}\"", end.ending.name(), end.reason));
+    check_expectations(flow, test, &end, &trail, arm, zone, &mut result);
     result
 }
 
@@ -268,7 +254,7 @@ fn check_expectations(
     flow: &ir::Flow,
     test: &ir::Test,
     end: &End,
-    journal: &Journal,
+    trail: &Trail,
     arm: usize,
     zone: Tz,
     result: &mut TestResult,
@@ -286,7 +272,7 @@ fn check_expectations(
                     .from_local_datetime(&at.local)
                     .earliest()
                     .map(|t| t.with_timezone(&Utc));
-                let actual = journal
+                let actual = trail
                     .attempts
                     .get(*attempt as usize - 1)
                     .map(|a| a.started_at);
@@ -306,51 +292,44 @@ fn check_expectations(
                         result,
                         format!(
                             "expected attempt {attempt}, there were {} attempt(s)",
-                            journal.attempts.len()
+                            trail.attempts.len()
                         ),
                     ),
                 }
             }
             Expectation::Attempts { count } => {
-                if journal.attempts.len() != *count as usize {
+                if trail.attempts.len() != *count as usize {
                     fail(
                         result,
                         format!(
                             "expected {count} attempt(s), there were {}",
-                            journal.attempts.len()
+                            trail.attempts.len()
                         ),
                     );
                 }
             }
             Expectation::End { completed, reason } => {
-                let ok = !end.skipped
-                    && end.completed == *completed
-                    && reason.as_ref().is_none_or(|r| *r == end.reason);
+                let wanted = if *completed {
+                    Ending::Completed
+                } else {
+                    Ending::Failed
+                };
+                let ok = end.ending == wanted && reason.as_ref().is_none_or(|r| *r == end.reason);
                 if !ok {
                     let want = format!(
                         "{}{}",
-                        if *completed { "completed" } else { "failed" },
+                        wanted.name(),
                         reason
                             .as_ref()
                             .map(|r| format!(" \"{r}\""))
                             .unwrap_or_default()
                     );
-                    let got = format!(
-                        "{} \"{}\"",
-                        if end.skipped {
-                            "skipped"
-                        } else if end.completed {
-                            "completed"
-                        } else {
-                            "failed"
-                        },
-                        end.reason
-                    );
+                    let got = format!("{} \"{}\"", end.ending.name(), end.reason);
                     fail(result, format!("expected end {want}, got {got}"));
                 }
             }
             Expectation::Path { steps } => {
-                if journal.path != *steps {
+                if trail.path != *steps {
                     let names = |p: &[usize]| {
                         p.iter()
                             .map(|s| flow.steps[*s].name.as_str())
@@ -359,16 +338,12 @@ fn check_expectations(
                     };
                     fail(
                         result,
-                        format!(
-                            "expected path {}, got {}",
-                            names(steps),
-                            names(&journal.path)
-                        ),
+                        format!("expected path {}, got {}", names(steps), names(&trail.path)),
                     );
                 }
             }
             Expectation::Sms { text } => {
-                if !journal
+                if !trail
                     .sms
                     .iter()
                     .any(|s| text.as_ref().is_none_or(|t| s.contains(t.as_str())))
@@ -380,28 +355,28 @@ fn check_expectations(
                             text.as_ref()
                                 .map(|t| format!(" containing \"{t}\""))
                                 .unwrap_or_default(),
-                            journal.sms
+                            trail.sms
                         ),
                     );
                 }
             }
             Expectation::Email { text } => {
-                if !journal
+                if !trail
                     .emails
                     .iter()
                     .any(|s| text.as_ref().is_none_or(|t| s.contains(t.as_str())))
                 {
                     fail(
                         result,
-                        format!("expected an e-mail; sent: {:?}", journal.emails),
+                        format!("expected an e-mail; sent: {:?}", trail.emails),
                     );
                 }
             }
             Expectation::Flag { label } => {
-                if !journal.flags.contains(label) {
+                if !trail.flags.contains(label) {
                     fail(
                         result,
-                        format!("expected the flag \"{label}\"; flags: {:?}", journal.flags),
+                        format!("expected the flag \"{label}\"; flags: {:?}", trail.flags),
                     );
                 }
             }
@@ -417,7 +392,7 @@ fn check_expectations(
                 }
             }
             Expectation::Skipped => {
-                if !end.skipped {
+                if end.ending != Ending::Skipped {
                     fail(
                         result,
                         format!("expected the contact skipped, it ended \"{}\"", end.reason),

@@ -13,8 +13,10 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::record::CampaignState;
 use crate::runtime::engine::{Lateness, Progress};
-use crate::store::{Durability, Overview, Store};
+use crate::runtime::journal::Durability;
+use crate::store::{Overview, Store};
 
 /// How the server starts an execution's runs (the command line's `run`).
 pub trait Runner: Send + Sync + 'static {
@@ -213,8 +215,8 @@ impl Execution {
             let cached = self.cached.lock().expect("not poisoned");
             if let Some((at, o)) = cached.as_ref() {
                 // A campaign that ended changes only if `flowc run` takes it up again.
-                let ended =
-                    matches!(o.state.as_str(), "finished" | "cancelled") && !o.run_by_someone;
+                let ended = matches!(o.state, CampaignState::Finished | CampaignState::Cancelled)
+                    && !o.run_by_someone;
                 let age = if ended { 30_000 } else { 1000 };
                 if live || at.elapsed().as_millis() < age || self.reading.load(Ordering::Acquire) {
                     return Ok(o.clone());
@@ -250,14 +252,14 @@ impl Execution {
         }
         let o = self.overview(false, running && progress.is_some())?;
         let now = Utc::now();
-        let status = match o.state.as_str() {
-            "cancelled" => Status::Cancelled,
+        let status = match o.state {
+            CampaignState::Cancelled => Status::Cancelled,
             _ if cancelling => Status::Cancelled,
-            "finished" if !running => Status::Completed,
+            CampaignState::Finished if !running => Status::Completed,
             _ if running && pausing => Status::Paused,
             _ if running && o.started_at > now => Status::Scheduled,
             _ if running => Status::Running,
-            "paused" => Status::Paused,
+            CampaignState::Paused => Status::Paused,
             _ if o.run_by_someone => Status::Running,
             _ => Status::Stopped,
         };
@@ -526,7 +528,7 @@ impl Registry {
         let mut n = 0;
         for e in self.all() {
             if e.files.is_some()
-                && matches!(e.overview(true, false), Ok(o) if o.state == "running" && !o.run_by_someone)
+                && matches!(e.overview(true, false), Ok(o) if o.state == CampaignState::Running && !o.run_by_someone)
             {
                 tracing::info!(execution = %e.id, "picking up the run the store says was running");
                 self.launch(e);

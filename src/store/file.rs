@@ -8,9 +8,10 @@ use chrono::Utc;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    corrupt, parse_time, time, Durability, StoreError, APPLICATION_ID, HEARTBEAT_SECONDS,
-    LOCK_STALE_SECONDS, OLDEST_UPGRADABLE, SCHEMA, SCHEMA_VERSION,
+    corrupt, parse_time, time, StoreError, APPLICATION_ID, HEARTBEAT_SECONDS, LOCK_STALE_SECONDS,
+    OLDEST_UPGRADABLE, SCHEMA, SCHEMA_VERSION,
 };
+use crate::runtime::journal::Durability;
 
 /// This process's hold on the campaign: a row in `lock`, renewed by a
 /// heartbeat thread until released.

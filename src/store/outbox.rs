@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
 
 use super::file::connect;
-use super::{parse_time, time, Durability, StoreError};
+use super::{parse_time, time, StoreError};
+use crate::runtime::journal::Durability;
 
 /// A message to deliver.
 #[derive(Clone, Debug, PartialEq)]

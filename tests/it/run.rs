@@ -399,7 +399,7 @@ fn ctrl_c_pauses_after_the_calls_under_way_and_the_run_resumes() {
     let stored = drill.stored();
     assert_eq!(stored.len(), paused_calls);
     let store = flowc::store::Store::open_read_only(&drill.dir.join("run.db")).unwrap();
-    assert_eq!(store.state().unwrap(), "paused");
+    assert_eq!(store.state().unwrap(), flowc::record::CampaignState::Paused);
     let [total, .., in_progress] = store.counters().unwrap();
     assert_eq!((total, in_progress), (12, 0));
     drop(store);

@@ -905,7 +905,7 @@ fn a_server_killed_mid_run_picks_its_executions_up_and_sigterm_pauses_them() {
     let store =
         flowc::store::Store::open_read_only(&site.dir.join("executions").join(format!("{id}.db")))
             .unwrap();
-    assert_eq!(store.state().unwrap(), "paused");
+    assert_eq!(store.state().unwrap(), flowc::record::CampaignState::Paused);
     let [total, completed, failed, skipped, pending, in_progress] = store.counters().unwrap();
     assert_eq!(in_progress, 0, "the calls under way finished");
     assert_eq!(total, completed + failed + skipped + pending);

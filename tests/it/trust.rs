@@ -172,7 +172,7 @@ fn sigterm_pauses_lets_calls_finish_and_exits_143() {
         "calls finished: {stored:?}"
     );
     let store = flowc::store::Store::open_read_only(&drill.dir.join("run.db")).unwrap();
-    assert_eq!(store.state().unwrap(), "paused");
+    assert_eq!(store.state().unwrap(), flowc::record::CampaignState::Paused);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("totalContacts"),
         "a report is printed"
@@ -228,7 +228,7 @@ fn a_later_signal_or_the_grace_period_cuts_calls_off_and_the_store_says_paused()
             stderr(&out)
         );
         let store = flowc::store::Store::open_read_only(&drill.dir.join("run.db")).unwrap();
-        assert_eq!(store.state().unwrap(), "paused");
+        assert_eq!(store.state().unwrap(), flowc::record::CampaignState::Paused);
         let [total, .., in_progress] = store.counters().unwrap();
         assert_eq!(
             (total, in_progress),
@@ -263,7 +263,11 @@ fn a_signal_at_any_moment_before_the_first_dial_pauses() {
         assert_eq!(out.status.code(), Some(130), "at {ms} ms: {}", stderr(&out));
         if before == 0 && drill.dialled().is_empty() {
             if let Ok(store) = flowc::store::Store::open_read_only(&drill.dir.join("run.db")) {
-                assert_eq!(store.state().unwrap(), "paused", "at {ms} ms");
+                assert_eq!(
+                    store.state().unwrap(),
+                    flowc::record::CampaignState::Paused,
+                    "at {ms} ms"
+                );
             }
         }
         std::fs::remove_dir_all(&drill.dir).ok();
@@ -302,7 +306,8 @@ fn wait_for_handlers(pid: u32) {
 fn real_runs_sync_every_commit_and_simulations_batch() {
     let dir = std::env::temp_dir().join(format!("flowc-sync-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    use flowc::store::{Durability, Store};
+    use flowc::runtime::journal::Durability;
+    use flowc::store::Store;
     let run = Store::open(&dir.join("run.db"), Durability::BeforeEachDial).unwrap();
     assert_eq!(run.synchronous().unwrap(), 2, "FULL");
     let sim = Store::open(&dir.join("sim.db"), Durability::Batched).unwrap();

@@ -303,24 +303,27 @@ fn the_model_reads_hours_as_written_and_refuses_what_it_would_ignore() {
 
 // ---------------------------------------------------------- 13, 14. the report's figures
 
-fn result(outcomes: &[&str], end: Option<(&str, bool)>) -> flowc::runtime::engine::ContactResult {
+fn result(outcomes: &[&str], end: Option<(&str, bool)>) -> flowc::record::ContactResult {
     use flowc::ir::Outcome;
     let t: chrono::DateTime<chrono::Utc> = "2026-12-01T10:00:00Z".parse().unwrap();
-    flowc::runtime::engine::ContactResult {
+    flowc::record::ContactResult {
         line: 2,
         phone: "+12125550100".into(),
         zone: chrono_tz::Tz::UTC,
         arm: 0,
-        end: end.map(|(reason, completed)| flowc::runtime::interpreter::End {
-            completed,
-            reason: reason.into(),
-            skipped: false,
+        end: end.map(|(reason, completed)| {
+            let ending = if completed {
+                flowc::record::Ending::Completed
+            } else {
+                flowc::record::Ending::Failed
+            };
+            flowc::record::End::new(ending, reason)
         }),
         in_progress: false,
         attempts: outcomes
             .iter()
             .enumerate()
-            .map(|(k, o)| flowc::runtime::interpreter::Attempt {
+            .map(|(k, o)| flowc::record::Attempt {
                 number: k as u32 + 1,
                 step: 0,
                 started_at: t,
@@ -336,7 +339,7 @@ fn result(outcomes: &[&str], end: Option<(&str, bool)>) -> flowc::runtime::engin
 
 #[test]
 fn retry_conversion_counts_the_contacts_the_first_attempt_missed() {
-    let rate = |contacts: &[flowc::runtime::engine::ContactResult]| {
+    let rate = |contacts: &[flowc::record::ContactResult]| {
         let refs: Vec<_> = contacts.iter().collect();
         let m = flowc::report::metrics(&refs);
         (
