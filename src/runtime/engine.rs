@@ -45,6 +45,8 @@ use pacer::{Pace, Pacer};
 
 /// A virtual clock's writes are handed over once this many are waiting.
 const BATCHED_WRITES: usize = 200_000;
+/// New contacts are handed over to the journal this many at a time.
+const CONTACTS_BATCH: usize = 20_000;
 
 /// What a run did.
 #[derive(Debug)]
@@ -335,6 +337,11 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             for i in self.history.len()..self.list.len() {
                 let arm = interpreter::assign_arm(self.flow, &self.list[i].phone);
                 journal.contact_added(ContactId::at(i), &self.list[i], arm);
+                // Handed over as they come: a million rows at once would
+                // double the campaign's memory until written.
+                if journal.pending_writes() >= CONTACTS_BATCH {
+                    journal.flush()?;
+                }
             }
         }
         self.flush()?;
