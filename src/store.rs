@@ -9,10 +9,11 @@
 //! to `total` at every commit.
 
 mod file;
+mod ops;
 pub mod outbox;
+pub mod postgres;
 mod writer;
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -24,10 +25,11 @@ use crate::ir::ArmId;
 use crate::ir::{self, Outcome, TransferOutcome};
 use crate::record::{
     CallEnd, Campaign, CampaignState, ContactResult, End, Ending, History, Kind, Message,
-    MessageKind, StoredAttempt,
+    StoredAttempt,
 };
 use crate::runtime::journal::{ContactId, Durability, Journal};
 use file::{connect, create, recognise, uri_path, Found, Lock};
+use ops::{Op, Ops, Writer};
 use writer::write_ops;
 
 /// Bumped when the tables change; a database of another version is refused.
@@ -151,6 +153,9 @@ SELECT
 #[derive(Debug)]
 pub enum StoreError {
     Sqlite(rusqlite::Error),
+    Postgres(String),
+    /// Another process runs the campaign (a PostgreSQL database).
+    Busy(String),
     /// The database holds a run of another flow (or another version of it).
     OtherFlow {
         stored: String,
@@ -189,6 +194,8 @@ impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreError::Sqlite(e) => write!(f, "{e}"),
+            StoreError::Postgres(e) => write!(f, "PostgreSQL: {e}"),
+            StoreError::Busy(why) => write!(f, "{why}"),
             StoreError::OtherFlow { stored, given } => write!(
                 f,
                 "the database holds a run of another version of the flow (source hash {}…, this file is {}…): \
@@ -298,41 +305,6 @@ pub struct StoredMessage {
     pub status: String,
 }
 
-/// A write the engine asked for, kept until the next `flush`.
-enum Op {
-    Contact {
-        id: usize,
-        line: usize,
-        phone: String,
-        written: Option<Box<str>>,
-        zones: String,
-        fields: String,
-        arm: usize,
-    },
-    Started(StoredAttempt, usize),
-    Ended {
-        contact: usize,
-        number: u32,
-        end: CallEnd,
-    },
-    ContactEnded {
-        id: usize,
-        state: &'static str,
-        reason: String,
-        path: String,
-    },
-    OptedOut(usize),
-    Message {
-        contact: usize,
-        attempt: u32,
-        kind: &'static str,
-        text: String,
-        subject: Option<String>,
-        recipient: Option<String>,
-        status: &'static str,
-    },
-}
-
 /// A campaign at a glance (`Store::overview`).
 #[derive(Clone, Debug)]
 pub struct Overview {
@@ -376,35 +348,9 @@ pub struct Store {
     path: std::path::PathBuf,
     conn: Connection,
     durability: Durability,
-    ops: Vec<Op>,
-    /// Started attempts still in `ops`, so an end can complete them there.
-    open: HashMap<(usize, u32), usize>,
+    ops: Ops,
     writer: Option<Writer>,
     lock: Option<Lock>,
-}
-
-/// The thread that writes batches while the engine goes on: SQLite's work
-/// on the second core. `sync` waits until everything sent is committed.
-struct Writer {
-    batches: std::sync::mpsc::SyncSender<Batch>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-enum Batch {
-    Ops(Vec<Op>),
-    /// Answered once every batch before it is committed, with the first error.
-    Sync(std::sync::mpsc::Sender<Result<(), String>>),
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        // Closing the channel ends the thread once it has written what it holds.
-        let (closed, _) = std::sync::mpsc::sync_channel(0);
-        drop(std::mem::replace(&mut self.batches, closed));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// Brings a store of an older version to this one, in one transaction.
@@ -435,8 +381,7 @@ impl Store {
             path: path.to_path_buf(),
             conn,
             durability,
-            ops: Vec::new(),
-            open: HashMap::new(),
+            ops: Ops::default(),
             writer: None,
             lock: None,
         })
@@ -474,8 +419,7 @@ impl Store {
             path: path.to_path_buf(),
             conn,
             durability: Durability::Batched,
-            ops: Vec::new(),
-            open: HashMap::new(),
+            ops: Ops::default(),
             writer: None,
             lock: None,
         })
@@ -661,51 +605,21 @@ impl Store {
 
     /// A contact joins the campaign (written at the next flush).
     pub fn add_contact(&mut self, id: usize, c: &Contact, arm: usize) {
-        let zones: Vec<&str> = c.zones.iter().map(|z| z.name()).collect();
-        self.ops.push(Op::Contact {
-            id,
-            line: c.line,
-            phone: c.phone.clone(),
-            written: c.written.clone(),
-            zones: zones.join(" "),
-            fields: serde_json::to_string(&c.fields).expect("values serialise"),
-            arm,
-        });
+        self.ops.contact(id, c, arm);
     }
 
     /// An attempt is about to be dialled. Flush before the dial.
     pub fn attempt_started(&mut self, contact: usize, attempt: StoredAttempt) {
-        self.open.insert((contact, attempt.number), self.ops.len());
-        self.ops.push(Op::Started(attempt, contact));
+        self.ops.started(contact, attempt);
     }
 
     /// An attempt's call is over.
     pub fn attempt_ended(&mut self, contact: usize, number: u32, end: CallEnd) {
-        // Not flushed yet: complete the row before it is written.
-        if let Some(i) = self.open.remove(&(contact, number)) {
-            if let Op::Started(a, _) = &mut self.ops[i] {
-                a.ended_at = Some(end.ended_at);
-                a.outcome = Some(end.outcome);
-                a.keys = end.keys;
-                a.transfers = end.transfers;
-                a.sip = end.sip;
-                return;
-            }
-        }
-        self.ops.push(Op::Ended {
-            contact,
-            number,
-            end,
-        });
+        self.ops.ended(contact, number, end);
     }
 
     pub fn contact_ended(&mut self, id: usize, ending: Ending, reason: &str, path: &[&str]) {
-        self.ops.push(Op::ContactEnded {
-            id,
-            state: ending.name(),
-            reason: reason.to_string(),
-            path: serde_json::to_string(path).expect("names serialise"),
-        });
+        self.ops.contact_ended(id, ending, reason, path);
     }
 
     pub fn opted_out(&mut self, id: usize) {
@@ -715,18 +629,7 @@ impl Store {
     /// A message the run sent or a flag it raised (written with the
     /// contact's end, in the same commit).
     pub fn message(&mut self, contact: usize, message: &Message) {
-        self.ops.push(Op::Message {
-            contact,
-            attempt: message.attempt,
-            kind: message.kind.name(),
-            text: message.text.clone(),
-            subject: message.subject.clone(),
-            recipient: message.recipient.clone(),
-            status: match message.kind {
-                MessageKind::Flag => "open",
-                _ => "unsent",
-            },
-        });
+        self.ops.message(contact, message);
     }
 
     /// Every message and flag, with the contact it concerns.
@@ -758,60 +661,26 @@ impl Store {
         if self.ops.is_empty() {
             return Ok(());
         }
-        self.open.clear();
-        let ops = std::mem::take(&mut self.ops);
-        self.writer()?
-            .batches
-            .send(Batch::Ops(ops))
-            .map_err(|_| corrupt("the writer thread stopped"))
+        let ops = self.ops.take();
+        self.writer()?.send(ops)
     }
 
     /// Flushes and waits until everything is committed: once it returns, a
     /// crash loses none of it.
     pub fn sync(&mut self) -> Result<(), StoreError> {
         self.flush()?;
-        let Some(writer) = self.writer.as_ref() else {
-            return Ok(());
-        };
-        let (tx, rx) = std::sync::mpsc::channel();
-        writer
-            .batches
-            .send(Batch::Sync(tx))
-            .map_err(|_| corrupt("the writer thread stopped"))?;
-        rx.recv()
-            .map_err(|_| corrupt("the writer thread stopped"))?
-            .map_err(StoreError::Corrupt)
+        match self.writer.as_ref() {
+            Some(writer) => writer.sync(),
+            None => Ok(()),
+        }
     }
 
     fn writer(&mut self) -> Result<&Writer, StoreError> {
         if self.writer.is_none() {
             let mut conn = connect(&self.path, self.durability)?;
-            // Two batches in the channel at most: the engine waits rather
-            // than piling up memory when SQLite falls behind.
-            let (batches, rx) = std::sync::mpsc::sync_channel::<Batch>(2);
-            let thread = std::thread::Builder::new()
-                .name("store".into())
-                .spawn(move || {
-                    let mut failed: Option<String> = None;
-                    for batch in rx {
-                        match batch {
-                            Batch::Ops(ops) if failed.is_none() => {
-                                if let Err(e) = write_ops(&mut conn, ops) {
-                                    failed = Some(e.to_string());
-                                }
-                            }
-                            Batch::Ops(_) => {}
-                            Batch::Sync(reply) => {
-                                let _ = reply.send(failed.clone().map_or(Ok(()), Err));
-                            }
-                        }
-                    }
-                })
-                .map_err(|e| corrupt(format!("cannot start the writer thread: {e}")))?;
-            self.writer = Some(Writer {
-                batches,
-                thread: Some(thread),
-            });
+            self.writer = Some(Writer::start(move |ops| {
+                write_ops(&mut conn, ops).map_err(|e| e.to_string())
+            })?);
         }
         Ok(self.writer.as_ref().expect("just started"))
     }

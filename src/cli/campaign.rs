@@ -14,7 +14,8 @@ use crate::record::{History, Kind};
 use crate::report;
 use crate::runtime::engine::Results;
 use crate::runtime::interpreter;
-use crate::runtime::journal::Durability;
+use crate::runtime::journal::{Durability, Journal};
+use crate::store::postgres::{self, PgStore};
 use crate::store::Store;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -146,7 +147,7 @@ pub struct Prepared {
     pub history: Vec<History>,
     pub do_not_call: HashSet<String>,
     pub start: DateTime<Utc>,
-    pub store: Option<Store>,
+    pub store: Option<Box<dyn Journal>>,
     /// Where the stored campaign's clock stood when it last stopped: a
     /// report of the resumed run spans at least as far.
     pub finish: Option<DateTime<Utc>>,
@@ -226,18 +227,25 @@ pub fn prepare(
                 Kind::Run => Durability::BeforeEachDial,
                 Kind::Simulation => Durability::Batched,
             };
-            let mut store = Store::open(path, durability)
-                .map_err(|e| usage(format!("{}: {e}", path.display())))?;
+            let mut store: Box<dyn Journal> = match path.to_str().filter(|p| postgres::is_url(p)) {
+                Some(url) => Box::new(
+                    PgStore::open(url).map_err(|e| usage(format!("{}: {e}", shown(path))))?,
+                ),
+                None => Box::new(
+                    Store::open(path, durability)
+                        .map_err(|e| usage(format!("{}: {e}", shown(path))))?,
+                ),
+            };
             let stored = store
                 .begin(&program, start, common.migrate, kind)
-                .map_err(|e| usage(format!("{}: {e}", path.display())))?;
+                .map_err(|e| usage(format!("{}: {e}", shown(path))))?;
             if stored.migrated {
                 eprintln!("the run continues with the changed flow (--migrate)");
             }
             if stored.restarted {
                 eprintln!(
                     "the simulation in {} had not finished: it runs again from its start (the same seed gives the same campaign)",
-                    path.display()
+                    shown(path)
                 );
             }
 
@@ -253,12 +261,12 @@ pub fn prepare(
                 if stored.finished && !stored.migrated && added.is_empty() {
                     eprintln!(
                         "the campaign in {} has finished: nobody is dialled again; its report follows",
-                        path.display()
+                        shown(path)
                     );
                 } else {
                     eprintln!(
                         "resuming the run in {} ({} contacts{})",
-                        path.display(),
+                        shown(path),
                         stored.contacts.len(),
                         if added.is_empty() {
                             String::new()
@@ -295,6 +303,17 @@ pub fn prepare(
         store,
         finish,
     })
+}
+
+/// A `--db` as messages show it: a file's path, or a database's URL
+/// without its password.
+pub fn shown(db: &Path) -> String {
+    let text = db.display().to_string();
+    if postgres::is_url(&text) {
+        postgres::redact(&text)
+    } else {
+        text
+    }
 }
 
 /// The campaign's start: `--from` in the flow's zone, else the flow's

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::report;
-use crate::store::Store;
+use crate::store::postgres::{self, PgStore};
+use crate::store::{Store, StoreError};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,7 +38,8 @@ enum Format {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    if !args.db.exists() {
+    let url = args.db.to_str().filter(|d| postgres::is_url(d));
+    if url.is_none() && !args.db.exists() {
         eprintln!("error: there is no database at {}", args.db.display());
         return ExitCode::from(super::EXIT_USAGE);
     }
@@ -45,25 +47,40 @@ pub fn run(args: Args) -> ExitCode {
     // terminal only; indicatif draws nothing otherwise).
     let spinner = indicatif::ProgressBar::new_spinner().with_message("reading the store");
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-    let loaded = Store::open_read_only(&args.db).and_then(|db| {
-        let program = db.program()?;
-        let flow = program
-            .flow
-            .ok_or_else(|| crate::store::StoreError::Corrupt("the run has no flow".into()))?;
-        let (list, results) = db.results(&flow)?;
-        let messages = if args.follow_up {
-            db.messages()?
-        } else {
-            Vec::new()
-        };
-        Ok((flow, list, results, messages))
-    });
+    let loaded = match url {
+        Some(url) => PgStore::open(url).and_then(|mut db| {
+            let program = db.program()?;
+            let flow = program
+                .flow
+                .ok_or_else(|| StoreError::Corrupt("the run has no flow".into()))?;
+            let (list, results) = db.results(&flow)?;
+            let messages = if args.follow_up {
+                db.messages()?
+            } else {
+                Vec::new()
+            };
+            Ok((flow, list, results, messages))
+        }),
+        None => Store::open_read_only(&args.db).and_then(|db| {
+            let program = db.program()?;
+            let flow = program
+                .flow
+                .ok_or_else(|| StoreError::Corrupt("the run has no flow".into()))?;
+            let (list, results) = db.results(&flow)?;
+            let messages = if args.follow_up {
+                db.messages()?
+            } else {
+                Vec::new()
+            };
+            Ok((flow, list, results, messages))
+        }),
+    };
     spinner.set_message("finding the failure patterns");
     let (flow, list, results, messages) = match loaded {
         Ok(x) => x,
         Err(e) => {
             spinner.finish_and_clear();
-            eprintln!("error: {}: {e}", args.db.display());
+            eprintln!("error: {}: {e}", super::campaign::shown(&args.db));
             return ExitCode::from(super::EXIT_USAGE);
         }
     };

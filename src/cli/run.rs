@@ -86,6 +86,13 @@ pub fn run(args: Args) -> ExitCode {
 /// The driver's [`Control`] holds its pause and stop signals and receives
 /// its progress; such a run prints nothing but errors.
 pub fn run_with(args: Args, remote: Option<Control>) -> ExitCode {
+    if args.db.to_str().is_some_and(crate::store::postgres::is_url) {
+        return usage(
+            "a real run keeps its campaign in a file for now (--db PATH): `flowc simulate` and \
+             `flowc report` take a PostgreSQL database, `flowc run` does not yet"
+                .into(),
+        );
+    }
     let mut prepared = match campaign::prepare(
         &args.common,
         Some((&args.db, Kind::Run)),
@@ -292,7 +299,7 @@ fn drive<D: Dialer + Adapter>(
         .pause_on(paused)
         .stop_on(stopped)
         .migrating(args.common.migrate)
-        .journal(&mut store, Durability::BeforeEachDial);
+        .journal(store.as_mut(), Durability::BeforeEachDial);
     let bar_for_signal = bar.clone();
     let grace = args.grace;
     let results = runtime.block_on(async move {

@@ -75,7 +75,7 @@ pub fn run(args: Args) -> ExitCode {
         .on_opt_out(campaign::opt_out_writer(args.common.dnc.as_deref()))
         .migrating(args.common.migrate);
     if let Some(s) = store.as_mut() {
-        engine = engine.journal(s, Durability::Batched);
+        engine = engine.journal(s.as_mut(), Durability::Batched);
     }
     let results = match block_on(engine.run()) {
         Ok(mut r) => {

@@ -17,6 +17,7 @@ mod scenarios;
 mod serve;
 mod simulate;
 mod sip;
+mod stores;
 mod tidy;
 mod trust;
 mod trust_lists;

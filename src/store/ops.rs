@@ -1,0 +1,210 @@
+//! The writes a store was asked for since its last flush, in order: one
+//! batch, committed in one transaction by the store's writer. Every store
+//! buffers the same way; only the SQL differs.
+
+use std::collections::HashMap;
+
+use super::{corrupt, StoreError};
+use crate::contacts::Contact;
+use crate::record::{CallEnd, Ending, Message, MessageKind, StoredAttempt};
+
+/// A write the engine asked for, kept until the next `flush`.
+pub(super) enum Op {
+    Contact {
+        id: usize,
+        line: usize,
+        phone: String,
+        written: Option<Box<str>>,
+        zones: String,
+        fields: String,
+        arm: usize,
+    },
+    Started(StoredAttempt, usize),
+    Ended {
+        contact: usize,
+        number: u32,
+        end: CallEnd,
+    },
+    ContactEnded {
+        id: usize,
+        state: &'static str,
+        reason: String,
+        path: String,
+    },
+    OptedOut(usize),
+    Message {
+        contact: usize,
+        attempt: u32,
+        kind: &'static str,
+        text: String,
+        subject: Option<String>,
+        recipient: Option<String>,
+        status: &'static str,
+    },
+}
+
+/// The batch being gathered.
+#[derive(Default)]
+pub(super) struct Ops {
+    ops: Vec<Op>,
+    /// Started attempts still in `ops`, so an end can complete them there.
+    open: HashMap<(usize, u32), usize>,
+}
+
+impl Ops {
+    pub(super) fn push(&mut self, op: Op) {
+        self.ops.push(op);
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The batch, leaving this one empty.
+    pub(super) fn take(&mut self) -> Vec<Op> {
+        self.open.clear();
+        std::mem::take(&mut self.ops)
+    }
+
+    pub(super) fn contact(&mut self, id: usize, c: &Contact, arm: usize) {
+        let zones: Vec<&str> = c.zones.iter().map(|z| z.name()).collect();
+        self.ops.push(Op::Contact {
+            id,
+            line: c.line,
+            phone: c.phone.clone(),
+            written: c.written.clone(),
+            zones: zones.join(" "),
+            fields: serde_json::to_string(&c.fields).expect("values serialise"),
+            arm,
+        });
+    }
+
+    pub(super) fn started(&mut self, contact: usize, attempt: StoredAttempt) {
+        self.open.insert((contact, attempt.number), self.ops.len());
+        self.ops.push(Op::Started(attempt, contact));
+    }
+
+    pub(super) fn ended(&mut self, contact: usize, number: u32, end: CallEnd) {
+        // Not flushed yet: complete the row before it is written.
+        if let Some(i) = self.open.remove(&(contact, number)) {
+            if let Op::Started(a, _) = &mut self.ops[i] {
+                a.ended_at = Some(end.ended_at);
+                a.outcome = Some(end.outcome);
+                a.keys = end.keys;
+                a.transfers = end.transfers;
+                a.sip = end.sip;
+                return;
+            }
+        }
+        self.ops.push(Op::Ended {
+            contact,
+            number,
+            end,
+        });
+    }
+
+    pub(super) fn contact_ended(&mut self, id: usize, ending: Ending, reason: &str, path: &[&str]) {
+        self.ops.push(Op::ContactEnded {
+            id,
+            state: ending.name(),
+            reason: reason.to_string(),
+            path: serde_json::to_string(path).expect("names serialise"),
+        });
+    }
+
+    pub(super) fn message(&mut self, contact: usize, message: &Message) {
+        self.ops.push(Op::Message {
+            contact,
+            attempt: message.attempt,
+            kind: message.kind.name(),
+            text: message.text.clone(),
+            subject: message.subject.clone(),
+            recipient: message.recipient.clone(),
+            status: match message.kind {
+                MessageKind::Flag => "open",
+                _ => "unsent",
+            },
+        });
+    }
+}
+
+/// The thread that commits batches while the engine goes on: the store's
+/// work on the second core. `sync` waits until everything sent is committed.
+pub(super) struct Writer {
+    batches: std::sync::mpsc::SyncSender<Batch>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+enum Batch {
+    Ops(Vec<Op>),
+    /// Answered once every batch before it is committed, with the first error.
+    Sync(std::sync::mpsc::Sender<Result<(), String>>),
+}
+
+impl Writer {
+    /// Starts the thread; `write` commits one batch. After a failure the
+    /// thread writes nothing more, and every `sync` reports the failure.
+    pub(super) fn start(
+        mut write: impl FnMut(Vec<Op>) -> Result<(), String> + Send + 'static,
+    ) -> Result<Writer, StoreError> {
+        // Two batches in the channel at most: the engine waits rather than
+        // piling up memory when the database falls behind.
+        let (batches, rx) = std::sync::mpsc::sync_channel::<Batch>(2);
+        let thread = std::thread::Builder::new()
+            .name("store".into())
+            .spawn(move || {
+                let mut failed: Option<String> = None;
+                for batch in rx {
+                    match batch {
+                        Batch::Ops(ops) if failed.is_none() => {
+                            if let Err(e) = write(ops) {
+                                failed = Some(e);
+                            }
+                        }
+                        Batch::Ops(_) => {}
+                        Batch::Sync(reply) => {
+                            let _ = reply.send(failed.clone().map_or(Ok(()), Err));
+                        }
+                    }
+                }
+            })
+            .map_err(|e| corrupt(format!("cannot start the writer thread: {e}")))?;
+        Ok(Writer {
+            batches,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands a batch over (waiting while two are queued).
+    pub(super) fn send(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.batches
+            .send(Batch::Ops(ops))
+            .map_err(|_| corrupt("the writer thread stopped"))
+    }
+
+    /// Waits until every batch sent is committed.
+    pub(super) fn sync(&self) -> Result<(), StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.batches
+            .send(Batch::Sync(tx))
+            .map_err(|_| corrupt("the writer thread stopped"))?;
+        rx.recv()
+            .map_err(|_| corrupt("the writer thread stopped"))?
+            .map_err(StoreError::Corrupt)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread once it has written what it holds.
+        let (closed, _) = std::sync::mpsc::sync_channel(0);
+        drop(std::mem::replace(&mut self.batches, closed));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

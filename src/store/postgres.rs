@@ -1,0 +1,878 @@
+//! A campaign in a PostgreSQL database (`--db postgres://…`): the same
+//! records as the SQLite store, in tables shared by every campaign of the
+//! database and keyed by campaign. States, endings and outcomes are
+//! PostgreSQL enum types. The schema is versioned: each migration runs once,
+//! forward only, in its own transaction, under an advisory lock so that
+//! processes starting together do not race.
+//!
+//! Rows refer to their contact without a foreign key: the writer is the only
+//! one to write them, in an order that keeps them whole, and a million
+//! reference checks would double the cost of a batch.
+//!
+//! A campaign is named by the URL's fragment (`postgres://host/db#spring`),
+//! else by its flow. While a process runs it, that process holds a session
+//! advisory lock on it: a second one is refused, and a process that dies
+//! loses the lock with its connection.
+
+use std::io::Write as _;
+
+use chrono::{DateTime, Utc};
+use postgres::{Client, NoTls};
+
+use super::ops::{Op, Ops, Writer};
+use super::{corrupt, time, StoreError, StoredMessage};
+use crate::contacts::Contact;
+use crate::ir::{self, ArmId, Outcome, TransferOutcome};
+use crate::record::{
+    CallEnd, Campaign, CampaignState, ContactResult, End, Ending, History, Kind, Message,
+    StoredAttempt,
+};
+use crate::runtime::journal::{ContactId, Journal};
+
+/// The first key of every advisory lock flowc takes ("flow" in ASCII).
+const LOCK_SPACE: i32 = 0x666c_6f77;
+/// The second key of the lock held while migrating.
+const MIGRATING: i32 = -1;
+
+/// What turns a database of version N into N + 1; version 0 is a database
+/// without flowc's tables.
+const MIGRATIONS: &[&str] = &[
+    // 0 → 1: campaigns, contacts, attempts, ends, messages.
+    "CREATE TYPE flowc_campaign_state AS ENUM ('running', 'paused', 'finished', 'cancelled');
+     CREATE TYPE flowc_kind AS ENUM ('run', 'simulation');
+     CREATE TYPE flowc_ending AS ENUM ('completed', 'failed', 'skipped');
+     CREATE TYPE flowc_outcome AS ENUM ('answered', 'voicemail', 'busy', 'no_answer', 'rejected',
+         'invalid_number', 'network_error', 'unknown');
+     CREATE TABLE flowc_campaigns (
+         id BIGSERIAL PRIMARY KEY,
+         name TEXT NOT NULL UNIQUE,
+         flow TEXT NOT NULL,
+         source_hash TEXT NOT NULL,
+         format_version INTEGER NOT NULL,
+         compiler_version TEXT NOT NULL,
+         kind flowc_kind NOT NULL,
+         ir TEXT NOT NULL,
+         started_at TIMESTAMPTZ NOT NULL,
+         state flowc_campaign_state NOT NULL DEFAULT 'running',
+         updated_at TIMESTAMPTZ NOT NULL,
+         finish TIMESTAMPTZ
+     );
+     CREATE TABLE flowc_contacts (
+         campaign BIGINT NOT NULL REFERENCES flowc_campaigns(id),
+         id INTEGER NOT NULL,
+         line INTEGER NOT NULL,
+         phone TEXT NOT NULL,
+         written TEXT,
+         zones TEXT NOT NULL,
+         fields TEXT NOT NULL,
+         arm INTEGER NOT NULL,
+         opted_out BOOLEAN NOT NULL DEFAULT false,
+         PRIMARY KEY (campaign, id),
+         UNIQUE (campaign, phone)
+     );
+     CREATE TABLE flowc_attempts (
+         campaign BIGINT NOT NULL,
+         contact INTEGER NOT NULL,
+         number INTEGER NOT NULL,
+         step TEXT NOT NULL,
+         started_at TIMESTAMPTZ NOT NULL,
+         caller_id TEXT,
+         ended_at TIMESTAMPTZ,
+         outcome flowc_outcome,
+         keys TEXT,
+         transfers TEXT,
+         sip_status INTEGER,
+         sip_reason TEXT,
+         PRIMARY KEY (campaign, contact, number)
+     );
+     CREATE TABLE flowc_ends (
+         campaign BIGINT NOT NULL,
+         contact INTEGER NOT NULL,
+         state flowc_ending NOT NULL,
+         reason TEXT,
+         path TEXT NOT NULL,
+         PRIMARY KEY (campaign, contact)
+     );
+     CREATE TABLE flowc_messages (
+         id BIGSERIAL PRIMARY KEY,
+         campaign BIGINT NOT NULL,
+         contact INTEGER NOT NULL,
+         attempt INTEGER NOT NULL,
+         kind TEXT NOT NULL,
+         text TEXT NOT NULL,
+         recipient TEXT,
+         status TEXT NOT NULL,
+         subject TEXT
+     );",
+];
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        StoreError::Postgres(e.to_string())
+    }
+}
+
+/// Whether `--db` names a PostgreSQL database rather than a file.
+pub fn is_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+pub struct PgStore {
+    /// The connection string, without the campaign's name.
+    url: String,
+    /// The campaign's name as the URL gave it.
+    name: Option<String>,
+    client: Client,
+    /// The campaign's id, once begun or found.
+    campaign: Option<i64>,
+    ops: Ops,
+    writer: Option<Writer>,
+}
+
+impl PgStore {
+    /// Connects to the database of `url` and brings its schema to this
+    /// version. A database of a later version is refused, untouched.
+    pub fn open(url: &str) -> Result<PgStore, StoreError> {
+        let (url, name) = match url.split_once('#') {
+            Some((url, name)) if !name.is_empty() => (url.to_string(), Some(name.to_string())),
+            Some((url, _)) => (url.to_string(), None),
+            None => (url.to_string(), None),
+        };
+        let mut client = connect(&url)?;
+        migrate(&mut client)?;
+        Ok(PgStore {
+            url,
+            name,
+            client,
+            campaign: None,
+            ops: Ops::default(),
+            writer: None,
+        })
+    }
+
+    /// The schema version of the database.
+    pub fn version(&mut self) -> Result<usize, StoreError> {
+        version(&mut self.client)
+    }
+
+    /// The campaign of `flow`: the URL's name, else the flow's; found only
+    /// when it exists.
+    fn find(&mut self, flow: Option<&str>) -> Result<Option<i64>, StoreError> {
+        let name = match (&self.name, flow) {
+            (Some(n), _) => n.clone(),
+            (None, Some(f)) => f.to_string(),
+            (None, None) => {
+                // A report of the database's only campaign.
+                let rows = self
+                    .client
+                    .query("SELECT id, name FROM flowc_campaigns ORDER BY id", &[])?;
+                return match rows.as_slice() {
+                    [] => Err(StoreError::Corrupt("it holds no campaign".into())),
+                    [one] => Ok(Some(one.get(0))),
+                    more => Err(StoreError::Corrupt(format!(
+                        "it holds {} campaigns ({}): name one after a `#` at the end of the URL",
+                        more.len(),
+                        more.iter()
+                            .map(|r| r.get::<_, String>(1))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))),
+                };
+            }
+        };
+        Ok(self
+            .client
+            .query_opt("SELECT id FROM flowc_campaigns WHERE name = $1", &[&name])?
+            .map(|r| r.get(0)))
+    }
+
+    fn campaign(&self) -> Result<i64, StoreError> {
+        self.campaign
+            .ok_or_else(|| StoreError::Corrupt("no campaign was begun".into()))
+    }
+
+    /// Begins or resumes the campaign of `program`, with the rules of the
+    /// SQLite store's `begin`.
+    pub fn begin(
+        &mut self,
+        program: &ir::Program,
+        started_at: DateTime<Utc>,
+        migrate: bool,
+        kind: Kind,
+    ) -> Result<Campaign, StoreError> {
+        let flow = program.flow.as_ref().map_or("", |f| f.name.as_str());
+        let name = self.name.clone().unwrap_or_else(|| flow.to_string());
+        let ir = serde_json::to_string(program).expect("the IR always serialises");
+        let now = Utc::now();
+        // Made when missing (a concurrent maker wins, and this one finds it).
+        let fresh = !self.client.query(
+            "INSERT INTO flowc_campaigns (name, flow, source_hash, format_version, compiler_version, kind, ir, started_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6::text::flowc_kind, $7, $8, $9) ON CONFLICT (name) DO NOTHING RETURNING id",
+            &[
+                &name,
+                &flow,
+                &program.source_hash,
+                &(program.format_version as i32),
+                &program.compiler_version,
+                &kind.name(),
+                &ir,
+                &started_at,
+                &now,
+            ],
+        )?
+        .is_empty();
+        let row = self.client.query_one(
+            "SELECT id, source_hash, started_at, state::text, format_version, kind::text \
+             FROM flowc_campaigns WHERE name = $1",
+            &[&name],
+        )?;
+        let id: i64 = row.get(0);
+        let locked: bool = self
+            .client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, $2)",
+                &[&LOCK_SPACE, &(id as i32)],
+            )?
+            .get(0);
+        if !locked {
+            return Err(StoreError::Busy(format!(
+                "another process runs the campaign \"{name}\" in this database: pause it first, or wait for it to end"
+            )));
+        }
+        self.campaign = Some(id);
+        let (hash, stored_start, state, format, stored_kind): (
+            String,
+            DateTime<Utc>,
+            String,
+            i32,
+            String,
+        ) = (row.get(1), row.get(2), row.get(3), row.get(4), row.get(5));
+        let state = CampaignState::parse(&state)
+            .ok_or_else(|| corrupt(format!("the campaign is \"{state}\"")))?;
+        let mut finished = false;
+        let mut restarted = false;
+        let (started_at, migrated) = match state {
+            _ if fresh => (started_at, false),
+            _ if stored_kind != kind.name() => {
+                return Err(StoreError::OtherKind {
+                    stored: if stored_kind == "run" { "real run" } else { "simulation" },
+                    given: if kind == Kind::Run { "real run" } else { "simulation" },
+                })
+            }
+            _ if format != ir::FORMAT_VERSION as i32 => {
+                return Err(StoreError::OtherVersion(format!(
+                    "the campaign was compiled to IR format {format}, and this flowc runs format {}: finish it \
+                     with the flowc that started it, or start afresh under another name",
+                    ir::FORMAT_VERSION
+                )))
+            }
+            state if hash != program.source_hash && !migrate && !(kind == Kind::Simulation && state != CampaignState::Finished) => {
+                return Err(StoreError::OtherFlow {
+                    stored: hash,
+                    given: program.source_hash.clone(),
+                })
+            }
+            state if kind == Kind::Simulation && state != CampaignState::Finished => {
+                // An unfinished simulation starts again from its beginning.
+                let mut tx = self.client.transaction()?;
+                for table in ["flowc_messages", "flowc_ends", "flowc_attempts", "flowc_contacts"] {
+                    tx.execute(&format!("DELETE FROM {table} WHERE campaign = $1"), &[&id])?;
+                }
+                tx.execute(
+                    "UPDATE flowc_campaigns SET flow = $2, source_hash = $3, ir = $4, compiler_version = $5, \
+                     started_at = $6, state = 'running', updated_at = $7, finish = NULL WHERE id = $1",
+                    &[&id, &flow, &program.source_hash, &ir, &program.compiler_version, &started_at, &now],
+                )?;
+                tx.commit()?;
+                restarted = true;
+                (started_at, false)
+            }
+            CampaignState::Cancelled => return Err(StoreError::Cancelled),
+            state => {
+                finished = state == CampaignState::Finished;
+                let migrated = hash != program.source_hash;
+                if migrated {
+                    self.client.execute(
+                        "UPDATE flowc_campaigns SET flow = $2, source_hash = $3, ir = $4, compiler_version = $5 WHERE id = $1",
+                        &[&id, &flow, &program.source_hash, &ir, &program.compiler_version],
+                    )?;
+                }
+                self.client.execute(
+                    "UPDATE flowc_campaigns SET state = 'running', updated_at = $2 WHERE id = $1",
+                    &[&id, &now],
+                )?;
+                (stored_start, migrated)
+            }
+        };
+        let (contacts, history) = self.load()?;
+        let finish: Option<DateTime<Utc>> = self
+            .client
+            .query_one("SELECT finish FROM flowc_campaigns WHERE id = $1", &[&id])?
+            .get(0);
+        Ok(Campaign {
+            started_at,
+            contacts,
+            history,
+            migrated,
+            finished,
+            restarted,
+            finish,
+        })
+    }
+
+    /// The campaign's contacts and their histories, in id order.
+    fn load(&mut self) -> Result<(Vec<Contact>, Vec<History>), StoreError> {
+        let id = self.campaign()?;
+        let mut contacts = Vec::new();
+        let mut history = Vec::new();
+        let rows = self.client.query(
+            "SELECT c.id, c.line, c.phone, c.zones, c.fields, c.arm, e.state::text, e.reason, e.path, c.opted_out, c.written \
+             FROM flowc_contacts c LEFT JOIN flowc_ends e ON e.campaign = c.campaign AND e.contact = c.id \
+             WHERE c.campaign = $1 ORDER BY c.id",
+            &[&id],
+        )?;
+        for r in rows {
+            let at: i32 = r.get(0);
+            if at as usize != contacts.len() {
+                return Err(corrupt(format!(
+                    "contact ids skip from {} to {at}",
+                    contacts.len()
+                )));
+            }
+            let zones: String = r.get(3);
+            let fields: String = r.get(4);
+            contacts.push(Contact {
+                line: r.get::<_, i32>(1) as usize,
+                phone: r.get(2),
+                zones: zones
+                    .split(' ')
+                    .map(|z| z.parse().map_err(corrupt))
+                    .collect::<Result<_, _>>()?,
+                fields: serde_json::from_str(&fields).map_err(corrupt)?,
+                written: r.get::<_, Option<String>>(10).map(Box::from),
+            });
+            let end = match r.get::<_, Option<String>>(6) {
+                None => None,
+                Some(name) => {
+                    let ending = Ending::parse(&name)
+                        .ok_or_else(|| corrupt(format!("a contact ended \"{name}\"")))?;
+                    Some(End::new(
+                        ending,
+                        r.get::<_, Option<String>>(7).unwrap_or_default(),
+                    ))
+                }
+            };
+            let path: Option<String> = r.get(8);
+            history.push(History {
+                arm: r.get::<_, i32>(5) as usize,
+                end,
+                path: path
+                    .map(|p| serde_json::from_str(&p).map_err(corrupt))
+                    .transpose()?
+                    .unwrap_or_default(),
+                attempts: Vec::new(),
+                opted_out: r.get(9),
+            });
+        }
+        let rows = self.client.query(
+            "SELECT contact, number, step, started_at, caller_id, ended_at, outcome::text, keys, transfers, sip_status, sip_reason \
+             FROM flowc_attempts WHERE campaign = $1 ORDER BY contact, number",
+            &[&id],
+        )?;
+        for r in rows {
+            let contact = r.get::<_, i32>(0) as usize;
+            let Some(h) = history.get_mut(contact) else {
+                return Err(corrupt(format!(
+                    "an attempt of contact {contact}, which is not there"
+                )));
+            };
+            let keys: Option<String> = r.get(7);
+            let transfers: Option<String> = r.get(8);
+            let transfers: Vec<String> = transfers
+                .map(|t| serde_json::from_str(&t).map_err(corrupt))
+                .transpose()?
+                .unwrap_or_default();
+            let sip_status: Option<i32> = r.get(9);
+            let sip_reason: Option<String> = r.get(10);
+            h.attempts.push(StoredAttempt {
+                number: r.get::<_, i32>(1) as u32,
+                step: r.get(2),
+                started_at: r.get(3),
+                caller_id: r.get(4),
+                ended_at: r.get(5),
+                outcome: r
+                    .get::<_, Option<String>>(6)
+                    .map(|o| {
+                        Outcome::from_name(&o)
+                            .ok_or_else(|| corrupt(format!("the outcome \"{o}\"")))
+                    })
+                    .transpose()?,
+                keys: keys
+                    .map(|k| serde_json::from_str(&k).map_err(corrupt))
+                    .transpose()?
+                    .unwrap_or_default(),
+                transfers: transfers
+                    .iter()
+                    .map(|t| {
+                        TransferOutcome::from_name(t)
+                            .ok_or_else(|| corrupt(format!("the transfer outcome \"{t}\"")))
+                    })
+                    .collect::<Result<_, _>>()?,
+                sip: sip_status.map(|s| (s as u16, sip_reason.unwrap_or_default())),
+            });
+        }
+        Ok((contacts, history))
+    }
+
+    /// The stored program of the campaign the URL names (or the only one).
+    pub fn program(&mut self) -> Result<ir::Program, StoreError> {
+        let id = match self.campaign {
+            Some(id) => id,
+            None => {
+                let id = self
+                    .find(None)?
+                    .ok_or_else(|| StoreError::Corrupt("it holds no such campaign".into()))?;
+                self.campaign = Some(id);
+                id
+            }
+        };
+        let ir: String = self
+            .client
+            .query_one("SELECT ir FROM flowc_campaigns WHERE id = $1", &[&id])?
+            .get(0);
+        serde_json::from_str(&ir).map_err(corrupt)
+    }
+
+    /// Every contact with its attempts, as a report reads them.
+    pub fn results(
+        &mut self,
+        flow: &ir::Flow,
+    ) -> Result<(Vec<Contact>, Vec<ContactResult>), StoreError> {
+        if self.campaign.is_none() {
+            self.program()?;
+        }
+        let (contacts, history) = self.load()?;
+        let results = contacts
+            .iter()
+            .zip(&history)
+            .map(|(c, h)| h.result(c, flow))
+            .collect();
+        Ok((contacts, results))
+    }
+
+    /// Every message and flag, with the contact it concerns.
+    pub fn messages(&mut self) -> Result<Vec<StoredMessage>, StoreError> {
+        let id = self.campaign()?;
+        let rows = self.client.query(
+            "SELECT contact, attempt, kind, text, recipient, status FROM flowc_messages \
+             WHERE campaign = $1 ORDER BY contact, id",
+            &[&id],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredMessage {
+                contact: r.get::<_, i32>(0) as usize,
+                attempt: r.get::<_, i32>(1) as u32,
+                kind: r.get(2),
+                text: r.get(3),
+                recipient: r.get(4),
+                status: r.get(5),
+            })
+            .collect())
+    }
+
+    /// The campaign's state.
+    pub fn state(&mut self) -> Result<CampaignState, StoreError> {
+        let id = self.campaign()?;
+        let name: String = self
+            .client
+            .query_one(
+                "SELECT state::text FROM flowc_campaigns WHERE id = $1",
+                &[&id],
+            )?
+            .get(0);
+        CampaignState::parse(&name).ok_or_else(|| corrupt(format!("the campaign is \"{name}\"")))
+    }
+
+    /// The counters: total, completed, failed, skipped, pending, in progress.
+    pub fn counters(&mut self) -> Result<[u64; 6], StoreError> {
+        let id = self.campaign()?;
+        let r = self.client.query_one(
+            "SELECT \
+               (SELECT count(*) FROM flowc_contacts WHERE campaign = $1), \
+               (SELECT count(*) FROM flowc_ends WHERE campaign = $1 AND state = 'completed'), \
+               (SELECT count(*) FROM flowc_ends WHERE campaign = $1 AND state = 'failed'), \
+               (SELECT count(*) FROM flowc_ends WHERE campaign = $1 AND state = 'skipped'), \
+               (SELECT count(DISTINCT a.contact) FROM flowc_attempts a WHERE a.campaign = $1 AND a.ended_at IS NULL \
+                  AND NOT EXISTS (SELECT 1 FROM flowc_ends e WHERE e.campaign = $1 AND e.contact = a.contact))",
+            &[&id],
+        )?;
+        let n = |k: usize| r.get::<_, i64>(k) as u64;
+        let (total, completed, failed, skipped, in_progress) = (n(0), n(1), n(2), n(3), n(4));
+        Ok([
+            total,
+            completed,
+            failed,
+            skipped,
+            total - completed - failed - skipped - in_progress,
+            in_progress,
+        ])
+    }
+
+    fn writer(&mut self) -> Result<&Writer, StoreError> {
+        if self.writer.is_none() {
+            let campaign = self.campaign()?;
+            let url = self.url.clone();
+            // Connected on the writer's own thread: the blocking client
+            // cannot start inside the engine's runtime.
+            let mut client: Option<Client> = None;
+            self.writer = Some(Writer::start(move |ops| {
+                let client = match &mut client {
+                    Some(c) => c,
+                    None => client.insert(writer_connection(&url).map_err(|e| e.to_string())?),
+                };
+                write_ops(client, campaign, ops).map_err(|e| e.to_string())
+            })?);
+        }
+        Ok(self.writer.as_ref().expect("just started"))
+    }
+}
+
+/// The writer's connection, with the table its ends of attempts go through.
+fn writer_connection(url: &str) -> Result<Client, StoreError> {
+    let mut client = connect(url)?;
+    client.batch_execute(
+        "CREATE TEMP TABLE flowc_ended (contact INTEGER, number INTEGER, ended_at TIMESTAMPTZ, \
+         outcome flowc_outcome, keys TEXT, transfers TEXT, sip_status INTEGER, sip_reason TEXT) \
+         ON COMMIT DELETE ROWS",
+    )?;
+    Ok(client)
+}
+
+/// Connects; a URL without a password takes `PGPASSWORD`'s, as libpq does,
+/// so that none need be written on a command line.
+fn connect(url: &str) -> Result<Client, StoreError> {
+    let mut config: postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Postgres(format!("cannot read the URL: {e}")))?;
+    if config.get_password().is_none() {
+        if let Ok(password) = std::env::var("PGPASSWORD") {
+            config.password(password);
+        }
+    }
+    config
+        .connect(NoTls)
+        .map_err(|e| StoreError::Postgres(format!("cannot connect to the database: {e}")))
+}
+
+fn version(client: &mut Client) -> Result<usize, StoreError> {
+    client.batch_execute("CREATE TABLE IF NOT EXISTS flowc_schema (version INTEGER NOT NULL)")?;
+    let v: Option<i32> = client
+        .query_opt("SELECT max(version) FROM flowc_schema", &[])?
+        .and_then(|r| r.get(0));
+    Ok(v.unwrap_or(0) as usize)
+}
+
+/// Brings the schema to this version, one migration a transaction, under
+/// a lock that makes processes starting together wait for each other.
+fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&LOCK_SPACE, &MIGRATING],
+    )?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS flowc_schema (version INTEGER NOT NULL)")?;
+    let at: Option<i32> = tx
+        .query_one("SELECT max(version) FROM flowc_schema", &[])?
+        .get(0);
+    let at = at.unwrap_or(0) as usize;
+    if at > MIGRATIONS.len() {
+        return Err(StoreError::OtherVersion(format!(
+            "the database holds flowc tables of version {at}, and this flowc knows version {} at most: \
+             use the flowc that made them, or another database",
+            MIGRATIONS.len()
+        )));
+    }
+    for (k, step) in MIGRATIONS.iter().enumerate().skip(at) {
+        tx.batch_execute(step)?;
+        tx.execute(
+            "INSERT INTO flowc_schema (version) VALUES ($1)",
+            &[&(k as i32 + 1)],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// A field of a COPY row in CSV form: `\N` for null, else quoted.
+fn field(row: &mut String, value: Option<&str>) {
+    if !row.is_empty() && !row.ends_with('\n') {
+        row.push(',');
+    }
+    match value {
+        None => row.push_str("\\N"),
+        Some(v) => {
+            row.push('"');
+            row.push_str(&v.replace('"', "\"\""));
+            row.push('"');
+        }
+    }
+}
+
+fn copy_in(
+    tx: &mut postgres::Transaction<'_>,
+    table: &str,
+    rows: &str,
+) -> Result<(), postgres::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut w = tx.copy_in(&format!("COPY {table} FROM STDIN (FORMAT csv, NULL '\\N')"))?;
+    w.write_all(rows.as_bytes())
+        .expect("a COPY takes what it is given; errors come at its end");
+    w.finish()?;
+    Ok(())
+}
+
+/// The replies of a call as stored: JSON lists, or nothing.
+fn replies(
+    keys: &[Option<String>],
+    transfers: &[TransferOutcome],
+) -> (Option<String>, Option<String>) {
+    let keys = (!keys.is_empty()).then(|| serde_json::to_string(keys).expect("keys serialise"));
+    let transfers = (!transfers.is_empty()).then(|| {
+        let names: Vec<&str> = transfers.iter().map(|t| t.name()).collect();
+        serde_json::to_string(&names).expect("names serialise")
+    });
+    (keys, transfers)
+}
+
+/// Commits a batch: each kind of row copied in at once, in the order the
+/// foreign keys need (contacts, attempts, their ends, contacts' ends).
+fn write_ops(client: &mut Client, campaign: i64, ops: Vec<Op>) -> Result<(), postgres::Error> {
+    let c = campaign.to_string();
+    let (mut contacts, mut attempts, mut ended, mut ends, mut messages) = (
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    );
+    let mut opted_out: Vec<i32> = Vec::new();
+    for op in ops {
+        match op {
+            Op::Contact {
+                id,
+                line,
+                phone,
+                written,
+                zones,
+                fields,
+                arm,
+            } => {
+                let row = &mut contacts;
+                field(row, Some(&c));
+                field(row, Some(&id.to_string()));
+                field(row, Some(&line.to_string()));
+                field(row, Some(&phone));
+                field(row, written.as_deref());
+                field(row, Some(&zones));
+                field(row, Some(&fields));
+                field(row, Some(&arm.to_string()));
+                row.push('\n');
+            }
+            Op::Started(a, contact) => {
+                let (keys, transfers) = replies(&a.keys, &a.transfers);
+                let row = &mut attempts;
+                field(row, Some(&c));
+                field(row, Some(&contact.to_string()));
+                field(row, Some(&a.number.to_string()));
+                field(row, Some(&a.step));
+                field(row, Some(&time(a.started_at)));
+                field(row, a.caller_id.as_deref());
+                field(row, a.ended_at.map(time).as_deref());
+                field(row, a.outcome.map(|o| o.name()));
+                field(row, keys.as_deref());
+                field(row, transfers.as_deref());
+                field(row, a.sip.as_ref().map(|s| s.0.to_string()).as_deref());
+                field(row, a.sip.as_ref().map(|s| s.1.as_str()));
+                row.push('\n');
+            }
+            Op::Ended {
+                contact,
+                number,
+                end,
+            } => {
+                let (keys, transfers) = replies(&end.keys, &end.transfers);
+                let row = &mut ended;
+                field(row, Some(&contact.to_string()));
+                field(row, Some(&number.to_string()));
+                field(row, Some(&time(end.ended_at)));
+                field(row, Some(end.outcome.name()));
+                field(row, keys.as_deref());
+                field(row, transfers.as_deref());
+                field(row, end.sip.as_ref().map(|s| s.0.to_string()).as_deref());
+                field(row, end.sip.as_ref().map(|s| s.1.as_str()));
+                row.push('\n');
+            }
+            Op::ContactEnded {
+                id,
+                state,
+                reason,
+                path,
+            } => {
+                let row = &mut ends;
+                field(row, Some(&c));
+                field(row, Some(&id.to_string()));
+                field(row, Some(state));
+                field(row, Some(&reason));
+                field(row, Some(&path));
+                row.push('\n');
+            }
+            Op::OptedOut(id) => opted_out.push(id as i32),
+            Op::Message {
+                contact,
+                attempt,
+                kind,
+                text,
+                subject,
+                recipient,
+                status,
+            } => {
+                let row = &mut messages;
+                field(row, Some(&c));
+                field(row, Some(&contact.to_string()));
+                field(row, Some(&attempt.to_string()));
+                field(row, Some(kind));
+                field(row, Some(&text));
+                field(row, recipient.as_deref());
+                field(row, Some(status));
+                field(row, subject.as_deref());
+                row.push('\n');
+            }
+        }
+    }
+    let mut tx = client.transaction()?;
+    copy_in(
+        &mut tx,
+        "flowc_contacts (campaign, id, line, phone, written, zones, fields, arm)",
+        &contacts,
+    )?;
+    copy_in(
+        &mut tx,
+        "flowc_attempts (campaign, contact, number, step, started_at, caller_id, ended_at, outcome, keys, transfers, sip_status, sip_reason)",
+        &attempts,
+    )?;
+    if !ended.is_empty() {
+        copy_in(&mut tx, "flowc_ended", &ended)?;
+        tx.execute(
+            "UPDATE flowc_attempts a SET ended_at = e.ended_at, outcome = e.outcome, keys = e.keys, \
+             transfers = e.transfers, sip_status = e.sip_status, sip_reason = e.sip_reason \
+             FROM flowc_ended e WHERE a.campaign = $1 AND a.contact = e.contact AND a.number = e.number",
+            &[&campaign],
+        )?;
+    }
+    copy_in(
+        &mut tx,
+        "flowc_ends (campaign, contact, state, reason, path)",
+        &ends,
+    )?;
+    if !opted_out.is_empty() {
+        tx.execute(
+            "UPDATE flowc_contacts SET opted_out = true WHERE campaign = $1 AND id = ANY($2)",
+            &[&campaign, &opted_out],
+        )?;
+    }
+    copy_in(
+        &mut tx,
+        "flowc_messages (campaign, contact, attempt, kind, text, recipient, status, subject)",
+        &messages,
+    )?;
+    tx.commit()
+}
+
+impl Journal for PgStore {
+    fn begin(
+        &mut self,
+        program: &ir::Program,
+        started_at: DateTime<Utc>,
+        migrate: bool,
+        kind: Kind,
+    ) -> Result<Campaign, StoreError> {
+        PgStore::begin(self, program, started_at, migrate, kind)
+    }
+
+    fn contact_added(&mut self, id: ContactId, contact: &Contact, arm: ArmId) {
+        self.ops.contact(id.index(), contact, arm);
+    }
+
+    fn attempt_started(&mut self, id: ContactId, attempt: StoredAttempt) {
+        self.ops.started(id.index(), attempt);
+    }
+
+    fn attempt_ended(&mut self, id: ContactId, number: u32, end: CallEnd) {
+        self.ops.ended(id.index(), number, end);
+    }
+
+    fn contact_ended(&mut self, id: ContactId, ending: Ending, reason: &str, path: &[&str]) {
+        self.ops.contact_ended(id.index(), ending, reason, path);
+    }
+
+    fn opted_out(&mut self, id: ContactId) {
+        self.ops.push(Op::OptedOut(id.index()));
+    }
+
+    fn message(&mut self, id: ContactId, message: &Message) {
+        self.ops.message(id.index(), message);
+    }
+
+    fn pending_writes(&self) -> usize {
+        self.ops.len()
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.ops.is_empty() {
+            return Ok(());
+        }
+        let ops = self.ops.take();
+        self.writer()?.send(ops)
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        Journal::flush(self)?;
+        match self.writer.as_ref() {
+            Some(w) => w.sync(),
+            None => Ok(()),
+        }
+    }
+
+    fn set_state(&mut self, state: CampaignState, finish: DateTime<Utc>) -> Result<(), StoreError> {
+        Journal::sync(self)?;
+        let id = self.campaign()?;
+        self.client.execute(
+            "UPDATE flowc_campaigns SET state = $2::text::flowc_campaign_state, updated_at = $3, \
+             finish = greatest(coalesce(finish, $4), $4) WHERE id = $1",
+            &[&id, &state.name(), &Utc::now(), &finish],
+        )?;
+        self.client.execute(
+            "SELECT pg_advisory_unlock($1, $2)",
+            &[&LOCK_SPACE, &(id as i32)],
+        )?;
+        Ok(())
+    }
+}

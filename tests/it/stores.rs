@@ -1,0 +1,457 @@
+//! The same campaign on both stores: SQLite (a file) and PostgreSQL (a real
+//! server started here, in a temporary folder, on 127.0.0.1, stopped by PID
+//! at the end). Each test body runs against both and compares.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use chrono::{DateTime, Utc};
+use flowc::contacts::{read_csv, Rules};
+use flowc::dialer::{Model, SimDialer};
+use flowc::record::{CampaignState, Kind, Status};
+use flowc::runtime::clock::VirtualClock;
+use flowc::runtime::engine::{Engine, Results};
+use flowc::runtime::journal::{Durability, Journal};
+use flowc::runtime::simulate::block_on;
+use flowc::store::postgres::PgStore;
+use flowc::store::{Store, StoreError};
+
+/// A PostgreSQL server of its own, stopped (and its folder removed) when dropped.
+pub struct Postgres {
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Postgres {
+    /// Starts a server, or says why not: `None` locally when PostgreSQL is
+    /// not installed; in CI (`CI` set) a missing server fails the test.
+    pub fn start(name: &str) -> Option<Postgres> {
+        let Some(bin) = postgres_bin() else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "PostgreSQL is missing: .ci/run installs Debian's postgresql"
+            );
+            eprintln!("skipped: no PostgreSQL server (apt-get install postgresql)");
+            return None;
+        };
+        let dir = std::env::temp_dir().join(format!("flowc-pg-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = unsafe { libc::geteuid() } == 0;
+        if root {
+            // The server refuses to run as root: it runs as `postgres`.
+            let status = Command::new("chown")
+                .args(["postgres:"])
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(
+                status.success(),
+                "cannot give {} to postgres",
+                dir.display()
+            );
+        }
+        let port = free_port();
+        let as_server = |program: &str| {
+            let mut c = if root {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(bin.join(program));
+                c
+            } else {
+                Command::new(bin.join(program))
+            };
+            c.stdout(Stdio::null()).stderr(Stdio::piped());
+            c
+        };
+        let out = as_server("initdb")
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-U", "flowc", "--auth=trust", "--no-sync"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = as_server("pg_ctl")
+            .arg("-D")
+            .arg(dir.join("data"))
+            .arg("-l")
+            .arg(dir.join("log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                dir.display()
+            ))
+            .args(["-w", "start"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+        );
+        Some(Postgres { dir, port })
+    }
+
+    /// The URL of a new database of this server (one per test body).
+    pub fn database(&self, name: &str) -> String {
+        let url = |db: &str| format!("postgres://flowc@127.0.0.1:{}/{db}", self.port);
+        postgres_client(&url("postgres"))
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        url(name)
+    }
+
+    /// The server process's id (the first line of its pid file).
+    fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            // SIGQUIT: the server's immediate shutdown.
+            unsafe { libc::kill(pid, libc::SIGQUIT) };
+            for _ in 0..200 {
+                if unsafe { libc::kill(pid, 0) } != 0 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The folder of `initdb` and `pg_ctl`: on the PATH, else Debian's.
+fn postgres_bin() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>());
+    let debian = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin"));
+    on_path.chain(debian).find(|d| {
+        d.join("initdb").is_file() && d.join("pg_ctl").is_file() && d.join("createdb").is_file()
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+const FLOW: &str = r#"
+contact {
+  phone: phone
+  name: text
+}
+
+calendar open {
+  hours mon-sun 08:00-21:00
+}
+
+strategy patient {
+  max attempts 4
+  on busy retry after 30m
+  on no_answer retry after 1h
+  on voicemail retry after 2h
+  on network_error retry after 10m max 2
+  on rejected stop
+}
+
+flow both {
+  calendar open
+  timezone "Europe/Paris"
+  strategy patient
+
+  step call {
+    dial contact.phone
+    on answered       -> end completed "reached"
+    on invalid_number -> { flag "check_number"; end failed "invalid_number" }
+    on exhausted      -> { send sms "We tried to reach you, {contact.name}."; end failed "unreachable" }
+  }
+}
+"#;
+
+fn compile(source: &str) -> flowc::ir::Program {
+    let c = flowc::check::check_source("both.flow", source);
+    c.program
+        .unwrap_or_else(|| panic!("the flow checks: {:?}", c.diagnostics))
+}
+
+fn list(n: usize) -> String {
+    let mut s = String::from("phone,name\n");
+    for k in 0..n {
+        s.push_str(&format!("+3361{k:07},P{k}\n"));
+    }
+    s
+}
+
+/// Runs the campaign of `source` over the first `n` rows on `store`,
+/// resuming what it holds; the store's state and the run's results.
+fn campaign(store: &mut dyn Journal, source: &str, n: usize) -> Result<Results, StoreError> {
+    let program = compile(source);
+    let flow = program.flow.clone().expect("a flow");
+    let start: DateTime<Utc> = "2026-12-01T08:00:00Z".parse().unwrap();
+    let rules = Rules::new(&flow.contact, &flow.timezone, None);
+    let import = read_csv(std::io::Cursor::new(list(n)), &rules);
+    let stored = store.begin(&program, start, false, Kind::Run)?;
+    let mut contacts = stored.contacts;
+    let known: std::collections::HashSet<String> =
+        contacts.iter().map(|c| c.phone.clone()).collect();
+    contacts.extend(
+        import
+            .contacts
+            .into_iter()
+            .filter(|c| !known.contains(&c.phone)),
+    );
+    let dialer = SimDialer {
+        model: Model::default_model(),
+        seed: 11,
+    };
+    let clock = VirtualClock::new(stored.started_at);
+    let results = block_on(
+        Engine::new(&flow, &contacts, &dialer, &clock, stored.started_at)
+            .history(stored.history)
+            .journal(&mut *store, Durability::BeforeEachDial)
+            .run(),
+    )?;
+    store.set_state(CampaignState::Finished, results.finish)?;
+    Ok(results)
+}
+
+/// What a report shows of each contact, in list order.
+fn summary(results: &Results) -> Vec<(String, Status, String, Vec<&'static str>)> {
+    results
+        .contacts
+        .iter()
+        .map(|c| {
+            (
+                c.phone.clone(),
+                c.status(),
+                c.reason().to_string(),
+                c.attempts.iter().map(|a| a.outcome.name()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// The same steps on a store: 300 contacts, then the list grown to 500 (a
+/// resume of the finished campaign with new contacts), then a changed flow
+/// (refused), then the store read back as a report reads it.
+fn same_steps(
+    store: &mut dyn Journal,
+    read_back: impl FnOnce() -> Vec<(String, Status, String, Vec<&'static str>)>,
+) -> Vec<String> {
+    let first = campaign(store, FLOW, 300).unwrap();
+    assert_eq!(first.contacts.len(), 300);
+    let second = campaign(store, FLOW, 500).unwrap();
+    assert_eq!(second.contacts.len(), 500);
+    // The first 300 ended in the first run: the second replays them as they were.
+    assert_eq!(summary(&first)[..], summary(&second)[..300]);
+    let changed = FLOW.replace("\"reached\"", "\"answered\"");
+    assert_ne!(changed, FLOW);
+    let Err(refused) = campaign(store, &changed, 500) else {
+        panic!("a changed flow resumed the campaign");
+    };
+    assert!(matches!(refused, StoreError::OtherFlow { .. }), "{refused}");
+    let stored = read_back();
+    assert_eq!(stored, summary(&second), "the store holds what the run did");
+    stored
+        .iter()
+        .map(|(phone, status, reason, outcomes)| {
+            format!("{phone} {status} {reason} {}", outcomes.join(" "))
+        })
+        .collect()
+}
+
+#[test]
+fn a_campaign_runs_resumes_and_reads_back_the_same_on_sqlite_and_postgresql() {
+    let Some(server) = Postgres::start("same") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("flowc-stores-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let flow = compile(FLOW).flow.unwrap();
+    let read = |results: (
+        Vec<flowc::contacts::Contact>,
+        Vec<flowc::record::ContactResult>,
+    )| {
+        results
+            .1
+            .iter()
+            .map(|c| {
+                (
+                    c.phone.clone(),
+                    c.status(),
+                    c.reason().to_string(),
+                    c.attempts.iter().map(|a| a.outcome.name()).collect(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+
+    let db = dir.join("both.db");
+    let mut sqlite = Store::open(&db, Durability::BeforeEachDial).unwrap();
+    let on_sqlite = same_steps(&mut sqlite, || {
+        read(Store::open_read_only(&db).unwrap().results(&flow).unwrap())
+    });
+    drop(sqlite);
+
+    let url = server.database("same");
+    let mut pg = PgStore::open(&url).unwrap();
+    let on_postgres = same_steps(&mut pg, || {
+        read(PgStore::open(&url).unwrap().results(&flow).unwrap())
+    });
+    assert_eq!(on_sqlite, on_postgres, "both stores hold the same campaign");
+    // The campaign did something worth comparing: every way of ending.
+    for status in ["completed", "failed"] {
+        assert!(
+            on_sqlite.iter().any(|l| l.contains(status)),
+            "no contact {status}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// While a process runs a campaign in PostgreSQL, another is refused (its
+/// session holds the campaign's advisory lock); once it stops, the other
+/// may go on. (The SQLite store's lock is tested in `trust`.)
+#[test]
+fn a_second_process_is_refused_while_one_runs_the_campaign() {
+    let Some(server) = Postgres::start("busy") else {
+        return;
+    };
+    let program = compile(FLOW);
+    let start: DateTime<Utc> = "2026-12-01T08:00:00Z".parse().unwrap();
+    let url = server.database("busy");
+    let mut first = PgStore::open(&url).unwrap();
+    first.begin(&program, start, false, Kind::Run).unwrap();
+    let mut second = PgStore::open(&url).unwrap();
+    let Err(refused) = second.begin(&program, start, false, Kind::Run) else {
+        panic!("two processes run one campaign");
+    };
+    assert!(matches!(refused, StoreError::Busy(_)), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("another process runs the campaign"),
+        "{refused}"
+    );
+    first.set_state(CampaignState::Paused, start).unwrap();
+    second.begin(&program, start, false, Kind::Run).unwrap();
+    // A process that dies loses the lock with its connection.
+    drop(second);
+    let mut third = PgStore::open(&url).unwrap();
+    third.begin(&program, start, false, Kind::Run).unwrap();
+}
+
+#[test]
+fn the_postgresql_schema_is_made_once_and_a_later_one_is_refused() {
+    let Some(server) = Postgres::start("schema") else {
+        return;
+    };
+    let url = server.database("schema");
+    // From version 0 (no flowc tables) to this one; again: nothing to do.
+    let mut first = PgStore::open(&url).unwrap();
+    let version = first.version().unwrap();
+    assert!(version >= 1);
+    let mut again = PgStore::open(&url).unwrap();
+    assert_eq!(again.version().unwrap(), version);
+    // Two processes starting together: one migrates, the other waits.
+    let url2 = server.database("together");
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url2.clone();
+            std::thread::spawn(move || PgStore::open(&url).map(|_| ()))
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap().unwrap();
+    }
+    // A database made by a later flowc is left alone.
+    let mut client = postgres_client(&url);
+    client
+        .execute(
+            "INSERT INTO flowc_schema (version) VALUES ($1)",
+            &[&(version as i32 + 1)],
+        )
+        .unwrap();
+    let refused = PgStore::open(&url)
+        .err()
+        .expect("a later schema is refused");
+    assert!(
+        refused.to_string().contains("use the flowc that made them"),
+        "{refused}"
+    );
+}
+
+fn postgres_client(url: &str) -> postgres::Client {
+    postgres::Client::connect(url, postgres::NoTls).unwrap()
+}
+
+/// `flowc simulate` and `flowc report` take a PostgreSQL URL for `--db`,
+/// and give what they give with a file.
+#[test]
+fn simulate_and_report_take_a_postgresql_url() {
+    let Some(server) = Postgres::start("cli") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("flowc-pgcli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let flow = dir.join("both.flow");
+    std::fs::write(&flow, FLOW).unwrap();
+    let contacts = dir.join("list.csv");
+    std::fs::write(&contacts, list(200)).unwrap();
+    let url = format!("{}#spring", server.database("cli"));
+    let run = |args: &[&str], db: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args(args)
+            .args(["--db", db, "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let simulate = |db: &str| {
+        run(
+            &[
+                "simulate",
+                flow.to_str().unwrap(),
+                "--contacts",
+                contacts.to_str().unwrap(),
+            ],
+            db,
+        )
+    };
+    let file = dir.join("both.db");
+    let file = file.to_str().unwrap();
+    assert_eq!(simulate(&url), simulate(file));
+    assert_eq!(run(&["report"], &url), run(&["report"], file));
+    // A second simulation of a finished one: its report, nobody dialled.
+    assert_eq!(simulate(&url), simulate(file));
+    let _ = Path::new(file);
+    std::fs::remove_dir_all(&dir).ok();
+}
