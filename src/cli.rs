@@ -28,6 +28,7 @@ mod serve;
 mod signals;
 mod simulate;
 mod test;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -72,6 +73,8 @@ enum Command {
     Serve(serve::Args),
     /// Make, list and revoke the API keys of `flowc serve`
     Keys(serve::KeysArgs),
+    /// Place the calls of every running campaign of a PostgreSQL database, beside other workers
+    Worker(worker::Args),
 }
 
 /// Exit status 2: the command could not do its job (usage, unreadable file).
@@ -82,7 +85,7 @@ pub fn main() -> ExitCode {
     // while its arguments are read.
     if std::env::args_os()
         .nth(1)
-        .is_some_and(|a| a == "run" || a == "serve")
+        .is_some_and(|a| a == "run" || a == "serve" || a == "worker")
     {
         signals::install();
     }
@@ -100,6 +103,7 @@ pub fn main() -> ExitCode {
         }
         Command::Test(args) => test::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Worker(args) => worker::run(args),
         Command::Run(args) => run::run(args),
         Command::Report(args) => report::run(args),
         Command::Serve(args) => serve::run(args),

@@ -9,6 +9,7 @@
 //! to `total` at every commit.
 
 mod file;
+pub(crate) use file::host_name;
 mod ops;
 pub mod outbox;
 pub mod postgres;

@@ -9,7 +9,8 @@ use crate::store::{Store, StoreError};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The run's SQLite database
+    /// The run's database: a SQLite file, or a PostgreSQL URL
+    /// (`postgres://user@host/db#campaign`)
     #[arg(long, value_name = "PATH")]
     db: PathBuf,
     /// `table` and `json`: the metrics and failure patterns; `csv`: every
@@ -27,6 +28,17 @@ pub struct Args {
     /// sent, with the contact's fields, as CSV
     #[arg(long, conflicts_with_all = ["failed"])]
     follow_up: bool,
+}
+
+/// The report of `db` on standard output, as a table or as JSON.
+pub(crate) fn print(db: &str, json: bool) -> ExitCode {
+    run(Args {
+        db: db.into(),
+        format: if json { Format::Json } else { Format::Table },
+        output: None,
+        failed: false,
+        follow_up: false,
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

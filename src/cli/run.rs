@@ -86,12 +86,15 @@ pub fn run(args: Args) -> ExitCode {
 /// The driver's [`Control`] holds its pause and stop signals and receives
 /// its progress; such a run prints nothing but errors.
 pub fn run_with(args: Args, remote: Option<Control>) -> ExitCode {
-    if args.db.to_str().is_some_and(crate::store::postgres::is_url) {
-        return usage(
-            "a real run keeps its campaign in a file for now (--db PATH): `flowc simulate` and \
-             `flowc report` take a PostgreSQL database, `flowc run` does not yet"
-                .into(),
-        );
+    if let Some(url) = args
+        .db
+        .to_str()
+        .filter(|d| crate::store::postgres::is_url(d))
+    {
+        if remote.is_some() {
+            return usage("a campaign served by `flowc serve` keeps its store in a file".into());
+        }
+        return on_postgres(&args, url);
     }
     let mut prepared = match campaign::prepare(
         &args.common,
@@ -179,6 +182,97 @@ pub fn run_with(args: Args, remote: Option<Control>) -> ExitCode {
             args.dialer
         )),
     }
+}
+
+/// `flowc run --db postgres://…`: begins (or resumes) the campaign, adds the
+/// list's new contacts, then works on it as one worker among any others
+/// (`flowc worker`) until every contact has ended, and prints its report.
+fn on_postgres(args: &Args, url: &str) -> ExitCode {
+    if remote_only(args) {
+        return usage(format!(
+            "`--dialer {}`: a campaign in PostgreSQL is dialled through `sim` or `script:FILE` for now",
+            args.dialer
+        ));
+    }
+    let mut prepared = match campaign::prepare(
+        &args.common,
+        Some((&args.db, Kind::Run)),
+        |flow| {
+            let now = Utc::now();
+            campaign::start_of(flow, None, now).map(|s| s.max(now))
+        },
+        "nothing to run",
+    ) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    if args.common.dnc.is_some() {
+        eprintln!(
+            "warning: --dnc is read by this process only: other workers of the campaign do not read it"
+        );
+    }
+    let flow = prepared.flow().clone();
+    let name = match url.split_once('#') {
+        Some((_, n)) if !n.is_empty() => n.to_string(),
+        _ => flow.name.clone(),
+    };
+    {
+        let journal = prepared.store.as_mut().expect("a run has a store");
+        for i in prepared.history.len()..prepared.contacts.len() {
+            let c = &prepared.contacts[i];
+            let arm = crate::runtime::interpreter::assign_arm(&flow, &c.phone);
+            journal.contact_added(crate::runtime::journal::ContactId::at(i), c, arm);
+        }
+        if let Err(e) = journal.sync() {
+            return usage(format!("{}: {e}", campaign::shown(&args.db)));
+        }
+    }
+    // The campaign is begun: from here on every worker shares it, this one too.
+    drop(prepared.store.take());
+    let base = url.split_once('#').map_or(url, |(u, _)| u);
+    let worker_args =
+        super::worker::args_for_run(base, &args.dialer, args.seed, args.common.region.clone());
+    let dnc = prepared.do_not_call.clone();
+    let code = match args.dialer.split_once(':') {
+        Some(("script", file)) => {
+            let region = args
+                .common
+                .region
+                .as_deref()
+                .or(flow.region.as_deref())
+                .and_then(crate::calendar::phone::region);
+            match std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read the script {file}: {e}"))
+                .and_then(|t| ScriptDialer::parse(&t, region).map_err(|e| format!("{file}:{e}")))
+            {
+                Ok(d) => super::worker::work(&worker_args, &d, Some(&name), dnc),
+                Err(e) => return usage(e),
+            }
+        }
+        _ => {
+            let model = match super::simulate::load_model(args.model.as_deref()) {
+                Ok(m) => m,
+                Err(code) => return code,
+            };
+            let d = SimDialer {
+                model,
+                seed: args.seed,
+            };
+            super::worker::work(&worker_args, &d, Some(&name), dnc)
+        }
+    };
+    if code != ExitCode::SUCCESS {
+        return code;
+    }
+    super::report::print(
+        &format!("{base}#{name}"),
+        args.common.format == ReportFormat::Json,
+    )
+}
+
+/// Dialers a campaign in PostgreSQL cannot use yet.
+fn remote_only(args: &Args) -> bool {
+    !(args.dialer == "sim" || args.dialer.starts_with("script:"))
 }
 
 /// What `run` needs of a dialer beyond dialling: a bridge may fail for good

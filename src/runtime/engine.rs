@@ -161,6 +161,8 @@ pub struct Engine<'a, C: Clock, D: Dialer> {
     on_opt_out: Option<OnOptOut<'a>>,
     pause: Option<tokio::sync::watch::Receiver<bool>>,
     stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The lines this engine may use, when given from outside as it runs.
+    lines: Option<tokio::sync::watch::Receiver<usize>>,
     /// Replaying a stored history need not reach the stored steps (`--migrate`).
     migrating: bool,
     jitter: bool,
@@ -210,6 +212,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             on_opt_out: None,
             pause: None,
             stop: None,
+            lines: None,
             migrating: false,
             jitter: true,
             schedules: Schedules::default(),
@@ -276,6 +279,15 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
     /// calls under way: they stay without an end (and resume as `unknown`).
     pub fn stop_on(mut self, signal: tokio::sync::watch::Receiver<bool>) -> Self {
         self.stop = Some(signal);
+        self
+    }
+
+    /// Takes the number of lines (concurrent calls) from `lines` as it
+    /// changes, instead of the flow's `concurrency`: a worker's share of a
+    /// campaign that several run. Fewer lines than calls under way places
+    /// no call until enough have ended; none places none.
+    pub fn lines_from(mut self, lines: tokio::sync::watch::Receiver<usize>) -> Self {
+        self.lines = Some(lines);
         self
     }
 
@@ -360,6 +372,10 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 self.paused_by_operator = true;
                 break;
             }
+            let applied = self.lines.as_ref().map(|l| *l.borrow());
+            if let Some(n) = applied {
+                self.pacer.set_concurrency(n);
+            }
             // Looked at before any dial: a pause asked for before the run
             // began (or while it was busy) places no call.
             if self.paused_at.is_none() && self.pause.as_ref().is_some_and(|p| *p.borrow()) {
@@ -409,9 +425,11 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             }
             let pause = self.pause.clone();
             let stop = self.stop.clone();
+            let lines = self.lines.clone();
             tokio::select! {
                 biased;
                 _ = paused(stop) => {} // The loop's top stops.
+                _ = changed(lines, applied) => {} // The loop's top takes the new figure.
                 Some((id, io)) = self.io.next(), if !self.io.is_empty() => {
                     self.io_done(id, io, self.clock.now());
                 }
@@ -1069,6 +1087,20 @@ async fn paused(signal: Option<tokio::sync::watch::Receiver<bool>>) {
         Some(mut rx) => {
             // A signal whose sender is gone can no longer pause the run.
             if rx.wait_for(|p| *p).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the number of lines is other than `applied`; never
+/// without a source.
+async fn changed(lines: Option<tokio::sync::watch::Receiver<usize>>, applied: Option<usize>) {
+    match lines {
+        Some(mut rx) => {
+            // A source whose sender is gone changes no more.
+            if rx.wait_for(|n| Some(*n) != applied).await.is_err() {
                 std::future::pending::<()>().await;
             }
         }

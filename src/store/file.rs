@@ -199,7 +199,7 @@ pub(super) fn create(path: &Path) -> Result<(), StoreError> {
 }
 
 /// This machine's name, for the lock row.
-pub(super) fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|h| h.trim().to_string())

@@ -104,6 +104,22 @@ const MIGRATIONS: &[&str] = &[
          status TEXT NOT NULL,
          subject TEXT
      );",
+    // 1 → 2: workers lease contacts; each says it is alive.
+    "ALTER TABLE flowc_contacts ADD COLUMN lease_owner TEXT, ADD COLUMN lease_until TIMESTAMPTZ;
+     CREATE TABLE flowc_workers (
+         name TEXT PRIMARY KEY,
+         heartbeat_at TIMESTAMPTZ NOT NULL,
+         lease_seconds INTEGER NOT NULL   -- alive while its heartbeat is younger
+     );
+     -- The lines (concurrent calls) each worker holds of a campaign's
+     -- concurrency; the live workers' sum never exceeds it.
+     CREATE TABLE flowc_lines (
+         campaign BIGINT NOT NULL,
+         worker TEXT NOT NULL,
+         lines INTEGER NOT NULL,
+         updated_at TIMESTAMPTZ NOT NULL,
+         PRIMARY KEY (campaign, worker)
+     );",
 ];
 
 impl From<postgres::Error> for StoreError {
@@ -338,22 +354,41 @@ impl PgStore {
     /// The campaign's contacts and their histories, in id order.
     fn load(&mut self) -> Result<(Vec<Contact>, Vec<History>), StoreError> {
         let id = self.campaign()?;
+        self.read(id, None)
+    }
+
+    /// Contacts of campaign `id` (all, or those of `only`, sorted) with
+    /// their ends and attempts, in id order.
+    fn read(
+        &mut self,
+        id: i64,
+        only: Option<&[i32]>,
+    ) -> Result<(Vec<Contact>, Vec<History>), StoreError> {
+        let all: Vec<i32> = Vec::new();
+        let (filter, wanted) = match only {
+            Some(ids) => ("AND c.id = ANY($2)", ids),
+            None => ("AND $2::int[] IS NOT NULL", all.as_slice()),
+        };
         let mut contacts = Vec::new();
         let mut history = Vec::new();
+        let mut place = std::collections::HashMap::new();
         let rows = self.client.query(
-            "SELECT c.id, c.line, c.phone, c.zones, c.fields, c.arm, e.state::text, e.reason, e.path, c.opted_out, c.written \
-             FROM flowc_contacts c LEFT JOIN flowc_ends e ON e.campaign = c.campaign AND e.contact = c.id \
-             WHERE c.campaign = $1 ORDER BY c.id",
-            &[&id],
+            &format!(
+                "SELECT c.id, c.line, c.phone, c.zones, c.fields, c.arm, e.state::text, e.reason, e.path, c.opted_out, c.written \
+                 FROM flowc_contacts c LEFT JOIN flowc_ends e ON e.campaign = c.campaign AND e.contact = c.id \
+                 WHERE c.campaign = $1 {filter} ORDER BY c.id"
+            ),
+            &[&id, &wanted],
         )?;
         for r in rows {
             let at: i32 = r.get(0);
-            if at as usize != contacts.len() {
+            if only.is_none() && at as usize != contacts.len() {
                 return Err(corrupt(format!(
                     "contact ids skip from {} to {at}",
                     contacts.len()
                 )));
             }
+            place.insert(at, contacts.len());
             let zones: String = r.get(3);
             let fields: String = r.get(4);
             contacts.push(Contact {
@@ -390,13 +425,16 @@ impl PgStore {
             });
         }
         let rows = self.client.query(
-            "SELECT contact, number, step, started_at, caller_id, ended_at, outcome::text, keys, transfers, sip_status, sip_reason \
-             FROM flowc_attempts WHERE campaign = $1 ORDER BY contact, number",
-            &[&id],
+            &format!(
+                "SELECT a.contact, a.number, a.step, a.started_at, a.caller_id, a.ended_at, a.outcome::text, a.keys, a.transfers, a.sip_status, a.sip_reason \
+                 FROM flowc_attempts a WHERE a.campaign = $1 {} ORDER BY a.contact, a.number",
+                filter.replace("c.id", "a.contact")
+            ),
+            &[&id, &wanted],
         )?;
         for r in rows {
-            let contact = r.get::<_, i32>(0) as usize;
-            let Some(h) = history.get_mut(contact) else {
+            let contact: i32 = r.get(0);
+            let Some(h) = place.get(&contact).and_then(|&k| history.get_mut(k)) else {
                 return Err(corrupt(format!(
                     "an attempt of contact {contact}, which is not there"
                 )));
@@ -874,5 +912,262 @@ impl Journal for PgStore {
             &[&LOCK_SPACE, &(id as i32)],
         )?;
         Ok(())
+    }
+}
+
+/// A running campaign a worker may join.
+#[derive(Clone, Debug)]
+pub struct Running {
+    pub id: i64,
+    pub name: String,
+    pub program: ir::Program,
+    pub started_at: DateTime<Utc>,
+}
+
+/// Contacts a worker leased: their ids in the store, and what they did.
+pub struct Lease {
+    pub ids: Vec<u32>,
+    pub contacts: Vec<Contact>,
+    pub history: Vec<History>,
+}
+
+impl PgStore {
+    /// Attaches to a running campaign (a worker: no lock, no begin).
+    pub fn join(&mut self, campaign: i64) {
+        self.campaign = Some(campaign);
+        self.writer = None;
+    }
+
+    /// The campaigns running now (real runs: simulations have no workers).
+    pub fn running(&mut self) -> Result<Vec<Running>, StoreError> {
+        let rows = self.client.query(
+            "SELECT id, name, ir, started_at FROM flowc_campaigns \
+             WHERE state = 'running' AND kind = 'run' ORDER BY id",
+            &[],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(Running {
+                    id: r.get(0),
+                    name: r.get(1),
+                    program: serde_json::from_str(r.get::<_, &str>(2)).map_err(corrupt)?,
+                    started_at: r.get(3),
+                })
+            })
+            .collect()
+    }
+
+    /// Leases up to `n` contacts of the campaign that have not ended and
+    /// whose lease is free or expired, for `seconds`, to `owner`; skips
+    /// rows other workers are leasing at this instant.
+    pub fn lease(&mut self, owner: &str, n: usize, seconds: u32) -> Result<Lease, StoreError> {
+        let id = self.campaign()?;
+        let rows = self.client.query(
+            "UPDATE flowc_contacts SET lease_owner = $2, lease_until = now() + make_interval(secs => $4) \
+             WHERE campaign = $1 AND id IN ( \
+                 SELECT c.id FROM flowc_contacts c \
+                 WHERE c.campaign = $1 AND (c.lease_until IS NULL OR c.lease_until < now()) \
+                   AND NOT EXISTS (SELECT 1 FROM flowc_ends e WHERE e.campaign = $1 AND e.contact = c.id) \
+                 ORDER BY c.id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING id",
+            &[&id, &owner, &(n as i64), &f64::from(seconds)],
+        )?;
+        let mut ids: Vec<u32> = rows.iter().map(|r| r.get::<_, i32>(0) as u32).collect();
+        ids.sort_unstable();
+        let (contacts, history) = self.load_some(&ids)?;
+        Ok(Lease {
+            ids,
+            contacts,
+            history,
+        })
+    }
+
+    /// Renews every lease `owner` still holds; how many it holds.
+    pub fn renew(&mut self, owner: &str, seconds: u32) -> Result<u64, StoreError> {
+        self.client.execute(
+            "INSERT INTO flowc_workers (name, heartbeat_at, lease_seconds) VALUES ($1, now(), $2) \
+             ON CONFLICT (name) DO UPDATE SET heartbeat_at = now(), lease_seconds = $2",
+            &[&owner, &(seconds as i32)],
+        )?;
+        Ok(self.client.execute(
+            "UPDATE flowc_contacts SET lease_until = now() + make_interval(secs => $2) \
+             WHERE lease_owner = $1 AND lease_until > now()",
+            &[&owner, &f64::from(seconds)],
+        )?)
+    }
+
+    /// Gives back the leases `owner` holds on the campaign's contacts.
+    pub fn release_leases(&mut self, owner: &str) -> Result<(), StoreError> {
+        let id = self.campaign()?;
+        self.client.execute(
+            "UPDATE flowc_contacts SET lease_owner = NULL, lease_until = NULL \
+             WHERE campaign = $1 AND lease_owner = $2",
+            &[&id, &owner],
+        )?;
+        Ok(())
+    }
+
+    /// Gives `owner` its lines of the campaign's `limit` concurrent calls:
+    /// an even share among the live workers (a worker is alive while its
+    /// heartbeat is younger than its lease; the first to ask rounds up),
+    /// never more than the others leave. It
+    /// keeps holding the lines of its `holding` calls under way and of the
+    /// figure it was last given (`given`, which its engine may not have
+    /// applied yet), so the sum of what live workers hold never exceeds
+    /// the limit; lines not renewed within their worker's lease (a dead
+    /// worker's, or one that left) stop counting.
+    /// Serialised on the campaign's row. Returns the lines to use now.
+    pub fn lines(
+        &mut self,
+        owner: &str,
+        limit: u32,
+        holding: u32,
+        given: u32,
+    ) -> Result<u32, StoreError> {
+        let id = self.campaign()?;
+        let mut tx = self.client.transaction()?;
+        tx.execute(
+            "SELECT 1 FROM flowc_campaigns WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )?;
+        let row = tx.query_one(
+            "SELECT (SELECT count(*) FROM flowc_workers w WHERE w.heartbeat_at > now() - make_interval(secs => w.lease_seconds)), \
+                    (SELECT coalesce(sum(l.lines), 0)::bigint FROM flowc_lines l JOIN flowc_workers w ON w.name = l.worker \
+                     WHERE l.campaign = $1 AND l.worker <> $2 \
+                       AND w.heartbeat_at > now() - make_interval(secs => w.lease_seconds) \
+                       AND l.updated_at > now() - make_interval(secs => w.lease_seconds))",
+            &[&id, &owner],
+        )?;
+        let live = row.get::<_, i64>(0).max(1) as u32;
+        let others = row.get::<_, i64>(1) as u32;
+        let free = limit.saturating_sub(others);
+        let lines = limit.div_ceil(live).min(free);
+        let held = lines.max(holding).max(given).min(free.max(holding));
+        tx.execute(
+            "INSERT INTO flowc_lines (campaign, worker, lines, updated_at) VALUES ($1, $2, $3, now()) \
+             ON CONFLICT (campaign, worker) DO UPDATE SET lines = $3, updated_at = now()",
+            &[&id, &owner, &(held as i32)],
+        )?;
+        tx.commit()?;
+        Ok(lines)
+    }
+
+    /// `owner` holds no line of the campaign any more.
+    pub fn drop_lines(&mut self, owner: &str) -> Result<(), StoreError> {
+        let id = self.campaign()?;
+        self.client.execute(
+            "DELETE FROM flowc_lines WHERE campaign = $1 AND worker = $2",
+            &[&id, &owner],
+        )?;
+        Ok(())
+    }
+
+    /// Workers alive: their heartbeat younger than their lease.
+    pub fn live_workers(&mut self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .client
+            .query_one(
+                "SELECT count(*) FROM flowc_workers w \
+                 WHERE w.heartbeat_at > now() - make_interval(secs => w.lease_seconds)",
+                &[],
+            )?
+            .get(0);
+        Ok(n as u64)
+    }
+
+    /// Marks the campaign finished once every contact has ended; whether it is.
+    pub fn finish_if_done(&mut self) -> Result<bool, StoreError> {
+        let id = self.campaign()?;
+        let done = self.client.execute(
+            "UPDATE flowc_campaigns SET state = 'finished', updated_at = now() \
+             WHERE id = $1 AND state = 'running' AND NOT EXISTS ( \
+                 SELECT 1 FROM flowc_contacts c WHERE c.campaign = $1 \
+                   AND NOT EXISTS (SELECT 1 FROM flowc_ends e WHERE e.campaign = $1 AND e.contact = c.id))",
+            &[&id],
+        )?;
+        Ok(done == 1 || self.state()? == CampaignState::Finished)
+    }
+
+    /// Contacts with the given ids (sorted) and their histories.
+    fn load_some(&mut self, ids: &[u32]) -> Result<(Vec<Contact>, Vec<History>), StoreError> {
+        let id = self.campaign()?;
+        let wanted: Vec<i32> = ids.iter().map(|&i| i as i32).collect();
+        let (contacts, history) = self.read(id, Some(&wanted))?;
+        if contacts.len() != ids.len() {
+            return Err(corrupt("a leased contact is not there"));
+        }
+        Ok((contacts, history))
+    }
+}
+
+/// A worker's journal: the engine's contacts are the lease's, numbered from
+/// 0; the store knows them by their ids.
+pub struct Leased<'a> {
+    pub store: &'a mut PgStore,
+    pub ids: Vec<u32>,
+}
+
+impl Leased<'_> {
+    fn id(&self, id: ContactId) -> usize {
+        self.ids[id.index()] as usize
+    }
+}
+
+impl Journal for Leased<'_> {
+    fn begin(
+        &mut self,
+        _: &ir::Program,
+        _: DateTime<Utc>,
+        _: bool,
+        _: Kind,
+    ) -> Result<Campaign, StoreError> {
+        Err(corrupt("a worker joins a campaign; it does not begin one"))
+    }
+
+    fn contact_added(&mut self, id: ContactId, contact: &Contact, arm: ArmId) {
+        let id = self.id(id);
+        self.store.ops.contact(id, contact, arm);
+    }
+
+    fn attempt_started(&mut self, id: ContactId, attempt: StoredAttempt) {
+        let id = self.id(id);
+        self.store.ops.started(id, attempt);
+    }
+
+    fn attempt_ended(&mut self, id: ContactId, number: u32, end: CallEnd) {
+        let id = self.id(id);
+        self.store.ops.ended(id, number, end);
+    }
+
+    fn contact_ended(&mut self, id: ContactId, ending: Ending, reason: &str, path: &[&str]) {
+        let id = self.id(id);
+        self.store.ops.contact_ended(id, ending, reason, path);
+    }
+
+    fn opted_out(&mut self, id: ContactId) {
+        let id = self.id(id);
+        self.store.ops.push(Op::OptedOut(id));
+    }
+
+    fn message(&mut self, id: ContactId, message: &Message) {
+        let id = self.id(id);
+        self.store.ops.message(id, message);
+    }
+
+    fn pending_writes(&self) -> usize {
+        self.store.ops.len()
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        Journal::flush(self.store)
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        Journal::sync(self.store)
+    }
+
+    fn set_state(&mut self, _: CampaignState, _: DateTime<Utc>) -> Result<(), StoreError> {
+        // A worker leaves the campaign's state to whoever runs it.
+        Journal::sync(self.store)
     }
 }

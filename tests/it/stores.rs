@@ -455,3 +455,300 @@ fn simulate_and_report_take_a_postgresql_url() {
     let _ = Path::new(file);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+// ---------------------------------------------------------- workers
+
+const WORKED: &str = r#"
+contact {
+  phone: phone
+}
+
+calendar always {
+  hours mon-sun 00:00-24:00
+}
+
+strategy quick {
+  max attempts 3
+  on no_answer retry after 1s
+  on busy retry after 1s
+}
+
+flow shared {
+  calendar always
+  timezone "UTC"
+  strategy quick
+  concurrency 150
+
+  step call {
+    dial contact.phone
+    on answered  -> end completed "reached"
+    on exhausted -> end failed "unreachable"
+    on other     -> end failed "other"
+  }
+}
+"#;
+
+/// Three workers on one campaign of 3,000 contacts (`flowc run` begins it
+/// and works; two `flowc worker`s join); one worker is killed mid-run, then
+/// the second. The campaign finishes: no number dialled twice for one
+/// attempt (the dialer's own log), no attempt lost, the counters adding up
+/// at every moment sampled.
+#[test]
+fn three_workers_one_killed_then_another_and_the_campaign_finishes() {
+    let Some(server) = Postgres::start("workers") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("flowc-workers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let flow = dir.join("shared.flow");
+    std::fs::write(&flow, WORKED).unwrap();
+    let contacts = dir.join("list.csv");
+    let mut list = String::from("phone\n");
+    for k in 0..3000 {
+        list.push_str(&format!("+3361{k:07}\n"));
+    }
+    std::fs::write(&contacts, list).unwrap();
+    let log = dir.join("calls.log");
+    let script = dir.join("script.txt");
+    std::fs::write(
+        &script,
+        format!(
+            "log {}\n* no_answer lasting 200ms; busy lasting 100ms; answered lasting 300ms\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let base = server.database("workers");
+    let url = format!("{base}#drill");
+    let flowc = || Command::new(env!("CARGO_BIN_EXE_flowc"));
+    let mut starter = flowc()
+        .args([
+            "run",
+            flow.to_str().unwrap(),
+            "--contacts",
+            contacts.to_str().unwrap(),
+        ])
+        .args([
+            "--db",
+            &url,
+            "--dialer",
+            &format!("script:{}", script.display()),
+        ])
+        .args(["--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let worker = |name: &str| {
+        flowc()
+            .args([
+                "worker", "--db", &base, "--name", name, "--lease", "3", "--batch", "200",
+            ])
+            .args([
+                "--until-done",
+                "--dialer",
+                &format!("script:{}", script.display()),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut client = postgres_client(&base);
+    let calls = |c: &mut postgres::Client| -> i64 {
+        c.query_one("SELECT count(*) FROM flowc_attempts", &[])
+            .unwrap()
+            .get(0)
+    };
+    // The workers join once the campaign holds its contacts.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while client
+        .query_one("SELECT count(*) FROM flowc_contacts", &[])
+        .map(|r| r.get::<_, i64>(0))
+        .unwrap_or(0)
+        < 3000
+    {
+        assert!(
+            std::time::Instant::now() < until,
+            "the campaign never began"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut b = worker("b");
+    let mut c = worker("c");
+    let mut samples = 0;
+    let mut sample = |client: &mut postgres::Client| {
+        let r = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM flowc_contacts), \
+                        (SELECT count(*) FROM flowc_ends), \
+                        (SELECT count(DISTINCT contact) FROM flowc_attempts a WHERE a.ended_at IS NULL \
+                           AND NOT EXISTS (SELECT 1 FROM flowc_ends e WHERE e.contact = a.contact)), \
+                        (SELECT count(*) FROM flowc_contacts c WHERE NOT EXISTS (SELECT 1 FROM flowc_ends e WHERE e.contact = c.id) \
+                           AND NOT EXISTS (SELECT 1 FROM flowc_attempts a WHERE a.contact = c.id AND a.ended_at IS NULL))",
+                &[],
+            )
+            .unwrap();
+        let (total, ended, in_progress, pending): (i64, i64, i64, i64) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        assert_eq!(ended + in_progress + pending, total, "the counters add up");
+        samples += 1;
+    };
+    let wait_calls =
+        |client: &mut postgres::Client, n: i64, sample: &mut dyn FnMut(&mut postgres::Client)| {
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(90);
+            while calls(client) < n {
+                assert!(
+                    std::time::Instant::now() < until,
+                    "the campaign stalled before {n} calls"
+                );
+                sample(client);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        };
+    let owned = |client: &mut postgres::Client, name: &str| -> i64 {
+        client
+            .query_one(
+                "SELECT count(*) FROM flowc_contacts c WHERE lease_owner = $1 \
+                 AND NOT EXISTS (SELECT 1 FROM flowc_ends e WHERE e.contact = c.id)",
+                &[&name],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let kill = |child: &mut std::process::Child| {
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        child.wait().unwrap();
+    };
+    // Each death: how long until its contacts were leased by the others.
+    let mut takeovers = Vec::new();
+    for (victim, at) in [(&mut b, 2500), (&mut c, 5500)] {
+        wait_calls(&mut client, at, &mut sample);
+        let name = if at == 2500 { "b" } else { "c" };
+        assert!(
+            owned(&mut client, name) > 0,
+            "worker {name} held no contact when killed"
+        );
+        kill(victim);
+        let killed = std::time::Instant::now();
+        while owned(&mut client, name) > 0 {
+            assert!(
+                killed.elapsed().as_secs() < 60,
+                "nobody took worker {name}'s contacts over"
+            );
+            sample(&mut client);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        takeovers.push(killed.elapsed());
+    }
+    let out = {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            if let Some(_status) = starter.try_wait().unwrap() {
+                break starter.wait_with_output().unwrap();
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "the campaign never finished"
+            );
+            sample(&mut client);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["totalContacts"], 3000, "{report}");
+
+    // The dialer's log: each (number, attempt) dialled once.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for line in logged.lines() {
+        assert!(
+            seen.insert(line.to_string()),
+            "dialled twice for one attempt: {line}"
+        );
+    }
+    // Every dial recorded, every recorded attempt ended, numbers without gaps.
+    let rows = client
+        .query(
+            "SELECT c.phone, a.number, a.ended_at IS NOT NULL, a.outcome::text \
+             FROM flowc_attempts a JOIN flowc_contacts c ON c.campaign = a.campaign AND c.id = a.contact \
+             ORDER BY c.phone, a.number",
+            &[],
+        )
+        .unwrap();
+    let stored: std::collections::HashSet<String> = rows
+        .iter()
+        .map(|r| format!("{} {}", r.get::<_, String>(0), r.get::<_, i32>(1)))
+        .collect();
+    for line in &seen {
+        assert!(stored.contains(line), "a dial the store lost: {line}");
+    }
+    assert!(
+        rows.iter().all(|r| r.get::<_, bool>(2)),
+        "an attempt without an end"
+    );
+    let unknown = rows
+        .iter()
+        .filter(|r| r.get::<_, Option<String>>(3).as_deref() == Some("unknown"))
+        .count();
+    let mut last: Option<(String, i32)> = None;
+    for r in &rows {
+        let (phone, n): (String, i32) = (r.get(0), r.get(1));
+        let expected = match &last {
+            Some((p, k)) if *p == phone => k + 1,
+            _ => 1,
+        };
+        assert_eq!(n, expected, "attempt numbers of {phone} skip");
+        last = Some((phone, n));
+    }
+    let ends: i64 = client
+        .query_one("SELECT count(*) FROM flowc_ends", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(ends, 3000, "every contact ended");
+    // The flow's concurrency held across the workers: at no instant were
+    // more than 150 calls under way (calls cut off by a kill had no end of
+    // their own, and are left out).
+    let mut edges: Vec<(DateTime<Utc>, i32)> = Vec::new();
+    for r in client
+        .query(
+            "SELECT started_at, ended_at FROM flowc_attempts WHERE outcome <> 'unknown'",
+            &[],
+        )
+        .unwrap()
+    {
+        edges.push((r.get(0), 1));
+        edges.push((r.get(1), -1));
+    }
+    // At one instant, ends before starts.
+    edges.sort();
+    let (mut under_way, mut most) = (0, 0);
+    for (_, step) in edges {
+        under_way += step;
+        most = most.max(under_way);
+    }
+    assert!(
+        most <= 150,
+        "{most} calls at once, over the flow's concurrency 150"
+    );
+    assert!(
+        most >= 100,
+        "the workers used the lines: at most {most} calls at once"
+    );
+    let _ = c.wait();
+    eprintln!(
+        "3 workers, 3,000 contacts: {} calls, {} cut off by the kills (unknown), {samples} samples; \
+         at most {most} calls at once; lease 3 s; takeover after {:?} and {:?}",
+        seen.len(),
+        unknown,
+        takeovers[0],
+        takeovers[1]
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -65,6 +65,12 @@ impl Pacer {
         Pace::Go
     }
 
+    /// Lines may be given and taken back while the campaign runs (a worker's
+    /// share of a campaign run by several).
+    pub(super) fn set_concurrency(&mut self, lines: usize) {
+        self.concurrency = Some(lines);
+    }
+
     /// A call was placed at `now`.
     pub(super) fn dialled(&mut self, now: DateTime<Utc>) {
         self.in_flight += 1;

@@ -1,0 +1,369 @@
+//! `flowc worker --db postgres://… --dialer ADAPTER [--name N] [--lease SECONDS] [--batch N] [--until-done]`
+//!
+//! Joins every running campaign of a PostgreSQL database and places its
+//! calls, beside other workers on other machines. Contacts are leased in
+//! batches (`FOR UPDATE SKIP LOCKED`) for a deadline the worker renews by
+//! heartbeat; a worker that dies loses its leases when they expire, and
+//! another takes its contacts over, replaying what they did: an attempt
+//! that started and never ended is `unknown`, never dialled again.
+//!
+//! Concurrency stays a campaign-wide limit: each worker holds lines of it
+//! in the database (`flowc_lines`), an even share among the live workers,
+//! taken and given back by its heartbeat every second, and never more than
+//! the others leave (see `PgStore::lines`). The rate is shared out when a
+//! batch is leased: the flow's figure divided by the live workers (at
+//! least one call per period each). Pause, resume and cancel are the
+//! campaign's state in the database, read by every worker every second.
+
+use std::collections::HashSet;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use super::campaign::usage;
+use super::signals;
+use crate::dialer::script::ScriptDialer;
+use crate::dialer::{Dialer, SimDialer};
+use crate::record::CampaignState;
+use crate::runtime::clock::WallClock;
+use crate::runtime::engine::Engine;
+use crate::runtime::journal::Durability;
+use crate::store::postgres::{self, Leased, PgStore, Running};
+use crate::store::StoreError;
+
+#[derive(Parser, Debug)]
+pub struct Args {
+    /// The PostgreSQL database holding the campaigns (`postgres://user@host/db`;
+    /// the password from PGPASSWORD)
+    #[arg(long)]
+    pub db: String,
+    /// Who places the calls: `sim` (the simulation model, in real time) or
+    /// `script:FILE`
+    #[arg(long, default_value = "sim")]
+    pub dialer: String,
+    /// This worker's name in the database (default: host and process id)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Seconds a lease lasts unless renewed; the worker renews every third of it
+    #[arg(long, default_value_t = 30)]
+    pub lease: u32,
+    /// Contacts leased at a time
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Exit once no running campaign has a contact left to lease (otherwise
+    /// wait for new campaigns)
+    #[arg(long)]
+    pub until_done: bool,
+    /// Seed of `--dialer sim`
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// How national numbers in the script are read (`--dialer script:`)
+    #[arg(long)]
+    pub region: Option<String>,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    if !postgres::is_url(&args.db) {
+        return usage(format!(
+            "--db {}: workers share a PostgreSQL database (postgres://user@host/db)",
+            args.db
+        ));
+    }
+    let region = args
+        .region
+        .as_deref()
+        .and_then(crate::calendar::phone::region);
+    match args.dialer.split_once(':') {
+        None if args.dialer == "sim" => {
+            let dialer = SimDialer {
+                model: crate::dialer::Model::default_model(),
+                seed: args.seed,
+            };
+            work(&args, &dialer, None, HashSet::new())
+        }
+        Some(("script", file)) => match std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read the script {file}: {e}"))
+            .and_then(|t| ScriptDialer::parse(&t, region).map_err(|e| format!("{file}:{e}")))
+        {
+            Ok(dialer) => work(&args, &dialer, None, HashSet::new()),
+            Err(e) => usage(e),
+        },
+        _ => usage(format!(
+            "`--dialer {}`: a worker dials through `sim` or `script:FILE` for now \
+             (`flowc run` with a database file takes every adapter)",
+            args.dialer
+        )),
+    }
+}
+
+/// What the heartbeat thread shares with the worker.
+struct Shared {
+    /// The campaign being worked on (0: none).
+    campaign: AtomicI64,
+    /// Its flow's concurrency (0: none).
+    limit: AtomicU32,
+    /// Calls under way, as the engine last said.
+    in_flight: AtomicU32,
+    /// The lines last given to the engine.
+    given: AtomicU32,
+    /// The worker could not renew its leases in time: it must stop dialling.
+    lost: AtomicBool,
+    /// The worker is leaving: the heartbeat ends.
+    leaving: AtomicBool,
+}
+
+/// Works on the running campaigns until there is nothing left (with
+/// `--until-done`, or `only`'s campaign once it ended) or a signal comes.
+/// `do_not_call`: numbers never to dial (`flowc run --dnc`).
+pub fn work<D: Dialer>(
+    args: &Args,
+    dialer: &D,
+    only: Option<&str>,
+    do_not_call: HashSet<String>,
+) -> ExitCode {
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", crate::store::host_name(), std::process::id()));
+    let mut store = match PgStore::open(&args.db) {
+        Ok(s) => s,
+        Err(e) => return usage(format!("{}: {e}", postgres::redact(&args.db))),
+    };
+    let shared = Arc::new(Shared {
+        campaign: AtomicI64::new(0),
+        limit: AtomicU32::new(0),
+        in_flight: AtomicU32::new(0),
+        given: AtomicU32::new(0),
+        lost: AtomicBool::new(false),
+        leaving: AtomicBool::new(false),
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime starts");
+    let (pause, paused) = tokio::sync::watch::channel(false);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (lines, lines_rx) = tokio::sync::watch::channel(0usize);
+    let heartbeat = {
+        let (url, name, shared) = (args.db.clone(), name.clone(), shared.clone());
+        let (pause, stop, lines) = (pause.clone(), stop.clone(), lines.clone());
+        let lease = args.lease;
+        std::thread::spawn(move || beat(&url, &name, lease, &shared, &pause, &stop, &lines))
+    };
+    let result = (|| -> Result<(), StoreError> {
+        // Said alive before the first lease, so that shares count this worker.
+        store.renew(&name, args.lease)?;
+        loop {
+            let mut leased_any = false;
+            let mut unfinished = false;
+            for campaign in store.running()? {
+                if only.is_some_and(|n| n != campaign.name) {
+                    continue;
+                }
+                store.join(campaign.id);
+                let limit = campaign
+                    .program
+                    .flow
+                    .as_ref()
+                    .and_then(|f| f.concurrency)
+                    .unwrap_or(0);
+                shared.limit.store(limit, Ordering::SeqCst);
+                shared.campaign.store(campaign.id, Ordering::SeqCst);
+                loop {
+                    if signals::received() || shared.lost.load(Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    let lease = store.lease(&name, args.batch, args.lease)?;
+                    if lease.ids.is_empty() {
+                        break;
+                    }
+                    leased_any = true;
+                    let live = store.live_workers()?.max(1);
+                    let flow = shared_flow(&campaign, live);
+                    if limit > 0 {
+                        // The first lines now; the heartbeat adjusts them.
+                        let given = shared.given.load(Ordering::SeqCst);
+                        let n = store.lines(&name, limit, 0, given)?;
+                        shared.given.store(n, Ordering::SeqCst);
+                        let _ = lines.send(n as usize);
+                    }
+                    let in_flight = shared.clone();
+                    let mut journal = Leased {
+                        store: &mut store,
+                        ids: lease.ids,
+                    };
+                    let _ = pause.send(false);
+                    let engine = Engine::new(
+                        &flow,
+                        &lease.contacts,
+                        dialer,
+                        &WallClock,
+                        campaign.started_at,
+                    )
+                    .history(lease.history)
+                    .do_not_call(do_not_call.clone())
+                    .journal(&mut journal, Durability::BeforeEachDial)
+                    .pause_on(paused.clone())
+                    .stop_on(stopped.clone())
+                    .on_progress(move |p, _| {
+                        in_flight
+                            .in_flight
+                            .store(p.in_progress as u32, Ordering::SeqCst)
+                    });
+                    let engine = if limit > 0 {
+                        engine.lines_from(lines_rx.clone())
+                    } else {
+                        engine
+                    };
+                    let results = runtime.block_on(engine.run())?;
+                    journal.store.release_leases(&name)?;
+                    if results.paused_at.is_some() {
+                        break;
+                    }
+                }
+                shared.campaign.store(0, Ordering::SeqCst);
+                shared.given.store(0, Ordering::SeqCst);
+                store.drop_lines(&name)?;
+                if !store.finish_if_done()? {
+                    unfinished = true;
+                }
+            }
+            let done = match only {
+                Some(_) => !unfinished,
+                None => args.until_done && !unfinished,
+            };
+            if done && !leased_any {
+                return Ok(());
+            }
+            if !leased_any {
+                // Leases held by others (or expiring): look again soon.
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    })();
+    shared.leaving.store(true, Ordering::SeqCst);
+    let _ = heartbeat.join();
+    if let Err(e) = store.release_leases(&name) {
+        eprintln!(
+            "warning: the leases could not be given back ({e}); they expire in {} s",
+            args.lease
+        );
+    }
+    match result {
+        Ok(()) if shared.lost.load(Ordering::SeqCst) => {
+            eprintln!(
+                "error: the database could not be reached in time to renew the leases: \
+                 this worker stopped dialling; its contacts go to the other workers"
+            );
+            ExitCode::from(1)
+        }
+        Ok(()) if signals::received() => ExitCode::from(signals::exit_status()),
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => usage(format!("{}: {e}", postgres::redact(&args.db))),
+    }
+}
+
+/// The campaign's flow with this worker's share of its concurrency and rate.
+fn shared_flow(campaign: &Running, live: u64) -> crate::ir::Flow {
+    let mut flow = campaign
+        .program
+        .flow
+        .clone()
+        .expect("a running campaign has a flow");
+    let share = |n: u32| (n / live as u32).max(1);
+    if let Some(rate) = flow.rate.as_mut() {
+        rate.count = share(rate.count);
+    }
+    flow
+}
+
+/// The heartbeat: renews the leases every third of their length; every
+/// second reads the campaign's state (a pause or a cancel pauses the
+/// engine) and adjusts the worker's lines. A worker that cannot renew for
+/// half a lease stops dialling.
+fn beat(
+    url: &str,
+    name: &str,
+    lease: u32,
+    shared: &Shared,
+    pause: &tokio::sync::watch::Sender<bool>,
+    stop: &tokio::sync::watch::Sender<bool>,
+    lines: &tokio::sync::watch::Sender<usize>,
+) {
+    let mut store = PgStore::open(url).ok();
+    let renew_every = Duration::from_millis(u64::from(lease) * 1000 / 3);
+    let mut renewed = Instant::now();
+    let mut last_try = Instant::now() - renew_every;
+    let mut looked = Instant::now();
+    while !shared.leaving.load(Ordering::SeqCst) {
+        if signals::received() {
+            let _ = pause.send(true);
+        }
+        if store.is_none() {
+            store = PgStore::open(url).ok();
+        }
+        if let Some(s) = store.as_mut() {
+            if last_try.elapsed() >= renew_every {
+                last_try = Instant::now();
+                match s.renew(name, lease) {
+                    Ok(_) => renewed = Instant::now(),
+                    Err(_) => store = None,
+                }
+            }
+        }
+        let campaign = shared.campaign.load(Ordering::SeqCst);
+        if let (Some(s), true) = (
+            store.as_mut(),
+            campaign != 0 && looked.elapsed() >= Duration::from_secs(1),
+        ) {
+            looked = Instant::now();
+            s.join(campaign);
+            match s.state() {
+                Ok(CampaignState::Running) => {}
+                Ok(_) => {
+                    let _ = pause.send(true);
+                }
+                Err(_) => store = None,
+            }
+            let limit = shared.limit.load(Ordering::SeqCst);
+            if let (Some(s), true) = (store.as_mut(), limit > 0) {
+                let holding = shared.in_flight.load(Ordering::SeqCst);
+                let given = shared.given.load(Ordering::SeqCst);
+                match s.lines(name, limit, holding, given) {
+                    Ok(n) => {
+                        // Only while the campaign is still this one.
+                        if shared.campaign.load(Ordering::SeqCst) == campaign {
+                            shared.given.store(n, Ordering::SeqCst);
+                            lines.send_if_modified(|l| {
+                                std::mem::replace(l, n as usize) != n as usize
+                            });
+                        }
+                    }
+                    Err(_) => store = None,
+                }
+            }
+        }
+        if renewed.elapsed() > Duration::from_millis(u64::from(lease) * 500) {
+            shared.lost.store(true, Ordering::SeqCst);
+            let _ = stop.send(true);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Where `flowc run --db postgres://…` leaves off: its campaign, begun.
+pub fn args_for_run(db: &str, dialer: &str, seed: u64, region: Option<String>) -> Args {
+    Args {
+        db: db.to_string(),
+        dialer: dialer.to_string(),
+        name: None,
+        lease: 30,
+        batch: 1000,
+        until_done: false,
+        seed,
+        region,
+    }
+}
