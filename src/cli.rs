@@ -17,6 +17,7 @@ macro_rules! outln {
 mod campaign;
 mod check;
 mod compile;
+mod control;
 mod explain;
 mod files;
 mod fmt;
@@ -75,6 +76,8 @@ enum Command {
     Keys(serve::KeysArgs),
     /// Place the calls of every running campaign of a PostgreSQL database, beside other workers
     Worker(worker::Args),
+    /// Pause, resume or cancel a campaign that workers run (PostgreSQL)
+    Campaign(control::Args),
 }
 
 /// Exit status 2: the command could not do its job (usage, unreadable file).
@@ -104,6 +107,7 @@ pub fn main() -> ExitCode {
         Command::Test(args) => test::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Worker(args) => worker::run(args),
+        Command::Campaign(args) => control::run(args),
         Command::Run(args) => run::run(args),
         Command::Report(args) => report::run(args),
         Command::Serve(args) => serve::run(args),

@@ -280,7 +280,7 @@ fn shared_flow(campaign: &Running, live: u64) -> crate::ir::Flow {
     flow
 }
 
-/// The heartbeat: renews the leases every third of their length; every
+/// The heartbeat: renews the leases every third of their length; twice a
 /// second reads the campaign's state (a pause or a cancel pauses the
 /// engine) and adjusts the worker's lines. A worker that cannot renew for
 /// half a lease stops dialling.

@@ -363,6 +363,56 @@ fn a_second_process_is_refused_while_one_runs_the_campaign() {
     third.begin(&program, start, false, Kind::Run).unwrap();
 }
 
+/// A database left at each earlier version of the schema, holding a
+/// campaign, is brought to this one: the campaign reads back whole and its
+/// contacts can be leased by a worker.
+#[test]
+fn a_database_of_every_earlier_schema_is_brought_up_to_date() {
+    let Some(server) = Postgres::start("versions") else {
+        return;
+    };
+    use flowc::store::postgres::{migrate_url_to, SCHEMA_VERSION};
+    let program = compile(FLOW);
+    let flow = program.flow.clone().unwrap();
+    for version in 0..SCHEMA_VERSION {
+        let url = server.database(&format!("v{version}"));
+        migrate_url_to(&url, version).unwrap();
+        let mut client = postgres_client(&url);
+        if version >= 1 {
+            // A campaign with one contact and one attempt, as version 1 wrote it.
+            let ir = serde_json::to_string(&program).unwrap();
+            client
+                .batch_execute(&format!(
+                    "INSERT INTO flowc_campaigns (name, flow, source_hash, format_version, compiler_version, kind, ir, started_at, updated_at) \
+                     VALUES ('old', 'both', '{}', {}, 'old', 'run', $${ir}$$, now(), now());
+                     INSERT INTO flowc_contacts (campaign, id, line, phone, zones, fields, arm) \
+                     SELECT id, 0, 2, '+33610000000', 'Europe/Paris', '{{\"phone\":{{\"type\":\"text\",\"value\":\"+33610000000\"}},\"name\":{{\"type\":\"text\",\"value\":\"Ana\"}}}}', 0 FROM flowc_campaigns;
+                     INSERT INTO flowc_attempts (campaign, contact, number, step, started_at, ended_at, outcome) \
+                     SELECT id, 0, 1, 'call', now(), now(), 'busy' FROM flowc_campaigns;",
+                    program.source_hash, program.format_version
+                ))
+                .unwrap();
+        }
+        let mut store = PgStore::open(&format!("{url}#old")).unwrap();
+        assert_eq!(
+            store.version().unwrap(),
+            SCHEMA_VERSION,
+            "from version {version}"
+        );
+        if version >= 1 {
+            let (contacts, results) = store.results(&flow).unwrap();
+            assert_eq!(contacts[0].phone, "+33610000000", "from version {version}");
+            assert_eq!(results[0].attempts.len(), 1, "from version {version}");
+            let mut worker = PgStore::open(&url).unwrap();
+            let running = worker.running().unwrap();
+            worker.join(running[0].id);
+            let lease = worker.lease("w", 10, 30).unwrap();
+            assert_eq!(lease.ids, [0], "from version {version}");
+            assert_eq!(lease.history[0].attempts.len(), 1);
+        }
+    }
+}
+
 #[test]
 fn the_postgresql_schema_is_made_once_and_a_later_one_is_refused() {
     let Some(server) = Postgres::start("schema") else {
@@ -750,5 +800,159 @@ fn three_workers_one_killed_then_another_and_the_campaign_finishes() {
         takeovers[0],
         takeovers[1]
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `flowc campaign pause` reaches every worker within a second (no call
+/// starts after that; calls under way finish), `resume` sets them dialling
+/// again, and `cancel` ends every contact left, skipped.
+#[test]
+fn pause_resume_and_cancel_reach_every_worker_within_a_second() {
+    let Some(server) = Postgres::start("control") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("flowc-control-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let flow = dir.join("shared.flow");
+    std::fs::write(&flow, WORKED.replace("concurrency 150", "concurrency 30")).unwrap();
+    let contacts = dir.join("list.csv");
+    let mut list = String::from("phone\n");
+    for k in 0..1500 {
+        list.push_str(&format!("+3361{k:07}\n"));
+    }
+    std::fs::write(&contacts, list).unwrap();
+    let script = dir.join("script.txt");
+    std::fs::write(&script, "* answered lasting 300ms\n").unwrap();
+    let base = server.database("control");
+    let url = format!("{base}#held");
+    let flowc = || Command::new(env!("CARGO_BIN_EXE_flowc"));
+    let mut starter = flowc()
+        .args([
+            "run",
+            flow.to_str().unwrap(),
+            "--contacts",
+            contacts.to_str().unwrap(),
+        ])
+        .args([
+            "--db",
+            &url,
+            "--dialer",
+            &format!("script:{}", script.display()),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut workers: Vec<_> = ["b", "c"]
+        .iter()
+        .map(|name| {
+            flowc()
+                .args([
+                    "worker", "--db", &base, "--name", name, "--lease", "3", "--batch", "100",
+                ])
+                .args(["--dialer", &format!("script:{}", script.display())])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut client = postgres_client(&base);
+    let count =
+        |c: &mut postgres::Client, sql: &str| -> i64 { c.query_one(sql, &[]).unwrap().get(0) };
+    let wait = |c: &mut postgres::Client, sql: &str, n: i64| {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while c
+            .query_one(sql, &[])
+            .map(|r| r.get::<_, i64>(0))
+            .unwrap_or(0)
+            < n
+        {
+            assert!(
+                std::time::Instant::now() < until,
+                "never reached {n}: {sql}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    let control = |action: &str| {
+        let out = flowc()
+            .args(["campaign", action, "--db", &url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    };
+    // Every worker is dialling.
+    wait(
+        &mut client,
+        "SELECT count(DISTINCT lease_owner) FROM flowc_contacts WHERE lease_owner IS NOT NULL",
+        3,
+    );
+    wait(&mut client, "SELECT count(*) FROM flowc_attempts", 200);
+    let said = control("pause");
+    assert!(said.contains("paused"), "{said}");
+    let paused_at = Utc::now();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let late: i64 = client
+        .query_one(
+            "SELECT count(*) FROM flowc_attempts WHERE started_at > $1",
+            &[&(paused_at + chrono::Duration::seconds(1))],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(late, 0, "calls started more than a second after the pause");
+    let open = count(
+        &mut client,
+        "SELECT count(*) FROM flowc_attempts WHERE ended_at IS NULL",
+    );
+    assert_eq!(open, 0, "the calls under way finished");
+    let before = count(&mut client, "SELECT count(*) FROM flowc_attempts");
+    assert!(
+        before < 1500,
+        "the pause came too late to hold anything back"
+    );
+    // `flowc run` ends with its campaign paused, as with a file.
+    let status = starter.wait().unwrap();
+    assert!(status.success(), "{status}");
+
+    let said = control("resume");
+    assert!(said.contains("running again"), "{said}");
+    wait(
+        &mut client,
+        "SELECT count(*) FROM flowc_attempts",
+        before + 100,
+    );
+    let said = control("cancel");
+    assert!(said.contains("cancelled"), "{said}");
+    let cancelled_at = Utc::now();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(
+        count(&mut client, "SELECT count(*) FROM flowc_ends"),
+        1500,
+        "every contact ended"
+    );
+    let skipped = count(
+        &mut client,
+        "SELECT count(*) FROM flowc_ends WHERE state = 'skipped' AND reason = 'cancelled'",
+    );
+    assert!(skipped > 0, "nothing was left to cancel");
+    let late: i64 = client
+        .query_one(
+            "SELECT count(*) FROM flowc_attempts WHERE started_at > $1",
+            &[&(cancelled_at + chrono::Duration::seconds(1))],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(late, 0, "calls started more than a second after the cancel");
+    for w in &mut workers {
+        unsafe { libc::kill(w.id() as i32, libc::SIGKILL) };
+        w.wait().unwrap();
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
