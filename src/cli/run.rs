@@ -229,6 +229,11 @@ fn on_postgres(args: &Args, url: &str) -> ExitCode {
     }
     // The campaign is begun: from here on every worker shares it, this one too.
     drop(prepared.store.take());
+    if let Err(e) = crate::store::postgres::PgStore::open(url)
+        .and_then(|mut s| s.open_to_workers(&flow.name, None))
+    {
+        return usage(format!("{}: {e}", campaign::shown(&args.db)));
+    }
     let base = url.split_once('#').map_or(url, |(u, _)| u);
     let worker_args =
         super::worker::args_for_run(base, &args.dialer, args.seed, args.common.region.clone());

@@ -12,6 +12,7 @@ use crate::runtime::clock::VirtualClock;
 use crate::runtime::engine::Engine;
 use crate::runtime::journal::Durability;
 use crate::runtime::simulate::block_on;
+use crate::store::postgres::{self, PgStore};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,10 +28,17 @@ pub struct Args {
     /// (default: the flow's `start`, else today at 00:00 UTC)
     #[arg(long)]
     from: Option<String>,
-    /// Keep the run in this SQLite database, for `flowc report --db`; a
-    /// database holding an unfinished run of the flow continues it
+    /// Keep the run in this database, for `flowc report --db`: a SQLite
+    /// file, or a PostgreSQL URL (`postgres://user@host/db#campaign`); a
+    /// database holding an unfinished simulation of the flow starts it again
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
+    /// With a PostgreSQL database: split the simulation into this many
+    /// parts, each with its share of the flow's concurrency and rate, for
+    /// `flowc worker`s to simulate beside this command (which takes the
+    /// parts nobody else does)
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    parts: u32,
 }
 
 pub fn load_model(path: Option<&std::path::Path>) -> Result<Model, ExitCode> {
@@ -44,6 +52,17 @@ pub fn load_model(path: Option<&std::path::Path>) -> Result<Model, ExitCode> {
 }
 
 pub fn run(args: Args) -> ExitCode {
+    if let Some(url) = args
+        .db
+        .as_deref()
+        .and_then(|d| d.to_str())
+        .filter(|d| postgres::is_url(d))
+    {
+        return on_postgres(&args, url);
+    }
+    if args.parts != 1 {
+        return usage("--parts splits a simulation kept in PostgreSQL among workers".into());
+    }
     let model = match load_model(args.model.as_deref()) {
         Ok(m) => m,
         Err(code) => return code,
@@ -115,4 +134,82 @@ pub fn run(args: Args) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// `flowc simulate --db postgres://…`: begins the simulation (or finds it
+/// finished), adds the list's contacts once its seed, model and parts are
+/// kept, then simulates parts as a worker until none is left, and prints
+/// the report from the database.
+fn on_postgres(args: &Args, url: &str) -> ExitCode {
+    if args.common.journal.is_some() {
+        return usage(
+            "--journal writes a simulation kept in a file; read one kept in PostgreSQL with `flowc report --db`"
+                .into(),
+        );
+    }
+    let model_text = match &args.model {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(t) => Some(t),
+            Err(e) => return usage(format!("the model {} cannot be read: {e}", path.display())),
+        },
+        None => None,
+    };
+    if let Err(code) = load_model(args.model.as_deref()) {
+        return code;
+    }
+    let today = Utc::now()
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .map_or_else(Utc::now, |d| Utc.from_utc_datetime(&d));
+    let db = args.db.as_deref().expect("a database");
+    let mut prepared = match campaign::prepare(
+        &args.common,
+        Some((db, Kind::Simulation)),
+        |flow| campaign::start_of(flow, args.from.as_deref(), today),
+        "nothing to simulate",
+    ) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let flow = prepared.flow().clone();
+    let simulation = postgres::Simulation {
+        seed: args.seed,
+        model: model_text,
+        parts: args.parts.max(1),
+    };
+    {
+        let journal = prepared.store.as_mut().expect("a database was given");
+        for i in prepared.history.len()..prepared.contacts.len() {
+            let c = &prepared.contacts[i];
+            let arm = crate::runtime::interpreter::assign_arm(&flow, &c.phone);
+            journal.contact_added(crate::runtime::journal::ContactId::at(i), c, arm);
+        }
+        if let Err(e) = journal.sync() {
+            return usage(format!("{}: {e}", campaign::shown(db)));
+        }
+    }
+    drop(prepared.store.take());
+    if let Err(e) =
+        PgStore::open(url).and_then(|mut s| s.open_to_workers(&flow.name, Some(&simulation)))
+    {
+        return usage(format!("{}: {e}", campaign::shown(db)));
+    }
+    let name = match url.split_once('#') {
+        Some((_, n)) if !n.is_empty() => n.to_string(),
+        _ => flow.name.clone(),
+    };
+    let base = url.split_once('#').map_or(url, |(u, _)| u);
+    let worker = super::worker::args_for_run(base, "sim", args.seed, args.common.region.clone());
+    let dialer = SimDialer {
+        model: Model::default_model(),
+        seed: args.seed,
+    };
+    let code = super::worker::work(&worker, &dialer, Some(&name), prepared.do_not_call.clone());
+    if code != ExitCode::SUCCESS {
+        return code;
+    }
+    super::report::print(
+        &format!("{base}#{name}"),
+        args.common.format == ReportFormat::Json,
+    )
 }

@@ -28,7 +28,7 @@ use super::signals;
 use crate::dialer::script::ScriptDialer;
 use crate::dialer::{Dialer, SimDialer};
 use crate::record::CampaignState;
-use crate::runtime::clock::WallClock;
+use crate::runtime::clock::{VirtualClock, WallClock};
 use crate::runtime::engine::Engine;
 use crate::runtime::journal::Durability;
 use crate::store::postgres::{self, Leased, PgStore, Running};
@@ -170,57 +170,105 @@ pub fn work<D: Dialer>(
                     .as_ref()
                     .and_then(|f| f.concurrency)
                     .unwrap_or(0);
-                shared.limit.store(limit, Ordering::SeqCst);
+                // A simulation is split into its parts, each with its share
+                // of the lines; a real run's lines are held in the database.
+                let batch = match &campaign.simulation {
+                    Some(sim) => campaign.contacts.div_ceil(u64::from(sim.parts)).max(1) as usize,
+                    None => args.batch,
+                };
+                let simulated = match &campaign.simulation {
+                    Some(sim) => Some(SimDialer {
+                        model: match &sim.model {
+                            Some(text) => crate::dialer::Model::parse(text).map_err(|e| {
+                                StoreError::Corrupt(format!("the simulation's model: {e}"))
+                            })?,
+                            None => crate::dialer::Model::default_model(),
+                        },
+                        seed: sim.seed,
+                    }),
+                    None => None,
+                };
+                shared.limit.store(
+                    if simulated.is_some() { 0 } else { limit },
+                    Ordering::SeqCst,
+                );
                 shared.campaign.store(campaign.id, Ordering::SeqCst);
                 loop {
                     if signals::received() || shared.lost.load(Ordering::SeqCst) {
                         return Ok(());
                     }
-                    let lease = store.lease(&name, args.batch, args.lease)?;
+                    let lease = store.lease(&name, batch, args.lease)?;
                     if lease.ids.is_empty() {
                         break;
                     }
                     leased_any = true;
-                    let live = store.live_workers()?.max(1);
-                    let flow = shared_flow(&campaign, live);
-                    if limit > 0 {
-                        // The first lines now; the heartbeat adjusts them.
-                        let given = shared.given.load(Ordering::SeqCst);
-                        let n = store.lines(&name, limit, 0, given)?;
-                        shared.given.store(n, Ordering::SeqCst);
-                        let _ = lines.send(n as usize);
-                    }
-                    let in_flight = shared.clone();
+                    let _ = pause.send(false);
                     let mut journal = Leased {
                         store: &mut store,
-                        ids: lease.ids,
+                        ids: &lease.ids,
                     };
-                    let _ = pause.send(false);
-                    let engine = Engine::new(
-                        &flow,
-                        &lease.contacts,
-                        dialer,
-                        &WallClock,
-                        campaign.started_at,
-                    )
-                    .history(lease.history)
-                    .do_not_call(do_not_call.clone())
-                    .journal(&mut journal, Durability::BeforeEachDial)
-                    .pause_on(paused.clone())
-                    .stop_on(stopped.clone())
-                    .on_progress(move |p, _| {
-                        in_flight
-                            .in_flight
-                            .store(p.in_progress as u32, Ordering::SeqCst)
-                    });
-                    let engine = if limit > 0 {
-                        engine.lines_from(lines_rx.clone())
-                    } else {
-                        engine
+                    let results = match (&simulated, &campaign.simulation) {
+                        (Some(sim_dialer), Some(sim)) => {
+                            let flow = shared_flow(&campaign, u64::from(sim.parts), true);
+                            let clock = VirtualClock::new(campaign.started_at);
+                            let engine = Engine::new(
+                                &flow,
+                                &lease.contacts,
+                                sim_dialer,
+                                &clock,
+                                campaign.started_at,
+                            )
+                            .store_ids(&lease.ids)
+                            .history(lease.history)
+                            .journal(&mut journal, Durability::Batched)
+                            .pause_on(paused.clone())
+                            .stop_on(stopped.clone());
+                            runtime.block_on(engine.run())?
+                        }
+                        _ => {
+                            let live = journal.store.live_workers()?.max(1);
+                            let flow = shared_flow(&campaign, live, false);
+                            if limit > 0 {
+                                // The first lines now; the heartbeat adjusts them.
+                                let given = shared.given.load(Ordering::SeqCst);
+                                let n = journal.store.lines(&name, limit, 0, given)?;
+                                shared.given.store(n, Ordering::SeqCst);
+                                let _ = lines.send(n as usize);
+                            }
+                            let in_flight = shared.clone();
+                            let engine = Engine::new(
+                                &flow,
+                                &lease.contacts,
+                                dialer,
+                                &WallClock,
+                                campaign.started_at,
+                            )
+                            .store_ids(&lease.ids)
+                            .history(lease.history)
+                            .do_not_call(do_not_call.clone())
+                            .journal(&mut journal, Durability::BeforeEachDial)
+                            .pause_on(paused.clone())
+                            .stop_on(stopped.clone())
+                            .on_progress(move |p, _| {
+                                in_flight
+                                    .in_flight
+                                    .store(p.in_progress as u32, Ordering::SeqCst)
+                            });
+                            let engine = if limit > 0 {
+                                engine.lines_from(lines_rx.clone())
+                            } else {
+                                engine
+                            };
+                            runtime.block_on(engine.run())?
+                        }
                     };
-                    let results = runtime.block_on(engine.run())?;
                     journal.store.release_leases(&name)?;
+                    journal.store.reached(results.finish)?;
                     if results.paused_at.is_some() {
+                        if !results.paused_by_operator {
+                            // `pause campaign when …`: the whole campaign pauses.
+                            journal.store.pause_or_resume(true)?;
+                        }
                         break;
                     }
                 }
@@ -239,8 +287,9 @@ pub fn work<D: Dialer>(
                 return Ok(());
             }
             if !leased_any {
-                // Leases held by others (or expiring): look again soon.
-                std::thread::sleep(Duration::from_millis(500));
+                // Leases held by others (or expiring), or no campaign yet:
+                // look again soon.
+                std::thread::sleep(Duration::from_millis(200));
             }
         }
     })();
@@ -266,14 +315,18 @@ pub fn work<D: Dialer>(
     }
 }
 
-/// The campaign's flow with this worker's share of its concurrency and rate.
-fn shared_flow(campaign: &Running, live: u64) -> crate::ir::Flow {
+/// The campaign's flow with this worker's share of its rate among `ways`
+/// (and, with `lines`, of its concurrency: a simulation's part).
+fn shared_flow(campaign: &Running, ways: u64, lines: bool) -> crate::ir::Flow {
     let mut flow = campaign
         .program
         .flow
         .clone()
         .expect("a running campaign has a flow");
-    let share = |n: u32| (n / live as u32).max(1);
+    let share = |n: u32| (n / ways as u32).max(1);
+    if lines {
+        flow.concurrency = flow.concurrency.map(share);
+    }
     if let Some(rate) = flow.rate.as_mut() {
         rate.count = share(rate.count);
     }

@@ -161,6 +161,9 @@ pub struct Engine<'a, C: Clock, D: Dialer> {
     on_opt_out: Option<OnOptOut<'a>>,
     pause: Option<tokio::sync::watch::Receiver<bool>>,
     stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The contacts' ids in the store, when the engine runs a part of the
+    /// campaign (a worker's lease); its own ids are places in `list`.
+    store_ids: Option<&'a [u32]>,
     /// The lines this engine may use, when given from outside as it runs.
     lines: Option<tokio::sync::watch::Receiver<usize>>,
     /// Replaying a stored history need not reach the stored steps (`--migrate`).
@@ -213,6 +216,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             pause: None,
             stop: None,
             lines: None,
+            store_ids: None,
             migrating: false,
             jitter: true,
             schedules: Schedules::default(),
@@ -279,6 +283,14 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
     /// calls under way: they stay without an end (and resume as `unknown`).
     pub fn stop_on(mut self, signal: tokio::sync::watch::Receiver<bool>) -> Self {
         self.stop = Some(signal);
+        self
+    }
+
+    /// The engine runs a part of the campaign: its contacts are known to
+    /// the store by `ids` (one per contact of the list). Calls carry those
+    /// ids, so a simulated call draws the same outcome whoever places it.
+    pub fn store_ids(mut self, ids: &'a [u32]) -> Self {
+        self.store_ids = Some(ids);
         self
     }
 
@@ -769,7 +781,9 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
         let c = &self.list[id.index()];
         let zone = c.zones.first().copied().unwrap_or(Tz::UTC);
         let call_id = CallId {
-            contact: id.index(),
+            contact: self
+                .store_ids
+                .map_or(id.index(), |ids| ids[id.index()] as usize),
             attempt,
         };
         if let Some(journal) = self.journal.as_deref_mut() {

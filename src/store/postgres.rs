@@ -104,8 +104,13 @@ const MIGRATIONS: &[&str] = &[
          status TEXT NOT NULL,
          subject TEXT
      );",
-    // 1 → 2: workers lease contacts; each says it is alive.
+    // 1 → 2: workers lease contacts; each says it is alive. A simulation
+    // keeps its seed, its model and the parts workers split it into.
     "ALTER TABLE flowc_contacts ADD COLUMN lease_owner TEXT, ADD COLUMN lease_until TIMESTAMPTZ;
+     ALTER TABLE flowc_campaigns ADD COLUMN seed BIGINT, ADD COLUMN model TEXT,
+         ADD COLUMN parts INTEGER NOT NULL DEFAULT 1,
+         -- false while the process that begins the campaign adds its contacts
+         ADD COLUMN contacts_in BOOLEAN NOT NULL DEFAULT true;
      CREATE TABLE flowc_workers (
          name TEXT PRIMARY KEY,
          heartbeat_at TIMESTAMPTZ NOT NULL,
@@ -124,7 +129,11 @@ const MIGRATIONS: &[&str] = &[
 
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
-        StoreError::Postgres(e.to_string())
+        // The server's own words, when it said something.
+        StoreError::Postgres(match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.severity(), db.message()),
+            None => e.to_string(),
+        })
     }
 }
 
@@ -271,6 +280,11 @@ impl PgStore {
             )));
         }
         self.campaign = Some(id);
+        // Workers keep off until the contacts are in (`open_to_workers`).
+        self.client.execute(
+            "UPDATE flowc_campaigns SET contacts_in = false WHERE id = $1",
+            &[&id],
+        )?;
         let (hash, stored_start, state, format, stored_kind): (
             String,
             DateTime<Utc>,
@@ -991,6 +1005,18 @@ pub struct Running {
     pub name: String,
     pub program: ir::Program,
     pub started_at: DateTime<Utc>,
+    /// A simulation's seed, model (TOML; none: the built-in one) and the
+    /// parts workers split it into; `None` for a real run.
+    pub simulation: Option<Simulation>,
+    pub contacts: u64,
+}
+
+/// How a simulation in the database is to be simulated, whoever does it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Simulation {
+    pub seed: u64,
+    pub model: Option<String>,
+    pub parts: u32,
 }
 
 /// Contacts a worker leased: their ids in the store, and what they did.
@@ -1007,11 +1033,12 @@ impl PgStore {
         self.writer = None;
     }
 
-    /// The campaigns running now (real runs: simulations have no workers).
+    /// The campaigns running now.
     pub fn running(&mut self) -> Result<Vec<Running>, StoreError> {
         let rows = self.client.query(
-            "SELECT id, name, ir, started_at FROM flowc_campaigns \
-             WHERE state = 'running' AND kind = 'run' ORDER BY id",
+            "SELECT id, name, ir, started_at, kind::text, seed, model, parts, \
+                    (SELECT count(*) FROM flowc_contacts c WHERE c.campaign = k.id) \
+             FROM flowc_campaigns k WHERE state = 'running' AND contacts_in ORDER BY id",
             &[],
         )?;
         rows.iter()
@@ -1021,9 +1048,44 @@ impl PgStore {
                     name: r.get(1),
                     program: serde_json::from_str(r.get::<_, &str>(2)).map_err(corrupt)?,
                     started_at: r.get(3),
+                    simulation: (r.get::<_, &str>(4) == "simulation").then(|| Simulation {
+                        seed: r.get::<_, Option<i64>>(5).unwrap_or(1) as u64,
+                        model: r.get(6),
+                        parts: r.get::<_, i32>(7).max(1) as u32,
+                    }),
+                    contacts: r.get::<_, i64>(8) as u64,
                 })
             })
             .collect()
+    }
+
+    /// The campaign of `flow` (or the URL's) holds every contact it will:
+    /// workers may join it. A simulation says how it is simulated, by
+    /// whichever workers.
+    pub fn open_to_workers(
+        &mut self,
+        flow: &str,
+        simulation: Option<&Simulation>,
+    ) -> Result<(), StoreError> {
+        let id = self
+            .find(Some(flow))?
+            .ok_or_else(|| StoreError::Corrupt("the campaign was not begun".into()))?;
+        if let Some(simulation) = simulation {
+            self.client.execute(
+                "UPDATE flowc_campaigns SET seed = $2, model = $3, parts = $4 WHERE id = $1",
+                &[
+                    &id,
+                    &(simulation.seed as i64),
+                    &simulation.model,
+                    &(simulation.parts as i32),
+                ],
+            )?;
+        }
+        self.client.execute(
+            "UPDATE flowc_campaigns SET contacts_in = true WHERE id = $1",
+            &[&id],
+        )?;
+        Ok(())
     }
 
     /// Leases up to `n` contacts of the campaign that have not ended and
@@ -1065,12 +1127,23 @@ impl PgStore {
         )?)
     }
 
-    /// Gives back the leases `owner` holds on the campaign's contacts.
+    /// A part of the campaign ran until `finish` on its clock.
+    pub fn reached(&mut self, finish: DateTime<Utc>) -> Result<(), StoreError> {
+        let id = self.campaign()?;
+        self.client.execute(
+            "UPDATE flowc_campaigns SET finish = greatest(coalesce(finish, $2), $2), updated_at = now() WHERE id = $1",
+            &[&id, &finish],
+        )?;
+        Ok(())
+    }
+
+    /// Gives back the leases `owner` holds on the campaign's contacts (the
+    /// contacts keep its name as the last to lease them).
     pub fn release_leases(&mut self, owner: &str) -> Result<(), StoreError> {
         let id = self.campaign()?;
         self.client.execute(
-            "UPDATE flowc_contacts SET lease_owner = NULL, lease_until = NULL \
-             WHERE campaign = $1 AND lease_owner = $2",
+            "UPDATE flowc_contacts SET lease_until = NULL \
+             WHERE campaign = $1 AND lease_owner = $2 AND lease_until IS NOT NULL",
             &[&id, &owner],
         )?;
         Ok(())
@@ -1149,7 +1222,7 @@ impl PgStore {
         let id = self.campaign()?;
         let done = self.client.execute(
             "UPDATE flowc_campaigns SET state = 'finished', updated_at = now() \
-             WHERE id = $1 AND state = 'running' AND NOT EXISTS ( \
+             WHERE id = $1 AND state = 'running' AND contacts_in AND NOT EXISTS ( \
                  SELECT 1 FROM flowc_contacts c WHERE c.campaign = $1 \
                    AND NOT EXISTS (SELECT 1 FROM flowc_ends e WHERE e.campaign = $1 AND e.contact = c.id))",
             &[&id],
@@ -1173,7 +1246,7 @@ impl PgStore {
 /// 0; the store knows them by their ids.
 pub struct Leased<'a> {
     pub store: &'a mut PgStore,
-    pub ids: Vec<u32>,
+    pub ids: &'a [u32],
 }
 
 impl Leased<'_> {
