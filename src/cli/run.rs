@@ -237,7 +237,8 @@ fn on_postgres(args: &Args, url: &str) -> ExitCode {
     let base = url.split_once('#').map_or(url, |(u, _)| u);
     let worker_args =
         super::worker::args_for_run(base, &args.dialer, args.seed, args.common.region.clone());
-    let dnc = prepared.do_not_call.clone();
+    let dnc = std::mem::take(&mut prepared.do_not_call);
+    drop(prepared);
     let code = match args.dialer.split_once(':') {
         Some(("script", file)) => {
             let region = args

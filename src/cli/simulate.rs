@@ -204,7 +204,10 @@ fn on_postgres(args: &Args, url: &str) -> ExitCode {
         model: Model::default_model(),
         seed: args.seed,
     };
-    let code = super::worker::work(&worker, &dialer, Some(&name), prepared.do_not_call.clone());
+    // The workers read the contacts back from the database, a part at a time.
+    let do_not_call = std::mem::take(&mut prepared.do_not_call);
+    drop(prepared);
+    let code = super::worker::work(&worker, &dialer, Some(&name), do_not_call);
     if code != ExitCode::SUCCESS {
         return code;
     }

@@ -154,8 +154,10 @@ pub fn work<D: Dialer>(
         std::thread::spawn(move || beat(&url, &name, lease, &shared, &pause, &stop, &lines))
     };
     let result = (|| -> Result<(), StoreError> {
-        // Said alive before the first lease, so that shares count this worker.
+        // Said alive before the first lease, so that shares count this
+        // worker; leases a dead process of its name left are given back.
         store.renew(&name, args.lease)?;
+        store.forget_leases(&name)?;
         loop {
             let mut leased_any = false;
             let mut unfinished = false;
@@ -197,7 +199,7 @@ pub fn work<D: Dialer>(
                     if signals::received() || shared.lost.load(Ordering::SeqCst) {
                         return Ok(());
                     }
-                    let lease = store.lease(&name, batch, args.lease)?;
+                    let lease = store.lease(&name, batch)?;
                     if lease.ids.is_empty() {
                         break;
                     }

@@ -17,6 +17,8 @@
 use std::io::Write as _;
 
 use chrono::{DateTime, Utc};
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::ToSql;
 use postgres::{Client, NoTls};
 
 use super::ops::{Op, Ops, Writer};
@@ -106,7 +108,9 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 1 → 2: workers lease contacts; each says it is alive. A simulation
     // keeps its seed, its model and the parts workers split it into.
-    "ALTER TABLE flowc_contacts ADD COLUMN lease_owner TEXT, ADD COLUMN lease_until TIMESTAMPTZ;
+    "-- A contact's lease holds while its owner's heartbeat is younger than
+     -- the owner's lease: renewing is one row, whatever the lease's size.
+     ALTER TABLE flowc_contacts ADD COLUMN lease_owner TEXT, ADD COLUMN worked_by TEXT;
      ALTER TABLE flowc_campaigns ADD COLUMN seed BIGINT, ADD COLUMN model TEXT,
          ADD COLUMN parts INTEGER NOT NULL DEFAULT 1,
          -- false while the process that begins the campaign adds its contacts
@@ -371,32 +375,33 @@ impl PgStore {
         self.read(id, None)
     }
 
-    /// Contacts of campaign `id` (all, or those of `only`, sorted) with
+    /// Contacts of campaign `id` (all, or those `leased_by` holds) with
     /// their ends and attempts, in id order.
     fn read(
         &mut self,
         id: i64,
-        only: Option<&[i32]>,
+        leased_by: Option<&str>,
     ) -> Result<(Vec<Contact>, Vec<History>), StoreError> {
-        let all: Vec<i32> = Vec::new();
-        let (filter, wanted) = match only {
-            Some(ids) => ("AND c.id = ANY($2)", ids),
-            None => ("AND $2::int[] IS NOT NULL", all.as_slice()),
+        let (filter, wanted) = match leased_by {
+            Some(owner) => ("AND c.lease_owner = $2", owner),
+            None => ("AND $2::text IS NOT NULL", ""),
         };
         let mut contacts = Vec::new();
         let mut history = Vec::new();
         let mut place = std::collections::HashMap::new();
-        let rows = self.client.query(
+        // Streamed: a million rows are read as they come, not held first.
+        let params: [&(dyn ToSql + Sync); 2] = [&id, &wanted];
+        let mut rows = self.client.query_raw(
             &format!(
                 "SELECT c.id, c.line, c.phone, c.zones, c.fields, c.arm, e.state::text, e.reason, e.path, c.opted_out, c.written \
                  FROM flowc_contacts c LEFT JOIN flowc_ends e ON e.campaign = c.campaign AND e.contact = c.id \
                  WHERE c.campaign = $1 {filter} ORDER BY c.id"
             ),
-            &[&id, &wanted],
+            params,
         )?;
-        for r in rows {
+        while let Some(r) = rows.next()? {
             let at: i32 = r.get(0);
-            if only.is_none() && at as usize != contacts.len() {
+            if leased_by.is_none() && at as usize != contacts.len() {
                 return Err(corrupt(format!(
                     "contact ids skip from {} to {at}",
                     contacts.len()
@@ -438,15 +443,16 @@ impl PgStore {
                 opted_out: r.get(9),
             });
         }
-        let rows = self.client.query(
+        drop(rows);
+        let mut rows = self.client.query_raw(
             &format!(
                 "SELECT a.contact, a.number, a.step, a.started_at, a.caller_id, a.ended_at, a.outcome::text, a.keys, a.transfers, a.sip_status, a.sip_reason \
-                 FROM flowc_attempts a WHERE a.campaign = $1 {} ORDER BY a.contact, a.number",
-                filter.replace("c.id", "a.contact")
+                 FROM flowc_attempts a JOIN flowc_contacts c ON c.campaign = a.campaign AND c.id = a.contact \
+                 WHERE a.campaign = $1 {filter} ORDER BY a.contact, a.number"
             ),
-            &[&id, &wanted],
+            params,
         )?;
-        for r in rows {
+        while let Some(r) = rows.next()? {
             let contact: i32 = r.get(0);
             let Some(h) = place.get(&contact).and_then(|&k| history.get_mut(k)) else {
                 return Err(corrupt(format!(
@@ -1088,24 +1094,40 @@ impl PgStore {
         Ok(())
     }
 
-    /// Leases up to `n` contacts of the campaign that have not ended and
-    /// whose lease is free or expired, for `seconds`, to `owner`; skips
-    /// rows other workers are leasing at this instant.
-    pub fn lease(&mut self, owner: &str, n: usize, seconds: u32) -> Result<Lease, StoreError> {
+    /// Leases to `owner` up to `n` contacts of the campaign that have not
+    /// ended and that no live worker holds (free, or held by a worker whose
+    /// heartbeat is older than its lease); skips rows other workers are
+    /// leasing at this instant. The lease holds while `owner` renews.
+    pub fn lease(&mut self, owner: &str, n: usize) -> Result<Lease, StoreError> {
         let id = self.campaign()?;
         let rows = self.client.query(
-            "UPDATE flowc_contacts SET lease_owner = $2, lease_until = now() + make_interval(secs => $4) \
+            "UPDATE flowc_contacts SET lease_owner = $2, worked_by = $2 \
              WHERE campaign = $1 AND id IN ( \
                  SELECT c.id FROM flowc_contacts c \
-                 WHERE c.campaign = $1 AND (c.lease_until IS NULL OR c.lease_until < now()) \
+                 LEFT JOIN flowc_workers w ON w.name = c.lease_owner \
+                 WHERE c.campaign = $1 \
+                   AND (c.lease_owner IS NULL OR w.name IS NULL \
+                        OR w.heartbeat_at < now() - make_interval(secs => w.lease_seconds)) \
                    AND NOT EXISTS (SELECT 1 FROM flowc_ends e WHERE e.campaign = $1 AND e.contact = c.id) \
-                 ORDER BY c.id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                 ORDER BY c.id LIMIT $3 FOR UPDATE OF c SKIP LOCKED) \
              RETURNING id",
-            &[&id, &owner, &(n as i64), &f64::from(seconds)],
+            &[&id, &owner, &(n as i64)],
         )?;
         let mut ids: Vec<u32> = rows.iter().map(|r| r.get::<_, i32>(0) as u32).collect();
         ids.sort_unstable();
-        let (contacts, history) = self.load_some(&ids)?;
+        if ids.is_empty() {
+            return Ok(Lease {
+                ids,
+                contacts: Vec::new(),
+                history: Vec::new(),
+            });
+        }
+        let (contacts, history) = self.read(id, Some(owner))?;
+        if contacts.len() != ids.len() {
+            return Err(corrupt(
+                "the leased contacts changed hands while being read",
+            ));
+        }
         Ok(Lease {
             ids,
             contacts,
@@ -1113,18 +1135,24 @@ impl PgStore {
         })
     }
 
-    /// Renews every lease `owner` still holds; how many it holds.
-    pub fn renew(&mut self, owner: &str, seconds: u32) -> Result<u64, StoreError> {
+    /// Says `owner` is alive, holding its leases for `seconds` more.
+    pub fn renew(&mut self, owner: &str, seconds: u32) -> Result<(), StoreError> {
         self.client.execute(
             "INSERT INTO flowc_workers (name, heartbeat_at, lease_seconds) VALUES ($1, now(), $2) \
              ON CONFLICT (name) DO UPDATE SET heartbeat_at = now(), lease_seconds = $2",
             &[&owner, &(seconds as i32)],
         )?;
-        Ok(self.client.execute(
-            "UPDATE flowc_contacts SET lease_until = now() + make_interval(secs => $2) \
-             WHERE lease_owner = $1 AND lease_until > now()",
-            &[&owner, &f64::from(seconds)],
-        )?)
+        Ok(())
+    }
+
+    /// A worker starting under `owner`'s name holds nothing yet: leases an
+    /// earlier process of that name left (it died) are given back.
+    pub fn forget_leases(&mut self, owner: &str) -> Result<(), StoreError> {
+        self.client.execute(
+            "UPDATE flowc_contacts SET lease_owner = NULL WHERE lease_owner = $1",
+            &[&owner],
+        )?;
+        Ok(())
     }
 
     /// A part of the campaign ran until `finish` on its clock.
@@ -1138,12 +1166,11 @@ impl PgStore {
     }
 
     /// Gives back the leases `owner` holds on the campaign's contacts (the
-    /// contacts keep its name as the last to lease them).
+    /// contacts keep its name in `worked_by`).
     pub fn release_leases(&mut self, owner: &str) -> Result<(), StoreError> {
         let id = self.campaign()?;
         self.client.execute(
-            "UPDATE flowc_contacts SET lease_until = NULL \
-             WHERE campaign = $1 AND lease_owner = $2 AND lease_until IS NOT NULL",
+            "UPDATE flowc_contacts SET lease_owner = NULL WHERE campaign = $1 AND lease_owner = $2",
             &[&id, &owner],
         )?;
         Ok(())
@@ -1228,17 +1255,6 @@ impl PgStore {
             &[&id],
         )?;
         Ok(done == 1 || self.state()? == CampaignState::Finished)
-    }
-
-    /// Contacts with the given ids (sorted) and their histories.
-    fn load_some(&mut self, ids: &[u32]) -> Result<(Vec<Contact>, Vec<History>), StoreError> {
-        let id = self.campaign()?;
-        let wanted: Vec<i32> = ids.iter().map(|&i| i as i32).collect();
-        let (contacts, history) = self.read(id, Some(&wanted))?;
-        if contacts.len() != ids.len() {
-            return Err(corrupt("a leased contact is not there"));
-        }
-        Ok((contacts, history))
     }
 }
 

@@ -406,7 +406,7 @@ fn a_database_of_every_earlier_schema_is_brought_up_to_date() {
             let mut worker = PgStore::open(&url).unwrap();
             let running = worker.running().unwrap();
             worker.join(running[0].id);
-            let lease = worker.lease("w", 10, 30).unwrap();
+            let lease = worker.lease("w", 10).unwrap();
             assert_eq!(lease.ids, [0], "from version {version}");
             assert_eq!(lease.history[0].attempts.len(), 1);
         }
@@ -676,10 +676,15 @@ fn three_workers_one_killed_then_another_and_the_campaign_finishes() {
     for (victim, at) in [(&mut b, 2500), (&mut c, 5500)] {
         wait_calls(&mut client, at, &mut sample);
         let name = if at == 2500 { "b" } else { "c" };
-        assert!(
-            owned(&mut client, name) > 0,
-            "worker {name} held no contact when killed"
-        );
+        // Killed while it holds contacts (not between two batches).
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while owned(&mut client, name) == 0 {
+            assert!(
+                std::time::Instant::now() < until,
+                "worker {name} never held a contact"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         kill(victim);
         let killed = std::time::Instant::now();
         while owned(&mut client, name) > 0 {
@@ -891,7 +896,7 @@ fn pause_resume_and_cancel_reach_every_worker_within_a_second() {
     // Every worker is dialling.
     wait(
         &mut client,
-        "SELECT count(DISTINCT lease_owner) FROM flowc_contacts WHERE lease_owner IS NOT NULL",
+        "SELECT count(DISTINCT worked_by) FROM flowc_contacts WHERE worked_by IS NOT NULL",
         3,
     );
     wait(&mut client, "SELECT count(*) FROM flowc_attempts", 200);
@@ -1029,15 +1034,15 @@ fn a_simulation_in_parts_gives_the_same_report_whoever_simulates_them() {
     let report = |out: &[u8]| -> serde_json::Value { serde_json::from_slice(out).unwrap() };
     assert_eq!(report(&alone.stdout), report(&shared.stdout));
     assert_eq!(report(&alone.stdout)["totalContacts"], 9000);
-    // Who simulated what: every part went to someone, once.
+    // Who simulated what: the workers took parts.
     let mut client = postgres_client(&base);
     let owners: i64 = client
         .query_one(
-            "SELECT count(DISTINCT lease_owner) FROM flowc_contacts",
+            "SELECT count(DISTINCT worked_by) FROM flowc_contacts WHERE worked_by IN ('w1', 'w2')",
             &[],
         )
         .unwrap()
         .get(0);
-    eprintln!("the shared simulation's parts were leased by {owners} process(es)");
+    assert!(owners >= 1, "no worker took a part");
     std::fs::remove_dir_all(&dir).ok();
 }
