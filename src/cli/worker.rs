@@ -1,11 +1,13 @@
-//! `flowc worker --db postgres://… --dialer ADAPTER [--name N] [--lease SECONDS] [--batch N] [--until-done]`
+//! `flowc worker --db postgres://… --dialer ADAPTER [--name N] [--lease SECONDS] [--until-done]`
 //!
 //! Joins every running campaign of a PostgreSQL database and places its
-//! calls, beside other workers on other machines. Contacts are leased in
-//! batches (`FOR UPDATE SKIP LOCKED`) for a deadline the worker renews by
-//! heartbeat; a worker that dies loses its leases when they expire, and
-//! another takes its contacts over, replaying what they did: an attempt
-//! that started and never ended is `unknown`, never dialled again.
+//! calls, beside other workers on other machines. A campaign's contacts are
+//! cut into parts (runs of ids) when it begins; a worker leases one part at
+//! a time (`FOR UPDATE SKIP LOCKED`), and holds it while its heartbeat is
+//! younger than its lease; a worker that dies loses its parts when its
+//! heartbeat is older than that, and another takes them over, replaying
+//! what their contacts did: an attempt that started and never ended is
+//! `unknown`, never dialled again.
 //!
 //! Concurrency stays a campaign-wide limit: each worker holds lines of it
 //! in the database (`flowc_lines`), an even share among the live workers,
@@ -50,9 +52,6 @@ pub struct Args {
     /// Seconds a lease lasts unless renewed; the worker renews every third of it
     #[arg(long, default_value_t = 30)]
     pub lease: u32,
-    /// Contacts leased at a time
-    #[arg(long, default_value_t = 1000)]
-    pub batch: usize,
     /// Exit once no running campaign has a contact left to lease (otherwise
     /// wait for new campaigns)
     #[arg(long)]
@@ -172,12 +171,8 @@ pub fn work<D: Dialer>(
                     .as_ref()
                     .and_then(|f| f.concurrency)
                     .unwrap_or(0);
-                // A simulation is split into its parts, each with its share
-                // of the lines; a real run's lines are held in the database.
-                let batch = match &campaign.simulation {
-                    Some(sim) => campaign.contacts.div_ceil(u64::from(sim.parts)).max(1) as usize,
-                    None => args.batch,
-                };
+                // A simulation's parts each have their share of the lines;
+                // a real run's lines are held in the database.
                 let simulated = match &campaign.simulation {
                     Some(sim) => Some(SimDialer {
                         model: match &sim.model {
@@ -199,8 +194,12 @@ pub fn work<D: Dialer>(
                     if signals::received() || shared.lost.load(Ordering::SeqCst) {
                         return Ok(());
                     }
-                    let lease = store.lease(&name, batch)?;
-                    if lease.ids.is_empty() {
+                    // A simulation's part is simulated alone; a run's parts
+                    // go four at a time, so that lines stay busy while some
+                    // contacts wait for their retries.
+                    let most = if campaign.simulation.is_some() { 1 } else { 4 };
+                    let lease = store.lease(&name, most)?;
+                    if lease.parts.is_empty() {
                         break;
                     }
                     leased_any = true;
@@ -264,7 +263,11 @@ pub fn work<D: Dialer>(
                             runtime.block_on(engine.run())?
                         }
                     };
-                    journal.store.release_leases(&name)?;
+                    // Run to its end, the engine ended every contact of the part.
+                    let done = results.paused_at.is_none();
+                    for part in &lease.parts {
+                        journal.store.release(&name, *part, done)?;
+                    }
                     journal.store.reached(results.finish)?;
                     if results.paused_at.is_some() {
                         if !results.paused_by_operator {
@@ -297,7 +300,7 @@ pub fn work<D: Dialer>(
     })();
     shared.leaving.store(true, Ordering::SeqCst);
     let _ = heartbeat.join();
-    if let Err(e) = store.release_leases(&name) {
+    if let Err(e) = store.forget_leases(&name) {
         eprintln!(
             "warning: the leases could not be given back ({e}); they expire in {} s",
             args.lease
@@ -416,7 +419,6 @@ pub fn args_for_run(db: &str, dialer: &str, seed: u64, region: Option<String>) -
         dialer: dialer.to_string(),
         name: None,
         lease: 30,
-        batch: 1000,
         until_done: false,
         seed,
         region,

@@ -106,11 +106,21 @@ const MIGRATIONS: &[&str] = &[
          status TEXT NOT NULL,
          subject TEXT
      );",
-    // 1 → 2: workers lease contacts; each says it is alive. A simulation
-    // keeps its seed, its model and the parts workers split it into.
-    "-- A contact's lease holds while its owner's heartbeat is younger than
-     -- the owner's lease: renewing is one row, whatever the lease's size.
-     ALTER TABLE flowc_contacts ADD COLUMN lease_owner TEXT, ADD COLUMN worked_by TEXT;
+    // 1 → 2: workers lease parts of a campaign; each says it is alive. A
+    // simulation keeps its seed, its model and how many parts it has.
+    "-- A campaign's contacts in runs of ids [first, last), leased whole: a
+     -- lease holds while its owner's heartbeat is younger than the owner's
+     -- lease, so renewing is one row whatever the lease's size, and leasing
+     -- never rewrites the contacts.
+     CREATE TABLE flowc_parts (
+         campaign BIGINT NOT NULL,
+         first INTEGER NOT NULL,
+         last INTEGER NOT NULL,
+         owner TEXT,
+         worked_by TEXT,                  -- the last worker to lease it
+         done BOOLEAN NOT NULL DEFAULT false,
+         PRIMARY KEY (campaign, first)
+     );
      ALTER TABLE flowc_campaigns ADD COLUMN seed BIGINT, ADD COLUMN model TEXT,
          ADD COLUMN parts INTEGER NOT NULL DEFAULT 1,
          -- false while the process that begins the campaign adds its contacts
@@ -375,22 +385,21 @@ impl PgStore {
         self.read(id, None)
     }
 
-    /// Contacts of campaign `id` (all, or those `leased_by` holds) with
+    /// Contacts of campaign `id` (all, or those with ids in `part`) with
     /// their ends and attempts, in id order.
     fn read(
         &mut self,
         id: i64,
-        leased_by: Option<&str>,
+        part: Option<(u32, u32)>,
     ) -> Result<(Vec<Contact>, Vec<History>), StoreError> {
-        let (filter, wanted) = match leased_by {
-            Some(owner) => ("AND c.lease_owner = $2", owner),
-            None => ("AND $2::text IS NOT NULL", ""),
-        };
+        let (first, last) = part.map_or((0, i32::MAX), |(f, l)| (f as i32, l as i32));
+        let filter = "AND c.id >= $2 AND c.id < $3";
+        let leased_by = part;
         let mut contacts = Vec::new();
         let mut history = Vec::new();
         let mut place = std::collections::HashMap::new();
         // Streamed: a million rows are read as they come, not held first.
-        let params: [&(dyn ToSql + Sync); 2] = [&id, &wanted];
+        let params: [&(dyn ToSql + Sync); 3] = [&id, &first, &last];
         let mut rows = self.client.query_raw(
             &format!(
                 "SELECT c.id, c.line, c.phone, c.zones, c.fields, c.arm, e.state::text, e.reason, e.path, c.opted_out, c.written \
@@ -1025,8 +1034,10 @@ pub struct Simulation {
     pub parts: u32,
 }
 
-/// Contacts a worker leased: their ids in the store, and what they did.
+/// Parts of a campaign a worker leased (their first ids; none: nothing to
+/// lease now), their contacts' ids in the store, and what they did.
 pub struct Lease {
+    pub parts: Vec<u32>,
     pub ids: Vec<u32>,
     pub contacts: Vec<Contact>,
     pub history: Vec<History>,
@@ -1066,8 +1077,9 @@ impl PgStore {
     }
 
     /// The campaign of `flow` (or the URL's) holds every contact it will:
-    /// workers may join it. A simulation says how it is simulated, by
-    /// whichever workers.
+    /// its contacts not yet in a part are cut into parts (a simulation's
+    /// into its number of parts; a run's into parts of a 32nd of its
+    /// contacts, 50 to 1,000 each), and workers may join it.
     pub fn open_to_workers(
         &mut self,
         flow: &str,
@@ -1087,52 +1099,88 @@ impl PgStore {
                 ],
             )?;
         }
-        self.client.execute(
+        let row = self.client.query_one(
+            "SELECT (SELECT count(*) FROM flowc_contacts WHERE campaign = $1), \
+                    (SELECT coalesce(max(last), 0) FROM flowc_parts WHERE campaign = $1)",
+            &[&id],
+        )?;
+        let (total, cut) = (row.get::<_, i64>(0) as u32, row.get::<_, i32>(1) as u32);
+        let size = match simulation {
+            Some(s) => total.div_ceil(s.parts.max(1)).max(1),
+            None => (total / 32).clamp(50, 1000),
+        };
+        let mut tx = self.client.transaction()?;
+        let mut first = cut;
+        while first < total {
+            let last = (first + size).min(total);
+            tx.execute(
+                "INSERT INTO flowc_parts (campaign, first, last) VALUES ($1, $2, $3)",
+                &[&id, &(first as i32), &(last as i32)],
+            )?;
+            first = last;
+        }
+        tx.execute(
             "UPDATE flowc_campaigns SET contacts_in = true WHERE id = $1",
             &[&id],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
-    /// Leases to `owner` up to `n` contacts of the campaign that have not
-    /// ended and that no live worker holds (free, or held by a worker whose
-    /// heartbeat is older than its lease); skips rows other workers are
-    /// leasing at this instant. The lease holds while `owner` renews.
-    pub fn lease(&mut self, owner: &str, n: usize) -> Result<Lease, StoreError> {
+    /// Leases to `owner` up to `most` parts of the campaign that are not
+    /// done and that no live worker holds (free, or held by a worker whose
+    /// heartbeat is older than its lease), skipping parts other workers are
+    /// leasing at this instant; their contacts with what they did. An empty
+    /// lease: no part is left to lease now. It holds while `owner` renews.
+    pub fn lease(&mut self, owner: &str, most: usize) -> Result<Lease, StoreError> {
+        let mut lease = Lease {
+            parts: Vec::new(),
+            ids: Vec::new(),
+            contacts: Vec::new(),
+            history: Vec::new(),
+        };
+        while lease.parts.len() < most {
+            let Some(part) = self.lease_part(owner)? else {
+                break;
+            };
+            lease.parts.extend(part.parts);
+            lease.ids.extend(part.ids);
+            lease.contacts.extend(part.contacts);
+            lease.history.extend(part.history);
+        }
+        Ok(lease)
+    }
+
+    fn lease_part(&mut self, owner: &str) -> Result<Option<Lease>, StoreError> {
         let id = self.campaign()?;
-        let rows = self.client.query(
-            "UPDATE flowc_contacts SET lease_owner = $2, worked_by = $2 \
-             WHERE campaign = $1 AND id IN ( \
-                 SELECT c.id FROM flowc_contacts c \
-                 LEFT JOIN flowc_workers w ON w.name = c.lease_owner \
-                 WHERE c.campaign = $1 \
-                   AND (c.lease_owner IS NULL OR w.name IS NULL \
+        let part = self.client.query_opt(
+            "UPDATE flowc_parts SET owner = $2, worked_by = $2 \
+             WHERE campaign = $1 AND first = ( \
+                 SELECT p.first FROM flowc_parts p \
+                 LEFT JOIN flowc_workers w ON w.name = p.owner \
+                 WHERE p.campaign = $1 AND NOT p.done \
+                   AND (p.owner IS NULL OR w.name IS NULL \
                         OR w.heartbeat_at < now() - make_interval(secs => w.lease_seconds)) \
-                   AND NOT EXISTS (SELECT 1 FROM flowc_ends e WHERE e.campaign = $1 AND e.contact = c.id) \
-                 ORDER BY c.id LIMIT $3 FOR UPDATE OF c SKIP LOCKED) \
-             RETURNING id",
-            &[&id, &owner, &(n as i64)],
+                 ORDER BY p.first LIMIT 1 FOR UPDATE OF p SKIP LOCKED) \
+             RETURNING first, last",
+            &[&id, &owner],
         )?;
-        let mut ids: Vec<u32> = rows.iter().map(|r| r.get::<_, i32>(0) as u32).collect();
-        ids.sort_unstable();
-        if ids.is_empty() {
-            return Ok(Lease {
-                ids,
-                contacts: Vec::new(),
-                history: Vec::new(),
-            });
+        let Some(part) = part else {
+            return Ok(None);
+        };
+        let (first, last) = (part.get::<_, i32>(0) as u32, part.get::<_, i32>(1) as u32);
+        let (contacts, history) = self.read(id, Some((first, last)))?;
+        if contacts.len() != (last - first) as usize {
+            return Err(corrupt(format!(
+                "contacts {first} to {last} are not all there"
+            )));
         }
-        let (contacts, history) = self.read(id, Some(owner))?;
-        if contacts.len() != ids.len() {
-            return Err(corrupt(
-                "the leased contacts changed hands while being read",
-            ));
-        }
-        Ok(Lease {
-            ids,
+        Ok(Some(Lease {
+            parts: vec![first],
+            ids: (first..last).collect(),
             contacts,
             history,
-        })
+        }))
     }
 
     /// Says `owner` is alive, holding its leases for `seconds` more.
@@ -1149,7 +1197,7 @@ impl PgStore {
     /// earlier process of that name left (it died) are given back.
     pub fn forget_leases(&mut self, owner: &str) -> Result<(), StoreError> {
         self.client.execute(
-            "UPDATE flowc_contacts SET lease_owner = NULL WHERE lease_owner = $1",
+            "UPDATE flowc_parts SET owner = NULL WHERE owner = $1",
             &[&owner],
         )?;
         Ok(())
@@ -1165,13 +1213,14 @@ impl PgStore {
         Ok(())
     }
 
-    /// Gives back the leases `owner` holds on the campaign's contacts (the
-    /// contacts keep its name in `worked_by`).
-    pub fn release_leases(&mut self, owner: &str) -> Result<(), StoreError> {
+    /// Gives back the part `owner` leased (its name stays in `worked_by`);
+    /// `done` when every contact of it has ended.
+    pub fn release(&mut self, owner: &str, part: u32, done: bool) -> Result<(), StoreError> {
         let id = self.campaign()?;
         self.client.execute(
-            "UPDATE flowc_contacts SET lease_owner = NULL WHERE campaign = $1 AND lease_owner = $2",
-            &[&id, &owner],
+            "UPDATE flowc_parts SET owner = NULL, done = done OR $4 \
+             WHERE campaign = $1 AND first = $2 AND owner = $3",
+            &[&id, &(part as i32), &owner, &done],
         )?;
         Ok(())
     }

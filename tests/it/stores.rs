@@ -403,10 +403,12 @@ fn a_database_of_every_earlier_schema_is_brought_up_to_date() {
             let (contacts, results) = store.results(&flow).unwrap();
             assert_eq!(contacts[0].phone, "+33610000000", "from version {version}");
             assert_eq!(results[0].attempts.len(), 1, "from version {version}");
+            // Resumed by `flowc run`, it is cut into parts for workers.
+            store.open_to_workers("both", None).unwrap();
             let mut worker = PgStore::open(&url).unwrap();
             let running = worker.running().unwrap();
             worker.join(running[0].id);
-            let lease = worker.lease("w", 10).unwrap();
+            let lease = worker.lease("w", 1).unwrap();
             assert_eq!(lease.ids, [0], "from version {version}");
             assert_eq!(lease.history[0].attempts.len(), 1);
         }
@@ -592,9 +594,7 @@ fn three_workers_one_killed_then_another_and_the_campaign_finishes() {
         .unwrap();
     let worker = |name: &str| {
         flowc()
-            .args([
-                "worker", "--db", &base, "--name", name, "--lease", "3", "--batch", "200",
-            ])
+            .args(["worker", "--db", &base, "--name", name, "--lease", "3"])
             .args([
                 "--until-done",
                 "--dialer",
@@ -660,8 +660,7 @@ fn three_workers_one_killed_then_another_and_the_campaign_finishes() {
     let owned = |client: &mut postgres::Client, name: &str| -> i64 {
         client
             .query_one(
-                "SELECT count(*) FROM flowc_contacts c WHERE lease_owner = $1 \
-                 AND NOT EXISTS (SELECT 1 FROM flowc_ends e WHERE e.contact = c.id)",
+                "SELECT count(*) FROM flowc_parts WHERE owner = $1 AND NOT done",
                 &[&name],
             )
             .unwrap()
@@ -676,7 +675,7 @@ fn three_workers_one_killed_then_another_and_the_campaign_finishes() {
     for (victim, at) in [(&mut b, 2500), (&mut c, 5500)] {
         wait_calls(&mut client, at, &mut sample);
         let name = if at == 2500 { "b" } else { "c" };
-        // Killed while it holds contacts (not between two batches).
+        // Killed while it holds a part (not between two).
         let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while owned(&mut client, name) == 0 {
             assert!(
@@ -853,9 +852,7 @@ fn pause_resume_and_cancel_reach_every_worker_within_a_second() {
         .iter()
         .map(|name| {
             flowc()
-                .args([
-                    "worker", "--db", &base, "--name", name, "--lease", "3", "--batch", "100",
-                ])
+                .args(["worker", "--db", &base, "--name", name, "--lease", "3"])
                 .args(["--dialer", &format!("script:{}", script.display())])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -896,7 +893,7 @@ fn pause_resume_and_cancel_reach_every_worker_within_a_second() {
     // Every worker is dialling.
     wait(
         &mut client,
-        "SELECT count(DISTINCT worked_by) FROM flowc_contacts WHERE worked_by IS NOT NULL",
+        "SELECT count(DISTINCT worked_by) FROM flowc_parts WHERE worked_by IS NOT NULL",
         3,
     );
     wait(&mut client, "SELECT count(*) FROM flowc_attempts", 200);
@@ -1038,7 +1035,7 @@ fn a_simulation_in_parts_gives_the_same_report_whoever_simulates_them() {
     let mut client = postgres_client(&base);
     let owners: i64 = client
         .query_one(
-            "SELECT count(DISTINCT worked_by) FROM flowc_contacts WHERE worked_by IN ('w1', 'w2')",
+            "SELECT count(DISTINCT worked_by) FROM flowc_parts WHERE worked_by IN ('w1', 'w2')",
             &[],
         )
         .unwrap()
