@@ -305,6 +305,41 @@ pub fn prepare(
     })
 }
 
+/// A campaign begun in PostgreSQL (`prepared`, from `prepare`) gets the
+/// list's new contacts, is cut into parts and opened to workers; returns
+/// the campaign's name and the URL without it. `prepared` keeps only what
+/// its worker needs: the list is read back from the database a part at a
+/// time.
+pub fn open_to_workers(
+    prepared: &mut Prepared,
+    db: &Path,
+    url: &str,
+    simulation: Option<&crate::store::postgres::Simulation>,
+) -> Result<(String, String), ExitCode> {
+    let flow = prepared.flow().clone();
+    let failed = |e: crate::store::StoreError| usage(format!("{}: {e}", shown(db)));
+    let journal = prepared.store.as_mut().expect("a database was given");
+    for i in prepared.history.len()..prepared.contacts.len() {
+        let c = &prepared.contacts[i];
+        let arm = crate::runtime::interpreter::assign_arm(&flow, &c.phone);
+        journal.contact_added(crate::runtime::journal::ContactId::at(i), c, arm);
+    }
+    journal.sync().map_err(failed)?;
+    // Begun: from here on every worker shares it, this process too.
+    drop(prepared.store.take());
+    prepared.contacts = Vec::new();
+    prepared.history = Vec::new();
+    PgStore::open(url)
+        .and_then(|mut s| s.open_to_workers(&flow.name, simulation))
+        .map_err(failed)?;
+    let (base, name) = match url.split_once('#') {
+        Some((base, n)) if !n.is_empty() => (base, n.to_string()),
+        Some((base, _)) => (base, flow.name.clone()),
+        None => (url, flow.name.clone()),
+    };
+    Ok((name, base.to_string()))
+}
+
 /// A `--db` as messages show it: a file's path, or a database's URL
 /// without its password.
 pub fn shown(db: &Path) -> String {

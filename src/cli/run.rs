@@ -212,33 +212,14 @@ fn on_postgres(args: &Args, url: &str) -> ExitCode {
         );
     }
     let flow = prepared.flow().clone();
-    let name = match url.split_once('#') {
-        Some((_, n)) if !n.is_empty() => n.to_string(),
-        _ => flow.name.clone(),
+    let (name, base) = match campaign::open_to_workers(&mut prepared, &args.db, url, None) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
-    {
-        let journal = prepared.store.as_mut().expect("a run has a store");
-        for i in prepared.history.len()..prepared.contacts.len() {
-            let c = &prepared.contacts[i];
-            let arm = crate::runtime::interpreter::assign_arm(&flow, &c.phone);
-            journal.contact_added(crate::runtime::journal::ContactId::at(i), c, arm);
-        }
-        if let Err(e) = journal.sync() {
-            return usage(format!("{}: {e}", campaign::shown(&args.db)));
-        }
-    }
-    // The campaign is begun: from here on every worker shares it, this one too.
-    drop(prepared.store.take());
-    if let Err(e) = crate::store::postgres::PgStore::open(url)
-        .and_then(|mut s| s.open_to_workers(&flow.name, None))
-    {
-        return usage(format!("{}: {e}", campaign::shown(&args.db)));
-    }
-    let base = url.split_once('#').map_or(url, |(u, _)| u);
+    let base = base.as_str();
     let worker_args =
         super::worker::args_for_run(base, &args.dialer, args.seed, args.common.region.clone());
     let dnc = std::mem::take(&mut prepared.do_not_call);
-    drop(prepared);
     let code = match args.dialer.split_once(':') {
         Some(("script", file)) => {
             let region = args

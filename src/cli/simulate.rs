@@ -12,7 +12,7 @@ use crate::runtime::clock::VirtualClock;
 use crate::runtime::engine::Engine;
 use crate::runtime::journal::Durability;
 use crate::runtime::simulate::block_on;
-use crate::store::postgres::{self, PgStore};
+use crate::store::postgres;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -171,42 +171,22 @@ fn on_postgres(args: &Args, url: &str) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let flow = prepared.flow().clone();
     let simulation = postgres::Simulation {
         seed: args.seed,
         model: model_text,
         parts: args.parts.max(1),
     };
-    {
-        let journal = prepared.store.as_mut().expect("a database was given");
-        for i in prepared.history.len()..prepared.contacts.len() {
-            let c = &prepared.contacts[i];
-            let arm = crate::runtime::interpreter::assign_arm(&flow, &c.phone);
-            journal.contact_added(crate::runtime::journal::ContactId::at(i), c, arm);
-        }
-        if let Err(e) = journal.sync() {
-            return usage(format!("{}: {e}", campaign::shown(db)));
-        }
-    }
-    drop(prepared.store.take());
-    if let Err(e) =
-        PgStore::open(url).and_then(|mut s| s.open_to_workers(&flow.name, Some(&simulation)))
-    {
-        return usage(format!("{}: {e}", campaign::shown(db)));
-    }
-    let name = match url.split_once('#') {
-        Some((_, n)) if !n.is_empty() => n.to_string(),
-        _ => flow.name.clone(),
+    let (name, base) = match campaign::open_to_workers(&mut prepared, db, url, Some(&simulation)) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
-    let base = url.split_once('#').map_or(url, |(u, _)| u);
+    let base = base.as_str();
     let worker = super::worker::args_for_run(base, "sim", args.seed, args.common.region.clone());
     let dialer = SimDialer {
         model: Model::default_model(),
         seed: args.seed,
     };
-    // The workers read the contacts back from the database, a part at a time.
     let do_not_call = std::mem::take(&mut prepared.do_not_call);
-    drop(prepared);
     let code = super::worker::work(&worker, &dialer, Some(&name), do_not_call);
     if code != ExitCode::SUCCESS {
         return code;

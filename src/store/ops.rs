@@ -43,6 +43,19 @@ pub(super) enum Op {
     },
 }
 
+/// The replies of a call as stored: JSON lists, or nothing when there were none.
+pub(super) fn replies(
+    keys: &[Option<String>],
+    transfers: &[crate::ir::TransferOutcome],
+) -> (Option<String>, Option<String>) {
+    let keys = (!keys.is_empty()).then(|| serde_json::to_string(keys).expect("keys serialise"));
+    let transfers = (!transfers.is_empty()).then(|| {
+        let names: Vec<&str> = transfers.iter().map(|t| t.name()).collect();
+        serde_json::to_string(&names).expect("names serialise")
+    });
+    (keys, transfers)
+}
+
 /// The batch being gathered.
 #[derive(Default)]
 pub(super) struct Ops {

@@ -21,7 +21,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls};
 
-use super::ops::{Op, Ops, Writer};
+use super::ops::{replies, Op, Ops, Writer};
 use super::{corrupt, time, StoreError, StoredMessage};
 use crate::contacts::Contact;
 use crate::ir::{self, ArmId, Outcome, TransferOutcome};
@@ -778,19 +778,6 @@ fn copy_in(
         .expect("a COPY takes what it is given; errors come at its end");
     w.finish()?;
     Ok(())
-}
-
-/// The replies of a call as stored: JSON lists, or nothing.
-fn replies(
-    keys: &[Option<String>],
-    transfers: &[TransferOutcome],
-) -> (Option<String>, Option<String>) {
-    let keys = (!keys.is_empty()).then(|| serde_json::to_string(keys).expect("keys serialise"));
-    let transfers = (!transfers.is_empty()).then(|| {
-        let names: Vec<&str> = transfers.iter().map(|t| t.name()).collect();
-        serde_json::to_string(&names).expect("names serialise")
-    });
-    (keys, transfers)
 }
 
 /// Commits a batch: each kind of row copied in at once, in the order the

@@ -3,22 +3,9 @@
 
 use rusqlite::{params, Connection};
 
+use super::ops::replies;
 use super::{time, Op};
-use crate::ir::TransferOutcome;
 use chrono::Utc;
-
-/// The replies of a call as stored: JSON lists, or nothing when there were none.
-fn replies(
-    keys: &[Option<String>],
-    transfers: &[TransferOutcome],
-) -> (Option<String>, Option<String>) {
-    let keys = (!keys.is_empty()).then(|| serde_json::to_string(keys).expect("keys serialise"));
-    let transfers = (!transfers.is_empty()).then(|| {
-        let names: Vec<&str> = transfers.iter().map(|t| t.name()).collect();
-        serde_json::to_string(&names).expect("names serialise")
-    });
-    (keys, transfers)
-}
 
 /// Commits a batch of writes in one transaction.
 pub(super) fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusqlite::Error> {

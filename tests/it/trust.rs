@@ -410,7 +410,9 @@ fn an_interrupted_simulation_gives_the_campaign_of_an_uninterrupted_one() {
 
 #[test]
 fn a_second_runner_is_refused_with_who_holds_the_campaign() {
-    let drill = Drill::new("twoproc", 12, "* answered press 1 lasting 300ms\n");
+    // Calls long enough that the first run is still going, however loaded
+    // the machine, when the second starts.
+    let drill = Drill::new("twoproc", 12, "* answered press 1 lasting 3s\n");
     let first = drill.command("drill.flow").spawn().unwrap();
     wait_for_calls(&drill, 1);
     let second = drill.run("drill.flow");
