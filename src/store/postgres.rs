@@ -334,7 +334,14 @@ impl PgStore {
             state if kind == Kind::Simulation && state != CampaignState::Finished => {
                 // An unfinished simulation starts again from its beginning.
                 let mut tx = self.client.transaction()?;
-                for table in ["flowc_messages", "flowc_ends", "flowc_attempts", "flowc_contacts"] {
+                for table in [
+                    "flowc_messages",
+                    "flowc_ends",
+                    "flowc_attempts",
+                    "flowc_contacts",
+                    "flowc_parts",
+                    "flowc_lines",
+                ] {
                     tx.execute(&format!("DELETE FROM {table} WHERE campaign = $1"), &[&id])?;
                 }
                 tx.execute(
@@ -1010,7 +1017,6 @@ pub struct Running {
     /// A simulation's seed, model (TOML; none: the built-in one) and the
     /// parts workers split it into; `None` for a real run.
     pub simulation: Option<Simulation>,
-    pub contacts: u64,
 }
 
 /// How a simulation in the database is to be simulated, whoever does it.
@@ -1040,9 +1046,8 @@ impl PgStore {
     /// The campaigns running now.
     pub fn running(&mut self) -> Result<Vec<Running>, StoreError> {
         let rows = self.client.query(
-            "SELECT id, name, ir, started_at, kind::text, seed, model, parts, \
-                    (SELECT count(*) FROM flowc_contacts c WHERE c.campaign = k.id) \
-             FROM flowc_campaigns k WHERE state = 'running' AND contacts_in ORDER BY id",
+            "SELECT id, name, ir, started_at, kind::text, seed, model, parts \
+             FROM flowc_campaigns WHERE state = 'running' AND contacts_in ORDER BY id",
             &[],
         )?;
         rows.iter()
@@ -1057,7 +1062,6 @@ impl PgStore {
                         model: r.get(6),
                         parts: r.get::<_, i32>(7).max(1) as u32,
                     }),
-                    contacts: r.get::<_, i64>(8) as u64,
                 })
             })
             .collect()
