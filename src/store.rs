@@ -1085,6 +1085,36 @@ fn read_contacts(
     Ok((contacts, history))
 }
 
+/// What a report reads of a stored campaign, whichever the store.
+pub trait Reader {
+    /// The stored program.
+    fn program(&mut self) -> Result<ir::Program, StoreError>;
+    /// Every contact with its attempts, as a report reads them.
+    fn results(
+        &mut self,
+        flow: &ir::Flow,
+    ) -> Result<(Vec<Contact>, Vec<ContactResult>), StoreError>;
+    /// Every message and flag, with the contact it concerns.
+    fn messages(&mut self) -> Result<Vec<StoredMessage>, StoreError>;
+}
+
+impl Reader for Store {
+    fn program(&mut self) -> Result<ir::Program, StoreError> {
+        Store::program(self)
+    }
+
+    fn results(
+        &mut self,
+        flow: &ir::Flow,
+    ) -> Result<(Vec<Contact>, Vec<ContactResult>), StoreError> {
+        Store::results(self, flow)
+    }
+
+    fn messages(&mut self) -> Result<Vec<StoredMessage>, StoreError> {
+        Store::messages(self)
+    }
+}
+
 impl Journal for Store {
     fn begin(
         &mut self,

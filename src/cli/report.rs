@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use crate::report;
 use crate::store::postgres::{self, PgStore};
-use crate::store::{Store, StoreError};
+use crate::store::{Reader, Store, StoreError};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -28,6 +28,30 @@ pub struct Args {
     /// sent, with the contact's fields, as CSV
     #[arg(long, conflicts_with_all = ["failed"])]
     follow_up: bool,
+}
+
+/// A stored campaign as a report reads it.
+type Loaded = (
+    crate::ir::Flow,
+    Vec<crate::contacts::Contact>,
+    Vec<crate::record::ContactResult>,
+    Vec<crate::store::StoredMessage>,
+);
+
+/// A stored campaign's flow, contacts, results and (for `--follow-up`)
+/// messages, from either store.
+fn read(db: &mut dyn Reader, follow_up: bool) -> Result<Loaded, StoreError> {
+    let flow = db
+        .program()?
+        .flow
+        .ok_or_else(|| StoreError::Corrupt("the run has no flow".into()))?;
+    let (list, results) = db.results(&flow)?;
+    let messages = if follow_up {
+        db.messages()?
+    } else {
+        Vec::new()
+    };
+    Ok((flow, list, results, messages))
 }
 
 /// The report of `db` on standard output, as a table or as JSON.
@@ -60,32 +84,8 @@ pub fn run(args: Args) -> ExitCode {
     let spinner = indicatif::ProgressBar::new_spinner().with_message("reading the store");
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let loaded = match url {
-        Some(url) => PgStore::open(url).and_then(|mut db| {
-            let program = db.program()?;
-            let flow = program
-                .flow
-                .ok_or_else(|| StoreError::Corrupt("the run has no flow".into()))?;
-            let (list, results) = db.results(&flow)?;
-            let messages = if args.follow_up {
-                db.messages()?
-            } else {
-                Vec::new()
-            };
-            Ok((flow, list, results, messages))
-        }),
-        None => Store::open_read_only(&args.db).and_then(|db| {
-            let program = db.program()?;
-            let flow = program
-                .flow
-                .ok_or_else(|| StoreError::Corrupt("the run has no flow".into()))?;
-            let (list, results) = db.results(&flow)?;
-            let messages = if args.follow_up {
-                db.messages()?
-            } else {
-                Vec::new()
-            };
-            Ok((flow, list, results, messages))
-        }),
+        Some(url) => PgStore::open(url).and_then(|mut db| read(&mut db, args.follow_up)),
+        None => Store::open_read_only(&args.db).and_then(|mut db| read(&mut db, args.follow_up)),
     };
     spinner.set_message("finding the failure patterns");
     let (flow, list, results, messages) = match loaded {

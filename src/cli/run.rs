@@ -96,16 +96,7 @@ pub fn run_with(args: Args, remote: Option<Control>) -> ExitCode {
         }
         return on_postgres(&args, url);
     }
-    let mut prepared = match campaign::prepare(
-        &args.common,
-        Some((&args.db, Kind::Run)),
-        |flow| {
-            // The flow's `start` when it lies ahead; otherwise now.
-            let now = Utc::now();
-            campaign::start_of(flow, None, now).map(|s| s.max(now))
-        },
-        "nothing to run",
-    ) {
+    let mut prepared = match prepare(&args) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -184,6 +175,20 @@ pub fn run_with(args: Args, remote: Option<Control>) -> ExitCode {
     }
 }
 
+/// The flow, the list and the store of a run, which starts at the flow's
+/// `start` when it lies ahead, otherwise now.
+fn prepare(args: &Args) -> Result<campaign::Prepared, ExitCode> {
+    campaign::prepare(
+        &args.common,
+        Some((&args.db, Kind::Run)),
+        |flow| {
+            let now = Utc::now();
+            campaign::start_of(flow, None, now).map(|s| s.max(now))
+        },
+        "nothing to run",
+    )
+}
+
 /// `flowc run --db postgres://…`: begins (or resumes) the campaign, adds the
 /// list's new contacts, then works on it as one worker among any others
 /// (`flowc worker`) until every contact has ended, and prints its report.
@@ -194,15 +199,7 @@ fn on_postgres(args: &Args, url: &str) -> ExitCode {
             args.dialer
         ));
     }
-    let mut prepared = match campaign::prepare(
-        &args.common,
-        Some((&args.db, Kind::Run)),
-        |flow| {
-            let now = Utc::now();
-            campaign::start_of(flow, None, now).map(|s| s.max(now))
-        },
-        "nothing to run",
-    ) {
+    let mut prepared = match prepare(args) {
         Ok(p) => p,
         Err(code) => return code,
     };

@@ -936,6 +936,23 @@ fn write_ops(client: &mut Client, campaign: i64, ops: Vec<Op>) -> Result<(), pos
     tx.commit()
 }
 
+impl super::Reader for PgStore {
+    fn program(&mut self) -> Result<ir::Program, StoreError> {
+        PgStore::program(self)
+    }
+
+    fn results(
+        &mut self,
+        flow: &ir::Flow,
+    ) -> Result<(Vec<Contact>, Vec<ContactResult>), StoreError> {
+        PgStore::results(self, flow)
+    }
+
+    fn messages(&mut self) -> Result<Vec<StoredMessage>, StoreError> {
+        PgStore::messages(self)
+    }
+}
+
 impl Journal for PgStore {
     fn begin(
         &mut self,
