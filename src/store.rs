@@ -251,6 +251,68 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// What `begin` does with a campaign a store already holds.
+pub(crate) enum Resumption {
+    /// An unfinished simulation starts again from its beginning.
+    Restart,
+    /// The campaign goes on (`migrated`: with the given flow, not the
+    /// stored one); `finished`: it had ended before.
+    Resume { finished: bool, migrated: bool },
+}
+
+/// The rules every store's `begin` follows with a stored campaign (its
+/// flow's hash, state, IR format and kind): a campaign of the other kind,
+/// of another IR format or cancelled is refused; one of another flow is
+/// refused unless `migrate` (or it is an unfinished simulation, which
+/// starts again anyway).
+pub(crate) fn resumption(
+    hash: &str,
+    state: CampaignState,
+    format: i64,
+    stored_kind: &str,
+    program: &ir::Program,
+    migrate: bool,
+    kind: Kind,
+) -> Result<Resumption, StoreError> {
+    let unfinished_simulation = kind == Kind::Simulation && state != CampaignState::Finished;
+    if stored_kind != kind.name() {
+        return Err(StoreError::OtherKind {
+            stored: if stored_kind == "run" {
+                "real run"
+            } else {
+                "simulation"
+            },
+            given: if kind == Kind::Run {
+                "real run"
+            } else {
+                "simulation"
+            },
+        });
+    }
+    if format != i64::from(ir::FORMAT_VERSION) {
+        return Err(StoreError::OtherVersion(format!(
+            "the run was compiled to IR format {format}, and this flowc runs format {}: finish it \
+             with the flowc that started it, or start afresh with another --db",
+            ir::FORMAT_VERSION
+        )));
+    }
+    let migrated = hash != program.source_hash;
+    if migrated && !migrate && !unfinished_simulation {
+        return Err(StoreError::OtherFlow {
+            stored: hash.to_string(),
+            given: program.source_hash.clone(),
+        });
+    }
+    match state {
+        _ if unfinished_simulation => Ok(Resumption::Restart),
+        CampaignState::Cancelled => Err(StoreError::Cancelled),
+        state => Ok(Resumption::Resume {
+            finished: state == CampaignState::Finished,
+            migrated,
+        }),
+    }
+}
+
 /// A campaign state as the store wrote it.
 fn campaign_state(name: &str) -> Result<CampaignState, StoreError> {
     CampaignState::parse(name).ok_or_else(|| corrupt(format!("the campaign is \"{name}\"")))
@@ -469,27 +531,15 @@ impl Store {
         let now = time(Utc::now());
         let mut finished = false;
         let mut restarted = false;
+        let stored = match &stored {
+            Some((hash, started, state, format, stored_kind)) => Some((
+                resumption(hash, *state, *format, stored_kind, program, migrate, kind)?,
+                started,
+            )),
+            None => None,
+        };
         let (started_at, migrated) = match stored {
-            Some((_, _, _, _, stored_kind)) if stored_kind != kind.name() => {
-                return Err(StoreError::OtherKind {
-                    stored: if stored_kind == "run" { "real run" } else { "simulation" },
-                    given: if kind == Kind::Run { "real run" } else { "simulation" },
-                })
-            }
-            Some((_, _, _, format, _)) if format != i64::from(ir::FORMAT_VERSION) => {
-                return Err(StoreError::OtherVersion(format!(
-                    "the run was compiled to IR format {format}, and this flowc runs format {}: finish it \
-                     with the flowc that started it, or start afresh with another --db",
-                    ir::FORMAT_VERSION
-                )))
-            }
-            Some((hash, _, state, _, _)) if hash != program.source_hash && !migrate && !(kind == Kind::Simulation && state != CampaignState::Finished) => {
-                return Err(StoreError::OtherFlow {
-                    stored: hash,
-                    given: program.source_hash.clone(),
-                })
-            }
-            Some((_, _, state, _, _)) if kind == Kind::Simulation && state != CampaignState::Finished => {
+            Some((Resumption::Restart, _)) => {
                 let tx = self.conn.transaction()?;
                 tx.execute_batch(
                     "DELETE FROM messages; DELETE FROM ends; DELETE FROM attempts; DELETE FROM contacts;",
@@ -503,12 +553,14 @@ impl Store {
                 restarted = true;
                 (started_at, false)
             }
-            Some((_, _, CampaignState::Cancelled, _, _)) => {
-                return Err(StoreError::Cancelled)
-            }
-            Some((hash, started, state, _, _)) => {
-                finished = state == CampaignState::Finished;
-                let migrated = hash != program.source_hash;
+            Some((
+                Resumption::Resume {
+                    finished: was,
+                    migrated,
+                },
+                started,
+            )) => {
+                finished = was;
                 if migrated {
                     self.conn.execute(
                         "UPDATE campaign SET flow = ?1, source_hash = ?2, ir = ?3, compiler_version = ?4 WHERE id = 1",
@@ -519,7 +571,7 @@ impl Store {
                     "UPDATE campaign SET state = 'running', updated_at = ?1 WHERE id = 1",
                     params![now],
                 )?;
-                (parse_time(&started)?, migrated)
+                (parse_time(started)?, migrated)
             }
             None => {
                 self.conn.execute(

@@ -22,7 +22,7 @@ use postgres::types::ToSql;
 use postgres::{Client, NoTls};
 
 use super::ops::{replies, Op, Ops, Writer};
-use super::{corrupt, time, StoreError, StoredMessage};
+use super::{corrupt, time, Resumption, StoreError, StoredMessage};
 use crate::contacts::Contact;
 use crate::ir::{self, ArmId, Outcome, TransferOutcome};
 use crate::record::{
@@ -310,29 +310,21 @@ impl PgStore {
             .ok_or_else(|| corrupt(format!("the campaign is \"{state}\"")))?;
         let mut finished = false;
         let mut restarted = false;
-        let (started_at, migrated) = match state {
-            _ if fresh => (started_at, false),
-            _ if stored_kind != kind.name() => {
-                return Err(StoreError::OtherKind {
-                    stored: if stored_kind == "run" { "real run" } else { "simulation" },
-                    given: if kind == Kind::Run { "real run" } else { "simulation" },
-                })
-            }
-            _ if format != ir::FORMAT_VERSION as i32 => {
-                return Err(StoreError::OtherVersion(format!(
-                    "the campaign was compiled to IR format {format}, and this flowc runs format {}: finish it \
-                     with the flowc that started it, or start afresh under another name",
-                    ir::FORMAT_VERSION
-                )))
-            }
-            state if hash != program.source_hash && !migrate && !(kind == Kind::Simulation && state != CampaignState::Finished) => {
-                return Err(StoreError::OtherFlow {
-                    stored: hash,
-                    given: program.source_hash.clone(),
-                })
-            }
-            state if kind == Kind::Simulation && state != CampaignState::Finished => {
-                // An unfinished simulation starts again from its beginning.
+        let resumption = match fresh {
+            true => None,
+            false => Some(super::resumption(
+                &hash,
+                state,
+                i64::from(format),
+                &stored_kind,
+                program,
+                migrate,
+                kind,
+            )?),
+        };
+        let (started_at, migrated) = match resumption {
+            None => (started_at, false),
+            Some(Resumption::Restart) => {
                 let mut tx = self.client.transaction()?;
                 for table in [
                     "flowc_messages",
@@ -353,10 +345,11 @@ impl PgStore {
                 restarted = true;
                 (started_at, false)
             }
-            CampaignState::Cancelled => return Err(StoreError::Cancelled),
-            state => {
-                finished = state == CampaignState::Finished;
-                let migrated = hash != program.source_hash;
+            Some(Resumption::Resume {
+                finished: was,
+                migrated,
+            }) => {
+                finished = was;
                 if migrated {
                     self.client.execute(
                         "UPDATE flowc_campaigns SET flow = $2, source_hash = $3, ir = $4, compiler_version = $5 WHERE id = $1",
