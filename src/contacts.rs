@@ -15,11 +15,14 @@ use phonenumber::country::Id as Region;
 use crate::calendar::{phone, zone};
 use crate::ir::{self, Type, Value};
 
+mod fields;
+pub use fields::Fields;
+
 /// A contact that passed the schema.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Contact {
     /// 1-based line of the row in its file.
-    pub line: usize,
+    pub line: u32,
     /// The dialled number, E.164.
     pub phone: String,
     /// Every schema field with a value (defaults applied; phone fields in E.164).
@@ -28,155 +31,6 @@ pub struct Contact {
     pub zones: Vec<Tz>,
     /// The number as the list wrote it, when that is not its E.164 form.
     pub written: Option<Box<str>>,
-}
-
-/// A contact's field values by name. A campaign holds a million of these, so
-/// the names are shared (the schema's, once for every contact) and each
-/// contact holds only its values, in the names' order.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Fields {
-    names: Arc<[Arc<str>]>,
-    values: Box<[Option<Value>]>,
-}
-
-impl Fields {
-    /// No values yet, for these names.
-    fn with_names(names: Arc<[Arc<str>]>) -> Fields {
-        let values = vec![None; names.len()].into_boxed_slice();
-        Fields { names, values }
-    }
-
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        let at = self.names.iter().position(|n| &**n == name)?;
-        self.values[at].as_ref()
-    }
-
-    /// Sets a field, replacing its value if it has one.
-    pub fn insert(&mut self, name: &str, value: Value) {
-        match self.names.iter().position(|n| &**n == name) {
-            Some(at) => self.values[at] = Some(value),
-            None => {
-                let mut names = self.names.to_vec();
-                names.push(Arc::from(name));
-                self.names = names.into();
-                let mut values = std::mem::take(&mut self.values).into_vec();
-                values.push(Some(value));
-                self.values = values.into_boxed_slice();
-            }
-        }
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.names
-            .iter()
-            .zip(self.values.iter())
-            .filter_map(|(n, v)| Some((&**n, v.as_ref()?)))
-    }
-}
-
-impl std::ops::Index<&str> for Fields {
-    type Output = Value;
-    fn index(&self, name: &str) -> &Value {
-        self.get(name).expect("the contact has this field")
-    }
-}
-
-impl From<BTreeMap<String, Value>> for Fields {
-    fn from(map: BTreeMap<String, Value>) -> Self {
-        let (names, values): (Vec<Arc<str>>, Vec<Option<Value>>) = map
-            .into_iter()
-            .map(|(n, v)| (Arc::from(n), Some(v)))
-            .unzip();
-        Fields {
-            names: names.into(),
-            values: values.into_boxed_slice(),
-        }
-    }
-}
-
-impl serde::Serialize for Fields {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.iter())
-    }
-}
-
-/// Read as a map, names in order (the last of a repeated name wins); the
-/// names are shared with the previous contact read on this thread when they
-/// are the same, as a stored campaign's are: a million contacts read back
-/// then hold one copy of them, not a million.
-impl<'de> serde::Deserialize<'de> for Fields {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use std::borrow::Cow;
-        struct Name<'de>(Cow<'de, str>);
-        impl<'de> serde::Deserialize<'de> for Name<'de> {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct V;
-                impl<'de> serde::de::Visitor<'de> for V {
-                    type Value = Name<'de>;
-                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                        f.write_str("a field name")
-                    }
-                    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Name<'de>, E> {
-                        Ok(Name(Cow::Borrowed(v)))
-                    }
-                    fn visit_str<E>(self, v: &str) -> Result<Name<'de>, E> {
-                        Ok(Name(Cow::Owned(v.to_string())))
-                    }
-                }
-                d.deserialize_str(V)
-            }
-        }
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Fields;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a map of field names to values")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Fields, A::Error> {
-                let mut pairs: Vec<(Name<'de>, Value)> = Vec::new();
-                while let Some(pair) = m.next_entry::<Name<'de>, Value>()? {
-                    pairs.push(pair);
-                }
-                // Sorted by name, the last of a repeated name kept.
-                pairs.reverse();
-                pairs.sort_by(|a, b| a.0 .0.cmp(&b.0 .0));
-                pairs.dedup_by(|later, earlier| later.0 .0 == earlier.0 .0);
-                Ok(Fields::shared(pairs.into_iter().map(|(n, v)| (n.0, v))))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-impl Fields {
-    /// Fields of these names and values, the names shared with the previous
-    /// call's on this thread when they are the same.
-    fn shared<'a>(
-        pairs: impl ExactSizeIterator<Item = (std::borrow::Cow<'a, str>, Value)>,
-    ) -> Fields {
-        thread_local! {
-            static LAST: std::cell::RefCell<Arc<[Arc<str>]>> = std::cell::RefCell::new(Arc::from([]));
-        }
-        let mut names: Vec<std::borrow::Cow<'a, str>> = Vec::with_capacity(pairs.len());
-        let mut values = Vec::with_capacity(pairs.len());
-        for (n, v) in pairs {
-            names.push(n);
-            values.push(Some(v));
-        }
-        let names = LAST.with(|last| {
-            let mut last = last.borrow_mut();
-            let same =
-                last.len() == names.len() && last.iter().zip(&names).all(|(a, b)| **a == **b);
-            if !same {
-                *last = names.iter().map(|n| Arc::from(&**n)).collect();
-            }
-            last.clone()
-        });
-        Fields {
-            names,
-            values: values.into_boxed_slice(),
-        }
-    }
 }
 
 /// A row that failed, with what to fix, and the row as it was written.
@@ -238,7 +92,7 @@ impl<'a> Rules<'a> {
 impl Rules<'_> {
     /// Checks one row given as field → text; `Err` holds the reason.
     fn contact(&self, line: usize, row: &HashMap<&str, &str>) -> Result<Contact, String> {
-        let mut fields = Fields::with_names(self.names.clone());
+        let mut values: Vec<Option<Value>> = vec![None; self.names.len()];
         let mut numbers: HashMap<&str, phone::Number> = HashMap::new();
         for (at, f) in self.schema.fields.iter().enumerate() {
             let text = row
@@ -248,7 +102,7 @@ impl Rules<'_> {
             let Some(text) = text else {
                 match &f.default {
                     Some(v) => {
-                        fields.values[at] = Some(v.clone());
+                        values[at] = Some(v.clone());
                     }
                     None if f.optional => {}
                     None => {
@@ -269,7 +123,7 @@ impl Rules<'_> {
                     format!("`{}` \"{}\" is not {want}", f.name, printable(text))
                 })?,
             };
-            fields.values[at] = Some(value);
+            values[at] = Some(value);
         }
         let phone_field = self
             .schema
@@ -279,10 +133,8 @@ impl Rules<'_> {
         let number = numbers
             .get(phone_field)
             .ok_or_else(|| format!("`{phone_field}` is empty"))?;
-        let text_of = |name: &str| match fields.get(name) {
-            Some(Value::Text(t)) => Some(t.as_str()),
-            _ => None,
-        };
+        let fields = Fields::new(self.names.clone(), &values);
+        let text_of = |name: &str| fields.text(name);
         let zones = zone::resolve(self.zones, text_of, Some(number)).map_err(|e| e.to_string())?;
         let written = row
             .get(phone_field)
@@ -290,7 +142,9 @@ impl Rules<'_> {
             .filter(|t| *t != number.e164)
             .map(Box::from);
         Ok(Contact {
-            line,
+            // A list of more than four billion lines reads, past them, as
+            // its last line.
+            line: u32::try_from(line).unwrap_or(u32::MAX),
             phone: number.e164.clone(),
             fields,
             zones,

@@ -132,7 +132,7 @@ pub struct Message {
 /// What became of one contact.
 #[derive(Clone, Debug)]
 pub struct ContactResult {
-    pub line: usize,
+    pub line: u32,
     pub phone: String,
     pub zone: Tz,
     pub arm: ArmId,
@@ -141,8 +141,8 @@ pub struct ContactResult {
     /// A call of this contact was under way when the run stopped (read
     /// from a store while a run goes on, or after a crash).
     pub in_progress: bool,
-    pub attempts: Vec<Attempt>,
-    pub path: Vec<StepId>,
+    pub attempts: Box<[Attempt]>,
+    pub path: Box<[StepId]>,
     /// What the run said and sent, when it did (most contacts of a large
     /// campaign send nothing, so this costs them a null pointer).
     pub messages: Option<Box<Messages>>,

@@ -453,7 +453,7 @@ impl<'f> Export<'f> {
             contact
                 .fields
                 .get(f)
-                .map_or_else(String::new, crate::runtime::eval::show)
+                .map_or_else(String::new, |v| crate::runtime::eval::show(&v))
         }));
         let _ = self
             .writer

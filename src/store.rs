@@ -1106,7 +1106,7 @@ fn read_contacts(
         let state: String = r.get(6)?;
         let path: Option<String> = r.get(8)?;
         contacts.push(Contact {
-            line: r.get::<_, i64>(1)? as usize,
+            line: r.get::<_, i64>(1)? as u32,
             phone: r.get(2)?,
             zones: zones
                 .split(' ')

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use chrono_tz::Tz;
 use phonenumber::country::Id as Region;
-use phonenumber::{Mode, PhoneNumber};
+use phonenumber::PhoneNumber;
 
 /// Upstream's map, `PREFIX|ZONE&ZONE…` a line.
 const MAP: &str = include_str!("../../data/phone_timezones.txt");
@@ -120,11 +120,10 @@ pub fn parse(text: &str, region: Option<Region>) -> Result<Number, NumberError> 
     } else {
         number_type(code, &without_zeros)
     };
-    Ok(Number {
-        e164: parsed.format().mode(Mode::E164).to_string(),
-        parsed,
-        kind,
-    })
+    // What the crate's E.164 formatter writes, without the national
+    // formatting rules it would look up (and not use) on the way.
+    let e164 = format!("+{code}{with_zeros}");
+    Ok(Number { e164, parsed, kind })
 }
 
 pub fn region(code: &str) -> Option<Region> {

@@ -195,7 +195,7 @@ fn prepare(args: &Args) -> Result<campaign::Prepared, ExitCode> {
 fn on_postgres(args: &Args, url: &str) -> ExitCode {
     if remote_only(args) {
         return usage(format!(
-            "`--dialer {}`: a campaign in PostgreSQL is dialled through `sim` or `script:FILE` for now",
+            "`--dialer {}`: a campaign in PostgreSQL is dialled through `sim`, `script:FILE` or `exec:PROGRAM` for now",
             args.dialer
         ));
     }
@@ -229,10 +229,16 @@ fn on_postgres(args: &Args, url: &str) -> ExitCode {
                 .map_err(|e| format!("cannot read the script {file}: {e}"))
                 .and_then(|t| ScriptDialer::parse(&t, region).map_err(|e| format!("{file}:{e}")))
             {
-                Ok(d) => super::worker::work(&worker_args, &d, Some(&name), dnc),
+                Ok(d) => super::worker::work(&worker_args, |_, _| Ok(d), Some(&name), dnc),
                 Err(e) => return usage(e),
             }
         }
+        Some(("exec", command)) => super::worker::work(
+            &worker_args,
+            super::worker::bridge(command, args.bridge_deadline),
+            Some(&name),
+            dnc,
+        ),
         _ => {
             let model = match super::simulate::load_model(args.model.as_deref()) {
                 Ok(m) => m,
@@ -242,7 +248,7 @@ fn on_postgres(args: &Args, url: &str) -> ExitCode {
                 model,
                 seed: args.seed,
             };
-            super::worker::work(&worker_args, &d, Some(&name), dnc)
+            super::worker::work(&worker_args, |_, _| Ok(d), Some(&name), dnc)
         }
     };
     if code != ExitCode::SUCCESS {
@@ -256,14 +262,16 @@ fn on_postgres(args: &Args, url: &str) -> ExitCode {
 
 /// Dialers a campaign in PostgreSQL cannot use yet.
 fn remote_only(args: &Args) -> bool {
-    !(args.dialer == "sim" || args.dialer.starts_with("script:"))
+    !(args.dialer == "sim"
+        || args.dialer.starts_with("script:")
+        || args.dialer.starts_with("exec:"))
 }
 
 /// What `run` needs of a dialer beyond dialling: a bridge may fail for good
 /// while the run goes on (the run then pauses, and says why), carries SMS,
 /// and is closed at the end.
 #[allow(async_fn_in_trait)]
-trait Adapter {
+pub(super) trait Adapter {
     fn failure(&self) -> Option<String> {
         None
     }

@@ -187,7 +187,7 @@ fn on_postgres(args: &Args, url: &str) -> ExitCode {
         seed: args.seed,
     };
     let do_not_call = std::mem::take(&mut prepared.do_not_call);
-    let code = super::worker::work(&worker, &dialer, Some(&name), do_not_call);
+    let code = super::worker::work(&worker, |_, _| Ok(dialer), Some(&name), do_not_call);
     if code != ExitCode::SUCCESS {
         return code;
     }

@@ -1,4 +1,4 @@
-//! `flowc worker --db postgres://… --dialer ADAPTER [--name N] [--lease SECONDS] [--until-done]`
+//! `flowc worker --db postgres://… --dialer sim|script:FILE|exec:PROGRAM [--name N] [--lease SECONDS] [--until-done]`
 //!
 //! Joins every running campaign of a PostgreSQL database and places its
 //! calls, beside other workers on other machines. A campaign's contacts are
@@ -20,13 +20,14 @@
 use std::collections::HashSet;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 
 use super::campaign::usage;
 use super::signals;
+use crate::dialer::bridge::Bridge;
 use crate::dialer::script::ScriptDialer;
 use crate::dialer::{Dialer, SimDialer};
 use crate::record::CampaignState;
@@ -42,8 +43,9 @@ pub struct Args {
     /// the password from PGPASSWORD)
     #[arg(long)]
     pub db: String,
-    /// Who places the calls: `sim` (the simulation model, in real time) or
-    /// `script:FILE`
+    /// Who places the calls: `sim` (the simulation model, in real time),
+    /// `script:FILE`, or `exec:PROGRAM` (a bridge to a provider, one
+    /// process per worker)
     #[arg(long, default_value = "sim")]
     pub dialer: String,
     /// This worker's name in the database (default: host and process id)
@@ -62,6 +64,10 @@ pub struct Args {
     /// How national numbers in the script are read (`--dialer script:`)
     #[arg(long)]
     pub region: Option<String>,
+    /// How long the bridge (`--dialer exec:`) may take to answer an
+    /// operation, beyond the operation's own timeout (a dial's ring timeout)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::run::parse_grace)]
+    pub bridge_deadline: Duration,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -81,20 +87,61 @@ pub fn run(args: Args) -> ExitCode {
                 model: crate::dialer::Model::default_model(),
                 seed: args.seed,
             };
-            work(&args, &dialer, None, HashSet::new())
+            work(&args, |_, _| Ok(dialer), None, HashSet::new())
         }
         Some(("script", file)) => match std::fs::read_to_string(file)
             .map_err(|e| format!("cannot read the script {file}: {e}"))
             .and_then(|t| ScriptDialer::parse(&t, region).map_err(|e| format!("{file}:{e}")))
         {
-            Ok(dialer) => work(&args, &dialer, None, HashSet::new()),
+            Ok(dialer) => work(&args, |_, _| Ok(dialer), None, HashSet::new()),
             Err(e) => usage(e),
         },
+        Some(("exec", command)) => work(
+            &args,
+            bridge(command, args.bridge_deadline),
+            None,
+            HashSet::new(),
+        ),
         _ => usage(format!(
-            "`--dialer {}`: a worker dials through `sim` or `script:FILE` for now \
-             (`flowc run` with a database file takes every adapter)",
+            "`--dialer {}`: a worker dials through `sim`, `script:FILE` or `exec:PROGRAM` \
+             (`flowc run` with a database file also takes `sip:HOST`)",
             args.dialer
         )),
+    }
+}
+
+/// Makes the bridge of `--dialer exec:COMMAND` in the worker's runtime.
+pub fn bridge(
+    command: &str,
+    deadline: Duration,
+) -> impl FnOnce(Failure, &tokio::runtime::Runtime) -> Result<Bridge, String> + '_ {
+    move |failure, runtime| {
+        let _entered = runtime.enter();
+        Bridge::start(command, deadline, move |why| {
+            failure.fail(format!("the bridge failed ({why})"))
+        })
+    }
+}
+
+/// Told when the dialer fails for good (a bridge that exited): the
+/// worker's engine pauses, the calls under way end as the dialer left
+/// them, the worker gives its parts back and exits with the reason, and
+/// the other workers take its contacts over.
+#[derive(Clone)]
+pub struct Failure {
+    pause: tokio::sync::watch::Sender<bool>,
+    why: Arc<Mutex<Option<String>>>,
+}
+
+impl Failure {
+    fn fail(&self, why: String) {
+        let mut slot = self.why.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert(why);
+        let _ = self.pause.send(true);
+    }
+
+    fn reason(&self) -> Option<String> {
+        self.why.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -117,9 +164,9 @@ struct Shared {
 /// Works on the running campaigns until there is nothing left (with
 /// `--until-done`, or `only`'s campaign once it ended) or a signal comes.
 /// `do_not_call`: numbers never to dial (`flowc run --dnc`).
-pub fn work<D: Dialer>(
+pub fn work<D: Dialer + super::run::Adapter>(
     args: &Args,
-    dialer: &D,
+    make: impl FnOnce(Failure, &tokio::runtime::Runtime) -> Result<D, String>,
     only: Option<&str>,
     do_not_call: HashSet<String>,
 ) -> ExitCode {
@@ -145,6 +192,15 @@ pub fn work<D: Dialer>(
         .expect("a current-thread runtime starts");
     let (pause, paused) = tokio::sync::watch::channel(false);
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let failure = Failure {
+        pause: pause.clone(),
+        why: Arc::default(),
+    };
+    let dialer = match make(failure.clone(), &runtime) {
+        Ok(d) => d,
+        Err(e) => return usage(e),
+    };
+    let dialer = &dialer;
     let (lines, lines_rx) = tokio::sync::watch::channel(0usize);
     let heartbeat = {
         let (url, name, shared) = (args.db.clone(), name.clone(), shared.clone());
@@ -158,6 +214,9 @@ pub fn work<D: Dialer>(
         store.renew(&name, args.lease)?;
         store.forget_leases(&name)?;
         loop {
+            if failure.reason().is_some() {
+                return Ok(());
+            }
             let mut leased_any = false;
             let mut unfinished = false;
             for campaign in store.running()? {
@@ -191,7 +250,10 @@ pub fn work<D: Dialer>(
                 );
                 shared.campaign.store(campaign.id, Ordering::SeqCst);
                 loop {
-                    if signals::received() || shared.lost.load(Ordering::SeqCst) {
+                    if signals::received()
+                        || shared.lost.load(Ordering::SeqCst)
+                        || failure.reason().is_some()
+                    {
                         return Ok(());
                     }
                     // A simulation's part is simulated alone; a run's parts
@@ -307,6 +369,14 @@ pub fn work<D: Dialer>(
         );
     }
     match result {
+        Ok(()) if failure.reason().is_some() => {
+            // The bridge's own account, with its last words, when it has one.
+            let why = dialer.failure().or(failure.reason()).unwrap_or_default();
+            eprintln!(
+                "error: {why}\nthis worker stopped dialling; its contacts go to the other workers"
+            );
+            ExitCode::from(1)
+        }
         Ok(()) if shared.lost.load(Ordering::SeqCst) => {
             eprintln!(
                 "error: the database could not be reached in time to renew the leases: \
@@ -422,5 +492,6 @@ pub fn args_for_run(db: &str, dialer: &str, seed: u64, region: Option<String>) -
         until_done: false,
         seed,
         region,
+        bridge_deadline: Duration::from_secs(30),
     }
 }

@@ -260,7 +260,7 @@ pub fn failure_patterns(
         let mut values = finished
             .iter()
             .map(|(c, _)| match c.fields.get(&field.name) {
-                Some(Value::Text(t)) => Some(t.clone()),
+                Some(Value::Text(t)) => Some(t),
                 Some(_) => None,
                 None => Some("(none)".into()),
             });
@@ -301,7 +301,7 @@ mod tests {
         for (k, status) in statuses.iter().enumerate() {
             let phone = format!("+1212555{:04}", k);
             list.push(Contact {
-                line: k + 2,
+                line: k as u32 + 2,
                 phone: phone.clone(),
                 zones: vec![chrono_tz::Tz::UTC],
                 fields: Default::default(),
@@ -309,7 +309,7 @@ mod tests {
             });
             let failed = *status == Some(404);
             results.push(ContactResult {
-                line: k + 2,
+                line: k as u32 + 2,
                 phone,
                 zone: chrono_tz::Tz::UTC,
                 arm: 0,
@@ -333,8 +333,9 @@ mod tests {
                         Outcome::Answered
                     },
                     sip_status: *status,
-                }],
-                path: vec![],
+                }]
+                .into(),
+                path: Box::default(),
                 messages: None,
             });
         }

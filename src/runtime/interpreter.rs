@@ -229,11 +229,8 @@ impl<'f> Run<'f> {
         // code (state laws presume a number of the state reaches a resident).
         let state = contact
             .fields
-            .get("state")
-            .and_then(|v| match v {
-                Value::Text(t) => Some(t.to_ascii_uppercase()),
-                _ => None,
-            })
+            .text("state")
+            .map(|t| t.to_ascii_uppercase())
             .or_else(|| crate::calendar::phone::us_state(&contact.phone).map(str::to_string));
         // State presets apply to contacts of their state only.
         let policies: Vec<&ir::Policy> = flow
@@ -397,7 +394,7 @@ impl<'f> Run<'f> {
         let now = self.now;
         let local = move || now.with_timezone(&zone).naive_local();
         let fields = &self.contact.fields;
-        let field = |name: &str| fields.get(name).cloned();
+        let field = |name: &str| fields.get(name);
         let outcome = self.trail.attempts.last().map(|a| a.outcome.name());
         let s = Scope {
             field: &field,
@@ -543,10 +540,7 @@ impl<'f> Run<'f> {
                     let subject = subject
                         .as_ref()
                         .map(|t| self.with_scope(|s| eval::render(t, s)));
-                    let to = match self.contact.fields.get("email") {
-                        Some(Value::Text(t)) => Some(t.clone()),
-                        _ => None,
-                    };
+                    let to = self.contact.fields.text("email").map(str::to_string);
                     self.send(MessageKind::Email, &email, to);
                     if let Some(m) = self.trail.outbox.last_mut() {
                         m.subject = subject;

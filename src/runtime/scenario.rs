@@ -175,7 +175,7 @@ pub fn run_test(flow: &ir::Flow, test: &ir::Test) -> TestResult {
             .filter(|a| unscripted.is_none_or(|n| a.number < n))
             .cloned()
             .collect(),
-        path: run.path.clone(),
+        path: run.path.to_vec(),
         said: messages.said,
         prompts: Vec::new(),
         sms: messages.sms,

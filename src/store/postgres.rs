@@ -420,7 +420,7 @@ impl PgStore {
             let zones: String = r.get(3);
             let fields: String = r.get(4);
             contacts.push(Contact {
-                line: r.get::<_, i32>(1) as usize,
+                line: r.get::<_, i32>(1) as u32,
                 phone: r.get(2),
                 zones: zones
                     .split(' ')

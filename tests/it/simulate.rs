@@ -27,7 +27,7 @@ fn contacts(n: usize) -> Vec<Contact> {
             let mut fields = BTreeMap::new();
             fields.insert("phone".to_string(), Value::Text(phone.clone()));
             Contact {
-                line: i + 2,
+                line: i as u32 + 2,
                 phone,
                 fields: fields.into(),
                 zones: vec![chrono_tz::Tz::America__New_York],

@@ -1049,3 +1049,151 @@ fn a_simulation_in_parts_gives_the_same_report_whoever_simulates_them() {
     assert!(owners >= 1, "no worker took a part");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+const BRIDGED: &str = r#"
+contact {
+  phone: phone
+}
+
+calendar always {
+  hours mon-sun 00:00-24:00
+}
+
+flow bridged {
+  calendar always
+  timezone "UTC"
+  concurrency 4
+
+  step call {
+    dial contact.phone timeout 20s
+    on answered -> end completed "reached"
+    on other -> end failed "not_reached"
+  }
+}
+"#;
+
+/// Workers dial through the exec bridge: `flowc run --db postgres://…`
+/// with a bridge that crashes after 5 dials stops, says why and gives its
+/// parts back; a worker with a sound bridge finishes the campaign. Every
+/// outcome is the bridge's, the calls cut off are `unknown`, and no number
+/// is dialled twice for one attempt (the bridges' own log).
+#[test]
+fn workers_dial_through_the_bridge_and_a_crashed_bridge_hands_its_contacts_over() {
+    let Some(server) = Postgres::start("bridged") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("flowc-bridged-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let flow = dir.join("bridged.flow");
+    std::fs::write(&flow, BRIDGED).unwrap();
+    let contacts = dir.join("list.csv");
+    let mut list = String::from("phone\n");
+    for k in 0..40 {
+        // The bridge answers by the last digit: 0 answered … 6 voicemail.
+        list.push_str(&format!("+3361234{k:03}{}\n", k % 7));
+    }
+    std::fs::write(&contacts, list).unwrap();
+    let log = dir.join("bridge.log");
+    let bridge = crate::root().join("tests/bridge/bridge.py");
+    let base = server.database("bridged");
+    let flowc = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_flowc"));
+        c.env("FLOWC_BRIDGE_LOG", &log);
+        c
+    };
+    let crashed = flowc()
+        .args([
+            "run",
+            flow.to_str().unwrap(),
+            "--contacts",
+            contacts.to_str().unwrap(),
+        ])
+        .args(["--db", &format!("{base}#bridged")])
+        .args([
+            "--dialer",
+            &format!("exec:python3 {} crash 5", bridge.display()),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&crashed.stderr);
+    assert_eq!(crashed.status.code(), Some(1), "{err}");
+    assert!(err.contains("the bridge `python3` failed"), "{err}");
+    assert!(
+        err.contains("lost the provider's connection (simulated)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("its contacts go to the other workers"),
+        "{err}"
+    );
+
+    let worker = flowc()
+        .args(["worker", "--db", &base, "--until-done", "--lease", "2"])
+        .args([
+            "--dialer",
+            &format!("exec:python3 {} normal", bridge.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        worker.status.success(),
+        "{}",
+        String::from_utf8_lossy(&worker.stderr)
+    );
+
+    let mut client = postgres_client(&base);
+    let state: String = client
+        .query_one("SELECT state::text FROM flowc_campaigns", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "finished");
+    let ends: i64 = client
+        .query_one("SELECT count(*) FROM flowc_ends", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(ends, 40, "every contact ended");
+    let rows = client
+        .query(
+            "SELECT c.phone, a.number, a.outcome::text FROM flowc_attempts a \
+             JOIN flowc_contacts c ON c.campaign = a.campaign AND c.id = a.contact",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 40, "one attempt per contact (no retries)");
+    let outcomes = [
+        "answered",
+        "busy",
+        "no_answer",
+        "rejected",
+        "invalid_number",
+        "network_error",
+        "voicemail",
+    ];
+    let mut unknown = 0;
+    for r in &rows {
+        let (phone, number, outcome): (String, i32, Option<String>) =
+            (r.get(0), r.get(1), r.get(2));
+        assert_eq!(number, 1);
+        let digit = phone.as_bytes()[phone.len() - 1] - b'0';
+        match outcome.as_deref() {
+            Some("unknown") => unknown += 1,
+            o => assert_eq!(o, Some(outcomes[digit as usize]), "{phone}"),
+        }
+    }
+    assert!((1..=4).contains(&unknown), "{unknown} calls cut off");
+    let mut dials: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["op"] == "dial")
+        .map(|r| r["to"].as_str().unwrap().to_string())
+        .collect();
+    let n = dials.len();
+    dials.sort();
+    dials.dedup();
+    assert_eq!(dials.len(), n, "a number was dialled twice");
+    // A dial written to the bridge as it died may never have been read.
+    assert!(n <= 40 && n + unknown >= 40, "{n} dials logged");
+    let _ = std::fs::remove_dir_all(&dir);
+}

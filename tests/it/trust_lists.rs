@@ -173,7 +173,7 @@ fn a_stray_quote_rejects_its_line_and_loses_no_other_row() {
                 +12125550103,Dan\n\
                 +12125550104,Eve\n";
     let i = import(text);
-    let lines: Vec<usize> = i.contacts.iter().map(|c| c.line).collect();
+    let lines: Vec<u32> = i.contacts.iter().map(|c| c.line).collect();
     assert_eq!(lines, vec![2, 4, 5, 6], "the rows after the quote are read");
     assert_eq!(i.rejects.len(), 1);
     assert_eq!(i.rejects[0].line, 3);
@@ -332,7 +332,7 @@ fn result(outcomes: &[&str], end: Option<(&str, bool)>) -> flowc::record::Contac
                 sip_status: None,
             })
             .collect(),
-        path: vec![],
+        path: Box::default(),
         messages: None,
     }
 }
