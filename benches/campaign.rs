@@ -24,6 +24,7 @@ use flowc::runtime::simulate::block_on;
 use flowc::store::Store;
 
 fn main() {
+    flowc::allocator::return_freed_memory();
     let rows: usize = std::env::var("FLOWC_BENCH_ROWS")
         .ok()
         .and_then(|r| r.parse().ok())

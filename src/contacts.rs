@@ -23,12 +23,12 @@ pub use fields::Fields;
 pub struct Contact {
     /// 1-based line of the row in its file.
     pub line: u32,
-    /// The dialled number, E.164.
-    pub phone: String,
+    /// The dialled number, E.164 (shared with the contact's result).
+    pub phone: Arc<str>,
     /// Every schema field with a value (defaults applied; phone fields in E.164).
     pub fields: Fields,
     /// Candidate zones: a dial starts only when callable in all of them.
-    pub zones: Vec<Tz>,
+    pub zones: Box<[Tz]>,
     /// The number as the list wrote it, when that is not its E.164 form.
     pub written: Option<Box<str>>,
 }
@@ -90,15 +90,18 @@ impl<'a> Rules<'a> {
 }
 
 impl Rules<'_> {
-    /// Checks one row given as field → text; `Err` holds the reason.
-    fn contact(&self, line: usize, row: &HashMap<&str, &str>) -> Result<Contact, String> {
+    /// Checks one row, given as the text of each schema field (by its
+    /// place in the schema); `Err` holds the reason.
+    fn contact<'r>(
+        &self,
+        line: usize,
+        cell: impl Fn(usize) -> Option<&'r str>,
+    ) -> Result<Contact, String> {
         let mut values: Vec<Option<Value>> = vec![None; self.names.len()];
-        let mut numbers: HashMap<&str, phone::Number> = HashMap::new();
+        // The row's numbers by field (most schemas have one phone field).
+        let mut numbers: Vec<(&str, phone::Number)> = Vec::new();
         for (at, f) in self.schema.fields.iter().enumerate() {
-            let text = row
-                .get(f.name.as_str())
-                .map(|s| s.trim())
-                .filter(|s| !s.is_empty());
+            let text = cell(at).map(|s| s.trim()).filter(|s| !s.is_empty());
             let Some(text) = text else {
                 match &f.default {
                     Some(v) => {
@@ -116,7 +119,7 @@ impl Rules<'_> {
                     let n = phone::parse(text, self.region)
                         .map_err(|e| format!("`{}` \"{}\" {e}", f.name, printable(text)))?;
                     let v = Value::Text(n.e164.clone());
-                    numbers.insert(&f.name, n);
+                    numbers.push((&f.name, n));
                     v
                 }
                 ty => value(ty, text).map_err(|want| {
@@ -130,14 +133,23 @@ impl Rules<'_> {
             .phone_field
             .as_deref()
             .ok_or("the schema has no phone field")?;
-        let number = numbers
-            .get(phone_field)
+        let (phone_at, number) = numbers
+            .iter()
+            .find(|(name, _)| *name == phone_field)
+            .map(|(_, n)| {
+                let at = self
+                    .schema
+                    .fields
+                    .iter()
+                    .position(|f| f.name == phone_field);
+                (at, n)
+            })
             .ok_or_else(|| format!("`{phone_field}` is empty"))?;
         let fields = Fields::new(self.names.clone(), &values);
         let text_of = |name: &str| fields.text(name);
         let zones = zone::resolve(self.zones, text_of, Some(number)).map_err(|e| e.to_string())?;
-        let written = row
-            .get(phone_field)
+        let written = phone_at
+            .and_then(&cell)
             .map(|t| t.trim())
             .filter(|t| *t != number.e164)
             .map(Box::from);
@@ -145,9 +157,9 @@ impl Rules<'_> {
             // A list of more than four billion lines reads, past them, as
             // its last line.
             line: u32::try_from(line).unwrap_or(u32::MAX),
-            phone: number.e164.clone(),
+            phone: number.e164.as_str().into(),
             fields,
-            zones,
+            zones: zones.into(),
             written,
         })
     }
@@ -222,9 +234,11 @@ impl Import {
         line: usize,
         row: &HashMap<&str, &str>,
         raw: impl FnOnce() -> String,
-        first: &mut HashMap<String, usize>,
+        first: &mut HashMap<Arc<str>, usize>,
     ) {
-        let checked = rules.contact(line, row);
+        let checked = rules.contact(line, |at| {
+            row.get(rules.schema.fields[at].name.as_str()).copied()
+        });
         self.record(line, checked, raw, first);
     }
 
@@ -234,14 +248,14 @@ impl Import {
         line: usize,
         checked: Result<Contact, String>,
         raw: impl FnOnce() -> String,
-        first: &mut HashMap<String, usize>,
+        first: &mut HashMap<Arc<str>, usize>,
     ) {
         match checked {
-            Ok(c) => match first.get(&c.phone) {
+            Ok(c) => match first.get(&*c.phone) {
                 Some(&first_line) => self.duplicates.push(Duplicate {
                     line,
                     first_line,
-                    phone: c.phone,
+                    phone: c.phone.to_string(),
                 }),
                 None => {
                     first.insert(c.phone.clone(), line);
@@ -590,7 +604,7 @@ pub fn read_csv(reader: impl std::io::BufRead, rules: &Rules<'_>) -> Import {
     let keep = |import: &mut Import,
                 rows: Vec<Row>,
                 checked: Vec<Option<Result<Contact, String>>>,
-                first: &mut HashMap<String, usize>| {
+                first: &mut HashMap<Arc<str>, usize>| {
         for (row, checked) in rows.into_iter().zip(checked) {
             match (row.read, checked) {
                 (_, Some(checked)) => import.record(row.line, checked, || row.raw, first),
@@ -603,16 +617,18 @@ pub fn read_csv(reader: impl std::io::BufRead, rules: &Rules<'_>) -> Import {
             }
         }
     };
+    // Each schema field's column, found once.
+    let columns: Vec<Option<usize>> = rules
+        .schema
+        .fields
+        .iter()
+        .map(|f| header.iter().position(|h| *h == f.name))
+        .collect();
     let check = |rows: &[Row]| -> Vec<Option<Result<Contact, String>>> {
         rows.iter()
             .map(|r| match &r.read {
                 Read::Fields(record) => {
-                    let row: HashMap<&str, &str> = header
-                        .iter()
-                        .map(String::as_str)
-                        .zip(record.iter())
-                        .collect();
-                    Some(rules.contact(r.line, &row))
+                    Some(rules.contact(r.line, |at| columns[at].and_then(|c| record.get(c))))
                 }
                 Read::Rejected(_) => None,
             })
@@ -677,6 +693,8 @@ pub fn read_csv(reader: impl std::io::BufRead, rules: &Rules<'_>) -> Import {
             records.lines.number
         ));
     }
+    // The list stays as long as the campaign: no room to grow.
+    import.contacts.shrink_to_fit();
     import
 }
 
@@ -756,6 +774,8 @@ pub fn read_jsonl(reader: impl std::io::BufRead, rules: &Rules<'_>) -> Import {
             lines.number
         ));
     }
+    // The list stays as long as the campaign: no room to grow.
+    import.contacts.shrink_to_fit();
     import
 }
 

@@ -1,5 +1,6 @@
 //! flowc: outbound call campaigns as code.
 
+pub mod allocator;
 pub mod calendar;
 pub mod check;
 pub mod cli;

@@ -13,11 +13,13 @@ use crate::ir::{self, ArmId, Outcome, StepId, TransferOutcome};
 #[derive(Clone, Debug, PartialEq)]
 pub struct End {
     pub ending: Ending,
-    pub reason: String,
+    /// Shared by the contacts that ended for the same reason (the engine
+    /// keeps one copy of each).
+    pub reason: std::sync::Arc<str>,
 }
 
 impl End {
-    pub fn new(ending: Ending, reason: impl Into<String>) -> End {
+    pub fn new(ending: Ending, reason: impl Into<std::sync::Arc<str>>) -> End {
         End {
             ending,
             reason: reason.into(),
@@ -90,12 +92,27 @@ impl std::fmt::Display for Status {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Attempt {
     pub number: u32,
-    pub step: StepId,
+    /// The step's place in the flow (a `StepId`, kept in four bytes: a
+    /// million contacts' attempts are held to the end of a campaign).
+    pub step: u32,
     pub started_at: DateTime<Utc>,
     pub ended_at: DateTime<Utc>,
     pub outcome: Outcome,
     /// The final SIP status of the call, when the dialer speaks SIP.
     pub sip_status: Option<u16>,
+}
+
+impl Attempt {
+    /// The attempt's step.
+    pub fn step_id(&self) -> StepId {
+        self.step as StepId
+    }
+
+    /// A step's place as an attempt keeps it (a flow's source is at most
+    /// 16 MiB: its steps number far fewer than 2^32).
+    pub fn step_of(step: StepId) -> u32 {
+        step as u32
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,7 +150,8 @@ pub struct Message {
 #[derive(Clone, Debug)]
 pub struct ContactResult {
     pub line: u32,
-    pub phone: String,
+    /// Shared with the contact's entry in the list.
+    pub phone: std::sync::Arc<str>,
     pub zone: Tz,
     pub arm: ArmId,
     /// How the contact ended; `None` while it has not (a paused campaign).
@@ -169,7 +187,7 @@ impl ContactResult {
     }
 
     pub fn reason(&self) -> &str {
-        self.end.as_ref().map_or("", |e| e.reason.as_str())
+        self.end.as_ref().map_or("", |e| &*e.reason)
     }
 }
 
@@ -201,7 +219,7 @@ impl History {
                 .iter()
                 .map(|a| Attempt {
                     number: a.number,
-                    step: step(&a.step).unwrap_or(flow.entry),
+                    step: Attempt::step_of(step(&a.step).unwrap_or(flow.entry)),
                     started_at: a.started_at,
                     ended_at: a.ended_at.unwrap_or(a.started_at),
                     outcome: a.outcome.unwrap_or(Outcome::Unknown),

@@ -528,7 +528,7 @@ pub fn contacts_csv(
             .map(|s| flow.steps[*s].name.as_str())
             .collect();
         let row = vec![
-            c.phone.clone(),
+            c.phone.to_string(),
             written(c, contact).to_string(),
             c.line.to_string(),
             c.zone.name().to_string(),
@@ -584,7 +584,7 @@ pub fn follow_up_csv(
             m.recipient.clone().unwrap_or_default(),
             m.status.clone(),
             m.attempt.to_string(),
-            c.phone.clone(),
+            c.phone.to_string(),
             written(c, contact).to_string(),
             c.line.to_string(),
             c.status().to_string(),

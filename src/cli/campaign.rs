@@ -252,11 +252,10 @@ pub fn prepare(
             if !stored.contacts.is_empty() {
                 // Resuming: the stored contacts keep their places; rows of
                 // the list with a new number join the campaign.
-                let known: HashSet<&str> =
-                    stored.contacts.iter().map(|c| c.phone.as_str()).collect();
+                let known: HashSet<&str> = stored.contacts.iter().map(|c| &*c.phone).collect();
                 let added: Vec<Contact> = contacts
                     .into_iter()
-                    .filter(|c| !known.contains(c.phone.as_str()))
+                    .filter(|c| !known.contains(&*c.phone))
                     .collect();
                 if stored.finished && !stored.migrated && added.is_empty() {
                     eprintln!(
@@ -463,7 +462,7 @@ fn journal_lines(out: &mut impl Write, flow: &ir::Flow, results: &Results) -> st
             let mut line = serde_json::json!({
                 "contact": c.phone,
                 "attempt": a.number,
-                "step": flow.steps[a.step].name,
+                "step": flow.steps[a.step_id()].name,
                 "started_at": a.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 "local_time": a.started_at.with_timezone(&c.zone).format("%Y-%m-%dT%H:%M:%S").to_string(),
                 "zone": c.zone.name(),
@@ -478,7 +477,7 @@ fn journal_lines(out: &mut impl Write, flow: &ir::Flow, results: &Results) -> st
                     .iter()
                     .map(|s| flow.steps[*s].name.as_str())
                     .collect::<Vec<_>>());
-                line["end"] = serde_json::json!({ "state": c.status().name(), "reason": c.end.as_ref().map(|e| e.reason.as_str()) });
+                line["end"] = serde_json::json!({ "state": c.status().name(), "reason": c.end.as_ref().map(|e| &*e.reason) });
             }
             writeln!(out, "{line}")?;
         }

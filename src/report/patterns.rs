@@ -299,11 +299,11 @@ mod tests {
         let mut list = Vec::new();
         let mut results = Vec::new();
         for (k, status) in statuses.iter().enumerate() {
-            let phone = format!("+1212555{:04}", k);
+            let phone: std::sync::Arc<str> = format!("+1212555{:04}", k).into();
             list.push(Contact {
                 line: k as u32 + 2,
                 phone: phone.clone(),
-                zones: vec![chrono_tz::Tz::UTC],
+                zones: [chrono_tz::Tz::UTC].into(),
                 fields: Default::default(),
                 written: None,
             });

@@ -25,6 +25,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use chrono::{DateTime, Utc};
@@ -44,9 +45,12 @@ pub use observer::{Lateness, Progress, LATENESS_BOUNDS_MS};
 use pacer::{Pace, Pacer};
 
 /// A virtual clock's writes are handed over once this many are waiting
-/// (about 220 bytes each while they wait; 200,000 took no less time for
-/// a million contacts, and 25 MB more).
-const BATCHED_WRITES: usize = 100_000;
+/// (about 250 bytes each while they wait, and as many again while the
+/// store's writer commits them; 200,000 took no less time for a million
+/// contacts, and 25 MB more).
+const BATCHED_WRITES: usize = 50_000;
+/// At most this many distinct reasons are shared (`Engine::shared_reason`).
+const SHARED_REASONS: usize = 1_000;
 /// New contacts are handed over to the journal this many at a time.
 const CONTACTS_BATCH: usize = 20_000;
 
@@ -192,6 +196,8 @@ pub struct Engine<'a, C: Clock, D: Dialer> {
     reached: u32,
     paused_at: Option<DateTime<Utc>>,
     paused_by_operator: bool,
+    /// The reasons ended contacts share.
+    reasons: HashSet<Arc<str>>,
 }
 
 impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
@@ -237,6 +243,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             reached: 0,
             paused_at: None,
             paused_by_operator: false,
+            reasons: HashSet::new(),
         }
     }
 
@@ -534,7 +541,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             self.observer.contact_ended(end.ending);
             return None;
         }
-        if self.do_not_call.contains(&c.phone) {
+        if self.do_not_call.contains(&*c.phone) {
             self.finish_skipped(id, arm, "do_not_call");
             return None;
         }
@@ -603,7 +610,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 if reached != Some(a.step.as_str()) {
                     return Err(StoreError::Diverged {
                         line: c.line as usize,
-                        phone: c.phone.clone(),
+                        phone: c.phone.to_string(),
                         attempt: a.number,
                         stored: a.step.clone(),
                         replayed: reached.map_or_else(
@@ -974,7 +981,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
     /// An `opt out` puts the contact's number on the do-not-call list at once.
     fn note_opt_out(&mut self, id: ContactId, run: &Run<'_>) {
         let phone = &self.list[id.index()].phone;
-        if !run.trail.opted_out || self.do_not_call.contains(phone) {
+        if !run.trail.opted_out || self.do_not_call.contains(&**phone) {
             return;
         }
         if let Some(f) = self.on_opt_out.as_mut() {
@@ -983,7 +990,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
         if let Some(journal) = self.journal.as_deref_mut() {
             journal.opted_out(id);
         }
-        self.do_not_call.insert(phone.clone());
+        self.do_not_call.insert(phone.to_string());
     }
 
     /// Counts the steps a contact entered since last time, for `pause
@@ -1036,7 +1043,10 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
     }
 
     /// The contact ended: its result is kept and journalled.
-    fn record_end(&mut self, id: ContactId, result: ContactResult) {
+    fn record_end(&mut self, id: ContactId, mut result: ContactResult) {
+        if let Some(end) = result.end.as_mut() {
+            end.reason = self.shared_reason(std::mem::take(&mut end.reason));
+        }
         let end = result.end.as_ref().expect("an ended contact has an end");
         if let Some(journal) = self.journal.as_deref_mut() {
             let path: Vec<&str> = result
@@ -1052,6 +1062,20 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
         self.observer.contact_ended(end.ending);
         self.set(id, ContactState::Done);
         self.results[id.index()] = Some(result);
+    }
+
+    /// The one copy of a reason that the contacts ended for it share (a
+    /// million results need not hold a million copies of "reached"); only
+    /// the first reasons are kept, should a flow write a different one for
+    /// every contact.
+    fn shared_reason(&mut self, reason: Arc<str>) -> Arc<str> {
+        if let Some(shared) = self.reasons.get(&*reason) {
+            return shared.clone();
+        }
+        if self.reasons.len() < SHARED_REASONS {
+            self.reasons.insert(reason.clone());
+        }
+        reason
     }
 
     /// A contact the run left unfinished (paused), with what it did so far.

@@ -341,7 +341,7 @@ impl<'f> Run<'f> {
                 self.starts.push(started_at);
                 self.trail.attempts.push(Attempt {
                     number,
-                    step,
+                    step: Attempt::step_of(step),
                     started_at,
                     ended_at,
                     outcome,
@@ -413,7 +413,7 @@ impl<'f> Run<'f> {
             .map(|s| &self.flow.strategies[s])
     }
 
-    fn finish(completed: bool, reason: impl Into<String>) -> Option<End> {
+    fn finish(completed: bool, reason: impl Into<std::sync::Arc<str>>) -> Option<End> {
         let ending = if completed {
             Ending::Completed
         } else {
@@ -482,7 +482,7 @@ impl<'f> Run<'f> {
                     };
                     let number = self
                         .with_scope(|s| eval::eval(&d.number, s))
-                        .map_or(self.contact.phone.clone(), |v| eval::show(&v));
+                        .map_or(self.contact.phone.to_string(), |v| eval::show(&v));
                     self.dial = Some((d, self.current_step, at));
                     self.routing = None;
                     self.waiting = Waiting::Dial;
@@ -532,7 +532,7 @@ impl<'f> Run<'f> {
                 }
                 Action::SendSms { text } => {
                     let sms = self.with_scope(|s| eval::render(text, s));
-                    self.send(MessageKind::Sms, &sms, Some(self.contact.phone.clone()));
+                    self.send(MessageKind::Sms, &sms, Some(self.contact.phone.to_string()));
                     self.trail.sms.push(sms);
                 }
                 Action::SendEmail { body, subject } => {
@@ -607,7 +607,7 @@ impl<'f> Run<'f> {
                 self.now = at;
                 let number = self
                     .with_scope(|s| eval::eval(&d.number, s))
-                    .map_or(self.contact.phone.clone(), |v| eval::show(&v));
+                    .map_or(self.contact.phone.to_string(), |v| eval::show(&v));
                 Request::Dial {
                     at,
                     step,

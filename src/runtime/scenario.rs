@@ -97,9 +97,9 @@ pub fn run_test(flow: &ir::Flow, test: &ir::Test) -> TestResult {
     // pauses the campaign, so the contact goes no further.
     let contact = Contact {
         line: 0,
-        phone: phone.clone(),
+        phone: phone.as_str().into(),
         fields: fields.into(),
-        zones: zones.clone(),
+        zones: zones.as_slice().into(),
         written: None,
     };
     let (pause, paused) = tokio::sync::watch::channel(false);
@@ -138,7 +138,8 @@ pub fn run_test(flow: &ir::Flow, test: &ir::Test) -> TestResult {
             let at = local(a.started_at, zone);
             result.timeline.push(format!(
                 "attempt {}: {at} dial {phone} from step `{}`",
-                a.number, flow.steps[a.step].name
+                a.number,
+                flow.steps[a.step_id()].name
             ));
             result.failures.push(format!(
                 "the flow dialled more often than scripted: attempt {} at {at}",
@@ -150,7 +151,7 @@ pub fn run_test(flow: &ir::Flow, test: &ir::Test) -> TestResult {
             "attempt {}: {} step `{}` → {}",
             a.number,
             local(a.started_at, zone),
-            flow.steps[a.step].name,
+            flow.steps[a.step_id()].name,
             a.outcome.name()
         ));
         result.timeline.extend(
@@ -164,7 +165,7 @@ pub fn run_test(flow: &ir::Flow, test: &ir::Test) -> TestResult {
         (Some(end), None) => end.clone(),
         (None, None) => End::new(Ending::Failed, "not finished"),
     };
-    if end.ending == Ending::Skipped && end.reason == "no_consent" {
+    if end.ending == Ending::Skipped && &*end.reason == "no_consent" {
         result.timeline.push("skipped: no consent".into());
     }
     let messages = run.messages.as_deref().cloned().unwrap_or_default();
@@ -314,7 +315,7 @@ fn check_expectations(
                 } else {
                     Ending::Failed
                 };
-                let ok = end.ending == wanted && reason.as_ref().is_none_or(|r| *r == end.reason);
+                let ok = end.ending == wanted && reason.as_ref().is_none_or(|r| **r == *end.reason);
                 if !ok {
                     let want = format!(
                         "{}{}",

@@ -91,7 +91,7 @@ impl Ops {
         self.ops.push(Op::Contact {
             id,
             line: c.line,
-            phone: c.phone.clone(),
+            phone: c.phone.to_string(),
             written: c.written.clone(),
             zones: zones.join(" "),
             fields: serde_json::to_string(&c.fields).expect("values serialise"),

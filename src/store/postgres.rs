@@ -421,7 +421,7 @@ impl PgStore {
             let fields: String = r.get(4);
             contacts.push(Contact {
                 line: r.get::<_, i32>(1) as u32,
-                phone: r.get(2),
+                phone: r.get::<_, String>(2).into(),
                 zones: zones
                     .split(' ')
                     .map(|z| z.parse().map_err(corrupt))

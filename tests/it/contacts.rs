@@ -53,7 +53,7 @@ fn a_generated_list_with_broken_rows() {
         assert!(import
             .contacts
             .iter()
-            .any(|c| c.phone == d.phone && c.line as usize == d.first_line));
+            .any(|c| *c.phone == d.phone && c.line as usize == d.first_line));
     }
     // Every contact has an E.164 number and at least one zone.
     for c in &import.contacts {
@@ -103,8 +103,8 @@ fn national_formats_zones_defaults_and_duplicates() {
     let import = contacts::import_csv(text, &rules(&flow));
     assert_eq!(import.contacts.len(), 2);
     let first = &import.contacts[0];
-    assert_eq!(first.phone, "+13035550192");
-    assert_eq!(first.zones, vec![chrono_tz::Tz::America__Denver]);
+    assert_eq!(&*first.phone, "+13035550192");
+    assert_eq!(*first.zones, [chrono_tz::Tz::America__Denver]);
     assert_eq!(first.fields.get("consent"), Some(ir::Value::Bool(true)));
     assert_eq!(import.duplicates.len(), 1);
     assert_eq!(
@@ -117,7 +117,7 @@ fn national_formats_zones_defaults_and_duplicates() {
         Some(ir::Value::Text("standard".into())),
         "the schema's default"
     );
-    assert_eq!(paris.zones, vec![chrono_tz::Tz::Europe__Paris]);
+    assert_eq!(*paris.zones, [chrono_tz::Tz::Europe__Paris]);
     // A quoted field spanning two lines: the next row is on line 6.
     assert_eq!(import.rejects.len(), 1);
     assert_eq!(import.rejects[0].line, 6);

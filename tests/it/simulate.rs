@@ -28,9 +28,9 @@ fn contacts(n: usize) -> Vec<Contact> {
             fields.insert("phone".to_string(), Value::Text(phone.clone()));
             Contact {
                 line: i as u32 + 2,
-                phone,
+                phone: phone.into(),
                 fields: fields.into(),
-                zones: vec![chrono_tz::Tz::America__New_York],
+                zones: [chrono_tz::Tz::America__New_York].into(),
                 written: None,
             }
         })

@@ -214,12 +214,12 @@ fn campaign(store: &mut dyn Journal, source: &str, n: usize) -> Result<Results, 
     let stored = store.begin(&program, start, false, Kind::Run)?;
     let mut contacts = stored.contacts;
     let known: std::collections::HashSet<String> =
-        contacts.iter().map(|c| c.phone.clone()).collect();
+        contacts.iter().map(|c| c.phone.to_string()).collect();
     contacts.extend(
         import
             .contacts
             .into_iter()
-            .filter(|c| !known.contains(&c.phone)),
+            .filter(|c| !known.contains(&*c.phone)),
     );
     let dialer = SimDialer {
         model: Model::default_model(),
@@ -243,7 +243,7 @@ fn summary(results: &Results) -> Vec<(String, Status, String, Vec<&'static str>)
         .iter()
         .map(|c| {
             (
-                c.phone.clone(),
+                c.phone.to_string(),
                 c.status(),
                 c.reason().to_string(),
                 c.attempts.iter().map(|a| a.outcome.name()).collect(),
@@ -299,7 +299,7 @@ fn a_campaign_runs_resumes_and_reads_back_the_same_on_sqlite_and_postgresql() {
             .iter()
             .map(|c| {
                 (
-                    c.phone.clone(),
+                    c.phone.to_string(),
                     c.status(),
                     c.reason().to_string(),
                     c.attempts.iter().map(|a| a.outcome.name()).collect(),
@@ -401,7 +401,10 @@ fn a_database_of_every_earlier_schema_is_brought_up_to_date() {
         );
         if version >= 1 {
             let (contacts, results) = store.results(&flow).unwrap();
-            assert_eq!(contacts[0].phone, "+33610000000", "from version {version}");
+            assert_eq!(
+                &*contacts[0].phone, "+33610000000",
+                "from version {version}"
+            );
             assert_eq!(results[0].attempts.len(), 1, "from version {version}");
             // Resumed by `flowc run`, it is cut into parts for workers.
             store.open_to_workers("both", None).unwrap();
