@@ -67,7 +67,7 @@ pub struct Rules<'a> {
     /// How national-format numbers are read (`region` in the flow or `--region`).
     pub region: Option<Region>,
     /// The schema's field names, shared by every contact.
-    names: Arc<[Arc<str>]>,
+    names: fields::Names,
 }
 
 impl<'a> Rules<'a> {
@@ -80,11 +80,13 @@ impl<'a> Rules<'a> {
             schema,
             zones,
             region,
-            names: schema
-                .fields
-                .iter()
-                .map(|f| Arc::from(f.name.as_str()))
-                .collect(),
+            names: Arc::new(
+                schema
+                    .fields
+                    .iter()
+                    .map(|f| Arc::from(f.name.as_str()))
+                    .collect(),
+            ),
         }
     }
 }
