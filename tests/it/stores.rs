@@ -34,9 +34,7 @@ impl Postgres {
             eprintln!("skipped: no PostgreSQL server (apt-get install postgresql)");
             return None;
         };
-        let dir = std::env::temp_dir().join(format!("flowc-pg-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch(&format!("flowc-pg-{name}"));
         let root = unsafe { libc::geteuid() } == 0;
         if root {
             // The server refuses to run as root: it runs as `postgres`.
@@ -286,9 +284,7 @@ fn a_campaign_runs_resumes_and_reads_back_the_same_on_sqlite_and_postgresql() {
     let Some(server) = Postgres::start("same") else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("flowc-stores-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("flowc-stores");
     let flow = compile(FLOW).flow.unwrap();
     let read = |results: (
         Vec<flowc::contacts::Contact>,
@@ -458,6 +454,14 @@ fn the_postgresql_schema_is_made_once_and_a_later_one_is_refused() {
     );
 }
 
+/// An empty folder of this test process's own, made anew.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 fn postgres_client(url: &str) -> postgres::Client {
     postgres::Client::connect(url, postgres::NoTls).unwrap()
 }
@@ -469,9 +473,7 @@ fn simulate_and_report_take_a_postgresql_url() {
     let Some(server) = Postgres::start("cli") else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("flowc-pgcli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("flowc-pgcli");
     let flow = dir.join("both.flow");
     std::fs::write(&flow, FLOW).unwrap();
     let contacts = dir.join("list.csv");
@@ -559,9 +561,7 @@ fn three_workers_one_killed_then_another_and_the_campaign_finishes() {
     let Some(server) = Postgres::start("workers") else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("flowc-workers-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("flowc-workers");
     let flow = dir.join("shared.flow");
     std::fs::write(&flow, WORKED).unwrap();
     let contacts = dir.join("list.csv");
@@ -824,9 +824,7 @@ fn pause_resume_and_cancel_reach_every_worker_within_a_second() {
     let Some(server) = Postgres::start("control") else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("flowc-control-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("flowc-control");
     let flow = dir.join("shared.flow");
     std::fs::write(&flow, WORKED.replace("concurrency 150", "concurrency 30")).unwrap();
     let contacts = dir.join("list.csv");
@@ -976,9 +974,7 @@ fn a_simulation_in_parts_gives_the_same_report_whoever_simulates_them() {
     let Some(server) = Postgres::start("parts") else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("flowc-parts-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("flowc-parts");
     let flow = dir.join("both.flow");
     std::fs::write(
         &flow,
@@ -1085,9 +1081,7 @@ fn workers_dial_through_the_bridge_and_a_crashed_bridge_hands_its_contacts_over(
     let Some(server) = Postgres::start("bridged") else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("flowc-bridged-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("flowc-bridged");
     let flow = dir.join("bridged.flow");
     std::fs::write(&flow, BRIDGED).unwrap();
     let contacts = dir.join("list.csv");
