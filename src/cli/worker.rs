@@ -140,6 +140,15 @@ impl Failure {
         let _ = self.pause.send(true);
     }
 
+    /// Lifts the pause for the next lease, unless the dialer failed (under
+    /// the same lock as `fail`: a failure never goes unheeded).
+    fn resume(&self) {
+        let slot = self.why.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            let _ = self.pause.send(false);
+        }
+    }
+
     fn reason(&self) -> Option<String> {
         self.why.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -265,7 +274,7 @@ pub fn work<D: Dialer + super::run::Adapter>(
                         break;
                     }
                     leased_any = true;
-                    let _ = pause.send(false);
+                    failure.resume();
                     let mut journal = Leased {
                         store: &mut store,
                         ids: &lease.ids,
