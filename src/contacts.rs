@@ -68,6 +68,8 @@ pub struct Rules<'a> {
     pub region: Option<Region>,
     /// The schema's field names, shared by every contact.
     names: fields::Names,
+    /// The place of the dialled field (`phone_field`) in the schema.
+    phone_at: Option<usize>,
 }
 
 impl<'a> Rules<'a> {
@@ -87,6 +89,10 @@ impl<'a> Rules<'a> {
                     .map(|f| Arc::from(f.name.as_str()))
                     .collect(),
             ),
+            phone_at: schema
+                .phone_field
+                .as_ref()
+                .and_then(|p| schema.fields.iter().position(|f| f.name == *p)),
         }
     }
 }
@@ -100,8 +106,8 @@ impl Rules<'_> {
         cell: impl Fn(usize) -> Option<&'r str>,
     ) -> Result<Contact, String> {
         let mut values: Vec<Option<Value>> = vec![None; self.names.len()];
-        // The row's numbers by field (most schemas have one phone field).
-        let mut numbers: Vec<(&str, phone::Number)> = Vec::new();
+        // The dialled field's number (other phone fields are checked only).
+        let mut dialled = None;
         for (at, f) in self.schema.fields.iter().enumerate() {
             let text = cell(at).map(|s| s.trim()).filter(|s| !s.is_empty());
             let Some(text) = text else {
@@ -121,7 +127,9 @@ impl Rules<'_> {
                     let n = phone::parse(text, self.region)
                         .map_err(|e| format!("`{}` \"{}\" {e}", f.name, printable(text)))?;
                     let v = Value::Text(n.e164.clone());
-                    numbers.push((&f.name, n));
+                    if Some(at) == self.phone_at {
+                        dialled = Some(n);
+                    }
                     v
                 }
                 ty => value(ty, text).map_err(|want| {
@@ -135,22 +143,14 @@ impl Rules<'_> {
             .phone_field
             .as_deref()
             .ok_or("the schema has no phone field")?;
-        let (phone_at, number) = numbers
-            .iter()
-            .find(|(name, _)| *name == phone_field)
-            .map(|(_, n)| {
-                let at = self
-                    .schema
-                    .fields
-                    .iter()
-                    .position(|f| f.name == phone_field);
-                (at, n)
-            })
+        let number = dialled
+            .as_ref()
             .ok_or_else(|| format!("`{phone_field}` is empty"))?;
         let fields = Fields::new(self.names.clone(), &values);
         let text_of = |name: &str| fields.text(name);
         let zones = zone::resolve(self.zones, text_of, Some(number)).map_err(|e| e.to_string())?;
-        let written = phone_at
+        let written = self
+            .phone_at
             .and_then(&cell)
             .map(|t| t.trim())
             .filter(|t| *t != number.e164)
@@ -230,20 +230,6 @@ fn value(ty: &Type, text: &str) -> Result<Value, String> {
 }
 
 impl Import {
-    fn add(
-        &mut self,
-        rules: &Rules<'_>,
-        line: usize,
-        row: &HashMap<&str, &str>,
-        raw: impl FnOnce() -> String,
-        first: &mut HashMap<Arc<str>, usize>,
-    ) {
-        let checked = rules.contact(line, |at| {
-            row.get(rules.schema.fields[at].name.as_str()).copied()
-        });
-        self.record(line, checked, raw, first);
-    }
-
     /// Keeps a checked row: a contact, a duplicate merged, or a reject.
     fn record(
         &mut self,
@@ -767,8 +753,10 @@ pub fn read_jsonl(reader: impl std::io::BufRead, rules: &Rules<'_>) -> Import {
             reject(&mut import, reason, raw);
             continue;
         }
-        let row: HashMap<&str, &str> = row.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        import.add(rules, line, &row, || raw.clone(), &mut first);
+        let checked = rules.contact(line, |at| {
+            row.get(&rules.schema.fields[at].name).map(String::as_str)
+        });
+        import.record(line, checked, || raw.clone(), &mut first);
     }
     if let Some(e) = lines.failed.take() {
         import.errors.push(format!(

@@ -48,24 +48,24 @@ impl Fields {
         (0..self.names.len()).map(move |_| decode(&mut rest))
     }
 
-    /// Where the value of the name at `at` starts in `data`.
-    fn start_of(&self, at: usize) -> usize {
+    /// The encoded value of `name` and what follows it; `None` when the
+    /// name is not one of these fields.
+    fn encoded(&self, name: &str) -> Option<&[u8]> {
+        let at = self.names.iter().position(|n| &**n == name)?;
         let mut rest = &self.data[..];
         for _ in 0..at {
             skip(&mut rest);
         }
-        self.data.len() - rest.len()
+        Some(rest)
     }
 
     pub fn get(&self, name: &str) -> Option<Value> {
-        let at = self.names.iter().position(|n| &**n == name)?;
-        decode(&mut &self.data[self.start_of(at)..])
+        decode(&mut self.encoded(name)?)
     }
 
     /// A text value, borrowed (phone, text, enum and timezone fields).
     pub fn text(&self, name: &str) -> Option<&str> {
-        let at = self.names.iter().position(|n| &**n == name)?;
-        let mut rest = &self.data[self.start_of(at)..];
+        let mut rest = self.encoded(name)?;
         match take(&mut rest, 1)[0] {
             TEXT => Some(text(&mut rest)),
             _ => None,

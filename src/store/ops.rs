@@ -13,7 +13,7 @@ pub(super) enum Op {
     Contact {
         id: usize,
         line: u32,
-        phone: String,
+        phone: std::sync::Arc<str>,
         written: Option<Box<str>>,
         zones: String,
         fields: String,
@@ -91,7 +91,7 @@ impl Ops {
         self.ops.push(Op::Contact {
             id,
             line: c.line,
-            phone: c.phone.to_string(),
+            phone: c.phone.clone(),
             written: c.written.clone(),
             zones: zones.join(" "),
             fields: serde_json::to_string(&c.fields).expect("values serialise"),

@@ -43,7 +43,7 @@ pub(super) fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusql
                     contact.execute(params![
                         id as i64,
                         line as i64,
-                        phone,
+                        &*phone,
                         zones,
                         fields,
                         arm as i64,
