@@ -25,6 +25,15 @@ mod ui;
 
 use std::path::{Path, PathBuf};
 
+/// Held by the tests that load the machine most (several flowc processes
+/// and a database server) and by the one whose timers a starved machine
+/// breaks (SIP under packet loss): they run one at a time, whatever
+/// `cargo test` runs beside them.
+pub fn one_heavy_test_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Paths relative to the crate root, so that snapshots and messages are stable.
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -945,6 +945,7 @@ fn a_mixed_campaign_under_five_percent_loss_gets_every_outcome_right() {
     if !sipp_here() {
         return;
     }
+    let _heavy = crate::one_heavy_test_at_a_time();
     const CALLS: usize = 200;
     let mut trunk = Trunk::launch(
         "mixed-lost",

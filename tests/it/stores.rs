@@ -558,6 +558,7 @@ flow shared {
 /// at every moment sampled.
 #[test]
 fn three_workers_one_killed_then_another_and_the_campaign_finishes() {
+    let _heavy = crate::one_heavy_test_at_a_time();
     let Some(server) = Postgres::start("workers") else {
         return;
     };
@@ -1078,6 +1079,7 @@ flow bridged {
 /// is dialled twice for one attempt (the bridges' own log).
 #[test]
 fn workers_dial_through_the_bridge_and_a_crashed_bridge_hands_its_contacts_over() {
+    let _heavy = crate::one_heavy_test_at_a_time();
     let Some(server) = Postgres::start("bridged") else {
         return;
     };
