@@ -410,7 +410,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 self.queue.pop();
                 self.event(event, now);
             }
-            self.dispatch(now)?;
+            let freed = self.dispatch(now)?;
             let batch_full = self
                 .journal
                 .as_deref()
@@ -439,6 +439,11 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             }
             // Wait for what comes first: a dialer's answer, the next event.
             let next = self.queue.peek().map(|Reverse((at, ..))| *at);
+            if freed && !virtual_clock {
+                // Calls that ended as they were placed gave their lines
+                // back: nothing would wake the loop to use them.
+                continue;
+            }
             if virtual_clock {
                 if !self.io.is_empty() {
                     if let Some((id, io)) = self.io.next().await {
@@ -708,7 +713,9 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
     /// Places the calls the limits allow now, first come first served: the
     /// attempts are journalled (and, under `BeforeEachDial`, committed),
     /// then dialled. A paused campaign places none; calls under way finish.
-    fn dispatch(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+    /// True when some of them ended as they were placed (a script's
+    /// instant answer): their lines are free again.
+    fn dispatch(&mut self, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut calls: Vec<(ContactId, Call)> = Vec::new();
         let mut held_back = false;
         while self.paused_at.is_none() {
@@ -745,7 +752,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             self.observer.held_back();
         }
         if calls.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         // Written before the dial: a crash from here on leaves the attempt
         // without an end, and the resumed run counts it `unknown`. Batched
@@ -755,6 +762,8 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             self.sync()?;
         }
         let due = self.observer.take_batch();
+        // The calls about to be placed hold their lines already.
+        let in_flight = self.pacer.in_flight();
         for (k, (id, call)) in calls.into_iter().enumerate() {
             if let Some(due) = due.get(k) {
                 self.observer.placed(*due, self.clock.now());
@@ -762,7 +771,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             let dialer = self.dialer;
             self.start_io(id, async move { Io::Placed(dialer.place(call).await) }, now);
         }
-        Ok(())
+        Ok(self.pacer.in_flight() < in_flight)
     }
 
     /// Plans a ready contact's dial again from now (waiting may have carried

@@ -449,3 +449,30 @@ fn the_rehearsal_campaign_runs_as_the_readme_says() {
     assert!(listed.starts_with("+12125550103"), "{listed}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Calls the script answers and ends at once give their lines back while
+/// they are being placed: the run goes on with the contacts that waited
+/// for a line, rather than waiting for nothing (it used to stop after the
+/// first six of twenty, forever).
+#[test]
+fn calls_that_end_as_they_are_placed_free_their_lines_for_the_next_contacts() {
+    let drill = Drill::new("instant", 20, "* busy\n");
+    let mut child = drill.command("drill.flow").spawn().unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the run still waits after 60 s; it needs a few seconds");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = child.wait_with_output().unwrap();
+    assert!(status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Every contact busy three times (retried after 1 s): 60 calls, none twice.
+    let dialled = drill.dialled();
+    assert_eq!(dialled.len(), 60);
+    assert_eq!(dialled.iter().collect::<HashSet<_>>().len(), 60);
+}
