@@ -1,8 +1,10 @@
-//! Messages that are really sent: the outbox of `flowc run` takes the SMS
-//! and e-mails the flow wrote into the store and hands them to a courier —
-//! e-mail through SMTP (`--smtp`), SMS through the exec bridge — retrying a
-//! temporary failure with backoff, and never sending one twice (the store
-//! marks it `sending`, on disk, before it is handed over).
+//! Messages that are really sent: the outbox of `flowc run` (and of each
+//! `flowc worker` of a PostgreSQL campaign) takes the SMS and e-mails the
+//! flow wrote into the store and hands them to a courier — e-mail through
+//! SMTP (`--smtp`), SMS through the exec bridge — retrying a temporary
+//! failure with backoff, and never sending one twice (the store marks it
+//! `sending`, durably, before it is handed over; of outboxes racing for a
+//! message, one takes it).
 
 use std::path::Path;
 
@@ -10,7 +12,7 @@ use chrono::Duration;
 
 use crate::dialer::bridge::{Bridge, BridgeError};
 use crate::runtime::clock::Clock;
-use crate::store::outbox::{OutboxStore, Outgoing};
+use crate::store::outbox::{MessageStore, OutboxStore, Outgoing};
 use crate::store::StoreError;
 
 /// How many times a message is tried before it is `failed`.
@@ -52,9 +54,9 @@ pub struct Delivered {
     pub interrupted: usize,
 }
 
-/// The outbox of one run's store.
-pub struct Outbox<'a, C: Clock> {
-    store: OutboxStore,
+/// The outbox of one run's store (a file's, unless told otherwise).
+pub struct Outbox<'a, C: Clock, S: MessageStore = OutboxStore> {
+    store: S,
     couriers: Vec<&'a dyn DynCourier>,
     clock: &'a C,
     pub delivered: Delivered,
@@ -85,14 +87,28 @@ impl<T: Courier> DynCourier for T {
     }
 }
 
-impl<'a, C: Clock> Outbox<'a, C> {
+impl<'a, C: Clock> Outbox<'a, C, OutboxStore> {
+    /// The outbox of the store file at `path`.
     pub fn open(
         path: &Path,
         couriers: Vec<&'a dyn DynCourier>,
         clock: &'a C,
     ) -> Result<Self, StoreError> {
         let (store, interrupted) = OutboxStore::open(path)?;
-        Ok(Outbox {
+        Ok(Outbox::over(store, couriers, clock, interrupted))
+    }
+}
+
+impl<'a, C: Clock, S: MessageStore> Outbox<'a, C, S> {
+    /// The outbox of `store`, which found `interrupted` messages a crash
+    /// left `sending` (now `unknown`).
+    pub fn over(
+        store: S,
+        couriers: Vec<&'a dyn DynCourier>,
+        clock: &'a C,
+        interrupted: usize,
+    ) -> Self {
+        Outbox {
             store,
             couriers,
             clock,
@@ -100,7 +116,12 @@ impl<'a, C: Clock> Outbox<'a, C> {
                 interrupted,
                 ..Delivered::default()
             },
-        })
+        }
+    }
+
+    /// Whether a courier delivers anything at all.
+    pub fn delivers(&self) -> bool {
+        !self.couriers.is_empty()
     }
 
     fn kinds(&self) -> Vec<&'static str> {
@@ -110,7 +131,7 @@ impl<'a, C: Clock> Outbox<'a, C> {
     /// Delivers every message due now; returns how many it handled.
     pub async fn deliver_due(&mut self) -> Result<usize, StoreError> {
         let kinds = self.kinds();
-        let due = self.store.due(&kinds, self.clock.now(), 100)?;
+        let due = self.store.due(&kinds, self.clock.now(), 100).await?;
         for m in &due {
             let Some(courier) = self.couriers.iter().find(|c| c.kind() == m.kind) else {
                 continue;
@@ -121,20 +142,26 @@ impl<'a, C: Clock> Outbox<'a, C> {
                 } else {
                     "the message has no recipient"
                 };
-                self.store.failed(m.id, whom)?;
+                // Never handed over: two outboxes failing it agree.
+                self.store.failed(m.id, whom).await?;
                 self.delivered.failed += 1;
                 continue;
             }
-            self.store.sending(m.id)?;
+            if !self.store.take(m.id, self.clock.now()).await? {
+                // Another outbox (a worker's) has it.
+                continue;
+            }
             let tries = m.tries + 1;
             match courier.deliver(m).await {
                 Ok(detail) => {
-                    self.store.sent(m.id, self.clock.now(), detail.as_deref())?;
+                    self.store
+                        .sent(m.id, self.clock.now(), detail.as_deref())
+                        .await?;
                     self.delivered.sent += 1;
                 }
                 Err(u) if u.temporary && tries < MAX_TRIES => {
                     let at = self.clock.now() + backoff(tries);
-                    self.store.retry_at(m.id, at, &u.reason)?;
+                    self.store.retry_at(m.id, at, &u.reason).await?;
                     self.delivered.retried += 1;
                 }
                 Err(u) => {
@@ -143,7 +170,7 @@ impl<'a, C: Clock> Outbox<'a, C> {
                     } else {
                         u.reason
                     };
-                    self.store.failed(m.id, &reason)?;
+                    self.store.failed(m.id, &reason).await?;
                     self.delivered.failed += 1;
                 }
             }
@@ -173,10 +200,10 @@ impl<'a, C: Clock> Outbox<'a, C> {
             }
             if *done.borrow() {
                 // The run is over: wait for retries, then stop.
-                if self.store.unsent(&kinds)? == 0 {
+                if self.store.unsent(&kinds).await? == 0 {
                     return Ok(());
                 }
-                if let Some(at) = self.store.next_retry(&kinds)? {
+                if let Some(at) = self.store.next_retry(&kinds).await? {
                     // A pause (Ctrl-C) ends the wait: the retry is the next run's.
                     tokio::select! {
                         _ = self.clock.sleep_until(at) => {}

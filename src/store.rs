@@ -13,6 +13,7 @@ pub(crate) use file::host_name;
 mod ops;
 pub mod outbox;
 pub mod postgres;
+pub mod postgres_outbox;
 mod writer;
 
 use std::path::Path;

@@ -14,13 +14,15 @@ use crate::dialer::bridge::Bridge;
 use crate::dialer::script::ScriptDialer;
 use crate::dialer::sip::{Prompts, SipDialer, Trunk};
 use crate::dialer::{Dialer, SimDialer};
-use crate::messaging::{BridgeSms, DynCourier, Outbox, SmtpCourier};
+use crate::messaging::{BridgeSms, Delivered, DynCourier, Outbox, SmtpCourier};
 use crate::record::{CampaignState, Kind};
 use crate::runtime::clock::WallClock;
 use crate::runtime::engine::{Engine, Progress, Results};
 use crate::runtime::journal::Durability;
 use crate::server::Control;
 use crate::store::outbox::OutboxStore;
+use crate::store::postgres::PgStore;
+use crate::store::StoreError;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -44,16 +46,8 @@ pub struct Args {
     /// beyond the operation's own timeout (a dial's ring timeout)
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_grace)]
     bridge_deadline: std::time::Duration,
-    /// Sends `send email` through this SMTP server: `smtp://user@host:port`
-    /// (STARTTLS when the server offers it) or `smtps://user@host:port`
-    #[arg(long, value_name = "URL", requires = "mail_from")]
-    smtp: Option<String>,
-    /// The sender of e-mails (`--smtp`): `Campaigns <campaigns@example.com>`
-    #[arg(long, value_name = "ADDRESS")]
-    mail_from: Option<String>,
-    /// The environment variable holding the SMTP user's password
-    #[arg(long, value_name = "NAME", default_value = "FLOWC_SMTP_PASSWORD")]
-    smtp_password_env: String,
+    #[command(flatten)]
+    mail: Mail,
     /// The run's SQLite database; running the same command again resumes it
     #[arg(long, value_name = "PATH", default_value = "flowc-run.db")]
     db: PathBuf,
@@ -70,6 +64,46 @@ pub struct Args {
     /// before they are cut off (`30s`, `2m`)
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_grace)]
     grace: std::time::Duration,
+}
+
+/// How e-mails are sent (`run` and `worker`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct Mail {
+    /// Sends `send email` through this SMTP server: `smtp://user@host:port`
+    /// (STARTTLS when the server offers it) or `smtps://user@host:port`
+    #[arg(long, value_name = "URL", requires = "mail_from")]
+    pub smtp: Option<String>,
+    /// The sender of e-mails (`--smtp`): `Campaigns <campaigns@example.com>`
+    #[arg(long, value_name = "ADDRESS")]
+    pub mail_from: Option<String>,
+    /// The environment variable holding the SMTP user's password
+    #[arg(long, value_name = "NAME", default_value = "FLOWC_SMTP_PASSWORD")]
+    pub smtp_password_env: String,
+}
+
+impl Mail {
+    /// No e-mail (a simulation sends nothing).
+    pub fn none() -> Mail {
+        Mail {
+            smtp: None,
+            mail_from: None,
+            smtp_password_env: "FLOWC_SMTP_PASSWORD".into(),
+        }
+    }
+
+    /// The e-mail courier `--smtp` asks for, if any.
+    pub fn courier(&self) -> Result<Option<SmtpCourier>, String> {
+        self.smtp
+            .as_deref()
+            .map(|url| {
+                SmtpCourier::new(
+                    url,
+                    self.mail_from.as_deref().unwrap_or_default(),
+                    &self.smtp_password_env,
+                )
+            })
+            .transpose()
+    }
 }
 
 pub(crate) fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
@@ -214,8 +248,13 @@ fn on_postgres(args: &Args, url: &str) -> ExitCode {
         Err(code) => return code,
     };
     let base = base.as_str();
-    let worker_args =
-        super::worker::args_for_run(base, &args.dialer, args.seed, args.common.region.clone());
+    let worker_args = super::worker::args_for_run(
+        base,
+        &args.dialer,
+        args.seed,
+        args.common.region.clone(),
+        args.mail.clone(),
+    );
     let dnc = std::mem::take(&mut prepared.do_not_call);
     let code = match args.dialer.split_once(':') {
         Some(("script", file)) => {
@@ -253,6 +292,13 @@ fn on_postgres(args: &Args, url: &str) -> ExitCode {
     };
     if code != ExitCode::SUCCESS {
         return code;
+    }
+    if let Ok(mut store) = PgStore::open(&format!("{base}#{name}")) {
+        unsent_note(
+            |kind| store.unsent(kind).unwrap_or(0),
+            args.mail.smtp.is_some(),
+            args.dialer.starts_with("exec:"),
+        );
     }
     super::report::print(
         &format!("{base}#{name}"),
@@ -328,16 +374,9 @@ fn drive<D: Dialer + Adapter>(
         Err(e) => return usage(e),
     };
     let dialer = &dialer;
-    let smtp = match &args.smtp {
-        Some(url) => match SmtpCourier::new(
-            url,
-            args.mail_from.as_deref().unwrap_or_default(),
-            &args.smtp_password_env,
-        ) {
-            Ok(c) => Some(c),
-            Err(e) => return usage(e),
-        },
-        None => None,
+    let smtp = match args.mail.courier() {
+        Ok(c) => c,
+        Err(e) => return usage(e),
     };
     let sms = dialer
         .bridge()
@@ -411,21 +450,14 @@ fn drive<D: Dialer + Adapter>(
         Ok(r) => r,
         Err(e) => return usage(format!("{}: {e}", args.db.display())),
     };
-    match delivered {
-        Ok(d) if d.sent + d.failed + d.retried > 0 => eprintln!(
-            "messages: {} sent, {} failed{}",
-            d.sent,
-            d.failed,
-            if d.retried > 0 {
-                format!(" ({} temporary failure(s) tried again)", d.retried)
-            } else {
-                String::new()
-            }
-        ),
-        Ok(_) => {}
-        Err(e) => eprintln!("{}: the outbox stopped: {e}", args.db.display()),
+    say_delivered(delivered, &args.db.display().to_string());
+    if let Ok((store, _)) = OutboxStore::open(&args.db) {
+        unsent_note(
+            |kind| store.unsent(&[kind]).unwrap_or(0),
+            smtp.is_some(),
+            sms.is_some(),
+        );
     }
-    unsent_note(&args.db, smtp.is_some(), sms.is_some());
     let state = if results.paused_at.is_some() {
         CampaignState::Paused
     } else {
@@ -474,11 +506,27 @@ fn drive<D: Dialer + Adapter>(
     }
 }
 
-/// Says which messages wait in the store because no adapter sends them.
-fn unsent_note(db: &std::path::Path, email: bool, sms: bool) {
-    let Ok((store, _)) = OutboxStore::open(db) else {
-        return;
-    };
+/// Says what the outbox did (`db`: the store, for an error).
+pub(super) fn say_delivered(delivered: Result<Delivered, StoreError>, db: &str) {
+    match delivered {
+        Ok(d) if d.sent + d.failed + d.retried > 0 => eprintln!(
+            "messages: {} sent, {} failed{}",
+            d.sent,
+            d.failed,
+            if d.retried > 0 {
+                format!(" ({} temporary failure(s) tried again)", d.retried)
+            } else {
+                String::new()
+            }
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("{db}: the outbox stopped: {e}"),
+    }
+}
+
+/// Says which messages wait in the store because no adapter sends them
+/// (`unsent`: how many of a kind wait).
+fn unsent_note(mut unsent: impl FnMut(&str) -> usize, email: bool, sms: bool) {
     for (kind, sent, how) in [
         (
             "email",
@@ -491,9 +539,11 @@ fn unsent_note(db: &std::path::Path, email: bool, sms: bool) {
             "SMS wait unsent in the store: SMS go through a bridge (--dialer exec:PROGRAM)",
         ),
     ] {
-        match store.unsent(&[kind]) {
-            Ok(n) if n > 0 && !sent => eprintln!("{n} {how}"),
-            _ => {}
+        if !sent {
+            match unsent(kind) {
+                0 => {}
+                n => eprintln!("{n} {how}"),
+            }
         }
     }
 }

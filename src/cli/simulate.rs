@@ -181,7 +181,13 @@ fn on_postgres(args: &Args, url: &str) -> ExitCode {
         Err(code) => return code,
     };
     let base = base.as_str();
-    let worker = super::worker::args_for_run(base, "sim", args.seed, args.common.region.clone());
+    let worker = super::worker::args_for_run(
+        base,
+        "sim",
+        args.seed,
+        args.common.region.clone(),
+        super::run::Mail::none(),
+    );
     let dialer = SimDialer {
         model: Model::default_model(),
         seed: args.seed,

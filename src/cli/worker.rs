@@ -17,7 +17,11 @@
 //! least one call per period each). Pause, resume and cancel are the
 //! campaign's state in the database, read by every worker every second.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,11 +34,13 @@ use super::signals;
 use crate::dialer::bridge::Bridge;
 use crate::dialer::script::ScriptDialer;
 use crate::dialer::{Dialer, SimDialer};
+use crate::messaging::{BridgeSms, Delivered, DynCourier, Outbox};
 use crate::record::CampaignState;
 use crate::runtime::clock::{VirtualClock, WallClock};
 use crate::runtime::engine::Engine;
 use crate::runtime::journal::Durability;
 use crate::store::postgres::{self, Leased, PgStore, Running};
+use crate::store::postgres_outbox::PgOutbox;
 use crate::store::StoreError;
 
 #[derive(Parser, Debug)]
@@ -68,6 +74,9 @@ pub struct Args {
     /// operation, beyond the operation's own timeout (a dial's ring timeout)
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::run::parse_grace)]
     pub bridge_deadline: Duration,
+    /// E-mail through SMTP (SMS go through `--dialer exec:`)
+    #[command(flatten)]
+    pub mail: super::run::Mail,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -210,6 +219,48 @@ pub fn work<D: Dialer + super::run::Adapter>(
         Err(e) => return usage(e),
     };
     let dialer = &dialer;
+    // The outbox: the campaigns' SMS (through the bridge) and e-mails
+    // (`--smtp`), sent beside the dialling, in the same runtime.
+    let smtp = match args.mail.courier() {
+        Ok(c) => c,
+        Err(e) => return usage(e),
+    };
+    let sms = dialer
+        .bridge()
+        .map(|bridge| BridgeSms { bridge, from: None });
+    let mut couriers: Vec<&dyn DynCourier> = Vec::new();
+    couriers.extend(smtp.as_ref().map(|c| c as &dyn DynCourier));
+    couriers.extend(sms.as_ref().map(|c| c as &dyn DynCourier));
+    let outbox = if couriers.is_empty() {
+        None
+    } else {
+        match runtime.block_on(PgOutbox::connect(&args.db, &name, only)) {
+            Ok((store, interrupted)) => {
+                if interrupted > 0 {
+                    eprintln!(
+                        "{interrupted} message(s) were being handed over by a worker that stopped: \
+                         they are `unknown` and are not sent again"
+                    );
+                }
+                Some(Outbox::over(store, couriers, &WallClock, interrupted))
+            }
+            Err(e) => return usage(format!("{}: {e}", postgres::redact(&args.db))),
+        }
+    };
+    let (outbox_done, outbox_done_rx) = tokio::sync::watch::channel(false);
+    let (outbox_stop, outbox_stop_rx) = tokio::sync::watch::channel(false);
+    let (outbox_over, mut outbox_over_rx) = tokio::sync::watch::channel(false);
+    let delivered: RefCell<Option<Result<Delivered, StoreError>>> = RefCell::new(None);
+    // Driven by every `beside` below: it waits where it is between them.
+    let outbox = async {
+        if let Some(mut outbox) = outbox {
+            let r = outbox.run(outbox_done_rx, outbox_stop_rx).await;
+            *delivered.borrow_mut() = Some(r.map(|()| outbox.delivered));
+        }
+        let _ = outbox_over.send(true);
+        std::future::pending::<Infallible>().await
+    };
+    let mut outbox = std::pin::pin!(outbox);
     let (lines, lines_rx) = tokio::sync::watch::channel(0usize);
     let heartbeat = {
         let (url, name, shared) = (args.db.clone(), name.clone(), shared.clone());
@@ -295,7 +346,7 @@ pub fn work<D: Dialer + super::run::Adapter>(
                             .journal(&mut journal, Durability::Batched)
                             .pause_on(paused.clone())
                             .stop_on(stopped.clone());
-                            runtime.block_on(engine.run())?
+                            beside(&runtime, engine.run(), outbox.as_mut())?
                         }
                         _ => {
                             let live = journal.store.live_workers()?.max(1);
@@ -331,7 +382,7 @@ pub fn work<D: Dialer + super::run::Adapter>(
                             } else {
                                 engine
                             };
-                            runtime.block_on(engine.run())?
+                            beside(&runtime, engine.run(), outbox.as_mut())?
                         }
                     };
                     // Run to its end, the engine ended every contact of the part.
@@ -365,10 +416,44 @@ pub fn work<D: Dialer + super::run::Adapter>(
             if !leased_any {
                 // Leases held by others (or expiring), or no campaign yet:
                 // look again soon.
-                std::thread::sleep(Duration::from_millis(200));
+                beside(
+                    &runtime,
+                    // Made inside the runtime, which its timer needs.
+                    async { tokio::time::sleep(Duration::from_millis(200)).await },
+                    outbox.as_mut(),
+                );
             }
         }
     })();
+    // Nothing more to dial: the messages left are sent (their retries
+    // waited for); stopped, the outbox ends after the message in hand.
+    let finished = result.is_ok()
+        && failure.reason().is_none()
+        && !shared.lost.load(Ordering::SeqCst)
+        && !signals::received();
+    let _ = if finished {
+        outbox_done.send(true)
+    } else {
+        outbox_stop.send(true)
+    };
+    beside(
+        &runtime,
+        async {
+            loop {
+                if signals::received() {
+                    let _ = outbox_stop.send(true);
+                }
+                tokio::select! {
+                    _ = outbox_over_rx.wait_for(|over| *over) => break,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+        },
+        outbox.as_mut(),
+    );
+    if let Some(delivered) = delivered.borrow_mut().take() {
+        super::run::say_delivered(delivered, &postgres::redact(&args.db));
+    }
     shared.leaving.store(true, Ordering::SeqCst);
     let _ = heartbeat.join();
     if let Err(e) = store.forget_leases(&name) {
@@ -397,6 +482,22 @@ pub fn work<D: Dialer + super::run::Adapter>(
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => usage(format!("{}: {e}", postgres::redact(&args.db))),
     }
+}
+
+/// Runs `main` on the worker's runtime while driving the outbox beside
+/// it; the outbox (which never ends) waits where it is when `main` is done.
+fn beside<T>(
+    runtime: &tokio::runtime::Runtime,
+    main: impl Future<Output = T>,
+    outbox: Pin<&mut impl Future<Output = Infallible>>,
+) -> T {
+    runtime.block_on(async move {
+        tokio::select! {
+            biased;
+            done = main => done,
+            never = outbox => match never {},
+        }
+    })
 }
 
 /// The campaign's flow with this worker's share of its rate among `ways`
@@ -492,7 +593,13 @@ fn beat(
 }
 
 /// Where `flowc run --db postgres://…` leaves off: its campaign, begun.
-pub fn args_for_run(db: &str, dialer: &str, seed: u64, region: Option<String>) -> Args {
+pub fn args_for_run(
+    db: &str,
+    dialer: &str,
+    seed: u64,
+    region: Option<String>,
+    mail: super::run::Mail,
+) -> Args {
     Args {
         db: db.to_string(),
         dialer: dialer.to_string(),
@@ -502,5 +609,6 @@ pub fn args_for_run(db: &str, dialer: &str, seed: u64, region: Option<String>) -
         seed,
         region,
         bridge_deadline: Duration::from_secs(30),
+        mail,
     }
 }

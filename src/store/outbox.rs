@@ -1,8 +1,11 @@
 //! The outbox's side of the store: the SMS and e-mails a run wrote, taken
 //! one by one through `unsent` → `sending` → `sent` | `failed`, each step
-//! committed (`synchronous=FULL`) before the next. A message is marked
-//! `sending` before it is handed to an adapter, so a crash can never send it
-//! twice: a message found `sending` when the outbox opens becomes `unknown`.
+//! committed before the next. A message is marked `sending` before it is
+//! handed to an adapter, so a crash can never send it twice: a message a
+//! crash left `sending` becomes `unknown`. [`MessageStore`] is what an
+//! outbox needs of a store; [`OutboxStore`] is the SQLite file's
+//! (`synchronous=FULL`), `postgres_outbox::PgOutbox` a PostgreSQL
+//! database's, shared by workers.
 
 use std::path::Path;
 
@@ -25,6 +28,82 @@ pub struct Outgoing {
     pub text: String,
     /// Deliveries tried before this one.
     pub tries: u32,
+}
+
+/// What an outbox needs of a store.
+#[allow(async_fn_in_trait)]
+pub trait MessageStore {
+    /// Unsent messages of these kinds whose time has come, oldest first.
+    async fn due(
+        &mut self,
+        kinds: &[&str],
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Outgoing>, StoreError>;
+    /// Marks the message `sending` (one more try), durably, before it is
+    /// handed over; false when it is no longer unsent and due at `now`
+    /// (another outbox took it, and may have put it back for later).
+    async fn take(&mut self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    async fn sent(
+        &mut self,
+        id: i64,
+        at: DateTime<Utc>,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError>;
+    async fn failed(&mut self, id: i64, reason: &str) -> Result<(), StoreError>;
+    /// A temporary failure: back to `unsent`, not to be tried before `at`.
+    async fn retry_at(
+        &mut self,
+        id: i64,
+        at: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), StoreError>;
+    /// Unsent messages of these kinds, due now or later.
+    async fn unsent(&mut self, kinds: &[&str]) -> Result<usize, StoreError>;
+    /// The earliest retry still waiting among unsent messages of these kinds.
+    async fn next_retry(&mut self, kinds: &[&str]) -> Result<Option<DateTime<Utc>>, StoreError>;
+}
+
+/// What the outbox of a run's file does; the work of each method is in the
+/// inherent one of the same name.
+impl MessageStore for OutboxStore {
+    async fn due(
+        &mut self,
+        kinds: &[&str],
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Outgoing>, StoreError> {
+        OutboxStore::due(self, kinds, now, limit)
+    }
+    async fn take(&mut self, id: i64, _: DateTime<Utc>) -> Result<bool, StoreError> {
+        // The run's only outbox: what it found due still is.
+        self.sending(id)
+    }
+    async fn sent(
+        &mut self,
+        id: i64,
+        at: DateTime<Utc>,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        OutboxStore::sent(self, id, at, detail)
+    }
+    async fn failed(&mut self, id: i64, reason: &str) -> Result<(), StoreError> {
+        OutboxStore::failed(self, id, reason)
+    }
+    async fn retry_at(
+        &mut self,
+        id: i64,
+        at: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        OutboxStore::retry_at(self, id, at, reason)
+    }
+    async fn unsent(&mut self, kinds: &[&str]) -> Result<usize, StoreError> {
+        OutboxStore::unsent(self, kinds)
+    }
+    async fn next_retry(&mut self, kinds: &[&str]) -> Result<Option<DateTime<Utc>>, StoreError> {
+        OutboxStore::next_retry(self, kinds)
+    }
 }
 
 /// The store's messages, for the outbox. Its own connection to the store:
@@ -110,13 +189,14 @@ impl OutboxStore {
         Ok(n)
     }
 
-    /// Written, and on disk, before the message is handed over.
-    pub fn sending(&self, id: i64) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE messages SET status = 'sending', tries = tries + 1 WHERE rowid = ?1",
+    /// Written, and on disk, before the message is handed over; false
+    /// when it is no longer unsent.
+    pub fn sending(&self, id: i64) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "UPDATE messages SET status = 'sending', tries = tries + 1 WHERE rowid = ?1 AND status = 'unsent'",
             params![id],
         )?;
-        Ok(())
+        Ok(n == 1)
     }
 
     pub fn sent(&self, id: i64, at: DateTime<Utc>, detail: Option<&str>) -> Result<(), StoreError> {

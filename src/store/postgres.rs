@@ -139,6 +139,19 @@ const MIGRATIONS: &[&str] = &[
          updated_at TIMESTAMPTZ NOT NULL,
          PRIMARY KEY (campaign, worker)
      );",
+    // 2 → 3: the outbox of a campaign's workers: a message's state is an
+    // enum; its tries, next try, sending time, the service's words (or the
+    // reason it failed), and the worker that took it.
+    "CREATE TYPE flowc_message_state AS ENUM ('unsent', 'sending', 'sent', 'failed', 'unknown', 'open');
+     ALTER TABLE flowc_messages
+         ALTER COLUMN status TYPE flowc_message_state USING status::flowc_message_state,
+         ADD COLUMN tries INTEGER NOT NULL DEFAULT 0,
+         ADD COLUMN next_try_at TIMESTAMPTZ,
+         ADD COLUMN sent_at TIMESTAMPTZ,
+         ADD COLUMN detail TEXT,
+         ADD COLUMN claimed_by TEXT;
+     -- The outboxes look for unsent messages, and for those a dead worker left sending.
+     CREATE INDEX flowc_messages_waiting ON flowc_messages (id) WHERE status IN ('unsent', 'sending');",
 ];
 
 impl From<postgres::Error> for StoreError {
@@ -537,7 +550,7 @@ impl PgStore {
     pub fn messages(&mut self) -> Result<Vec<StoredMessage>, StoreError> {
         let id = self.campaign()?;
         let rows = self.client.query(
-            "SELECT contact, attempt, kind, text, recipient, status FROM flowc_messages \
+            "SELECT contact, attempt, kind, text, recipient, status::text FROM flowc_messages \
              WHERE campaign = $1 ORDER BY contact, id",
             &[&id],
         )?;
@@ -608,6 +621,19 @@ impl PgStore {
         )?;
         tx.commit()?;
         Ok(ended)
+    }
+
+    /// The campaign's messages of `kind` still unsent.
+    pub fn unsent(&mut self, kind: &str) -> Result<usize, StoreError> {
+        let id = self.named()?;
+        let n: i64 = self
+            .client
+            .query_one(
+                "SELECT count(*) FROM flowc_messages WHERE campaign = $1 AND kind = $2 AND status = 'unsent'",
+                &[&id, &kind],
+            )?
+            .get(0);
+        Ok(n as usize)
     }
 
     /// The campaign the URL names (or the only one), found.
@@ -681,10 +707,11 @@ fn writer_connection(url: &str) -> Result<Client, StoreError> {
     Ok(client)
 }
 
-/// Connects; a URL without a password takes `PGPASSWORD`'s, as libpq does,
-/// so that none need be written on a command line.
-fn connect(url: &str) -> Result<Client, StoreError> {
-    let mut config: postgres::Config = url
+/// The connection settings of `url`; a URL without a password takes
+/// `PGPASSWORD`'s, as libpq does, so that none need be written on a
+/// command line.
+pub(super) fn config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| StoreError::Postgres(format!("cannot read the URL: {e}")))?;
     if config.get_password().is_none() {
@@ -692,7 +719,11 @@ fn connect(url: &str) -> Result<Client, StoreError> {
             config.password(password);
         }
     }
-    config
+    Ok(config)
+}
+
+fn connect(url: &str) -> Result<Client, StoreError> {
+    postgres::Config::from(config(url)?)
         .connect(NoTls)
         .map_err(|e| StoreError::Postgres(format!("cannot connect to the database: {e}")))
 }

@@ -67,6 +67,11 @@ impl Case {
     }
 
     fn run(&self, mode: &str, extra: &[&str]) -> Output {
+        self.run_on(&self.path("run.db"), mode, extra)
+    }
+
+    /// A run whose store is `db` (a file or a PostgreSQL URL).
+    fn run_on(&self, db: &str, mode: &str, extra: &[&str]) -> Output {
         let bridge = root().join("tests/bridge/bridge.py");
         Command::new(env!("CARGO_BIN_EXE_flowc"))
             .args([
@@ -79,7 +84,7 @@ impl Case {
                 "--dialer",
                 &format!("exec:python3 {} {mode}", bridge.display()),
             ])
-            .args(["--db", &self.path("run.db"), "--format", "json"])
+            .args(["--db", db, "--format", "json"])
             .args(extra)
             .env("FLOWC_BRIDGE_LOG", self.path("bridge.log"))
             .stdout(Stdio::piped())
@@ -919,4 +924,235 @@ fn the_html_report_reads_in_a_browser() {
     assert!(shot.status.success(), "{}", stderr(&shot));
     let size = std::fs::metadata(&png).unwrap().len();
     assert!(size > 20_000, "a screenshot of {size} bytes shows nothing");
+}
+
+/// A campaign in PostgreSQL sends its messages like a run's file: the
+/// SMS through the worker's bridge, the e-mails through a real SMTP server,
+/// each once, their states in the database.
+#[test]
+fn a_postgresql_campaign_sends_its_sms_and_e_mails() {
+    let case = Case::new(
+        "pg-mail",
+        &[
+            ("+33612345670", "ann@example.com"),
+            ("+33612345680", "reject-bob@example.com"),
+            ("+33612345690", ""),
+        ],
+    );
+    let Some(server) = SmtpServer::start(&case.dir) else {
+        return;
+    };
+    let Some(pg) = crate::stores::Postgres::start("mail") else {
+        return;
+    };
+    let url = pg.database("mail");
+    let o = case.run_on(
+        &format!("{url}#mail"),
+        "normal",
+        &[
+            "--smtp",
+            &format!("smtp://127.0.0.1:{}", server.port),
+            "--mail-from",
+            "Campaigns <campaigns@example.com>",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("messages: 4 sent, 2 failed"),
+        "{}",
+        stderr(&o)
+    );
+    let mail = server.mail();
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    assert_eq!(mail[0]["to"][0], "ann@example.com");
+    let sms = case
+        .requests()
+        .into_iter()
+        .filter(|r| r["op"] == "sms")
+        .count();
+    assert_eq!(sms, 3);
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let rows: Vec<(String, String, String, i32, Option<String>, bool)> = db
+        .query(
+            "SELECT kind, coalesce(recipient, ''), status::text, tries, detail, claimed_by IS NOT NULL \
+             FROM flowc_messages ORDER BY kind, contact",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .collect();
+    let short: Vec<(&str, &str, &str, i32)> = rows
+        .iter()
+        .map(|r| (r.0.as_str(), r.1.as_str(), r.2.as_str(), r.3))
+        .collect();
+    assert_eq!(
+        short,
+        [
+            ("email", "ann@example.com", "sent", 1),
+            ("email", "reject-bob@example.com", "failed", 1),
+            ("email", "", "failed", 0),
+            ("sms", "+33612345670", "sent", 1),
+            ("sms", "+33612345680", "sent", 1),
+            ("sms", "+33612345690", "sent", 1),
+        ]
+    );
+    assert!(rows[1].4.as_deref().unwrap().contains("no such mailbox"));
+    assert!(rows[2].4.as_deref().unwrap().contains("no `email` field"));
+    // Each message handed over was taken by the run's worker, by name.
+    assert!(rows.iter().all(|r| r.5 == (r.3 > 0)), "{rows:?}");
+}
+
+/// Two workers' outboxes on one PostgreSQL campaign: every message is
+/// handed over once, by one of them; a temporary failure is tried again
+/// after 5 s, then 10 s (a virtual clock); a message a dead worker left
+/// `sending` is `unknown` and never handed over again.
+#[test]
+fn two_workers_outboxes_share_a_campaigns_messages_and_send_each_once() {
+    use flowc::messaging::{Courier, DynCourier, Outbox, Undelivered};
+    use flowc::runtime::clock::{Clock, VirtualClock};
+    use flowc::store::outbox::Outgoing;
+    use flowc::store::postgres_outbox::PgOutbox;
+    use std::cell::RefCell;
+
+    let rows: Vec<(String, &str)> = (0..8).map(|k| (format!("+336123451{k}0"), "")).collect();
+    let rows: Vec<(&str, &str)> = rows.iter().map(|(p, e)| (p.as_str(), *e)).collect();
+    let case = Case::new("pg-outbox", &rows);
+    let Some(pg) = crate::stores::Postgres::start("outbox") else {
+        return;
+    };
+    let url = pg.database("outbox");
+    // The campaign, dialled through a script: nothing carries its SMS.
+    std::fs::write(case.dir.join("script.txt"), "* answered press 1\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args([
+            "run",
+            &case.path("flow.flow"),
+            "--contacts",
+            &case.path("list.csv"),
+        ])
+        .args(["--dialer", &format!("script:{}", case.path("script.txt"))])
+        .args(["--db", &format!("{url}#shared"), "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("8 SMS wait unsent in the store"),
+        "{}",
+        stderr(&o)
+    );
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    // A worker died handing one over; the two outboxes' workers are alive.
+    db.batch_execute(
+        "UPDATE flowc_messages SET status = 'sending', claimed_by = 'gone' \
+         WHERE kind = 'sms' AND recipient = '+33612345170';
+         INSERT INTO flowc_workers (name, heartbeat_at, lease_seconds) \
+         VALUES ('w1', now(), 600), ('w2', now(), 600)",
+    )
+    .unwrap();
+
+    /// Delivers after a pause (so that the two outboxes interleave): the
+    /// number ending 110 is busy twice, the one ending 120 refused for good.
+    struct Flaky<'a> {
+        log: &'a RefCell<Vec<(&'static str, String, bool)>>,
+        worker: &'static str,
+    }
+    impl Courier for Flaky<'_> {
+        fn kind(&self) -> &'static str {
+            "sms"
+        }
+        async fn deliver(&self, m: &Outgoing) -> Result<Option<String>, Undelivered> {
+            tokio::time::sleep(StdDuration::from_millis(5)).await;
+            let to = m.recipient.clone().unwrap();
+            let tries = self.log.borrow().iter().filter(|t| t.1 == to).count();
+            let result = match to.as_str() {
+                "+33612345110" if tries < 2 => Err(Undelivered {
+                    reason: "provider busy".into(),
+                    temporary: true,
+                }),
+                "+33612345120" => Err(Undelivered {
+                    reason: "not a mobile number".into(),
+                    temporary: false,
+                }),
+                _ => Ok(None),
+            };
+            self.log
+                .borrow_mut()
+                .push((self.worker, to, result.is_ok()));
+            result
+        }
+    }
+    let log = RefCell::new(Vec::new());
+    let start = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 0);
+    let clock = VirtualClock::new(start);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (one, two) = (
+        Flaky {
+            log: &log,
+            worker: "w1",
+        },
+        Flaky {
+            log: &log,
+            worker: "w2",
+        },
+    );
+    let (first, second) = runtime.block_on(async {
+        let (s1, gone1) = PgOutbox::connect(&url, "w1", Some("shared")).await.unwrap();
+        let (s2, gone2) = PgOutbox::connect(&url, "w2", None).await.unwrap();
+        assert_eq!((gone1, gone2), (1, 0));
+        let mut o1 = Outbox::over(s1, vec![&one as &dyn DynCourier], &clock, gone1);
+        let mut o2 = Outbox::over(s2, vec![&two as &dyn DynCourier], &clock, gone2);
+        let (_done_tx, done) = tokio::sync::watch::channel(true);
+        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+        let (r1, r2) = tokio::join!(
+            o1.run(done.clone(), stop.clone()),
+            o2.run(done.clone(), stop.clone())
+        );
+        r1.unwrap();
+        r2.unwrap();
+        (o1.delivered, o2.delivered)
+    });
+    let log = log.into_inner();
+    // Both took part, and each message was handed over until it was done,
+    // never again after.
+    assert!(
+        log.iter().any(|t| t.0 == "w1") && log.iter().any(|t| t.0 == "w2"),
+        "{log:?}"
+    );
+    let mut sent: Vec<&str> = log.iter().filter(|t| t.2).map(|t| t.1.as_str()).collect();
+    sent.sort_unstable();
+    let mut expected: Vec<String> = (0..7)
+        .filter(|k| *k != 2)
+        .map(|k| format!("+336123451{k}0"))
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(sent, expected, "{log:?}");
+    assert_eq!(log.iter().filter(|t| t.1 == "+33612345110").count(), 3);
+    assert_eq!(log.iter().filter(|t| t.1 == "+33612345120").count(), 1);
+    assert!(log.iter().all(|t| t.1 != "+33612345170"));
+    assert_eq!(first.sent + second.sent, 6);
+    assert_eq!(first.failed + second.failed, 1);
+    assert_eq!(first.retried + second.retried, 2);
+    // The third try, 5 s + 10 s after the first.
+    assert_eq!(clock.now() - start, chrono::Duration::seconds(15));
+    let mut status = |to: &str| -> (String, i32, Option<String>) {
+        let r = db
+            .query_one(
+                "SELECT status::text, tries, detail FROM flowc_messages WHERE kind = 'sms' AND recipient = $1",
+                &[&to],
+            )
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2))
+    };
+    assert_eq!(status("+33612345110"), ("sent".into(), 3, None));
+    assert_eq!(
+        status("+33612345120"),
+        ("failed".into(), 1, Some("not a mobile number".into()))
+    );
+    let (state, tries, detail) = status("+33612345170");
+    assert_eq!((state.as_str(), tries), ("unknown", 0));
+    assert!(detail.unwrap().contains("not sent again"));
 }

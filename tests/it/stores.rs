@@ -384,7 +384,9 @@ fn a_database_of_every_earlier_schema_is_brought_up_to_date() {
                      INSERT INTO flowc_contacts (campaign, id, line, phone, zones, fields, arm) \
                      SELECT id, 0, 2, '+33610000000', 'Europe/Paris', '{{\"phone\":{{\"type\":\"text\",\"value\":\"+33610000000\"}},\"name\":{{\"type\":\"text\",\"value\":\"Ana\"}}}}', 0 FROM flowc_campaigns;
                      INSERT INTO flowc_attempts (campaign, contact, number, step, started_at, ended_at, outcome) \
-                     SELECT id, 0, 1, 'call', now(), now(), 'busy' FROM flowc_campaigns;",
+                     SELECT id, 0, 1, 'call', now(), now(), 'busy' FROM flowc_campaigns;
+                     INSERT INTO flowc_messages (campaign, contact, attempt, kind, text, recipient, status) \
+                     SELECT id, 0, 1, 'sms', 'We missed you', '+33610000000', 'unsent' FROM flowc_campaigns;",
                     program.source_hash, program.format_version
                 ))
                 .unwrap();
@@ -402,6 +404,10 @@ fn a_database_of_every_earlier_schema_is_brought_up_to_date() {
                 "from version {version}"
             );
             assert_eq!(results[0].attempts.len(), 1, "from version {version}");
+            // Its unsent SMS is still unsent, for the outbox to send.
+            let messages = store.messages().unwrap();
+            assert_eq!(messages.len(), 1, "from version {version}");
+            assert_eq!(messages[0].status, "unsent", "from version {version}");
             // Resumed by `flowc run`, it is cut into parts for workers.
             store.open_to_workers("both", None).unwrap();
             let mut worker = PgStore::open(&url).unwrap();
