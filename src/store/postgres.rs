@@ -158,7 +158,10 @@ impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
         // The server's own words, when it said something.
         StoreError::Postgres(match e.as_db_error() {
-            Some(db) => format!("{}: {}", db.severity(), db.message()),
+            Some(db) => match db.detail() {
+                Some(detail) => format!("{}: {} ({detail})", db.severity(), db.message()),
+                None => format!("{}: {}", db.severity(), db.message()),
+            },
             None => e.to_string(),
         })
     }
@@ -687,7 +690,8 @@ impl PgStore {
                     Some(c) => c,
                     None => client.insert(writer_connection(&url).map_err(|e| e.to_string())?),
                 };
-                write_ops(client, campaign, ops).map_err(|e| e.to_string())
+                // The server's own words, not "db error".
+                write_ops(client, campaign, ops).map_err(|e| StoreError::from(e).to_string())
             })?);
         }
         Ok(self.writer.as_ref().expect("just started"))
@@ -1186,13 +1190,18 @@ impl PgStore {
     fn lease_part(&mut self, owner: &str) -> Result<Option<Lease>, StoreError> {
         let id = self.campaign()?;
         let part = self.client.query_opt(
+            // The owner's liveness in a subquery, not a join: a part another
+            // worker leased since this statement's snapshot is checked again
+            // (READ COMMITTED) with its new owner's heartbeat, where a join
+            // would keep the row it joined before, the old owner's none,
+            // and hand the part to two workers.
             "UPDATE flowc_parts SET owner = $2, worked_by = $2 \
              WHERE campaign = $1 AND first = ( \
                  SELECT p.first FROM flowc_parts p \
-                 LEFT JOIN flowc_workers w ON w.name = p.owner \
                  WHERE p.campaign = $1 AND NOT p.done \
-                   AND (p.owner IS NULL OR w.name IS NULL \
-                        OR w.heartbeat_at < now() - make_interval(secs => w.lease_seconds)) \
+                   AND (p.owner IS NULL OR NOT EXISTS ( \
+                        SELECT 1 FROM flowc_workers w WHERE w.name = p.owner \
+                          AND w.heartbeat_at >= now() - make_interval(secs => w.lease_seconds))) \
                  ORDER BY p.first LIMIT 1 FOR UPDATE OF p SKIP LOCKED) \
              RETURNING first, last",
             &[&id, &owner],

@@ -605,7 +605,7 @@ fn three_workers_one_killed_then_another_and_the_campaign_finishes() {
         ])
         .args(["--format", "json"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("a.err")).unwrap())
         .spawn()
         .unwrap();
     let worker = |name: &str| {
@@ -617,10 +617,12 @@ fn three_workers_one_killed_then_another_and_the_campaign_finishes() {
                 &format!("script:{}", script.display()),
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("{name}.err"))).unwrap())
             .spawn()
             .unwrap()
     };
+    let said =
+        |name: &str| std::fs::read_to_string(dir.join(format!("{name}.err"))).unwrap_or_default();
     let mut client = postgres_client(&base);
     let calls = |c: &mut postgres::Client| -> i64 {
         c.query_one("SELECT count(*) FROM flowc_attempts", &[])
@@ -696,7 +698,8 @@ fn three_workers_one_killed_then_another_and_the_campaign_finishes() {
         while owned(&mut client, name) == 0 {
             assert!(
                 std::time::Instant::now() < until,
-                "worker {name} never held a contact"
+                "worker {name} never held a contact; it said: {}",
+                said(name)
             );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
@@ -705,7 +708,9 @@ fn three_workers_one_killed_then_another_and_the_campaign_finishes() {
         while owned(&mut client, name) > 0 {
             assert!(
                 killed.elapsed().as_secs() < 60,
-                "nobody took worker {name}'s contacts over"
+                "nobody took worker {name}'s contacts over; the others said: {} {}",
+                said("a"),
+                said("b")
             );
             sample(&mut client);
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -726,11 +731,7 @@ fn three_workers_one_killed_then_another_and_the_campaign_finishes() {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     };
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", said("a"));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["totalContacts"], 3000, "{report}");
 
