@@ -328,8 +328,12 @@ pub fn open_to_workers(
     drop(prepared.store.take());
     prepared.contacts = Vec::new();
     prepared.history = Vec::new();
+    // The do-not-call list goes in before any worker may join.
     PgStore::open(url)
-        .and_then(|mut s| s.open_to_workers(&flow.name, simulation))
+        .and_then(|mut s| {
+            s.add_do_not_call(&flow.name, &prepared.do_not_call)?;
+            s.open_to_workers(&flow.name, simulation)
+        })
         .map_err(failed)?;
     let (base, name) = match url.split_once('#') {
         Some((base, n)) if !n.is_empty() => (base, n.to_string()),

@@ -237,11 +237,6 @@ fn on_postgres(args: &Args, url: &str) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    if args.common.dnc.is_some() {
-        eprintln!(
-            "warning: --dnc is read by this process only: other workers of the campaign do not read it"
-        );
-    }
     let flow = prepared.flow().clone();
     let (name, base) = match campaign::open_to_workers(&mut prepared, &args.db, url, None) {
         Ok(x) => x,

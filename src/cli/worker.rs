@@ -181,7 +181,8 @@ struct Shared {
 
 /// Works on the running campaigns until there is nothing left (with
 /// `--until-done`, or `only`'s campaign once it ended) or a signal comes.
-/// `do_not_call`: numbers never to dial (`flowc run --dnc`).
+/// `do_not_call`: numbers never to dial beside each campaign's own list
+/// (which `flowc run --dnc` wrote into the database when it began it).
 pub fn work<D: Dialer + super::run::Adapter>(
     args: &Args,
     make: impl FnOnce(Failure, &tokio::runtime::Runtime) -> Result<D, String>,
@@ -284,6 +285,9 @@ pub fn work<D: Dialer + super::run::Adapter>(
                     continue;
                 }
                 store.join(campaign.id);
+                // The campaign's do-not-call list, and this process's own.
+                let mut never = store.do_not_call()?;
+                never.extend(do_not_call.iter().cloned());
                 let limit = campaign
                     .program
                     .flow
@@ -343,6 +347,7 @@ pub fn work<D: Dialer + super::run::Adapter>(
                             )
                             .store_ids(&lease.ids)
                             .history(lease.history)
+                            .do_not_call(never.clone())
                             .journal(&mut journal, Durability::Batched)
                             .pause_on(paused.clone())
                             .stop_on(stopped.clone());
@@ -368,7 +373,7 @@ pub fn work<D: Dialer + super::run::Adapter>(
                             )
                             .store_ids(&lease.ids)
                             .history(lease.history)
-                            .do_not_call(do_not_call.clone())
+                            .do_not_call(never.clone())
                             .journal(&mut journal, Durability::BeforeEachDial)
                             .pause_on(paused.clone())
                             .stop_on(stopped.clone())

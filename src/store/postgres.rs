@@ -152,6 +152,13 @@ const MIGRATIONS: &[&str] = &[
          ADD COLUMN claimed_by TEXT;
      -- The outboxes look for unsent messages, and for those a dead worker left sending.
      CREATE INDEX flowc_messages_waiting ON flowc_messages (id) WHERE status IN ('unsent', 'sending');",
+    // 3 → 4: the numbers never to dial that the campaign began with
+    // (`--dnc`), for every worker, not only the process that read the file.
+    "CREATE TABLE flowc_do_not_call (
+         campaign BIGINT NOT NULL,
+         phone TEXT NOT NULL,
+         PRIMARY KEY (campaign, phone)
+     );",
 ];
 
 impl From<postgres::Error> for StoreError {
@@ -343,6 +350,7 @@ impl PgStore {
             Some(Resumption::Restart) => {
                 let mut tx = self.client.transaction()?;
                 for table in [
+                    "flowc_do_not_call",
                     "flowc_messages",
                     "flowc_ends",
                     "flowc_attempts",
@@ -1161,6 +1169,37 @@ impl PgStore {
         )?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Adds numbers never to dial (E.164) to the campaign of `flow` (or
+    /// the URL's): every worker reads them when it joins.
+    pub fn add_do_not_call(
+        &mut self,
+        flow: &str,
+        numbers: &std::collections::HashSet<String>,
+    ) -> Result<(), StoreError> {
+        let id = self
+            .find(Some(flow))?
+            .ok_or_else(|| StoreError::Corrupt("the campaign was not begun".into()))?;
+        let numbers: Vec<&str> = numbers.iter().map(String::as_str).collect();
+        for chunk in numbers.chunks(10_000) {
+            self.client.execute(
+                "INSERT INTO flowc_do_not_call (campaign, phone) SELECT $1, unnest($2::TEXT[]) \
+                 ON CONFLICT DO NOTHING",
+                &[&id, &chunk],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The numbers never to dial of the joined campaign.
+    pub fn do_not_call(&mut self) -> Result<std::collections::HashSet<String>, StoreError> {
+        let id = self.campaign()?;
+        let rows = self.client.query(
+            "SELECT phone FROM flowc_do_not_call WHERE campaign = $1",
+            &[&id],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Leases to `owner` up to `most` parts of the campaign that are not
