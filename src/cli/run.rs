@@ -106,6 +106,29 @@ impl Mail {
     }
 }
 
+/// Who carries a run's messages: e-mail when `--smtp` was given, SMS when
+/// the dialer is a bridge.
+pub(super) struct Couriers<'a> {
+    pub email: Option<SmtpCourier>,
+    pub sms: Option<BridgeSms<'a>>,
+}
+
+impl<'a> Couriers<'a> {
+    pub fn new(mail: &Mail, bridge: Option<&'a Bridge>) -> Result<Couriers<'a>, String> {
+        Ok(Couriers {
+            email: mail.courier()?,
+            sms: bridge.map(|bridge| BridgeSms { bridge, from: None }),
+        })
+    }
+
+    /// Each one there is, for an outbox.
+    pub fn all(&self) -> Vec<&dyn DynCourier> {
+        let email = self.email.as_ref().map(|c| c as &dyn DynCourier);
+        let sms = self.sms.as_ref().map(|c| c as &dyn DynCourier);
+        email.into_iter().chain(sms).collect()
+    }
+}
+
 pub(crate) fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
     crate::syntax::parse_duration(text.trim())
         .map(std::time::Duration::from_secs)
@@ -369,18 +392,12 @@ fn drive<D: Dialer + Adapter>(
         Err(e) => return usage(e),
     };
     let dialer = &dialer;
-    let smtp = match args.mail.courier() {
+    let couriers = match Couriers::new(&args.mail, dialer.bridge()) {
         Ok(c) => c,
         Err(e) => return usage(e),
     };
-    let sms = dialer
-        .bridge()
-        .map(|bridge| BridgeSms { bridge, from: None });
-    let mut couriers: Vec<&dyn DynCourier> = Vec::new();
-    couriers.extend(smtp.as_ref().map(|c| c as &dyn DynCourier));
-    couriers.extend(sms.as_ref().map(|c| c as &dyn DynCourier));
     let clock = WallClock;
-    let mut outbox = match Outbox::open(&args.db, couriers, &clock) {
+    let mut outbox = match Outbox::open(&args.db, couriers.all(), &clock) {
         Ok(o) => o,
         Err(e) => return usage(format!("{}: {e}", args.db.display())),
     };
@@ -449,8 +466,8 @@ fn drive<D: Dialer + Adapter>(
     if let Ok((store, _)) = OutboxStore::open(&args.db) {
         unsent_note(
             |kind| store.unsent(&[kind]).unwrap_or(0),
-            smtp.is_some(),
-            sms.is_some(),
+            couriers.email.is_some(),
+            couriers.sms.is_some(),
         );
     }
     let state = if results.paused_at.is_some() {

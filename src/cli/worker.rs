@@ -34,7 +34,7 @@ use super::signals;
 use crate::dialer::bridge::Bridge;
 use crate::dialer::script::ScriptDialer;
 use crate::dialer::{Dialer, SimDialer};
-use crate::messaging::{BridgeSms, Delivered, DynCourier, Outbox};
+use crate::messaging::{Delivered, Outbox};
 use crate::record::CampaignState;
 use crate::runtime::clock::{VirtualClock, WallClock};
 use crate::runtime::engine::Engine;
@@ -222,16 +222,11 @@ pub fn work<D: Dialer + super::run::Adapter>(
     let dialer = &dialer;
     // The outbox: the campaigns' SMS (through the bridge) and e-mails
     // (`--smtp`), sent beside the dialling, in the same runtime.
-    let smtp = match args.mail.courier() {
+    let carriers = match super::run::Couriers::new(&args.mail, dialer.bridge()) {
         Ok(c) => c,
         Err(e) => return usage(e),
     };
-    let sms = dialer
-        .bridge()
-        .map(|bridge| BridgeSms { bridge, from: None });
-    let mut couriers: Vec<&dyn DynCourier> = Vec::new();
-    couriers.extend(smtp.as_ref().map(|c| c as &dyn DynCourier));
-    couriers.extend(sms.as_ref().map(|c| c as &dyn DynCourier));
+    let couriers = carriers.all();
     let outbox = if couriers.is_empty() {
         None
     } else {
