@@ -454,6 +454,8 @@ pub fn work<D: Dialer + super::run::Adapter>(
     if let Some(delivered) = delivered.borrow_mut().take() {
         super::run::say_delivered(delivered, &postgres::redact(&args.db));
     }
+    // A bridge is asked to finish (its input closed, two seconds to exit).
+    beside(&runtime, dialer.close(), outbox.as_mut());
     shared.leaving.store(true, Ordering::SeqCst);
     let _ = heartbeat.join();
     if let Err(e) = store.forget_leases(&name) {
