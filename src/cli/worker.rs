@@ -1,4 +1,4 @@
-//! `flowc worker --db postgres://… --dialer sim|script:FILE|exec:PROGRAM [--name N] [--lease SECONDS] [--until-done]`
+//! `flowc worker --db postgres://… --dialer sim|script:FILE|exec:PROGRAM [--smtp URL --mail-from ADDRESS] [--name N] [--lease SECONDS] [--until-done]`
 //!
 //! Joins every running campaign of a PostgreSQL database and places its
 //! calls, beside other workers on other machines. A campaign's contacts are
@@ -16,6 +16,11 @@
 //! batch is leased: the flow's figure divided by the live workers (at
 //! least one call per period each). Pause, resume and cancel are the
 //! campaign's state in the database, read by every worker every second.
+//!
+//! A worker with a way to send messages (its bridge for SMS, `--smtp` for
+//! e-mail) also sends the campaigns' messages, beside its calls
+//! (`store::postgres_outbox`), and reads each campaign's do-not-call list
+//! when it joins it.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
