@@ -23,7 +23,7 @@
 //! when it joins it.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -274,6 +274,9 @@ pub fn work<D: Dialer + super::run::Adapter>(
         // worker; leases a dead process of its name left are given back.
         store.renew(&name, args.lease)?;
         store.forget_leases(&name)?;
+        // Each campaign's numbers never to dial, with how many the
+        // database held when they were read.
+        let mut lists: HashMap<i64, (u64, HashSet<String>)> = HashMap::new();
         loop {
             if failure.reason().is_some() {
                 return Ok(());
@@ -285,9 +288,6 @@ pub fn work<D: Dialer + super::run::Adapter>(
                     continue;
                 }
                 store.join(campaign.id);
-                // The campaign's do-not-call list, and this process's own.
-                let mut never = store.do_not_call()?;
-                never.extend(do_not_call.iter().cloned());
                 let limit = campaign
                     .program
                     .flow
@@ -329,6 +329,15 @@ pub fn work<D: Dialer + super::run::Adapter>(
                         break;
                     }
                     leased_any = true;
+                    // The campaign's do-not-call list (read again only when
+                    // a resume added to it), and this process's own.
+                    let listed = store.do_not_call_count()?;
+                    if lists.get(&campaign.id).is_none_or(|(n, _)| *n != listed) {
+                        let mut never = store.do_not_call()?;
+                        never.extend(do_not_call.iter().cloned());
+                        lists.insert(campaign.id, (listed, never));
+                    }
+                    let never = &lists[&campaign.id].1;
                     failure.resume();
                     let mut journal = Leased {
                         store: &mut store,

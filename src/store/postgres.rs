@@ -1192,6 +1192,19 @@ impl PgStore {
         Ok(())
     }
 
+    /// How many numbers never to dial the joined campaign holds.
+    pub fn do_not_call_count(&mut self) -> Result<u64, StoreError> {
+        let id = self.campaign()?;
+        let n: i64 = self
+            .client
+            .query_one(
+                "SELECT count(*) FROM flowc_do_not_call WHERE campaign = $1",
+                &[&id],
+            )?
+            .get(0);
+        Ok(n as u64)
+    }
+
     /// The numbers never to dial of the joined campaign.
     pub fn do_not_call(&mut self) -> Result<std::collections::HashSet<String>, StoreError> {
         let id = self.campaign()?;
