@@ -119,11 +119,6 @@ impl<'a, C: Clock, S: MessageStore> Outbox<'a, C, S> {
         }
     }
 
-    /// Whether a courier delivers anything at all.
-    pub fn delivers(&self) -> bool {
-        !self.couriers.is_empty()
-    }
-
     fn kinds(&self) -> Vec<&'static str> {
         self.couriers.iter().map(|c| c.kind()).collect()
     }

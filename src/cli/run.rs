@@ -66,6 +66,9 @@ pub struct Args {
     grace: std::time::Duration,
 }
 
+/// Where the SMTP password is, unless `--smtp-password-env` says.
+const SMTP_PASSWORD_ENV: &str = "FLOWC_SMTP_PASSWORD";
+
 /// How e-mails are sent (`run` and `worker`).
 #[derive(clap::Args, Clone, Debug)]
 pub struct Mail {
@@ -77,7 +80,7 @@ pub struct Mail {
     #[arg(long, value_name = "ADDRESS")]
     pub mail_from: Option<String>,
     /// The environment variable holding the SMTP user's password
-    #[arg(long, value_name = "NAME", default_value = "FLOWC_SMTP_PASSWORD")]
+    #[arg(long, value_name = "NAME", default_value = SMTP_PASSWORD_ENV)]
     pub smtp_password_env: String,
 }
 
@@ -87,7 +90,7 @@ impl Mail {
         Mail {
             smtp: None,
             mail_from: None,
-            smtp_password_env: "FLOWC_SMTP_PASSWORD".into(),
+            smtp_password_env: SMTP_PASSWORD_ENV.into(),
         }
     }
 
