@@ -63,6 +63,11 @@ pub struct Trunk {
     /// `tls`: the name the trunk's certificate must carry (and the SNI
     /// sent); the host of `--dialer sip:HOST` when absent.
     pub tls_server_name: Option<String>,
+    /// `tls`: the certificate (PEM, the chain from ours up) flowc shows a
+    /// trunk that asks for one (mutual TLS); with `tls_key`.
+    pub tls_cert: Option<String>,
+    /// `tls`: the private key (PEM: PKCS #8, PKCS #1 or SEC 1) of `tls_cert`.
+    pub tls_key: Option<String>,
     /// Where requests are sent when not to the trunk itself (`HOST:PORT`).
     pub outbound_proxy: Option<String>,
     /// The domain of the request URI and of `From`; the trunk's address when absent.
@@ -99,6 +104,8 @@ impl Default for Trunk {
             transport: "udp".into(),
             tls_ca: None,
             tls_server_name: None,
+            tls_cert: None,
+            tls_key: None,
             outbound_proxy: None,
             domain: None,
             username: None,
@@ -141,6 +148,9 @@ impl Trunk {
         }
         if !(1..=10_000).contains(&t.t1_ms) {
             return Err("t1_ms is a number of milliseconds from 1 to 10000".into());
+        }
+        if t.tls_cert.is_some() != t.tls_key.is_some() {
+            return Err("tls_cert and tls_key go together (our certificate and its key)".into());
         }
         if t.username.is_some() != t.password_env.is_some() {
             return Err("username and password_env go together".into());
@@ -188,6 +198,37 @@ impl Trunk {
         }
         Ok(Some((from, to)))
     }
+}
+
+/// The trunk file's `tls_cert` and `tls_key`, read and checked once at
+/// start: a certificate or key that cannot be used fails the campaign's
+/// start, not every call's handshake.
+fn client_identity(cert: &str, key: &str) -> Result<(Vec<u8>, Vec<u8>), String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer};
+    let cert_pem = std::fs::read(cert)
+        .map_err(|e| format!("the trunk's tls_cert {cert} cannot be read: {e}"))?;
+    let key_pem =
+        std::fs::read(key).map_err(|e| format!("the trunk's tls_key {key} cannot be read: {e}"))?;
+    let certificates = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("the trunk's tls_cert {cert} is not PEM: {e}"))?;
+    if certificates.is_empty() {
+        return Err(format!(
+            "the trunk's tls_cert {cert} holds no certificate (a PEM \"BEGIN CERTIFICATE\" block)"
+        ));
+    }
+    // The forms the SIP stack reads.
+    let pkcs8 = PrivatePkcs8KeyDer::pem_slice_iter(&key_pem).next();
+    let pkcs1 = PrivatePkcs1KeyDer::pem_slice_iter(&key_pem).next();
+    if !matches!(pkcs8, Some(Ok(_))) && !matches!(pkcs1, Some(Ok(_))) {
+        return Err(format!(
+            "the trunk's tls_key {key} holds no private key in PKCS #8 (\"BEGIN PRIVATE KEY\") \
+             or PKCS #1 (\"BEGIN RSA PRIVATE KEY\") form; `openssl pkcs8 -topk8 -nocrypt -in {key}` \
+             converts another"
+        ));
+    }
+    Ok((cert_pem, key_pem))
 }
 
 fn codec_number(name: &str) -> Option<u8> {
@@ -443,8 +484,17 @@ impl SipDialer {
                 .unwrap_or("/etc/ssl/certs/ca-certificates.crt");
             let pem = std::fs::read(ca)
                 .map_err(|e| format!("the trunk's tls_ca {ca} cannot be read: {e}"))?;
+            let (client_cert, client_key) = match (&trunk.tls_cert, &trunk.tls_key) {
+                (Some(cert), Some(key)) => {
+                    let (cert, key) = client_identity(cert, key)?;
+                    (Some(cert), Some(key))
+                }
+                _ => (None, None),
+            };
             transport.set_tls_config(rsipstack::transport::tls::TlsConfig {
                 ca_certs: Some(pem),
+                client_cert,
+                client_key,
                 sni_hostname: Some(match &trunk.tls_server_name {
                     Some(name) => name.clone(),
                     None => host_of(target).to_string(),

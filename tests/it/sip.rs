@@ -2,7 +2,7 @@
 //! 127.0.0.1: each test checks flowc's outcome and SIP status **and** sipp's
 //! exit status, which proves flowc's ACK, CANCEL and BYE were right.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use crate::root;
@@ -342,6 +342,22 @@ fn a_trunk_file_that_cannot_be_read_is_a_usage_error() {
         (
             "username = \"a\"\n",
             "username and password_env go together",
+        ),
+        (
+            "transport = \"tls\"\ntls_cert = \"c.pem\"\n",
+            "tls_cert and tls_key go together",
+        ),
+        (
+            "transport = \"tls\"\ntls_cert = \"/nonexistent/c.pem\"\ntls_key = \"k.pem\"\n",
+            "the trunk's tls_cert /nonexistent/c.pem cannot be read",
+        ),
+        (
+            format!(
+                "transport = \"tls\"\ntls_cert = \"{0}\"\ntls_key = \"{0}\"\n",
+                p("list.csv")
+            )
+            .as_str(),
+            "holds no certificate",
         ),
         ("password = \"x\"\n", "unknown field `password`"),
         (
@@ -903,6 +919,7 @@ fn the_readmes_trunk_file_reads() {
     let text = &readme[start..start + readme[start..].find("```").unwrap()];
     let trunk = flowc::dialer::sip::Trunk::parse(text).unwrap();
     assert_eq!(trunk.tts.as_deref(), Some("espeak-ng --stdout"));
+    assert_eq!(trunk.tls_key.as_deref(), Some("flowc.key"));
     assert_eq!(trunk.amd.greeting_ms, 1500);
     assert_eq!(
         trunk.outbound_proxy.as_deref(),
@@ -1020,11 +1037,89 @@ fn a_call_over_tls_and_an_untrusted_certificate() {
         return;
     }
     let mut trunk = Trunk::start_on("t1", "tls", "answer.xml", &[]);
+    test_certificates(&trunk.dir);
+    let (_relay, port) = tls_relay(&trunk.dir, trunk.port, None);
+    trunk.port = port;
     let dir = trunk.dir.clone();
+    let ca = dir.join("ca.pem").display().to_string();
+    let o = trunk.run(
+        &trunk.trunk_file(&format!("transport = \"tls\"\ntls_ca = \"{ca}\"\n")),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        trunk.attempt(),
+        ("answered".into(), Some(200), Some("OK".into()))
+    );
+    assert_eq!(trunk.sipp_status(), 0, "sipp saw no ACK or BYE over TLS");
+    // The system's roots do not know the test CA: no call is placed.
+    std::fs::remove_file(dir.join("run.db")).unwrap();
+    let o = trunk.run(&trunk.trunk_file("transport = \"tls\"\n"), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(trunk.attempt().0, "network_error");
+}
+
+/// A trunk that asks for our certificate (mutual TLS): with the trunk
+/// file's `tls_cert` and `tls_key`, signed by a CA the trunk trusts, the
+/// call is answered; without them the trunk refuses the connection and the
+/// call is a network error; a key file that holds no key fails the start.
+#[test]
+fn a_trunk_that_asks_for_our_certificate_is_shown_it() {
+    if !sipp_here() {
+        return;
+    }
+    let mut trunk = Trunk::start_on("t1", "mtls", "answer.xml", &[]);
+    test_certificates(&trunk.dir);
+    let dir = trunk.dir.clone();
+    let (_relay, port) = tls_relay(&dir, trunk.port, Some(&dir.join("ca.pem")));
+    trunk.port = port;
+    let file = |name: &str| dir.join(name).display().to_string();
+    let tls = format!("transport = \"tls\"\ntls_ca = \"{}\"\n", file("ca.pem"));
+
+    let o = trunk.run(
+        &trunk.trunk_file(&format!(
+            "{tls}tls_cert = \"{0}\"\ntls_key = \"{0}\"\n",
+            file("client.pem")
+        )),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("holds no private key in PKCS #8"),
+        "{}",
+        stderr(&o)
+    );
+
+    let _ = std::fs::remove_file(dir.join("run.db"));
+    let o = trunk.run(&trunk.trunk_file(&tls), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(trunk.attempt().0, "network_error", "no certificate shown");
+
+    std::fs::remove_file(dir.join("run.db")).unwrap();
+    let o = trunk.run(
+        &trunk.trunk_file(&format!(
+            "{tls}tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            file("client.pem"),
+            file("client.key")
+        )),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        trunk.attempt(),
+        ("answered".into(), Some(200), Some("OK".into()))
+    );
+    assert_eq!(trunk.sipp_status(), 0, "sipp saw no ACK or BYE over TLS");
+}
+
+/// A test CA in `dir` (`ca.pem`) and two certificates it signed: the
+/// trunk's, for 127.0.0.1 (`cert.pem`, `key.pem`), and flowc's
+/// (`client.pem`, `client.key`).
+fn test_certificates(dir: &Path) {
     let openssl = |args: &[&str]| {
         let o = Command::new("openssl")
             .args(args)
-            .current_dir(&dir)
+            .current_dir(dir)
             .output()
             .expect("openssl runs");
         assert!(o.status.success(), "openssl {args:?}: {}", stderr(&o));
@@ -1044,53 +1139,56 @@ fn a_call_over_tls_and_an_untrusted_certificate() {
         "-subj",
         "/CN=flowc test CA",
     ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "leaf.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    std::fs::write(
-        dir.join("leaf.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "cert.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "leaf.ext",
-    ]);
-    struct Relay(Child);
-    impl Drop for Relay {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
+    for (name, key, out, ext) in [
+        (
+            "/CN=127.0.0.1",
+            "key.pem",
+            "cert.pem",
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        ),
+        (
+            "/CN=flowc",
+            "client.key",
+            "client.pem",
+            "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
+        ),
+    ] {
+        openssl(&[
+            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", "leaf.csr", "-subj",
+            name,
+        ]);
+        std::fs::write(dir.join("leaf.ext"), ext).unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            out,
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ]);
     }
+}
+
+/// tests/sip/tls_relay.py: a TLS front (`dir`'s `cert.pem`) for sipp on
+/// TCP `target`, asking for a client certificate of `client_ca` when
+/// given. Returns the relay, stopped when dropped, and its port.
+fn tls_relay(dir: &Path, target: u16, client_ca: Option<&Path>) -> (Relay, u16) {
     let mut relay = Relay(
         Command::new("python3")
             .arg(root().join("tests/sip/tls_relay.py"))
             .arg(dir.join("cert.pem"))
             .arg(dir.join("key.pem"))
-            .arg(trunk.port.to_string())
+            .arg(target.to_string())
+            .args(client_ca)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -1102,21 +1200,17 @@ fn a_call_over_tls_and_an_untrusted_certificate() {
         &mut port,
     )
     .unwrap();
-    trunk.port = port.trim().parse().expect("the relay prints its port");
-    let ca = dir.join("ca.pem").display().to_string();
-    let o = trunk.run(
-        &trunk.trunk_file(&format!("transport = \"tls\"\ntls_ca = \"{ca}\"\n")),
-        &[],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(
-        trunk.attempt(),
-        ("answered".into(), Some(200), Some("OK".into()))
-    );
-    assert_eq!(trunk.sipp_status(), 0, "sipp saw no ACK or BYE over TLS");
-    // The system's roots do not know the test CA: no call is placed.
-    std::fs::remove_file(dir.join("run.db")).unwrap();
-    let o = trunk.run(&trunk.trunk_file("transport = \"tls\"\n"), &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(trunk.attempt().0, "network_error");
+    (
+        relay,
+        port.trim().parse().expect("the relay prints its port"),
+    )
+}
+
+struct Relay(Child);
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
