@@ -277,8 +277,9 @@ pub fn work<D: Dialer + super::run::Adapter>(
         // Each campaign's numbers never to dial, with how many the
         // database held when they were read.
         let mut lists: HashMap<i64, (u64, HashSet<String>)> = HashMap::new();
+        let mut said_paused = false;
         loop {
-            if failure.reason().is_some() {
+            if failure.reason().is_some() || signals::received() {
                 return Ok(());
             }
             let mut leased_any = false;
@@ -420,6 +421,25 @@ pub fn work<D: Dialer + super::run::Adapter>(
                     unfinished = true;
                 }
             }
+            // A paused campaign is not done: it is waited for (a resume
+            // from `flowc campaign resume` or `flowc serve` goes on).
+            let paused = store.paused()?;
+            let waiting = match only {
+                Some(n) => paused.iter().any(|p| p == n),
+                None => !paused.is_empty(),
+            };
+            if waiting && !leased_any && !said_paused {
+                eprintln!(
+                    "{} paused: waiting for it to be resumed (`flowc campaign resume`, or the dashboard); \
+                     Ctrl-C leaves it paused",
+                    match only {
+                        Some(n) => format!("the campaign \"{n}\" is"),
+                        None => "a campaign is".to_string(),
+                    }
+                );
+            }
+            said_paused = waiting && !leased_any;
+            let unfinished = unfinished || waiting;
             let done = match only {
                 Some(_) => !unfinished,
                 None => args.until_done && !unfinished,

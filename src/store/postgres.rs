@@ -1096,6 +1096,15 @@ impl PgStore {
         self.writer = None;
     }
 
+    /// The names of the campaigns paused now.
+    pub fn paused(&mut self) -> Result<Vec<String>, StoreError> {
+        let rows = self.client.query(
+            "SELECT name FROM flowc_campaigns WHERE state = 'paused' ORDER BY id",
+            &[],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// The campaigns running now.
     pub fn running(&mut self) -> Result<Vec<Running>, StoreError> {
         let rows = self.client.query(
