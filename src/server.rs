@@ -1,5 +1,7 @@
 //! `flowc serve`: campaigns operated over HTTP. The `--db` folder holds
 //! one store per execution and the server's own database (keys, audit);
+//! or `--db` is a PostgreSQL database whose campaigns are the executions,
+//! and the server's own database is in the `--keys` folder.
 //! `executions` runs and controls them, `api` is the routes, and the
 //! dashboard is one page served by the server itself.
 
@@ -16,7 +18,11 @@ pub use executions::{Control, Refusal, Runner, Settings};
 
 /// How `flowc serve` was started.
 pub struct Options {
+    /// The folder of the executions and of the server's own database.
     pub folder: PathBuf,
+    /// The database whose campaigns are the executions (then `folder`
+    /// holds the server's own database only).
+    pub postgres: Option<String>,
     pub listen: SocketAddr,
     pub data_dir: Option<PathBuf>,
     pub allowed_dialers: Vec<String>,
@@ -38,8 +44,23 @@ pub async fn serve(
             options.folder.display()
         );
     }
-    let registry = executions::Registry::new(options.folder.clone(), runner);
-    let picked = registry.resume_interrupted();
+    // The database is reached off the async threads (its client blocks).
+    let folder = options.folder.clone();
+    let database = options.postgres.clone();
+    let (registry, picked) = tokio::task::spawn_blocking(move || {
+        let pool = match database {
+            Some(url) => Some(
+                executions::Pool::open(&url)
+                    .map_err(|e| format!("{}: {e}", crate::store::postgres::redact(&url)))?,
+            ),
+            None => None,
+        };
+        let registry = executions::Registry::new(folder, pool, runner);
+        let picked = registry.resume_interrupted();
+        Ok::<_, String>((registry, picked))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
     if picked > 0 {
         tracing::info!(
             executions = picked,

@@ -386,6 +386,82 @@ pub struct Overview {
     pub run_by_someone: bool,
 }
 
+/// What a campaign's viewer reads (`flowc serve`), from either store.
+pub trait Reading {
+    fn overview(&mut self) -> Result<Overview, StoreError>;
+    /// Attempts by outcome (`unknown`: started, never ended).
+    fn outcomes(&mut self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// A page of the attempts in the order dialled, of one number or one
+    /// outcome when asked, and how many there are in all.
+    fn calls(
+        &mut self,
+        contact: Option<&str>,
+        outcome: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(u64, Vec<CallRow>), StoreError>;
+    fn program(&mut self) -> Result<ir::Program, StoreError>;
+    /// Every contact with its attempts, as a report reads them.
+    fn results(
+        &mut self,
+        flow: &ir::Flow,
+    ) -> Result<(Vec<Contact>, Vec<ContactResult>), StoreError>;
+}
+
+impl Reading for Store {
+    fn overview(&mut self) -> Result<Overview, StoreError> {
+        Store::overview(self)
+    }
+    fn outcomes(&mut self) -> Result<Vec<(String, u64)>, StoreError> {
+        Store::outcomes(self)
+    }
+    fn calls(
+        &mut self,
+        contact: Option<&str>,
+        outcome: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(u64, Vec<CallRow>), StoreError> {
+        Store::calls(self, contact, outcome, offset, limit)
+    }
+    fn program(&mut self) -> Result<ir::Program, StoreError> {
+        Store::program(self)
+    }
+    fn results(
+        &mut self,
+        flow: &ir::Flow,
+    ) -> Result<(Vec<Contact>, Vec<ContactResult>), StoreError> {
+        Store::results(self, flow)
+    }
+}
+
+impl Reading for postgres::PgStore {
+    fn overview(&mut self) -> Result<Overview, StoreError> {
+        postgres::PgStore::overview(self)
+    }
+    fn outcomes(&mut self) -> Result<Vec<(String, u64)>, StoreError> {
+        postgres::PgStore::outcomes(self)
+    }
+    fn calls(
+        &mut self,
+        contact: Option<&str>,
+        outcome: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(u64, Vec<CallRow>), StoreError> {
+        postgres::PgStore::calls(self, contact, outcome, offset, limit)
+    }
+    fn program(&mut self) -> Result<ir::Program, StoreError> {
+        postgres::PgStore::program(self)
+    }
+    fn results(
+        &mut self,
+        flow: &ir::Flow,
+    ) -> Result<(Vec<Contact>, Vec<ContactResult>), StoreError> {
+        postgres::PgStore::results(self, flow)
+    }
+}
+
 /// One attempt with its contact (`Store::calls`).
 #[derive(Clone, Debug)]
 pub struct CallRow {

@@ -1,6 +1,7 @@
-//! `flowc serve --db DIR`: the executions API and the dashboard; `flowc
-//! keys`: the keys it accepts. The runs themselves are `flowc run`'s, driven
-//! through [`Control`].
+//! `flowc serve --db DIR` (or `--db postgres://… --keys DIR`): the
+//! executions API and the dashboard; `flowc keys`: the keys it accepts.
+//! The runs themselves are `flowc run`'s, driven through [`Control`], or,
+//! in a database, the workers'.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,9 +18,15 @@ use crate::server::{self, Control, Refusal, Runner, Settings};
 pub struct Args {
     /// The folder of the executions: one database per execution, and the
     /// server's keys (made when missing). `flowc run --db DIR/NAME.db`
-    /// keeps a run there that the server shows too
-    #[arg(long, value_name = "DIR")]
+    /// keeps a run there that the server shows too. Or a PostgreSQL
+    /// database (`postgres://user@host/db`): its campaigns, which `flowc
+    /// run` begins and workers run, are the executions
+    #[arg(long, value_name = "DIR|URL")]
     db: PathBuf,
+    /// With a PostgreSQL `--db`: the folder of the server's keys and audit
+    /// (made when missing; `flowc keys create --db DIR` makes a key there)
+    #[arg(long, value_name = "DIR")]
+    keys: Option<PathBuf>,
     /// The address to listen on
     #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -61,6 +68,35 @@ pub fn run(args: Args) -> ExitCode {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
+    let database = args
+        .db
+        .to_str()
+        .filter(|d| crate::store::postgres::is_url(d))
+        .map(str::to_string);
+    let folder = match (&database, &args.keys) {
+        (Some(_), Some(keys)) => keys.clone(),
+        (Some(url), None) => {
+            return usage(format!(
+                "--db {}: a server on a database keeps its keys in a folder of its own: \
+                 give it with `--keys DIR` (and make a key with `flowc keys create --db DIR --name NAME`)",
+                crate::store::postgres::redact(url)
+            ))
+        }
+        (None, Some(_)) => {
+            return usage(format!(
+                "--keys is for a server on a PostgreSQL database; the keys of --db {} are in that folder",
+                args.db.display()
+            ))
+        }
+        (None, None) => args.db.clone(),
+    };
+    if database.is_some() && (args.trunk.is_some() || args.recordings.is_some()) {
+        return usage(
+            "--trunk and --recordings are for the runs a server starts; on a database, \
+             workers dial (`flowc worker --dialer …`)"
+                .into(),
+        );
+    }
     if std::fs::metadata(&args.db).is_ok_and(|m| m.is_file()) {
         return usage(format!(
             "--db {} is a file: `flowc serve` takes a folder (one database per execution); \
@@ -81,8 +117,13 @@ pub fn run(args: Args) -> ExitCode {
         recordings: args.recordings.clone(),
         grace: args.grace,
     });
+    let shown = match &database {
+        Some(url) => crate::store::postgres::redact(url),
+        None => args.db.display().to_string(),
+    };
     let options = server::Options {
-        folder: args.db.clone(),
+        folder,
+        postgres: database,
         listen: args.listen,
         data_dir: args.data_dir.clone(),
         allowed_dialers: args.allowed_dialers.clone(),
@@ -93,7 +134,7 @@ pub fn run(args: Args) -> ExitCode {
         .build()
         .expect("a runtime starts");
     let served = runtime.block_on(server::serve(options, runner, signals::received, |a| {
-        eprintln!("flowc serves {} on http://{a}/", args.db.display());
+        eprintln!("flowc serves {shown} on http://{a}/");
     }));
     match served {
         Ok(()) => ExitCode::SUCCESS,
@@ -269,7 +310,7 @@ pub struct KeysArgs {
 enum KeysAction {
     /// Make a key and print it (the only time it is shown; the server keeps its hash)
     Create {
-        /// The folder `flowc serve --db` serves
+        /// The folder `flowc serve --db` serves (or its `--keys` folder)
         #[arg(long, value_name = "DIR")]
         db: PathBuf,
         /// Who or what uses the key: `ci`, `dashboard`, `alice`
@@ -294,7 +335,16 @@ enum KeysAction {
 }
 
 pub fn keys(args: KeysArgs) -> ExitCode {
-    let open = |db: &Path| server::keys::Keys::open(db).map_err(usage);
+    let open = |db: &Path| {
+        if let Some(url) = db.to_str().filter(|d| crate::store::postgres::is_url(d)) {
+            return Err(usage(format!(
+                "--db {}: a server on a database keeps its keys in the folder of its `--keys DIR`: \
+                 give that folder here",
+                crate::store::postgres::redact(url)
+            )));
+        }
+        server::keys::Keys::open(db).map_err(usage)
+    };
     match args.action {
         KeysAction::Create {
             db,

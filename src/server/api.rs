@@ -22,7 +22,7 @@ use super::executions::{Refused, Registry, Settings, Snapshot, Status};
 use super::keys::{Key, Keys};
 use crate::report;
 use crate::runtime::engine::{Lateness, LATENESS_BOUNDS_MS};
-use crate::store::Store;
+use crate::store::{Reading, StoreError};
 
 /// What every handler shares.
 pub struct App {
@@ -417,7 +417,8 @@ fn in_data_dir(app: &App, relative: &str, what: &str) -> Result<PathBuf, Problem
 /// Start a campaign.
 #[utoipa::path(post, path = "/program-executions", request_body = NewExecution,
     responses((status = 201, body = Execution), (status = 400, body = Problem),
-        (status = 422, description = "the flow has errors, or the list too many rejected rows", body = Problem)))]
+        (status = 422, description = "the flow has errors, or the list too many rejected rows", body = Problem),
+        (status = 501, description = "a server on a PostgreSQL database does not begin campaigns", body = Problem)))]
 async fn create(
     State(app): State<Shared>,
     Extension(caller): Extension<Caller>,
@@ -444,6 +445,14 @@ async fn create(
 }
 
 fn start(app: &App, caller: &Caller, new: NewExecution) -> Result<Execution, Problem> {
+    if app.registry.postgres.is_some() {
+        return Err(Problem::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "this server shows the campaigns of a PostgreSQL database and does not begin them: \
+             begin one with `flowc run FLOW --contacts LIST --db postgres://…#NAME`, and workers \
+             join it with `flowc worker`",
+        ));
+    }
     let dialer = new.dialer.clone().unwrap_or_else(|| "sim".into());
     let dialer = match dialer.split_once(':') {
         None if dialer == "sim" => dialer,
@@ -545,14 +554,18 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<ExecutionPage>, Problem> {
     let (page, page_size) = page_of(q.page, q.page_size, 500);
-    let mut all: Vec<Execution> = app
-        .registry
-        .all()
-        .iter()
-        .filter_map(|e| e.snapshot().ok())
-        .map(Execution::from)
-        .filter(|e| q.status.is_none_or(|s| s == e.status))
-        .collect();
+    // Stores are read: off the request threads.
+    let mut all: Vec<Execution> = tokio::task::spawn_blocking(move || {
+        app.registry
+            .all()
+            .iter()
+            .filter_map(|e| e.snapshot().ok())
+            .map(Execution::from)
+            .filter(|e| q.status.is_none_or(|s| s == e.status))
+            .collect()
+    })
+    .await
+    .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     all.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));
     let total = all.len() as u64;
     let items = all
@@ -605,6 +618,21 @@ fn act(
     })
 }
 
+/// A control action off the request threads: it reads and writes stores.
+async fn act_apart(
+    app: Shared,
+    caller: Caller,
+    id: String,
+    action: &'static str,
+    f: fn(&Arc<Registry>, &str) -> Result<Snapshot, Refused>,
+) -> Response {
+    tokio::task::spawn_blocking(move || act(app, caller, id, action, f))
+        .await
+        .unwrap_or_else(|e| {
+            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+        })
+}
+
 /// No new dial from now on; calls under way finish.
 #[utoipa::path(post, path = "/program-executions/{id}/pause", params(("id" = String, Path)),
     responses((status = 200, body = Execution), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
@@ -613,7 +641,7 @@ async fn pause(
     Extension(caller): Extension<Caller>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    act(app, caller, id, "pause", Registry::pause)
+    act_apart(app, caller, id, "pause", Registry::pause).await
 }
 
 #[utoipa::path(post, path = "/program-executions/{id}/resume", params(("id" = String, Path)),
@@ -623,7 +651,7 @@ async fn resume(
     Extension(caller): Extension<Caller>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    act(app, caller, id, "resume", Registry::resume)
+    act_apart(app, caller, id, "resume", Registry::resume).await
 }
 
 /// Calls under way finish; every contact still pending ends `skipped "cancelled"`.
@@ -634,15 +662,21 @@ async fn cancel(
     Extension(caller): Extension<Caller>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    act(app, caller, id, "cancel", Registry::cancel)
+    act_apart(app, caller, id, "cancel", Registry::cancel).await
 }
 
-fn store_of(app: &App, id: &str) -> Result<Store, Problem> {
+/// Reads the store of execution `id` (off the request threads).
+fn read_store<T>(
+    app: &App,
+    id: &str,
+    f: impl FnOnce(&mut dyn Reading) -> Result<T, StoreError>,
+) -> Result<T, Problem> {
     let e = app
         .registry
         .get(id)
         .ok_or_else(|| refused(id, Refused::NotFound))?;
-    Store::open_read_only(&e.store)
+    e.place
+        .read(f)
         .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
@@ -656,15 +690,14 @@ async fn calls(
 ) -> Result<Json<CallPage>, Problem> {
     let (page, page_size) = page_of(q.page, q.page_size, 1000);
     tokio::task::spawn_blocking(move || {
-        let store = store_of(&app, &id)?;
-        let (total, rows) = store
-            .calls(
+        let (total, rows) = read_store(&app, &id, |store| {
+            store.calls(
                 q.contact.as_deref(),
                 q.outcome.as_deref(),
                 (page - 1) * page_size,
                 page_size,
             )
-            .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        })?;
         let items = rows
             .into_iter()
             .map(|r| Call {
@@ -710,14 +743,14 @@ enum ReportKind {
 
 async fn report_of(app: Shared, id: String, kind: ReportKind) -> Response {
     let made = tokio::task::spawn_blocking(move || -> Result<Response, Problem> {
-        let store = store_of(&app, &id)?;
-        let internal = |e: crate::store::StoreError| {
-            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-        };
-        let flow = store.program().map_err(internal)?.flow.ok_or_else(|| {
-            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "the run has no flow")
+        let (flow, list, results) = read_store(&app, &id, |store| {
+            let flow = store
+                .program()?
+                .flow
+                .ok_or_else(|| StoreError::Corrupt("the run has no flow".into()))?;
+            let (list, results) = store.results(&flow)?;
+            Ok((flow, list, results))
         })?;
-        let (list, results) = store.results(&flow).map_err(internal)?;
         Ok(match kind {
             ReportKind::Csv => (
                 [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
@@ -781,9 +814,11 @@ async fn events(
     State(app): State<Shared>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Response, Problem> {
-    let e = app
-        .registry
-        .get(&id)
+    let registry = app.registry.clone();
+    let wanted = id.clone();
+    let e = tokio::task::spawn_blocking(move || registry.get(&wanted))
+        .await
+        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .ok_or_else(|| refused(&id, Refused::NotFound))?;
     let stream =
         futures_util::stream::unfold((e, None::<Status>, true), |(e, last, first)| async move {
@@ -791,7 +826,12 @@ async fn events(
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             let mut out: Vec<Result<Event, Infallible>> = Vec::new();
-            match e.snapshot() {
+            // The store is read off the request threads.
+            let read = e.clone();
+            let snapshot = tokio::task::spawn_blocking(move || read.snapshot())
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            match snapshot {
                 Ok(s) => {
                     let view = Execution::from(s);
                     let json = serde_json::to_string(&view).expect("an execution serialises");

@@ -4,6 +4,14 @@
 //! cancel them, and pick up after a restart those the store says were
 //! running. Runs kept there by `flowc run` are shown and reported, and
 //! driven by their own process.
+//!
+//! Or the campaigns of a PostgreSQL database (`--db postgres://…`), which
+//! `flowc run` begins and workers run: each is an execution named as its
+//! campaign, shown, reported, and paused, resumed or cancelled through its
+//! state in the database, which every worker reads within a second.
+//!
+//! The PostgreSQL client blocks: every read here runs off the server's
+//! request threads (`spawn_blocking`), never in an async task.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +24,8 @@ use serde::{Deserialize, Serialize};
 use crate::record::CampaignState;
 use crate::runtime::engine::{Lateness, Progress};
 use crate::runtime::journal::Durability;
-use crate::store::{Overview, Store};
+use crate::store::postgres::PgStore;
+use crate::store::{Overview, Reading, Store, StoreError};
 
 /// How the server starts an execution's runs (the command line's `run`).
 pub trait Runner: Send + Sync + 'static {
@@ -121,9 +130,75 @@ struct Live {
     past_lateness: Lateness,
 }
 
+/// Where an execution's campaign is kept.
+#[derive(Clone)]
+pub enum Place {
+    /// A store of the folder (`ID.db`).
+    File(PathBuf),
+    /// The campaign of this name in the database.
+    Postgres(Arc<Pool>, String),
+}
+
+impl Place {
+    /// Reads the campaign (a moment's connection to its file; a kept
+    /// connection to the database).
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Reading) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match self {
+            Place::File(path) => f(&mut Store::open_read_only(path)?),
+            Place::Postgres(pool, name) => pool.with(|store| {
+                store.select(name)?;
+                f(store)
+            }),
+        }
+    }
+}
+
+/// Connections to one PostgreSQL database, kept between requests.
+pub struct Pool {
+    url: String,
+    idle: Mutex<Vec<PgStore>>,
+}
+
+impl Pool {
+    /// The database of `url` (without a campaign's name), reached once to
+    /// bring its schema to this version: a later one is refused here.
+    pub fn open(url: &str) -> Result<Arc<Pool>, StoreError> {
+        let url = url.split_once('#').map_or(url, |(u, _)| u).to_string();
+        let first = PgStore::open(&url)?;
+        Ok(Arc::new(Pool {
+            url,
+            idle: Mutex::new(vec![first]),
+        }))
+    }
+
+    /// Runs `f` on a connection of the pool (a new one when all are taken),
+    /// given back after unless it was lost.
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&mut PgStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let taken = self.idle.lock().expect("not poisoned").pop();
+        let mut store = match taken {
+            Some(s) => s,
+            None => PgStore::open(&self.url)?,
+        };
+        let result = f(&mut store);
+        if !store.is_closed() {
+            let mut idle = self.idle.lock().expect("not poisoned");
+            if idle.len() < 4 {
+                idle.push(store);
+            }
+        }
+        result
+    }
+}
+
 pub struct Execution {
     pub id: String,
-    pub store: PathBuf,
+    pub place: Place,
     /// `ID.files/` and its settings: an execution the server drives.
     pub files: Option<(PathBuf, Settings)>,
     live: Mutex<Live>,
@@ -167,10 +242,10 @@ pub enum Refused {
 }
 
 impl Execution {
-    fn new(id: String, store: PathBuf, files: Option<(PathBuf, Settings)>) -> Execution {
+    fn new(id: String, place: Place, files: Option<(PathBuf, Settings)>) -> Execution {
         Execution {
             id,
-            store,
+            place,
             files,
             live: Mutex::new(Live::default()),
             cached: Mutex::new(None),
@@ -195,7 +270,7 @@ impl Execution {
                 return rows.clone();
             }
         }
-        match Store::open_read_only(&self.store).and_then(|st| st.outcomes()) {
+        match self.place.read(|r| r.outcomes()) {
             Ok(rows) => {
                 *cached = Some((Instant::now(), status, rows.clone()));
                 rows
@@ -224,9 +299,7 @@ impl Execution {
             }
         }
         self.reading.store(true, Ordering::Release);
-        let read = Store::open_read_only(&self.store)
-            .and_then(|s| s.overview())
-            .map_err(|e| e.to_string());
+        let read = self.place.read(|r| r.overview()).map_err(|e| e.to_string());
         self.reading.store(false, Ordering::Release);
         let o = read?;
         *self.cached.lock().expect("not poisoned") = Some((Instant::now(), o.clone()));
@@ -260,6 +333,7 @@ impl Execution {
             _ if running && o.started_at > now => Status::Scheduled,
             _ if running => Status::Running,
             CampaignState::Paused => Status::Paused,
+            _ if o.run_by_someone && o.started_at > now => Status::Scheduled,
             _ if o.run_by_someone => Status::Running,
             _ => Status::Stopped,
         };
@@ -290,15 +364,18 @@ impl Execution {
                 .then_some(o.updated_at),
             dialer: self.files.as_ref().map(|(_, s)| s.dialer.clone()),
             error: error.filter(|_| status == Status::Stopped),
-            driven: self.files.is_some(),
+            driven: self.files.is_some() || matches!(self.place, Place::Postgres(..)),
             lateness,
         })
     }
 }
 
-/// The executions of one folder.
+/// The executions of one folder, or of one database.
 pub struct Registry {
     pub folder: PathBuf,
+    /// The database whose campaigns are the executions, instead of the
+    /// folder's stores.
+    pub postgres: Option<Arc<Pool>>,
     runner: Arc<dyn Runner>,
     executions: Mutex<BTreeMap<String, Arc<Execution>>>,
 }
@@ -307,9 +384,14 @@ const FILES: &str = "files";
 const SETTINGS: &str = "execution.json";
 
 impl Registry {
-    pub fn new(folder: PathBuf, runner: Arc<dyn Runner>) -> Arc<Registry> {
+    pub fn new(
+        folder: PathBuf,
+        postgres: Option<Arc<Pool>>,
+        runner: Arc<dyn Runner>,
+    ) -> Arc<Registry> {
         let r = Arc::new(Registry {
             folder,
+            postgres,
             runner,
             executions: Mutex::new(BTreeMap::new()),
         });
@@ -317,8 +399,25 @@ impl Registry {
         r
     }
 
-    /// Adds the stores that appeared in the folder since the last look.
+    /// Adds the stores that appeared in the folder (the campaigns that
+    /// appeared in the database) since the last look.
     pub fn scan(&self) {
+        if let Some(pool) = &self.postgres {
+            let Ok(names) = pool.with(|s| s.campaign_names()) else {
+                return;
+            };
+            let mut executions = self.executions.lock().expect("not poisoned");
+            for name in names {
+                executions.entry(name.clone()).or_insert_with(|| {
+                    Arc::new(Execution::new(
+                        name.clone(),
+                        Place::Postgres(pool.clone(), name),
+                        None,
+                    ))
+                });
+            }
+            return;
+        }
         let Ok(entries) = std::fs::read_dir(&self.folder) else {
             return;
         };
@@ -339,7 +438,11 @@ impl Registry {
             let settings = std::fs::read_to_string(files.join(SETTINGS))
                 .ok()
                 .and_then(|t| serde_json::from_str::<Settings>(&t).ok());
-            let e = Execution::new(id.to_string(), path.clone(), settings.map(|s| (files, s)));
+            let e = Execution::new(
+                id.to_string(),
+                Place::File(path.clone()),
+                settings.map(|s| (files, s)),
+            );
             // Only stores that hold a campaign are executions.
             if e.overview(true, false).is_ok() {
                 executions.insert(id.to_string(), Arc::new(e));
@@ -427,7 +530,11 @@ impl Registry {
             });
         }
         let store = self.folder.join(format!("{id}.db"));
-        let e = Arc::new(Execution::new(id.clone(), store, Some((files, settings))));
+        let e = Arc::new(Execution::new(
+            id.clone(),
+            Place::File(store),
+            Some((files, settings)),
+        ));
         self.executions
             .lock()
             .expect("not poisoned")
@@ -452,7 +559,8 @@ impl Registry {
     /// Starts a run of `e` on a thread of its own, with its own runtime
     /// (the engine's loop is single-threaded, as in `flowc run`).
     fn launch(self: &Arc<Self>, e: Arc<Execution>) {
-        let Some((files, settings)) = e.files.clone() else {
+        let (Some((files, settings)), Place::File(store)) = (e.files.clone(), e.place.clone())
+        else {
             return;
         };
         let (pause, _) = tokio::sync::watch::channel(false);
@@ -481,7 +589,7 @@ impl Registry {
                         live.live.lock().expect("not poisoned").progress = Some((*p, at));
                     }),
                 };
-                let result = registry.runner.run(&e.store, &files, &settings, control);
+                let result = registry.runner.run(&store, &files, &settings, control);
                 let (cancel, resume) = {
                     let mut l = e.live.lock().expect("not poisoned");
                     l.running = false;
@@ -507,8 +615,15 @@ impl Registry {
     }
 
     fn cancel_now(&self, e: &Execution) {
-        let cancelled =
-            Store::open(&e.store, Durability::BeforeEachDial).and_then(|mut s| s.cancel());
+        let cancelled = match &e.place {
+            Place::File(path) => {
+                Store::open(path, Durability::BeforeEachDial).and_then(|mut s| s.cancel())
+            }
+            Place::Postgres(pool, name) => pool.with(|s| {
+                s.select(name)?;
+                s.cancel()
+            }),
+        };
         let mut l = e.live.lock().expect("not poisoned");
         l.cancel_after = false;
         match cancelled {
@@ -552,6 +667,9 @@ impl Registry {
     /// Pause: no new dial from now on; calls under way finish.
     pub fn pause(self: &Arc<Self>, id: &str) -> Result<Snapshot, Refused> {
         let (e, s) = self.driven(id)?;
+        if let Place::Postgres(pool, name) = &e.place {
+            return in_database(&e, pool, name, "pause", |s| s.pause_or_resume(true));
+        }
         let mut l = e.live.lock().expect("not poisoned");
         match (s.status, &l.pause) {
             (Status::Running | Status::Scheduled, Some(pause)) => {
@@ -572,6 +690,9 @@ impl Registry {
 
     pub fn resume(self: &Arc<Self>, id: &str) -> Result<Snapshot, Refused> {
         let (e, s) = self.driven(id)?;
+        if let Place::Postgres(pool, name) = &e.place {
+            return in_database(&e, pool, name, "resume", |s| s.pause_or_resume(false));
+        }
         if !matches!(s.status, Status::Paused | Status::Stopped) {
             return Err(Refused::Conflict(format!(
                 "execution {id} is {}: only a paused or stopped execution resumes",
@@ -598,6 +719,14 @@ impl Registry {
                 s.status.name()
             )));
         }
+        if matches!(e.place, Place::Postgres(..)) {
+            self.cancel_now(&e);
+            let failed = e.live.lock().expect("not poisoned").error.take();
+            return match failed {
+                Some(why) => Err(Refused::Conflict(why)),
+                None => e.snapshot().map_err(Refused::Conflict),
+            };
+        }
         let mut l = e.live.lock().expect("not poisoned");
         if l.running {
             l.cancel_after = true;
@@ -614,4 +743,37 @@ impl Registry {
         }
         e.snapshot().map_err(Refused::Conflict)
     }
+}
+
+/// Pauses or resumes a campaign of the database (`act`, which returns the
+/// state it was in): refused when it was not running (to pause) or not
+/// paused (to resume).
+fn in_database(
+    e: &Execution,
+    pool: &Pool,
+    name: &str,
+    action: &str,
+    act: impl FnOnce(&mut PgStore) -> Result<CampaignState, StoreError>,
+) -> Result<Snapshot, Refused> {
+    let was = pool
+        .with(|s| {
+            s.select(name)?;
+            act(s)
+        })
+        .map_err(|why| Refused::Conflict(why.to_string()))?;
+    let wanted = if action == "pause" {
+        CampaignState::Running
+    } else {
+        CampaignState::Paused
+    };
+    if was != wanted {
+        return Err(Refused::Conflict(format!(
+            "execution {} is {}: only a {} execution {action}s",
+            e.id,
+            was.name(),
+            wanted.name()
+        )));
+    }
+    e.overview(true, false).map_err(Refused::Conflict)?;
+    e.snapshot().map_err(Refused::Conflict)
 }

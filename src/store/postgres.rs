@@ -1480,3 +1480,135 @@ impl Journal for Leased<'_> {
         Journal::sync(self.store)
     }
 }
+
+/// What `flowc serve` reads of the campaigns of a database.
+impl PgStore {
+    /// The names of the database's campaigns, oldest first.
+    pub fn campaign_names(&mut self) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .client
+            .query("SELECT name FROM flowc_campaigns ORDER BY id", &[])?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Turns to the campaign called `name` (a connection kept for reading
+    /// one campaign after another).
+    pub fn select(&mut self, name: &str) -> Result<(), StoreError> {
+        self.name = Some(name.to_string());
+        self.campaign = None;
+        self.writer = None;
+        self.named().map(|_| ())
+    }
+
+    /// The connection was lost: the store is no use any more.
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// The campaign as the server shows it. Someone runs it while a
+    /// process holds its lock (`flowc run`) or a live worker holds a part.
+    pub fn overview(&mut self) -> Result<super::Overview, StoreError> {
+        let id = self.named()?;
+        let r = self.client.query_one(
+            "SELECT flow, kind::text, state::text, started_at, updated_at, finish, \
+               (SELECT count(*) FROM flowc_attempts WHERE campaign = $1), \
+               EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                         AND classid::bigint = $2 AND objid::bigint = $3 AND objsubid = 2) \
+               OR EXISTS (SELECT 1 FROM flowc_parts p JOIN flowc_workers w ON w.name = p.owner \
+                         WHERE p.campaign = $1 AND NOT p.done \
+                           AND w.heartbeat_at >= now() - make_interval(secs => w.lease_seconds)) \
+             FROM flowc_campaigns WHERE id = $1",
+            &[&id, &(LOCK_SPACE as i64), &(id as i32 as i64)],
+        )?;
+        let state: String = r.get(2);
+        Ok(super::Overview {
+            flow: r.get(0),
+            simulation: r.get::<_, String>(1) == Kind::Simulation.name(),
+            state: CampaignState::parse(&state)
+                .ok_or_else(|| corrupt(format!("the campaign is \"{state}\"")))?,
+            started_at: r.get(3),
+            updated_at: r.get(4),
+            finish: r.get(5),
+            counters: self.counters()?,
+            calls: r.get::<_, i64>(6) as u64,
+            run_by_someone: r.get(7),
+        })
+    }
+
+    /// Attempts by outcome (`unknown`: started, never ended).
+    pub fn outcomes(&mut self) -> Result<Vec<(String, u64)>, StoreError> {
+        let id = self.named()?;
+        let rows = self.client.query(
+            "SELECT coalesce(outcome::text, 'unknown'), count(*) FROM flowc_attempts \
+             WHERE campaign = $1 GROUP BY 1 ORDER BY 1",
+            &[&id],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+            .collect())
+    }
+
+    /// A page of the attempts, in the order dialled, of one number or one
+    /// outcome when asked; and how many there are in all.
+    pub fn calls(
+        &mut self,
+        contact: Option<&str>,
+        outcome: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(u64, Vec<super::CallRow>), StoreError> {
+        let id = self.named()?;
+        let filter = "FROM flowc_attempts a \
+             JOIN flowc_contacts c ON c.campaign = a.campaign AND c.id = a.contact \
+             LEFT JOIN flowc_ends e ON e.campaign = a.campaign AND e.contact = a.contact \
+             WHERE a.campaign = $1 AND ($2::text IS NULL OR c.phone = $2) \
+               AND ($3::text IS NULL OR coalesce(a.outcome::text, 'unknown') = $3)";
+        let total: i64 = self
+            .client
+            .query_one(
+                &format!("SELECT count(*) {filter}"),
+                &[&id, &contact, &outcome],
+            )?
+            .get(0);
+        let rows = self.client.query(
+            &format!(
+                "SELECT c.phone, c.zones, a.number, a.step, a.started_at, a.ended_at, a.outcome::text, \
+                 a.keys, a.transfers, a.sip_status, a.sip_reason, a.caller_id, e.state::text, e.reason, e.path \
+                 {filter} ORDER BY a.started_at, a.contact, a.number LIMIT $4 OFFSET $5"
+            ),
+            &[&id, &contact, &outcome, &(limit as i64), &(offset as i64)],
+        )?;
+        let json = |t: Option<String>| -> Result<Option<serde_json::Value>, StoreError> {
+            t.map(|t| serde_json::from_str(&t).map_err(corrupt))
+                .transpose()
+        };
+        let mut page = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let zones: String = r.get(1);
+            page.push(super::CallRow {
+                contact: r.get(0),
+                zone: zones
+                    .split(' ')
+                    .next()
+                    .unwrap_or("UTC")
+                    .parse()
+                    .map_err(corrupt)?,
+                attempt: r.get::<_, i32>(2) as u32,
+                step: r.get(3),
+                started_at: r.get(4),
+                ended_at: r.get(5),
+                outcome: r.get(6),
+                keys: json(r.get(7))?,
+                transfers: json(r.get(8))?,
+                sip_status: r.get::<_, Option<i32>>(9).map(|s| s as u16),
+                sip_reason: r.get(10),
+                caller_id: r.get(11),
+                end: r.get(12),
+                end_reason: r.get(13),
+                path: json(r.get(14))?,
+            });
+        }
+        Ok((total as u64, page))
+    }
+}

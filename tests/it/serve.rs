@@ -68,8 +68,12 @@ impl Site {
     }
 
     fn key(&self, name: &str, read_only: bool) -> String {
+        self.key_in(&self.db(), name, read_only)
+    }
+
+    fn key_in(&self, folder: &str, name: &str, read_only: bool) -> String {
         let mut c = Command::new(env!("CARGO_BIN_EXE_flowc"));
-        c.args(["keys", "create", "--db", &self.db(), "--name", name]);
+        c.args(["keys", "create", "--db", folder, "--name", name]);
         if read_only {
             c.arg("--read-only");
         }
@@ -79,14 +83,20 @@ impl Site {
     }
 
     fn start(&self) -> Server {
+        self.start_on(&self.db(), &[])
+    }
+
+    /// A server of `db`, with more arguments.
+    fn start_on(&self, db: &str, more: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flowc"))
-            .args(["serve", "--db", &self.db(), "--listen", "127.0.0.1:0"])
+            .args(["serve", "--db", db, "--listen", "127.0.0.1:0"])
             .args([
                 "--data-dir",
                 &self.data.display().to_string(),
                 "--grace",
                 "10s",
             ])
+            .args(more)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -1186,4 +1196,241 @@ fn a_bad_grace_is_refused_before_the_server_starts() {
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("\"soon\" is not a duration"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `flowc serve --db postgres://…`: the campaigns of the database, begun
+/// by `flowc run` and run by its worker, are the executions; the server
+/// shows them, lists their calls, reports them, and pauses, resumes and
+/// cancels them through the database.
+#[test]
+fn a_server_on_postgres_shows_and_controls_the_databases_campaigns() {
+    let _heavy = crate::one_heavy_test_at_a_time();
+    let Some(pg) = super::stores::Postgres::start("serve") else {
+        return;
+    };
+    let base = pg.database("served");
+    let site = Site::new(
+        "pg",
+        60,
+        "* busy lasting 400ms; busy lasting 400ms; answered press 1 lasting 400ms\n",
+    );
+    let flow = site.dir.join("drill.flow");
+    std::fs::write(&flow, FLOW).unwrap();
+    let flowc = || Command::new(env!("CARGO_BIN_EXE_flowc"));
+    let keys = site.dir.join("keys").display().to_string();
+
+    // Keys live in a folder of the server's own, never in the database.
+    let refused = flowc()
+        .args(["keys", "create", "--db", &base, "--name", "ops"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--keys DIR"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let refused = flowc()
+        .args(["serve", "--db", &base, "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("give it with `--keys DIR`"));
+    let key = site.key_in(&keys, "ops", false);
+    let reader = site.key_in(&keys, "watcher", true);
+
+    let mut run = flowc()
+        .arg("run")
+        .arg(&flow)
+        .args([
+            "--contacts",
+            &site.data.join("list.csv").display().to_string(),
+        ])
+        .args(["--db", &format!("{base}#spring")])
+        .args([
+            "--dialer",
+            &format!("script:{}", site.data.join("script.txt").display()),
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(site.dir.join("run.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let server = site.start_on(&base, &["--keys", &keys]);
+    let id = "spring";
+    // The execution appears once the campaign is begun.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let a = site.call(
+            &server,
+            "GET",
+            &format!("/program-executions/{id}"),
+            Some(&reader),
+            None,
+        );
+        if a.status == 200 && a.json()["totalContacts"] == 60 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the campaign never showed: {} {}",
+            a.body,
+            std::fs::read_to_string(site.dir.join("run.err")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let e = watch(&site, &server, &reader, id, |e| {
+        e["status"] == "running" && e["callsUsed"].as_u64() > Some(10)
+    });
+    assert_eq!(e["flow"], "drill");
+
+    // A read-only key cannot pause; the other can, and the worker obeys.
+    let denied = site.call(
+        &server,
+        "POST",
+        &format!("/program-executions/{id}/pause"),
+        Some(&reader),
+        None,
+    );
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    let paused = site.call(
+        &server,
+        "POST",
+        &format!("/program-executions/{id}/pause"),
+        Some(&key),
+        None,
+    );
+    assert_eq!(paused.status, 200, "{}", paused.body);
+    assert_eq!(paused.json()["status"], "paused");
+    let settled = watch(&site, &server, &key, id, |e| e["contactsInProgress"] == 0);
+    let dialled = site.dialled().len();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(site.dialled().len(), dialled, "a paused campaign dialled");
+    assert_eq!(
+        watch(&site, &server, &key, id, |_| true)["callsUsed"],
+        settled["callsUsed"]
+    );
+    let again = site.call(
+        &server,
+        "POST",
+        &format!("/program-executions/{id}/pause"),
+        Some(&key),
+        None,
+    );
+    assert_eq!(again.status, 409, "{}", again.body);
+    let resumed = site.call(
+        &server,
+        "POST",
+        &format!("/program-executions/{id}/resume"),
+        Some(&key),
+        None,
+    );
+    assert_eq!(resumed.status, 200, "{}", resumed.body);
+    watch(&site, &server, &key, id, |e| {
+        e["status"] == "running" && e["callsUsed"].as_u64() > settled["callsUsed"].as_u64()
+    });
+
+    // The calls route reads the database's attempts (answered: the third).
+    watch(&site, &server, &key, id, |e| {
+        e["contactsCompleted"].as_u64() > Some(0)
+    });
+    let answered = site
+        .call(
+            &server,
+            "GET",
+            &format!("/program-executions/{id}/calls?outcome=answered&pageSize=1000"),
+            Some(&key),
+            None,
+        )
+        .json();
+    assert!(answered["total"].as_u64() > Some(0), "{answered}");
+    for call in answered["items"].as_array().unwrap() {
+        assert_eq!(call["outcome"], "answered");
+        assert_eq!(call["attempt"], 3, "{call}");
+        assert_eq!(call["zone"], "UTC", "the flow's zone: {call}");
+        assert_eq!(call["keys"], json!(["1"]), "{call}");
+    }
+
+    let cancelled = site.call(
+        &server,
+        "POST",
+        &format!("/program-executions/{id}/cancel"),
+        Some(&key),
+        None,
+    );
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(cancelled.json()["status"], "cancelled");
+    // The run's worker stops and `flowc run` ends.
+    let until = Instant::now() + Duration::from_secs(30);
+    while run.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < until, "flowc run went on after the cancel");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let end = watch(&site, &server, &key, id, |e| {
+        e["contactsPending"] == 0 && e["contactsInProgress"] == 0
+    });
+    assert_eq!(end["status"], "cancelled");
+    assert!(end["contactsSkipped"].as_u64().unwrap() > 0, "{end}");
+
+    // Every dial is in the calls route, once; the report reads the database.
+    let dialled = site.dialled();
+    let distinct: std::collections::HashSet<&String> = dialled.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        dialled.len(),
+        "a number was dialled twice for one attempt"
+    );
+    let calls = site
+        .call(
+            &server,
+            "GET",
+            &format!("/program-executions/{id}/calls?pageSize=1000"),
+            Some(&key),
+            None,
+        )
+        .json();
+    assert_eq!(calls["total"].as_u64(), Some(dialled.len() as u64));
+    let report = site.call(
+        &server,
+        "GET",
+        &format!("/program-executions/{id}/report"),
+        Some(&key),
+        None,
+    );
+    assert_eq!(report.status, 200, "{}", report.body);
+    assert_eq!(report.json()["totalContacts"], 60);
+    let csv = site.call(
+        &server,
+        "GET",
+        &format!("/program-executions/{id}/report.csv"),
+        Some(&key),
+        None,
+    );
+    assert_eq!(
+        csv.body.lines().filter(|l| l.contains("cancelled")).count() as u64,
+        end["contactsSkipped"].as_u64().unwrap()
+    );
+    let listed = site
+        .call(&server, "GET", "/program-executions", Some(&key), None)
+        .json();
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["items"][0]["id"], id);
+    let metrics = site.call(&server, "GET", "/metrics", Some(&key), None);
+    assert!(
+        metrics
+            .body
+            .contains("flowc_executions{status=\"cancelled\"} 1"),
+        "{}",
+        metrics.body
+    );
+
+    // Campaigns are begun with `flowc run`, not through this server.
+    let made = site.call(
+        &server,
+        "POST",
+        "/program-executions",
+        Some(&key),
+        Some(site.new_execution()),
+    );
+    assert_eq!(made.status, 501, "{}", made.body);
+    assert!(made.body.contains("flowc run"), "{}", made.body);
 }
