@@ -384,6 +384,9 @@ pub struct Overview {
     pub calls: u64,
     /// A process holds the campaign's lock and renewed it lately.
     pub run_by_someone: bool,
+    /// Every contact is in: a campaign in a database is not while the
+    /// process that begins it adds them.
+    pub ready: bool,
 }
 
 /// What a campaign's viewer reads (`flowc serve`), from either store.
@@ -936,6 +939,7 @@ impl Store {
             counters: self.counters()?,
             calls: calls as u64,
             run_by_someone,
+            ready: true,
         })
     }
 

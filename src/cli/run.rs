@@ -151,10 +151,9 @@ pub fn run_with(args: Args, remote: Option<Control>) -> ExitCode {
         .to_str()
         .filter(|d| crate::store::postgres::is_url(d))
     {
-        if remote.is_some() {
-            return usage("a campaign served by `flowc serve` keeps its store in a file".into());
-        }
-        return on_postgres(&args, url);
+        // A server's run in a database is controlled through the campaign's
+        // state there, as every worker is, and counted from the database.
+        return on_postgres(&args, url, remote.is_some());
     }
     let mut prepared = match prepare(&args) {
         Ok(p) => p,
@@ -252,7 +251,7 @@ fn prepare(args: &Args) -> Result<campaign::Prepared, ExitCode> {
 /// `flowc run --db postgres://…`: begins (or resumes) the campaign, adds the
 /// list's new contacts, then works on it as one worker among any others
 /// (`flowc worker`) until every contact has ended, and prints its report.
-fn on_postgres(args: &Args, url: &str) -> ExitCode {
+fn on_postgres(args: &Args, url: &str, quiet: bool) -> ExitCode {
     if remote_only(args) {
         return usage(format!(
             "`--dialer {}`: a campaign in PostgreSQL is dialled through `sim`, `script:FILE` or `exec:PROGRAM` for now",
@@ -311,7 +310,7 @@ fn on_postgres(args: &Args, url: &str) -> ExitCode {
             super::worker::work(&worker_args, |_, _| Ok(d), Some(&name), dnc)
         }
     };
-    if code != ExitCode::SUCCESS {
+    if code != ExitCode::SUCCESS || quiet {
         return code;
     }
     if let Ok(mut store) = PgStore::open(&format!("{base}#{name}")) {

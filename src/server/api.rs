@@ -417,8 +417,7 @@ fn in_data_dir(app: &App, relative: &str, what: &str) -> Result<PathBuf, Problem
 /// Start a campaign.
 #[utoipa::path(post, path = "/program-executions", request_body = NewExecution,
     responses((status = 201, body = Execution), (status = 400, body = Problem),
-        (status = 422, description = "the flow has errors, or the list too many rejected rows", body = Problem),
-        (status = 501, description = "a server on a PostgreSQL database does not begin campaigns", body = Problem)))]
+        (status = 422, description = "the flow has errors, or the list too many rejected rows", body = Problem)))]
 async fn create(
     State(app): State<Shared>,
     Extension(caller): Extension<Caller>,
@@ -445,15 +444,13 @@ async fn create(
 }
 
 fn start(app: &App, caller: &Caller, new: NewExecution) -> Result<Execution, Problem> {
-    if app.registry.postgres.is_some() {
+    let dialer = new.dialer.clone().unwrap_or_else(|| "sim".into());
+    if app.registry.postgres.is_some() && dialer.starts_with("sip:") {
         return Err(Problem::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "this server shows the campaigns of a PostgreSQL database and does not begin them: \
-             begin one with `flowc run FLOW --contacts LIST --db postgres://…#NAME`, and workers \
-             join it with `flowc worker`",
+            StatusCode::BAD_REQUEST,
+            "a campaign in a database is dialled through `sim`, `script:FILE` or `exec:PROGRAM` for now, not `sip:`",
         ));
     }
-    let dialer = new.dialer.clone().unwrap_or_else(|| "sim".into());
     let dialer = match dialer.split_once(':') {
         None if dialer == "sim" => dialer,
         Some(("script", file)) => format!("script:{}", in_data_dir(app, file, "the dialer's script")?.display()),

@@ -174,6 +174,11 @@ impl Pool {
         }))
     }
 
+    /// The database's URL, without a campaign's name.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// Runs `f` on a connection of the pool (a new one when all are taken),
     /// given back after unless it was lost.
     pub fn with<T>(
@@ -328,6 +333,8 @@ impl Execution {
         let status = match o.state {
             CampaignState::Cancelled => Status::Cancelled,
             _ if cancelling => Status::Cancelled,
+            // In a database, the campaign's state is the truth for every worker.
+            CampaignState::Paused if matches!(self.place, Place::Postgres(..)) => Status::Paused,
             CampaignState::Finished if !running => Status::Completed,
             _ if running && pausing => Status::Paused,
             _ if running && o.started_at > now => Status::Scheduled,
@@ -408,13 +415,22 @@ impl Registry {
             };
             let mut executions = self.executions.lock().expect("not poisoned");
             for name in names {
-                executions.entry(name.clone()).or_insert_with(|| {
-                    Arc::new(Execution::new(
-                        name.clone(),
-                        Place::Postgres(pool.clone(), name),
-                        None,
-                    ))
-                });
+                if executions.contains_key(&name) {
+                    continue;
+                }
+                // Those this server began keep their files in its folder
+                // (looked for only under a name that stays in the folder).
+                let settings = if is_plain(&name) {
+                    self.settings_of(&name)
+                } else {
+                    None
+                };
+                let e = Execution::new(
+                    name.clone(),
+                    Place::Postgres(pool.clone(), name.clone()),
+                    settings,
+                );
+                executions.insert(name, Arc::new(e));
             }
             return;
         }
@@ -434,20 +450,25 @@ impl Registry {
             if executions.contains_key(id) || path.ends_with(super::keys::FILE) {
                 continue;
             }
-            let files = self.folder.join(format!("{id}.{FILES}"));
-            let settings = std::fs::read_to_string(files.join(SETTINGS))
-                .ok()
-                .and_then(|t| serde_json::from_str::<Settings>(&t).ok());
             let e = Execution::new(
                 id.to_string(),
                 Place::File(path.clone()),
-                settings.map(|s| (files, s)),
+                self.settings_of(id),
             );
             // Only stores that hold a campaign are executions.
             if e.overview(true, false).is_ok() {
                 executions.insert(id.to_string(), Arc::new(e));
             }
         }
+    }
+
+    /// The files and settings of an execution this server began.
+    fn settings_of(&self, id: &str) -> Option<(PathBuf, Settings)> {
+        let files = self.folder.join(format!("{id}.{FILES}"));
+        let settings = std::fs::read_to_string(files.join(SETTINGS))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Settings>(&t).ok())?;
+        Some((files, settings))
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Execution>> {
@@ -495,7 +516,14 @@ impl Registry {
                 raw[1]
             );
             let files = self.folder.join(format!("{id}.{FILES}"));
-            if self.folder.join(format!("{id}.db")).exists() {
+            let taken = match &self.postgres {
+                Some(pool) => pool
+                    .with(|s| s.campaign_names())
+                    .map_err(|e| e.to_string())?
+                    .contains(&id),
+                None => self.folder.join(format!("{id}.db")).exists(),
+            };
+            if taken {
                 continue;
             }
             match std::fs::create_dir(&files) {
@@ -529,12 +557,11 @@ impl Registry {
                 errors: serde_json::Value::Null,
             });
         }
-        let store = self.folder.join(format!("{id}.db"));
-        let e = Arc::new(Execution::new(
-            id.clone(),
-            Place::File(store),
-            Some((files, settings)),
-        ));
+        let place = match &self.postgres {
+            Some(pool) => Place::Postgres(pool.clone(), id.clone()),
+            None => Place::File(self.folder.join(format!("{id}.db"))),
+        };
+        let e = Arc::new(Execution::new(id.clone(), place, Some((files, settings))));
         self.executions
             .lock()
             .expect("not poisoned")
@@ -542,13 +569,20 @@ impl Registry {
         self.launch(e.clone());
         // The run makes the store as it begins, then writes the contacts:
         // the execution is shown once its engine reports (every contact
-        // counted), or once its run has ended, when it could not start.
+        // counted) or, in a database, once every contact is in; or once
+        // its run has ended, when it could not start.
+        let database = self.postgres.is_some();
         loop {
             let (running, reported) = {
                 let l = e.live.lock().expect("not poisoned");
                 (l.running, l.progress.is_some())
             };
-            if !running || (reported && e.overview(true, false).is_ok()) {
+            let shown = if database {
+                matches!(e.overview(true, false), Ok(o) if o.ready)
+            } else {
+                reported && e.overview(true, false).is_ok()
+            };
+            if !running || shown {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
@@ -559,9 +593,13 @@ impl Registry {
     /// Starts a run of `e` on a thread of its own, with its own runtime
     /// (the engine's loop is single-threaded, as in `flowc run`).
     fn launch(self: &Arc<Self>, e: Arc<Execution>) {
-        let (Some((files, settings)), Place::File(store)) = (e.files.clone(), e.place.clone())
-        else {
+        let Some((files, settings)) = e.files.clone() else {
             return;
+        };
+        // Where `flowc run` keeps it: the file, or the campaign's URL.
+        let store = match &e.place {
+            Place::File(path) => path.clone(),
+            Place::Postgres(pool, name) => PathBuf::from(format!("{}#{name}", pool.url())),
         };
         let (pause, _) = tokio::sync::watch::channel(false);
         let (stop, _) = tokio::sync::watch::channel(false);
@@ -691,7 +729,18 @@ impl Registry {
     pub fn resume(self: &Arc<Self>, id: &str) -> Result<Snapshot, Refused> {
         let (e, s) = self.driven(id)?;
         if let Place::Postgres(pool, name) = &e.place {
-            return in_database(&e, pool, name, "resume", |s| s.pause_or_resume(false));
+            // Stopped (running, and nobody on it): this server goes on with
+            // what it began; otherwise the state changes in the database,
+            // and every worker goes on.
+            let ours = e.files.is_some();
+            if !(ours && s.status == Status::Stopped) {
+                in_database(&e, pool, name, "resume", |s| s.pause_or_resume(false))?;
+            }
+            let running = e.live.lock().expect("not poisoned").running;
+            if ours && !running {
+                self.launch(e.clone());
+            }
+            return e.snapshot().map_err(Refused::Conflict);
         }
         if !matches!(s.status, Status::Paused | Status::Stopped) {
             return Err(Refused::Conflict(format!(
@@ -776,4 +825,13 @@ fn in_database(
     }
     e.overview(true, false).map_err(Refused::Conflict)?;
     e.snapshot().map_err(Refused::Conflict)
+}
+
+/// A campaign's name that names a folder beside the others, nothing else.
+fn is_plain(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }

@@ -1516,7 +1516,8 @@ impl PgStore {
                          AND classid::bigint = $2 AND objid::bigint = $3 AND objsubid = 2) \
                OR EXISTS (SELECT 1 FROM flowc_parts p JOIN flowc_workers w ON w.name = p.owner \
                          WHERE p.campaign = $1 AND NOT p.done \
-                           AND w.heartbeat_at >= now() - make_interval(secs => w.lease_seconds)) \
+                           AND w.heartbeat_at >= now() - make_interval(secs => w.lease_seconds)), \
+               contacts_in \
              FROM flowc_campaigns WHERE id = $1",
             &[&id, &(LOCK_SPACE as i64), &(id as i32 as i64)],
         )?;
@@ -1532,6 +1533,7 @@ impl PgStore {
             counters: self.counters()?,
             calls: r.get::<_, i64>(6) as u64,
             run_by_someone: r.get(7),
+            ready: r.get(8),
         })
     }
 

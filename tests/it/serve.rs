@@ -1199,9 +1199,10 @@ fn a_bad_grace_is_refused_before_the_server_starts() {
 }
 
 /// `flowc serve --db postgres://…`: the campaigns of the database, begun
-/// by `flowc run` and run by its worker, are the executions; the server
-/// shows them, lists their calls, reports them, and pauses, resumes and
-/// cancels them through the database.
+/// by `flowc run` and run by its worker, or begun through the server and
+/// run by it, are the executions; the server shows them, lists their
+/// calls, reports them, and pauses, resumes and cancels them through the
+/// database.
 #[test]
 fn a_server_on_postgres_shows_and_controls_the_databases_campaigns() {
     let _heavy = crate::one_heavy_test_at_a_time();
@@ -1423,14 +1424,61 @@ fn a_server_on_postgres_shows_and_controls_the_databases_campaigns() {
         metrics.body
     );
 
-    // Campaigns are begun with `flowc run`, not through this server.
-    let made = site.call(
+    // A campaign begun through this server is run by it, in the database.
+    let made = site.started(&server, &key).json();
+    let begun = made["id"].as_str().unwrap().to_string();
+    assert_eq!(made["totalContacts"], 60, "{made}");
+    counters_add_up(&made);
+    watch(&site, &server, &key, &begun, |e| {
+        e["callsUsed"].as_u64() > Some(6)
+    });
+    let paused = site.call(
+        &server,
+        "POST",
+        &format!("/program-executions/{begun}/pause"),
+        Some(&key),
+        None,
+    );
+    assert_eq!(paused.status, 200, "{}", paused.body);
+    let state = |c: &mut postgres::Client| -> String {
+        c.query_one(
+            "SELECT state::text FROM flowc_campaigns WHERE name = $1",
+            &[&begun],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let mut client = postgres::Client::connect(&base, postgres::NoTls).unwrap();
+    assert_eq!(state(&mut client), "paused");
+    assert_eq!(
+        watch(&site, &server, &key, &begun, |e| e["contactsInProgress"]
+            == 0)["status"],
+        "paused"
+    );
+    let resumed = site.call(
+        &server,
+        "POST",
+        &format!("/program-executions/{begun}/resume"),
+        Some(&key),
+        None,
+    );
+    assert_eq!(resumed.status, 200, "{}", resumed.body);
+    let done = watch(&site, &server, &key, &begun, |e| e["status"] == "completed");
+    assert_eq!(done["contactsCompleted"], 60, "{done}");
+    assert_eq!(state(&mut client), "finished");
+    let listed = site
+        .call(&server, "GET", "/program-executions", Some(&key), None)
+        .json();
+    assert_eq!(listed["total"], 2, "{listed}");
+    // A SIP trunk is not for a campaign in a database yet.
+    let mut sip = site.new_execution();
+    sip["dialer"] = json!("sip:127.0.0.1");
+    let refused = site.call(
         &server,
         "POST",
         "/program-executions",
         Some(&key),
-        Some(site.new_execution()),
+        Some(sip),
     );
-    assert_eq!(made.status, 501, "{}", made.body);
-    assert!(made.body.contains("flowc run"), "{}", made.body);
+    assert_eq!(refused.status, 400, "{}", refused.body);
 }
