@@ -51,6 +51,11 @@ pub struct Args {
     /// The run's SQLite database; running the same command again resumes it
     #[arg(long, value_name = "PATH", default_value = "flowc-run.db")]
     db: PathBuf,
+    /// With `--db postgres://…`: this run's name as a worker (default:
+    /// host and process id); a run started again under its name takes
+    /// back at once the contacts its dead predecessor held
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
     /// The simulation model of `--dialer sim` (TOML)
     #[arg(long, value_name = "FILE")]
     model: Option<PathBuf>,
@@ -154,6 +159,12 @@ pub fn run_with(args: Args, remote: Option<Control>) -> ExitCode {
         // A server's run in a database is controlled through the campaign's
         // state there, as every worker is, and counted from the database.
         return on_postgres(&args, url, remote.is_some());
+    }
+    if args.name.is_some() {
+        return usage(
+            "--name names a worker of a campaign in PostgreSQL (`--db postgres://…`); a run kept in a file has none"
+                .into(),
+        );
     }
     let mut prepared = match prepare(&args) {
         Ok(p) => p,
@@ -270,6 +281,7 @@ fn on_postgres(args: &Args, url: &str, quiet: bool) -> ExitCode {
     let base = base.as_str();
     let worker_args = super::worker::args_for_run(
         base,
+        args.name.clone(),
         &args.dialer,
         args.seed,
         args.common.region.clone(),

@@ -160,6 +160,16 @@ impl CliRunner {
         ]);
         argv.extend(["--db".into(), store.as_os_str().to_owned()]);
         argv.extend(["--dialer".into(), s.dialer.clone().into()]);
+        if let Some(id) = store
+            .to_str()
+            .filter(|d| crate::store::postgres::is_url(d))
+            .and_then(|url| url.rsplit_once('#'))
+            .map(|(_, id)| id)
+        {
+            // One name for the server's worker on the execution, whichever
+            // process: started again, it takes its contacts back at once.
+            argv.extend(["--name".into(), format!("serve:{id}").into()]);
+        }
         argv.extend(["--seed".into(), s.seed.to_string().into()]);
         argv.extend([
             "--grace".into(),

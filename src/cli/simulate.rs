@@ -183,6 +183,7 @@ fn on_postgres(args: &Args, url: &str) -> ExitCode {
     let base = base.as_str();
     let worker = super::worker::args_for_run(
         base,
+        None,
         "sim",
         args.seed,
         args.common.region.clone(),

@@ -631,6 +631,7 @@ fn beat(
 /// Where `flowc run --db postgres://…` leaves off: its campaign, begun.
 pub fn args_for_run(
     db: &str,
+    name: Option<String>,
     dialer: &str,
     seed: u64,
     region: Option<String>,
@@ -639,7 +640,7 @@ pub fn args_for_run(
     Args {
         db: db.to_string(),
         dialer: dialer.to_string(),
-        name: None,
+        name,
         lease: 30,
         until_done: false,
         seed,

@@ -680,8 +680,11 @@ impl Registry {
     pub fn resume_interrupted(self: &Arc<Self>) -> usize {
         let mut n = 0;
         for e in self.all() {
+            // In a database, the server's worker on it had the execution's
+            // name, and another worker on it is no reason to stay away.
+            let database = matches!(e.place, Place::Postgres(..));
             if e.files.is_some()
-                && matches!(e.overview(true, false), Ok(o) if o.state == CampaignState::Running && !o.run_by_someone)
+                && matches!(e.overview(true, false), Ok(o) if o.state == CampaignState::Running && (database || !o.run_by_someone))
             {
                 tracing::info!(execution = %e.id, "picking up the run the store says was running");
                 self.launch(e);

@@ -1432,6 +1432,14 @@ fn a_server_on_postgres_shows_and_controls_the_databases_campaigns() {
     watch(&site, &server, &key, &begun, |e| {
         e["callsUsed"].as_u64() > Some(6)
     });
+    // Killed, the server started again picks it up (its worker's name is
+    // the execution's: the dead one's contacts are taken back at once).
+    drop(server);
+    let server = site.start_on(&base, &["--keys", &keys]);
+    let calls_then = watch(&site, &server, &key, &begun, |_| true)["callsUsed"].clone();
+    watch(&site, &server, &key, &begun, |e| {
+        e["status"] == "running" && e["callsUsed"].as_u64() > calls_then.as_u64()
+    });
     let paused = site.call(
         &server,
         "POST",
@@ -1464,7 +1472,25 @@ fn a_server_on_postgres_shows_and_controls_the_databases_campaigns() {
     );
     assert_eq!(resumed.status, 200, "{}", resumed.body);
     let done = watch(&site, &server, &key, &begun, |e| e["status"] == "completed");
-    assert_eq!(done["contactsCompleted"], 60, "{done}");
+    // Calls cut off by the kill are `unknown`, never dialled again: at most
+    // the flow's six lines.
+    let unknown = site
+        .call(
+            &server,
+            "GET",
+            &format!("/program-executions/{begun}/calls?outcome=unknown"),
+            Some(&key),
+            None,
+        )
+        .json()["total"]
+        .as_u64()
+        .unwrap();
+    assert!(unknown <= 6, "{unknown} calls cut off");
+    assert_eq!(
+        done["contactsCompleted"].as_u64().unwrap() + done["contactsFailed"].as_u64().unwrap(),
+        60,
+        "{done}"
+    );
     assert_eq!(state(&mut client), "finished");
     let listed = site
         .call(&server, "GET", "/program-executions", Some(&key), None)
