@@ -1096,6 +1096,16 @@ impl PgStore {
         self.writer = None;
     }
 
+    /// The numbers of the campaign's contacts who opted out.
+    pub fn opted_out_numbers(&mut self) -> Result<Vec<String>, StoreError> {
+        let id = self.named()?;
+        let rows = self.client.query(
+            "SELECT phone FROM flowc_contacts WHERE campaign = $1 AND opted_out ORDER BY id",
+            &[&id],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// The names of the campaigns paused now.
     pub fn paused(&mut self) -> Result<Vec<String>, StoreError> {
         let rows = self.client.query(

@@ -1235,3 +1235,49 @@ fn workers_dial_through_the_bridge_and_a_crashed_bridge_hands_its_contacts_over(
     assert!(n <= 35 && n + unknown >= 35, "{n} dials logged");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The opt-outs of a campaign in PostgreSQL, whichever worker heard them,
+/// join the `--dnc` file of the `flowc run` that began it when it ends,
+/// once each, after what the file held.
+#[test]
+fn opt_outs_in_postgresql_reach_the_do_not_call_file() {
+    let Some(server) = Postgres::start("optout") else {
+        return;
+    };
+    let dir = scratch("flowc-optout");
+    let dnc = dir.join("dnc.txt");
+    std::fs::write(&dnc, "+12125550199\n").unwrap();
+    let url = format!("{}#rehearsal", server.database("optout"));
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args(["run", "tests/fixtures/rehearsal.flow"])
+            .args(["--contacts", "tests/fixtures/rehearsal.csv"])
+            .args(["--dialer", "script:tests/fixtures/rehearsal.script"])
+            .args(["--db", &url, "--dnc", dnc.to_str().unwrap()])
+            .args(["--format", "json"])
+            .current_dir(crate::root())
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["endReasons"]["failed: opted_out"], 1, "{report}");
+    let listed = std::fs::read_to_string(&dnc).unwrap();
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 2, "{listed}");
+    assert_eq!(lines[0], "+12125550199");
+    assert!(
+        lines[1].starts_with("+12125550103  # opted out"),
+        "{listed}"
+    );
+    // Run again (the campaign has ended): the number is not written twice.
+    let again = run();
+    assert!(again.status.success());
+    assert_eq!(std::fs::read_to_string(&dnc).unwrap(), listed);
+    std::fs::remove_dir_all(&dir).ok();
+}
