@@ -12,7 +12,7 @@ N=${1:-10000}
 C=${2:-100}
 cargo build --release --quiet
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -63,7 +63,7 @@ end=$(date +%s.%N)
 wait $uas1 && uas1_status=0 || uas1_status=$?
 [ "$uas1_status" = 0 ] || { echo "the UAS's first complaints:"; grep -v '^$' "$work/uas1.err" | head -4; }
 answered=$(python3 -c "import json; print(json.load(open('$work/report.json'))['contactsCompleted'])")
-read -r fu fs fm < "$work/flowc.time"
+read -r fu fs fm < <(tail -1 "$work/flowc.time")
 
 # sipp's own UAC against another sipp UAS.
 p2=$(port)
@@ -76,7 +76,7 @@ start2=$(date +%s.%N)
   > /dev/null 2>&1 && uac_status=0 || uac_status=$?
 end2=$(date +%s.%N)
 wait $uas2 || true
-read -r su ss sm < "$work/sipp.time"
+read -r su ss sm < <(tail -1 "$work/sipp.time")
 
 python3 - <<EOF
 n = $N
