@@ -389,82 +389,6 @@ pub struct Overview {
     pub ready: bool,
 }
 
-/// What a campaign's viewer reads (`flowc serve`), from either store.
-pub trait Reading {
-    fn overview(&mut self) -> Result<Overview, StoreError>;
-    /// Attempts by outcome (`unknown`: started, never ended).
-    fn outcomes(&mut self) -> Result<Vec<(String, u64)>, StoreError>;
-    /// A page of the attempts in the order dialled, of one number or one
-    /// outcome when asked, and how many there are in all.
-    fn calls(
-        &mut self,
-        contact: Option<&str>,
-        outcome: Option<&str>,
-        offset: u64,
-        limit: u64,
-    ) -> Result<(u64, Vec<CallRow>), StoreError>;
-    fn program(&mut self) -> Result<ir::Program, StoreError>;
-    /// Every contact with its attempts, as a report reads them.
-    fn results(
-        &mut self,
-        flow: &ir::Flow,
-    ) -> Result<(Vec<Contact>, Vec<ContactResult>), StoreError>;
-}
-
-impl Reading for Store {
-    fn overview(&mut self) -> Result<Overview, StoreError> {
-        Store::overview(self)
-    }
-    fn outcomes(&mut self) -> Result<Vec<(String, u64)>, StoreError> {
-        Store::outcomes(self)
-    }
-    fn calls(
-        &mut self,
-        contact: Option<&str>,
-        outcome: Option<&str>,
-        offset: u64,
-        limit: u64,
-    ) -> Result<(u64, Vec<CallRow>), StoreError> {
-        Store::calls(self, contact, outcome, offset, limit)
-    }
-    fn program(&mut self) -> Result<ir::Program, StoreError> {
-        Store::program(self)
-    }
-    fn results(
-        &mut self,
-        flow: &ir::Flow,
-    ) -> Result<(Vec<Contact>, Vec<ContactResult>), StoreError> {
-        Store::results(self, flow)
-    }
-}
-
-impl Reading for postgres::PgStore {
-    fn overview(&mut self) -> Result<Overview, StoreError> {
-        postgres::PgStore::overview(self)
-    }
-    fn outcomes(&mut self) -> Result<Vec<(String, u64)>, StoreError> {
-        postgres::PgStore::outcomes(self)
-    }
-    fn calls(
-        &mut self,
-        contact: Option<&str>,
-        outcome: Option<&str>,
-        offset: u64,
-        limit: u64,
-    ) -> Result<(u64, Vec<CallRow>), StoreError> {
-        postgres::PgStore::calls(self, contact, outcome, offset, limit)
-    }
-    fn program(&mut self) -> Result<ir::Program, StoreError> {
-        postgres::PgStore::program(self)
-    }
-    fn results(
-        &mut self,
-        flow: &ir::Flow,
-    ) -> Result<(Vec<Contact>, Vec<ContactResult>), StoreError> {
-        postgres::PgStore::results(self, flow)
-    }
-}
-
 /// One attempt with its contact (`Store::calls`).
 #[derive(Clone, Debug)]
 pub struct CallRow {
@@ -1218,7 +1142,8 @@ fn read_contacts(
     Ok((contacts, history))
 }
 
-/// What a report reads of a stored campaign, whichever the store.
+/// What a report (`flowc report`) and a viewer (`flowc serve`) read of a
+/// stored campaign, whichever the store.
 pub trait Reader {
     /// The stored program.
     fn program(&mut self) -> Result<ir::Program, StoreError>;
@@ -1229,6 +1154,18 @@ pub trait Reader {
     ) -> Result<(Vec<Contact>, Vec<ContactResult>), StoreError>;
     /// Every message and flag, with the contact it concerns.
     fn messages(&mut self) -> Result<Vec<StoredMessage>, StoreError>;
+    fn overview(&mut self) -> Result<Overview, StoreError>;
+    /// Attempts by outcome (`unknown`: started, never ended).
+    fn outcomes(&mut self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// A page of the attempts in the order dialled, of one number or one
+    /// outcome when asked, and how many there are in all.
+    fn calls(
+        &mut self,
+        contact: Option<&str>,
+        outcome: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(u64, Vec<CallRow>), StoreError>;
 }
 
 impl Reader for Store {
@@ -1245,6 +1182,24 @@ impl Reader for Store {
 
     fn messages(&mut self) -> Result<Vec<StoredMessage>, StoreError> {
         Store::messages(self)
+    }
+
+    fn overview(&mut self) -> Result<Overview, StoreError> {
+        Store::overview(self)
+    }
+
+    fn outcomes(&mut self) -> Result<Vec<(String, u64)>, StoreError> {
+        Store::outcomes(self)
+    }
+
+    fn calls(
+        &mut self,
+        contact: Option<&str>,
+        outcome: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(u64, Vec<CallRow>), StoreError> {
+        Store::calls(self, contact, outcome, offset, limit)
     }
 }
 

@@ -22,7 +22,7 @@ use super::executions::{Refused, Registry, Settings, Snapshot, Status};
 use super::keys::{Key, Keys};
 use crate::report;
 use crate::runtime::engine::{Lateness, LATENESS_BOUNDS_MS};
-use crate::store::{Reading, StoreError};
+use crate::store::{Reader, StoreError};
 
 /// What every handler shares.
 pub struct App {
@@ -666,7 +666,7 @@ async fn cancel(
 fn read_store<T>(
     app: &App,
     id: &str,
-    f: impl FnOnce(&mut dyn Reading) -> Result<T, StoreError>,
+    f: impl FnOnce(&mut dyn Reader) -> Result<T, StoreError>,
 ) -> Result<T, Problem> {
     let e = app
         .registry

@@ -25,7 +25,7 @@ use crate::record::CampaignState;
 use crate::runtime::engine::{Lateness, Progress};
 use crate::runtime::journal::Durability;
 use crate::store::postgres::PgStore;
-use crate::store::{Overview, Reading, Store, StoreError};
+use crate::store::{Overview, Reader, Store, StoreError};
 
 /// How the server starts an execution's runs (the command line's `run`).
 pub trait Runner: Send + Sync + 'static {
@@ -144,7 +144,7 @@ impl Place {
     /// connection to the database).
     pub fn read<T>(
         &self,
-        f: impl FnOnce(&mut dyn Reading) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut dyn Reader) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         match self {
             Place::File(path) => f(&mut Store::open_read_only(path)?),

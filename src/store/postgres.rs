@@ -987,6 +987,24 @@ impl super::Reader for PgStore {
     fn messages(&mut self) -> Result<Vec<StoredMessage>, StoreError> {
         PgStore::messages(self)
     }
+
+    fn overview(&mut self) -> Result<super::Overview, StoreError> {
+        PgStore::overview(self)
+    }
+
+    fn outcomes(&mut self) -> Result<Vec<(String, u64)>, StoreError> {
+        PgStore::outcomes(self)
+    }
+
+    fn calls(
+        &mut self,
+        contact: Option<&str>,
+        outcome: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(u64, Vec<super::CallRow>), StoreError> {
+        PgStore::calls(self, contact, outcome, offset, limit)
+    }
 }
 
 impl Journal for PgStore {

@@ -176,6 +176,12 @@ impl Site {
         }
     }
 
+    /// `POST /program-executions/ID/ACTION` with `key`.
+    fn act(&self, server: &Server, key: &str, id: &str, action: &str) -> Answer {
+        let path = format!("/program-executions/{id}/{action}");
+        self.call(server, "POST", &path, Some(key), None)
+    }
+
     /// `(number, attempt)` of every call the script dialer placed.
     fn dialled(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.join("calls.log"))
@@ -1285,21 +1291,9 @@ fn a_server_on_postgres_shows_and_controls_the_databases_campaigns() {
     assert_eq!(e["flow"], "drill");
 
     // A read-only key cannot pause; the other can, and the worker obeys.
-    let denied = site.call(
-        &server,
-        "POST",
-        &format!("/program-executions/{id}/pause"),
-        Some(&reader),
-        None,
-    );
+    let denied = site.act(&server, &reader, id, "pause");
     assert_eq!(denied.status, 403, "{}", denied.body);
-    let paused = site.call(
-        &server,
-        "POST",
-        &format!("/program-executions/{id}/pause"),
-        Some(&key),
-        None,
-    );
+    let paused = site.act(&server, &key, id, "pause");
     assert_eq!(paused.status, 200, "{}", paused.body);
     assert_eq!(paused.json()["status"], "paused");
     let settled = watch(&site, &server, &key, id, |e| e["contactsInProgress"] == 0);
@@ -1310,21 +1304,9 @@ fn a_server_on_postgres_shows_and_controls_the_databases_campaigns() {
         watch(&site, &server, &key, id, |_| true)["callsUsed"],
         settled["callsUsed"]
     );
-    let again = site.call(
-        &server,
-        "POST",
-        &format!("/program-executions/{id}/pause"),
-        Some(&key),
-        None,
-    );
+    let again = site.act(&server, &key, id, "pause");
     assert_eq!(again.status, 409, "{}", again.body);
-    let resumed = site.call(
-        &server,
-        "POST",
-        &format!("/program-executions/{id}/resume"),
-        Some(&key),
-        None,
-    );
+    let resumed = site.act(&server, &key, id, "resume");
     assert_eq!(resumed.status, 200, "{}", resumed.body);
     watch(&site, &server, &key, id, |e| {
         e["status"] == "running" && e["callsUsed"].as_u64() > settled["callsUsed"].as_u64()
@@ -1351,13 +1333,7 @@ fn a_server_on_postgres_shows_and_controls_the_databases_campaigns() {
         assert_eq!(call["keys"], json!(["1"]), "{call}");
     }
 
-    let cancelled = site.call(
-        &server,
-        "POST",
-        &format!("/program-executions/{id}/cancel"),
-        Some(&key),
-        None,
-    );
+    let cancelled = site.act(&server, &key, id, "cancel");
     assert_eq!(cancelled.status, 200, "{}", cancelled.body);
     assert_eq!(cancelled.json()["status"], "cancelled");
     // The run's worker stops and `flowc run` ends.
@@ -1440,13 +1416,7 @@ fn a_server_on_postgres_shows_and_controls_the_databases_campaigns() {
     watch(&site, &server, &key, &begun, |e| {
         e["status"] == "running" && e["callsUsed"].as_u64() > calls_then.as_u64()
     });
-    let paused = site.call(
-        &server,
-        "POST",
-        &format!("/program-executions/{begun}/pause"),
-        Some(&key),
-        None,
-    );
+    let paused = site.act(&server, &key, &begun, "pause");
     assert_eq!(paused.status, 200, "{}", paused.body);
     let state = |c: &mut postgres::Client| -> String {
         c.query_one(
@@ -1463,13 +1433,7 @@ fn a_server_on_postgres_shows_and_controls_the_databases_campaigns() {
             == 0)["status"],
         "paused"
     );
-    let resumed = site.call(
-        &server,
-        "POST",
-        &format!("/program-executions/{begun}/resume"),
-        Some(&key),
-        None,
-    );
+    let resumed = site.act(&server, &key, &begun, "resume");
     assert_eq!(resumed.status, 200, "{}", resumed.body);
     let done = watch(&site, &server, &key, &begun, |e| e["status"] == "completed");
     // Calls cut off by the kill are `unknown`, never dialled again: at most
