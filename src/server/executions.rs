@@ -585,7 +585,12 @@ impl Registry {
             if !running || shown {
                 break;
             }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+            // (A database's counters are a query: asked less often.)
+            std::thread::sleep(std::time::Duration::from_millis(if database {
+                100
+            } else {
+                10
+            }));
         }
         Ok(e)
     }
