@@ -204,6 +204,9 @@ pub struct PgStore {
     campaign: Option<i64>,
     ops: Ops,
     writer: Option<Writer>,
+    /// The programs of running campaigns read so far, by id, with the MD5
+    /// of their stored text.
+    programs: std::collections::HashMap<i64, (String, std::sync::Arc<ir::Program>)>,
 }
 
 impl PgStore {
@@ -224,6 +227,7 @@ impl PgStore {
             campaign: None,
             ops: Ops::default(),
             writer: None,
+            programs: std::collections::HashMap::new(),
         })
     }
 
@@ -1083,7 +1087,7 @@ impl Journal for PgStore {
 pub struct Running {
     pub id: i64,
     pub name: String,
-    pub program: ir::Program,
+    pub program: std::sync::Arc<ir::Program>,
     pub started_at: DateTime<Utc>,
     /// A simulation's seed, model (TOML; none: the built-in one) and the
     /// parts workers split it into; `None` for a real run.
@@ -1133,19 +1137,33 @@ impl PgStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    /// The campaigns running now.
+    /// The campaigns running now. Their programs are read and parsed once
+    /// (again only when the stored program changed, by a resume with
+    /// `--migrate`): an idle worker asks five times a second.
     pub fn running(&mut self) -> Result<Vec<Running>, StoreError> {
         let rows = self.client.query(
-            "SELECT id, name, ir, started_at, kind::text, seed, model, parts \
+            "SELECT id, name, md5(ir), started_at, kind::text, seed, model, parts \
              FROM flowc_campaigns WHERE state = 'running' AND contacts_in ORDER BY id",
             &[],
         )?;
+        for r in &rows {
+            let (id, hash): (i64, &str) = (r.get(0), r.get(2));
+            if self.programs.get(&id).is_none_or(|(h, _)| h != hash) {
+                let ir: String = self
+                    .client
+                    .query_one("SELECT ir FROM flowc_campaigns WHERE id = $1", &[&id])?
+                    .get(0);
+                let program = serde_json::from_str(&ir).map_err(corrupt)?;
+                self.programs
+                    .insert(id, (hash.to_string(), std::sync::Arc::new(program)));
+            }
+        }
         rows.iter()
             .map(|r| {
                 Ok(Running {
                     id: r.get(0),
                     name: r.get(1),
-                    program: serde_json::from_str(r.get::<_, &str>(2)).map_err(corrupt)?,
+                    program: self.programs[&r.get::<_, i64>(0)].1.clone(),
                     started_at: r.get(3),
                     simulation: (r.get::<_, &str>(4) == "simulation").then(|| Simulation {
                         seed: r.get::<_, Option<i64>>(5).unwrap_or(1) as u64,
