@@ -422,13 +422,16 @@ pub fn work<D: Dialer + super::run::Adapter>(
                 }
             }
             // A paused campaign is not done: it is waited for (a resume
-            // from `flowc campaign resume` or `flowc serve` goes on).
-            let paused = store.paused()?;
-            let waiting = match only {
-                Some(n) => paused.iter().any(|p| p == n),
-                None => !paused.is_empty(),
-            };
-            if waiting && !leased_any && !said_paused {
+            // from `flowc campaign resume` or `flowc serve` goes on); nor
+            // is one whose contacts are still going in.
+            let waiting_for: Vec<(String, bool)> = store
+                .waiting()?
+                .into_iter()
+                .filter(|(name, _)| only.is_none_or(|n| n == name))
+                .collect();
+            let waiting = !waiting_for.is_empty();
+            let paused = waiting_for.iter().any(|(_, paused)| *paused);
+            if paused && !leased_any && !said_paused {
                 eprintln!(
                     "{} paused: waiting for it to be resumed (`flowc campaign resume`, or the dashboard); \
                      Ctrl-C leaves it paused",
@@ -438,7 +441,7 @@ pub fn work<D: Dialer + super::run::Adapter>(
                     }
                 );
             }
-            said_paused = waiting && !leased_any;
+            said_paused = paused && !leased_any;
             let unfinished = unfinished || waiting;
             let done = match only {
                 Some(_) => !unfinished,

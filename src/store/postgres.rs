@@ -1128,13 +1128,15 @@ impl PgStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    /// The names of the campaigns paused now.
-    pub fn paused(&mut self) -> Result<Vec<String>, StoreError> {
+    /// The campaigns workers wait for: paused (`true`), or being begun (a
+    /// process is adding their contacts).
+    pub fn waiting(&mut self) -> Result<Vec<(String, bool)>, StoreError> {
         let rows = self.client.query(
-            "SELECT name FROM flowc_campaigns WHERE state = 'paused' ORDER BY id",
+            "SELECT name, state = 'paused' FROM flowc_campaigns \
+             WHERE state = 'paused' OR (state = 'running' AND NOT contacts_in) ORDER BY id",
             &[],
         )?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     /// The campaigns running now. Their programs are read and parsed once

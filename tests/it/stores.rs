@@ -1281,3 +1281,66 @@ fn opt_outs_in_postgresql_reach_the_do_not_call_file() {
     assert_eq!(std::fs::read_to_string(&dnc).unwrap(), listed);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `flowc worker --until-done` started while `flowc run` still adds the
+/// campaign's contacts waits for them, rather than finding nothing open
+/// and leaving.
+#[test]
+fn a_worker_until_done_waits_for_a_campaign_being_begun() {
+    let Some(server) = Postgres::start("early") else {
+        return;
+    };
+    let dir = scratch("flowc-early");
+    let flow = dir.join("shared.flow");
+    std::fs::write(&flow, WORKED).unwrap();
+    let contacts = dir.join("list.csv");
+    std::fs::write(&contacts, "phone\n+33612345678\n+33612345679\n").unwrap();
+    let script = dir.join("script.txt");
+    std::fs::write(&script, "* answered\n").unwrap();
+    let base = server.database("early");
+    let flowc = || Command::new(env!("CARGO_BIN_EXE_flowc"));
+    let dialer = format!("script:{}", script.display());
+    let begun = flowc()
+        .args(["run", flow.to_str().unwrap()])
+        .args(["--contacts", contacts.to_str().unwrap()])
+        .args(["--db", &format!("{base}#early"), "--dialer", &dialer])
+        .output()
+        .unwrap();
+    assert!(begun.status.success());
+    // As `flowc run` leaves it while it adds the contacts: nothing dialled
+    // yet, its parts cut, not yet open to workers.
+    let mut client = postgres_client(&base);
+    client
+        .batch_execute(
+            "DELETE FROM flowc_ends; DELETE FROM flowc_attempts; \
+             UPDATE flowc_parts SET done = false, owner = NULL; \
+             UPDATE flowc_campaigns SET state = 'running', contacts_in = false",
+        )
+        .unwrap();
+    let mut worker = flowc()
+        .args(["worker", "--db", &base, "--until-done", "--dialer", &dialer])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        worker.try_wait().unwrap().is_none(),
+        "the worker left a campaign being begun"
+    );
+    client
+        .execute("UPDATE flowc_campaigns SET contacts_in = true", &[])
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while worker.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < until, "the worker never ended");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(worker.wait().unwrap().success());
+    let ended: i64 = client
+        .query_one("SELECT count(*) FROM flowc_ends", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(ended, 2, "the worker worked the campaign once it opened");
+    std::fs::remove_dir_all(&dir).ok();
+}
