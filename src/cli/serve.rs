@@ -19,8 +19,8 @@ pub struct Args {
     /// The folder of the executions: one database per execution, and the
     /// server's keys (made when missing). `flowc run --db DIR/NAME.db`
     /// keeps a run there that the server shows too. Or a PostgreSQL
-    /// database (`postgres://user@host/db`): its campaigns, which `flowc
-    /// run` begins and workers run, are the executions
+    /// database (`postgres://user@host/db`): its campaigns, begun by `flowc
+    /// run` or by this server and run by workers, are the executions
     #[arg(long, value_name = "DIR|URL")]
     db: PathBuf,
     /// With a PostgreSQL `--db`: the folder of the server's keys and audit
