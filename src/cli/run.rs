@@ -288,8 +288,6 @@ fn on_postgres(args: &Args, url: &str, quiet: bool) -> ExitCode {
         args.mail.clone(),
     );
     let dnc = std::mem::take(&mut prepared.do_not_call);
-    // What the `--dnc` file held: the campaign's opt-outs join it at the end.
-    let listed = args.common.dnc.as_ref().map(|_| dnc.clone());
     let code = match args.dialer.split_once(':') {
         Some(("script", file)) => {
             let region = args
@@ -324,12 +322,13 @@ fn on_postgres(args: &Args, url: &str, quiet: bool) -> ExitCode {
             super::worker::work(&worker_args, |_, _| Ok(d), Some(&name), dnc)
         }
     };
-    if let (Some(path), Some(listed)) = (&args.common.dnc, &listed) {
-        // Every worker's opt-outs, whichever machine heard them.
+    if let Some(path) = &args.common.dnc {
+        // Every worker's opt-outs, whichever machine heard them, that the
+        // file did not hold (its numbers are in the database).
         match PgStore::open(&format!("{base}#{name}")).and_then(|mut s| s.opted_out_numbers()) {
             Ok(numbers) => {
                 let mut write = campaign::opt_out_writer(Some(path));
-                for n in numbers.iter().filter(|n| !listed.contains(*n)) {
+                for n in &numbers {
                     write(n);
                 }
             }

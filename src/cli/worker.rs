@@ -423,15 +423,20 @@ pub fn work<D: Dialer + super::run::Adapter>(
             }
             // A paused campaign is not done: it is waited for (a resume
             // from `flowc campaign resume` or `flowc serve` goes on); nor
-            // is one whose contacts are still going in.
-            let waiting_for: Vec<(String, bool)> = store
-                .waiting()?
-                .into_iter()
-                .filter(|(name, _)| only.is_none_or(|n| n == name))
-                .collect();
+            // is one whose contacts are still going in. (Asked only when
+            // nothing was leased: otherwise the worker goes on anyway.)
+            let waiting_for: Vec<(String, bool)> = if leased_any {
+                Vec::new()
+            } else {
+                store
+                    .waiting()?
+                    .into_iter()
+                    .filter(|(name, _)| only.is_none_or(|n| n == name))
+                    .collect()
+            };
             let waiting = !waiting_for.is_empty();
             let paused = waiting_for.iter().any(|(_, paused)| *paused);
-            if paused && !leased_any && !said_paused {
+            if paused && !said_paused {
                 eprintln!(
                     "{} paused: waiting for it to be resumed (`flowc campaign resume`, or the dashboard); \
                      Ctrl-C leaves it paused",
@@ -441,7 +446,7 @@ pub fn work<D: Dialer + super::run::Adapter>(
                     }
                 );
             }
-            said_paused = paused && !leased_any;
+            said_paused = paused;
             let unfinished = unfinished || waiting;
             let done = match only {
                 Some(_) => !unfinished,

@@ -600,34 +600,26 @@ async fn one(
         .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
-fn act(
+/// A control action, off the request threads: it reads and writes stores.
+async fn act(
     app: Shared,
     caller: Caller,
     id: String,
     action: &'static str,
     f: fn(&Arc<Registry>, &str) -> Result<Snapshot, Refused>,
 ) -> Response {
-    control(&app, &caller, action, Some(&id), || {
-        match f(&app.registry, &id) {
-            Ok(s) => Json(Execution::from(s)).into_response(),
-            Err(why) => refused(&id, why).into_response(),
-        }
-    })
-}
-
-/// A control action off the request threads: it reads and writes stores.
-async fn act_apart(
-    app: Shared,
-    caller: Caller,
-    id: String,
-    action: &'static str,
-    f: fn(&Arc<Registry>, &str) -> Result<Snapshot, Refused>,
-) -> Response {
-    tokio::task::spawn_blocking(move || act(app, caller, id, action, f))
-        .await
-        .unwrap_or_else(|e| {
-            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+    tokio::task::spawn_blocking(move || {
+        control(&app, &caller, action, Some(&id), || {
+            match f(&app.registry, &id) {
+                Ok(s) => Json(Execution::from(s)).into_response(),
+                Err(why) => refused(&id, why).into_response(),
+            }
         })
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+    })
 }
 
 /// No new dial from now on; calls under way finish.
@@ -638,7 +630,7 @@ async fn pause(
     Extension(caller): Extension<Caller>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    act_apart(app, caller, id, "pause", Registry::pause).await
+    act(app, caller, id, "pause", Registry::pause).await
 }
 
 #[utoipa::path(post, path = "/program-executions/{id}/resume", params(("id" = String, Path)),
@@ -648,7 +640,7 @@ async fn resume(
     Extension(caller): Extension<Caller>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    act_apart(app, caller, id, "resume", Registry::resume).await
+    act(app, caller, id, "resume", Registry::resume).await
 }
 
 /// Calls under way finish; every contact still pending ends `skipped "cancelled"`.
@@ -659,7 +651,7 @@ async fn cancel(
     Extension(caller): Extension<Caller>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    act_apart(app, caller, id, "cancel", Registry::cancel).await
+    act(app, caller, id, "cancel", Registry::cancel).await
 }
 
 /// Reads the store of execution `id` (off the request threads).

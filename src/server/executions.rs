@@ -714,7 +714,7 @@ impl Registry {
     pub fn pause(self: &Arc<Self>, id: &str) -> Result<Snapshot, Refused> {
         let (e, s) = self.driven(id)?;
         if let Place::Postgres(pool, name) = &e.place {
-            return in_database(&e, pool, name, "pause", |s| s.pause_or_resume(true));
+            return in_database(&e, pool, name, true);
         }
         let mut l = e.live.lock().expect("not poisoned");
         match (s.status, &l.pause) {
@@ -742,7 +742,7 @@ impl Registry {
             // and every worker goes on.
             let ours = e.files.is_some();
             if !(ours && s.status == Status::Stopped) {
-                in_database(&e, pool, name, "resume", |s| s.pause_or_resume(false))?;
+                in_database(&e, pool, name, false)?;
             }
             let running = e.live.lock().expect("not poisoned").running;
             if ours && !running {
@@ -802,26 +802,19 @@ impl Registry {
     }
 }
 
-/// Pauses or resumes a campaign of the database (`act`, which returns the
-/// state it was in): refused when it was not running (to pause) or not
-/// paused (to resume).
-fn in_database(
-    e: &Execution,
-    pool: &Pool,
-    name: &str,
-    action: &str,
-    act: impl FnOnce(&mut PgStore) -> Result<CampaignState, StoreError>,
-) -> Result<Snapshot, Refused> {
+/// Pauses or resumes a campaign of the database: refused when it was not
+/// running (to pause) or not paused (to resume).
+fn in_database(e: &Execution, pool: &Pool, name: &str, pause: bool) -> Result<Snapshot, Refused> {
     let was = pool
         .with(|s| {
             s.select(name)?;
-            act(s)
+            s.pause_or_resume(pause)
         })
         .map_err(|why| Refused::Conflict(why.to_string()))?;
-    let wanted = if action == "pause" {
-        CampaignState::Running
+    let (wanted, action) = if pause {
+        (CampaignState::Running, "pause")
     } else {
-        CampaignState::Paused
+        (CampaignState::Paused, "resume")
     };
     if was != wanted {
         return Err(Refused::Conflict(format!(

@@ -1118,11 +1118,15 @@ impl PgStore {
         self.writer = None;
     }
 
-    /// The numbers of the campaign's contacts who opted out.
+    /// The numbers of the campaign's contacts who opted out, but for those
+    /// already on its do-not-call list (the `--dnc` file it was run with).
     pub fn opted_out_numbers(&mut self) -> Result<Vec<String>, StoreError> {
         let id = self.named()?;
         let rows = self.client.query(
-            "SELECT phone FROM flowc_contacts WHERE campaign = $1 AND opted_out ORDER BY id",
+            "SELECT c.phone FROM flowc_contacts c WHERE c.campaign = $1 AND c.opted_out \
+               AND NOT EXISTS (SELECT 1 FROM flowc_do_not_call d \
+                               WHERE d.campaign = $1 AND d.phone = c.phone) \
+             ORDER BY c.id",
             &[&id],
         )?;
         Ok(rows.iter().map(|r| r.get(0)).collect())

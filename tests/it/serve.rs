@@ -380,13 +380,7 @@ fn an_execution_is_paused_resumed_and_cancelled_with_counters_that_add_up() {
     watch(&site, &server, &key, &id, |e| {
         e["callsUsed"].as_u64() > Some(10)
     });
-    let paused = site.call(
-        &server,
-        "POST",
-        &format!("/program-executions/{id}/pause"),
-        Some(&key),
-        None,
-    );
+    let paused = site.act(&server, &key, &id, "pause");
     assert_eq!(paused.status, 200, "{}", paused.body);
     assert_eq!(paused.json()["status"], "paused");
     // Calls under way finish; then nobody is dialled while it is paused.
@@ -398,33 +392,15 @@ fn an_execution_is_paused_resumed_and_cancelled_with_counters_that_add_up() {
         watch(&site, &server, &key, &id, |_| true)["callsUsed"],
         settled["callsUsed"]
     );
-    let again = site.call(
-        &server,
-        "POST",
-        &format!("/program-executions/{id}/pause"),
-        Some(&key),
-        None,
-    );
+    let again = site.act(&server, &key, &id, "pause");
     assert_eq!(again.status, 409, "{}", again.body);
 
-    let resumed = site.call(
-        &server,
-        "POST",
-        &format!("/program-executions/{id}/resume"),
-        Some(&key),
-        None,
-    );
+    let resumed = site.act(&server, &key, &id, "resume");
     assert_eq!(resumed.status, 200, "{}", resumed.body);
     watch(&site, &server, &key, &id, |e| {
         e["status"] == "running" && e["callsUsed"].as_u64() > settled["callsUsed"].as_u64()
     });
-    let cancelled = site.call(
-        &server,
-        "POST",
-        &format!("/program-executions/{id}/cancel"),
-        Some(&key),
-        None,
-    );
+    let cancelled = site.act(&server, &key, &id, "cancel");
     assert_eq!(cancelled.status, 200, "{}", cancelled.body);
     assert_eq!(cancelled.json()["status"], "cancelled");
     let end = watch(&site, &server, &key, &id, |e| {
@@ -931,17 +907,7 @@ fn a_server_killed_mid_run_picks_its_executions_up_and_sigterm_pauses_them() {
     let server = site.start();
     let e = watch(&site, &server, &key, &id, |_| true);
     assert_eq!(e["status"], "paused");
-    assert_eq!(
-        site.call(
-            &server,
-            "POST",
-            &format!("/program-executions/{id}/resume"),
-            Some(&key),
-            None
-        )
-        .status,
-        200
-    );
+    assert_eq!(site.act(&server, &key, &id, "resume").status, 200);
     let end = watch(&site, &server, &key, &id, |e| e["status"] == "completed");
     // A call the kill cut off is `unknown` (never dialled again), and the
     // flow ends its contact failed; every other contact answered.
