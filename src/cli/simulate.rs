@@ -171,6 +171,18 @@ fn on_postgres(args: &Args, url: &str) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let (Some(p), true) = (prepared.flow().pause_when, args.parts > 1) {
+        // Each part is simulated on its own clock: no moment is common to
+        // all of them at which the whole campaign could stop.
+        return usage(format!(
+            "--parts {}: the flow pauses the campaign when step `{}` is reached {} times, and a \
+             simulation in parts cannot pause all its parts at one simulated moment: simulate it \
+             in one part (without --parts)",
+            args.parts,
+            prepared.flow().steps[p.step].name,
+            p.times
+        ));
+    }
     let simulation = postgres::Simulation {
         seed: args.seed,
         model: model_text,

@@ -182,6 +182,18 @@ struct Shared {
     lost: AtomicBool,
     /// The worker is leaving: the heartbeat ends.
     leaving: AtomicBool,
+    /// Where the heartbeat tells the engine of this lease how often the
+    /// campaign's other contacts entered the step of `pause campaign when`.
+    reached: Mutex<Option<ReachedFeed>>,
+}
+
+/// The count of `pause campaign when` elsewhere, for one lease's engine.
+struct ReachedFeed {
+    /// Which lease (counted from 1): a figure read before the lease is
+    /// dropped, since it may count the leased contacts a second time.
+    lease: u64,
+    campaign: i64,
+    times: tokio::sync::watch::Sender<u32>,
 }
 
 /// Works on the running campaigns until there is nothing left (with
@@ -209,7 +221,9 @@ pub fn work<D: Dialer + super::run::Adapter>(
         given: AtomicU32::new(0),
         lost: AtomicBool::new(false),
         leaving: AtomicBool::new(false),
+        reached: Mutex::new(None),
     });
+    let mut leases: u64 = 0;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -366,6 +380,23 @@ pub fn work<D: Dialer + super::run::Adapter>(
                         _ => {
                             let live = journal.store.live_workers()?.max(1);
                             let flow = shared_flow(&campaign, live, false);
+                            // `pause campaign when` counts the whole campaign:
+                            // the other parts' count now, then as the heartbeat reads it.
+                            leases += 1;
+                            let elsewhere = match flow.pause_when {
+                                Some(_) => {
+                                    let n = journal.store.reached_elsewhere(&name)?;
+                                    let (times, rx) = tokio::sync::watch::channel(n);
+                                    *shared.reached.lock().unwrap_or_else(|e| e.into_inner()) =
+                                        Some(ReachedFeed {
+                                            lease: leases,
+                                            campaign: campaign.id,
+                                            times,
+                                        });
+                                    Some(rx)
+                                }
+                                None => None,
+                            };
                             if limit > 0 {
                                 // The first lines now; the heartbeat adjusts them.
                                 let given = shared.given.load(Ordering::SeqCst);
@@ -397,7 +428,13 @@ pub fn work<D: Dialer + super::run::Adapter>(
                             } else {
                                 engine
                             };
-                            beside(&runtime, engine.run(), outbox.as_mut())?
+                            let engine = match elsewhere {
+                                Some(rx) => engine.reached_elsewhere(rx),
+                                None => engine,
+                            };
+                            let results = beside(&runtime, engine.run(), outbox.as_mut());
+                            *shared.reached.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                            results?
                         }
                     };
                     // Run to its end, the engine ended every contact of the part.
@@ -409,7 +446,18 @@ pub fn work<D: Dialer + super::run::Adapter>(
                     if results.paused_at.is_some() {
                         if !results.paused_by_operator {
                             // `pause campaign when …`: the whole campaign pauses.
-                            journal.store.pause_or_resume(true)?;
+                            if journal.store.pause_or_resume(true)? == CampaignState::Running {
+                                if let Some(p) = campaign.program.flow.as_ref().and_then(|f| {
+                                    f.pause_when.map(|p| (f.steps[p.step].name.clone(), p.times))
+                                }) {
+                                    eprintln!(
+                                        "the campaign \"{}\" paused: its contacts entered step `{}` {} times \
+                                         (`pause campaign when`); a resume pauses it again unless a \
+                                         changed flow raises the figure (`flowc run --migrate`)",
+                                        campaign.name, p.0, p.1
+                                    );
+                                }
+                            }
                         }
                         break;
                     }
@@ -609,6 +657,34 @@ fn beat(
                     let _ = pause.send(true);
                 }
                 Err(_) => store = None,
+            }
+            // The count of `pause campaign when` in the parts this worker
+            // does not hold, for the lease it was read for.
+            let feed = shared
+                .reached
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|f| (f.lease, f.campaign));
+            if let (Some(s), Some((lease, of))) = (store.as_mut(), feed) {
+                s.join(of);
+                match s.reached_elsewhere(name) {
+                    Ok(n) => {
+                        if let Some(f) = shared
+                            .reached
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .as_ref()
+                            .filter(|f| f.lease == lease)
+                        {
+                            f.times.send_if_modified(|t| std::mem::replace(t, n) != n);
+                        }
+                    }
+                    Err(_) => store = None,
+                }
+                if let Some(s) = store.as_mut() {
+                    s.join(campaign);
+                }
             }
             let limit = shared.limit.load(Ordering::SeqCst);
             if let (Some(s), true) = (store.as_mut(), limit > 0) {

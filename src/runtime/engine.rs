@@ -191,9 +191,12 @@ pub struct Engine<'a, C: Clock, D: Dialer> {
     pacer: Pacer,
     observer: Observer<'a>,
     finish: DateTime<Utc>,
-    /// The step and count that pause the campaign, and how often it was reached.
+    /// The step and count that pause the campaign, and how often its
+    /// contacts entered it here (stored ends included) and elsewhere (the
+    /// parts other workers run).
     pause_when: Option<(StepId, u32)>,
     reached: u32,
+    reached_elsewhere: Option<tokio::sync::watch::Receiver<u32>>,
     paused_at: Option<DateTime<Utc>>,
     paused_by_operator: bool,
     /// The reasons ended contacts share.
@@ -241,6 +244,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             finish: start,
             pause_when: flow.pause_when.map(|p| (p.step, p.times)),
             reached: 0,
+            reached_elsewhere: None,
             paused_at: None,
             paused_by_operator: false,
             reasons: HashSet::new(),
@@ -309,6 +313,14 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
     /// no call until enough have ended; none places none.
     pub fn lines_from(mut self, lines: tokio::sync::watch::Receiver<usize>) -> Self {
         self.lines = Some(lines);
+        self
+    }
+
+    /// How often the contacts of the campaign's other parts entered the
+    /// step of `pause campaign when`, as it changes: the threshold counts
+    /// the whole campaign, not this engine's part alone.
+    pub fn reached_elsewhere(mut self, times: tokio::sync::watch::Receiver<u32>) -> Self {
+        self.reached_elsewhere = Some(times);
         self
     }
 
@@ -381,6 +393,15 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
         if !self.migrating {
             self.check_replay()?;
         }
+        // Contacts that ended before count for `pause campaign when` too
+        // (those still under way count as their runs are replayed).
+        if let Some((step, _)) = self.pause_when {
+            let name = self.flow.steps[step].name.as_str();
+            let ended = self.history.iter().filter(|h| h.end.is_some());
+            self.reached += ended
+                .map(|h| h.path.iter().filter(|s| *s == name).count() as u32)
+                .sum::<u32>();
+        }
         let virtual_clock = self.clock.is_virtual();
         let mut ticks: u64 = 0;
         let mut cut_off = 0;
@@ -396,6 +417,10 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             let applied = self.lines.as_ref().map(|l| *l.borrow());
             if let Some(n) = applied {
                 self.pacer.set_concurrency(n);
+            }
+            let elsewhere = self.reached_elsewhere.as_ref().map(|r| *r.borrow());
+            if self.paused_at.is_none() && self.threshold_reached() {
+                self.paused_at = Some(now);
             }
             // Looked at before any dial: a pause asked for before the run
             // began (or while it was busy) places no call.
@@ -461,6 +486,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 biased;
                 _ = paused(stop) => {} // The loop's top stops.
                 _ = changed(lines, applied) => {} // The loop's top takes the new figure.
+                _ = changed(self.reached_elsewhere.clone(), elsewhere) => {} // Counted at the top.
                 Some((id, io)) = self.io.next(), if !self.io.is_empty() => {
                     self.io_done(id, io, self.clock.now());
                 }
@@ -650,7 +676,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
         now: DateTime<Utc>,
     ) {
         loop {
-            self.count_reached(&mut live, now);
+            self.count_reached(id, &mut live, now);
             self.note_opt_out(id, &live.run);
             request = match request {
                 Request::Done(end) => {
@@ -1013,18 +1039,36 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
     }
 
     /// Counts the steps a contact entered since last time, for `pause
-    /// campaign when`; reaching the threshold pauses the campaign.
-    fn count_reached(&mut self, live: &mut Live<'_>, now: DateTime<Utc>) {
-        let Some((step, times)) = self.pause_when else {
+    /// campaign when` (the journal keeps each contact's count, for the
+    /// campaign's other workers); reaching the threshold pauses the campaign.
+    fn count_reached(&mut self, id: ContactId, live: &mut Live<'_>, now: DateTime<Utc>) {
+        let Some((step, _)) = self.pause_when else {
             return;
         };
         let path = &live.run.trail.path;
         let seen = (live.counted as usize).min(path.len());
-        self.reached += path[seen..].iter().filter(|s| **s == step).count() as u32;
+        let new = path[seen..].iter().filter(|s| **s == step).count() as u32;
         live.counted = path.len() as u32;
-        if self.reached >= times && self.paused_at.is_none() {
+        if new == 0 {
+            return;
+        }
+        self.reached += new;
+        if let Some(journal) = self.journal.as_deref_mut() {
+            journal.reached(id, path.iter().filter(|s| **s == step).count() as u32);
+        }
+        if self.paused_at.is_none() && self.threshold_reached() {
             self.paused_at = Some(now);
         }
+    }
+
+    /// Whether the campaign's contacts, here and in its other parts,
+    /// entered the step of `pause campaign when` as often as it says.
+    fn threshold_reached(&self) -> bool {
+        let Some((_, times)) = self.pause_when else {
+            return false;
+        };
+        let elsewhere = self.reached_elsewhere.as_ref().map_or(0, |r| *r.borrow());
+        self.reached.saturating_add(elsewhere) >= times
     }
 
     fn finish_skipped(&mut self, id: ContactId, arm: ArmId, reason: &str) {
@@ -1156,8 +1200,11 @@ async fn paused(signal: Option<tokio::sync::watch::Receiver<bool>>) {
 
 /// Resolves when the number of lines is other than `applied`; never
 /// without a source.
-async fn changed(lines: Option<tokio::sync::watch::Receiver<usize>>, applied: Option<usize>) {
-    match lines {
+async fn changed<T: PartialEq + Copy>(
+    source: Option<tokio::sync::watch::Receiver<T>>,
+    applied: Option<T>,
+) {
+    match source {
         Some(mut rx) => {
             // A source whose sender is gone changes no more.
             if rx.wait_for(|n| Some(*n) != applied).await.is_err() {

@@ -80,6 +80,12 @@ pub trait Journal {
     /// A message the run sent or a flag it raised.
     fn message(&mut self, id: ContactId, message: &Message);
 
+    /// The contact has entered the step of `pause campaign when` `times`
+    /// times in all. Kept where a campaign's parts run apart (many
+    /// workers), so that each counts the others'; one process counts its
+    /// own.
+    fn reached(&mut self, _id: ContactId, _times: u32) {}
+
     /// How many writes wait for the next flush.
     fn pending_writes(&self) -> usize;
 

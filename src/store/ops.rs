@@ -32,6 +32,11 @@ pub(super) enum Op {
         path: String,
     },
     OptedOut(usize),
+    /// How often the contact entered the step of `pause campaign when`.
+    Reached {
+        contact: usize,
+        times: u32,
+    },
     Message {
         contact: usize,
         attempt: u32,

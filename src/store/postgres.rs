@@ -159,6 +159,21 @@ const MIGRATIONS: &[&str] = &[
          phone TEXT NOT NULL,
          PRIMARY KEY (campaign, phone)
      );",
+    // 4 → 5: how often each contact entered the step of `pause campaign
+    // when`, so that each worker counts the whole campaign; and the audio
+    // of the flow's `play` steps, for workers that dial through SIP.
+    "CREATE TABLE flowc_reached (
+         campaign BIGINT NOT NULL,
+         contact INTEGER NOT NULL,
+         times INTEGER NOT NULL,
+         PRIMARY KEY (campaign, contact)
+     );
+     CREATE TABLE flowc_prompts (
+         campaign BIGINT NOT NULL,
+         name TEXT NOT NULL,
+         samples BYTEA NOT NULL,   -- 8 kHz, 16-bit little-endian
+         PRIMARY KEY (campaign, name)
+     );",
 ];
 
 impl From<postgres::Error> for StoreError {
@@ -839,6 +854,7 @@ fn write_ops(client: &mut Client, campaign: i64, ops: Vec<Op>) -> Result<(), pos
         String::new(),
     );
     let mut opted_out: Vec<i32> = Vec::new();
+    let (mut reached_ids, mut reached_times): (Vec<i32>, Vec<i32>) = (Vec::new(), Vec::new());
     for op in ops {
         match op {
             Op::Contact {
@@ -910,6 +926,10 @@ fn write_ops(client: &mut Client, campaign: i64, ops: Vec<Op>) -> Result<(), pos
                 row.push('\n');
             }
             Op::OptedOut(id) => opted_out.push(id as i32),
+            Op::Reached { contact, times } => {
+                reached_ids.push(contact as i32);
+                reached_times.push(times as i32);
+            }
             Op::Message {
                 contact,
                 attempt,
@@ -966,6 +986,16 @@ fn write_ops(client: &mut Client, campaign: i64, ops: Vec<Op>) -> Result<(), pos
         tx.execute(
             "UPDATE flowc_contacts SET opted_out = true WHERE campaign = $1 AND id = ANY($2)",
             &[&campaign, &opted_out],
+        )?;
+    }
+    if !reached_ids.is_empty() {
+        // A replay counts again what a worker that stopped had counted:
+        // a contact's count only grows.
+        tx.execute(
+            "INSERT INTO flowc_reached (campaign, contact, times) \
+             SELECT $1, c, t FROM unnest($2::int[], $3::int[]) AS r(c, t) \
+             ON CONFLICT (campaign, contact) DO UPDATE SET times = greatest(flowc_reached.times, excluded.times)",
+            &[&campaign, &reached_ids, &reached_times],
         )?;
     }
     copy_in(
@@ -1040,6 +1070,13 @@ impl Journal for PgStore {
 
     fn opted_out(&mut self, id: ContactId) {
         self.ops.push(Op::OptedOut(id.index()));
+    }
+
+    fn reached(&mut self, id: ContactId, times: u32) {
+        self.ops.push(Op::Reached {
+            contact: id.index(),
+            times,
+        });
     }
 
     fn message(&mut self, id: ContactId, message: &Message) {
@@ -1367,6 +1404,20 @@ impl PgStore {
         Ok(())
     }
 
+    /// How often the contacts of the campaign that `owner` does not hold
+    /// now entered the step of `pause campaign when`, as their workers
+    /// last wrote it.
+    pub fn reached_elsewhere(&mut self, owner: &str) -> Result<u32, StoreError> {
+        let id = self.campaign()?;
+        let row = self.client.query_one(
+            "SELECT coalesce(sum(r.times), 0)::bigint FROM flowc_reached r \
+             WHERE r.campaign = $1 AND NOT EXISTS (SELECT 1 FROM flowc_parts p \
+                 WHERE p.campaign = $1 AND p.owner = $2 AND r.contact >= p.first AND r.contact < p.last)",
+            &[&id, &owner],
+        )?;
+        Ok(u32::try_from(row.get::<_, i64>(0)).unwrap_or(u32::MAX))
+    }
+
     /// Gives back the part `owner` leased (its name stays in `worked_by`);
     /// `done` when every contact of it has ended.
     pub fn release(&mut self, owner: &str, part: u32, done: bool) -> Result<(), StoreError> {
@@ -1508,6 +1559,11 @@ impl Journal for Leased<'_> {
     fn opted_out(&mut self, id: ContactId) {
         let id = self.id(id);
         self.store.ops.push(Op::OptedOut(id));
+    }
+
+    fn reached(&mut self, id: ContactId, times: u32) {
+        let contact = self.id(id);
+        self.store.ops.push(Op::Reached { contact, times });
     }
 
     fn message(&mut self, id: ContactId, message: &Message) {

@@ -94,6 +94,8 @@ pub(super) fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusql
                 Op::OptedOut(id) => {
                     opted_out.execute(params![id as i64])?;
                 }
+                // One process holds a file's whole campaign: it counts them itself.
+                Op::Reached { .. } => {}
                 Op::Message {
                     contact,
                     attempt,

@@ -476,3 +476,33 @@ fn calls_that_end_as_they_are_placed_free_their_lines_for_the_next_contacts() {
     assert_eq!(dialled.len(), 60);
     assert_eq!(dialled.iter().collect::<HashSet<_>>().len(), 60);
 }
+
+/// `pause campaign when` on a resumed run counts the contacts that ended
+/// before it too: a campaign paused at its threshold and run again pauses
+/// again at once, dialling nobody.
+#[test]
+fn a_run_paused_at_its_threshold_pauses_again_when_resumed() {
+    let drill = Drill::new("threshold", 12, "* answered press 1 lasting 20ms\n");
+    let flow = FLOW
+        .replace(
+            "concurrency 6",
+            "concurrency 1\n  pause campaign when step call reached 4 times",
+        )
+        .replace("flow drill {", "flow capped {");
+    std::fs::write(drill.dir.join("capped.flow"), flow).unwrap();
+    let first = drill.run("capped.flow");
+    let said = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{said}");
+    assert_eq!(drill.dialled().len(), 4, "{said}");
+    let store = flowc::store::Store::open_read_only(&drill.dir.join("run.db")).unwrap();
+    assert_eq!(store.state().unwrap(), flowc::record::CampaignState::Paused);
+    drop(store);
+    let again = drill.run("capped.flow");
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(
+        drill.dialled().len(),
+        4,
+        "the resumed run dialled past the threshold its ended contacts had reached"
+    );
+    std::fs::remove_dir_all(&drill.dir).ok();
+}

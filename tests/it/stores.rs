@@ -1344,3 +1344,125 @@ fn a_worker_until_done_waits_for_a_campaign_being_begun() {
     assert_eq!(ended, 2, "the worker worked the campaign once it opened");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `pause campaign when` counts the whole campaign, whichever worker's
+/// contacts entered the step: three workers (`flowc run` and two `flowc
+/// worker`) on 900 contacts, pausing when the dial step is reached 250
+/// times. Each lease holds at most 200 contacts (four parts of 50), so a
+/// count kept per lease never reaches 250 and the campaign would run to
+/// its end. A resume of a campaign past its threshold pauses it again at
+/// once, before any dial.
+#[test]
+fn pause_campaign_when_counts_every_workers_contacts() {
+    let Some(server) = Postgres::start("threshold") else {
+        return;
+    };
+    let dir = scratch("flowc-threshold");
+    let flow = dir.join("shared.flow");
+    std::fs::write(
+        &flow,
+        WORKED.replace(
+            "concurrency 150",
+            "concurrency 30\n  pause campaign when step call reached 250 times",
+        ),
+    )
+    .unwrap();
+    let contacts = dir.join("list.csv");
+    let mut list = String::from("phone\n");
+    for k in 0..900 {
+        list.push_str(&format!("+3361{k:07}\n"));
+    }
+    std::fs::write(&contacts, list).unwrap();
+    let script = dir.join("script.txt");
+    std::fs::write(&script, "* answered lasting 300ms\n").unwrap();
+    let base = server.database("threshold");
+    let url = format!("{base}#capped");
+    let flowc = || Command::new(env!("CARGO_BIN_EXE_flowc"));
+    let dialer = format!("script:{}", script.display());
+    let mut starter = flowc()
+        .args(["run", flow.to_str().unwrap()])
+        .args(["--contacts", contacts.to_str().unwrap()])
+        .args(["--db", &url, "--dialer", &dialer])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut workers: Vec<_> = ["b", "c"]
+        .iter()
+        .map(|name| {
+            flowc()
+                .args(["worker", "--db", &base, "--name", name, "--lease", "3"])
+                .args(["--dialer", &dialer])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut client = postgres_client(&base);
+    let state = |c: &mut postgres::Client| -> String {
+        c.query_one("SELECT state::text FROM flowc_campaigns", &[])
+            .map(|r| r.get(0))
+            .unwrap_or_default()
+    };
+    let count = |c: &mut postgres::Client, sql: &str| -> i64 { c.query_one(sql, &[]).unwrap().get(0) };
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while state(&mut client) != "paused" {
+        assert!(
+            std::time::Instant::now() < until,
+            "the campaign never paused: {} calls placed",
+            count(&mut client, "SELECT count(*) FROM flowc_attempts")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Calls under way finish; the workers learn of the pause within a second.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let dialled = count(&mut client, "SELECT count(*) FROM flowc_attempts");
+    let workers_dialling = count(
+        &mut client,
+        "SELECT count(DISTINCT worked_by) FROM flowc_parts WHERE worked_by IS NOT NULL",
+    );
+    assert!(
+        (250..450).contains(&dialled),
+        "{dialled} contacts entered the step before the pause (threshold 250)"
+    );
+    assert_eq!(workers_dialling, 3, "every worker took part");
+    assert_eq!(
+        count(&mut client, "SELECT coalesce(sum(times), 0)::bigint FROM flowc_reached"),
+        dialled,
+        "each contact's count is kept"
+    );
+    assert!(
+        starter.try_wait().unwrap().is_none(),
+        "flowc run left its paused campaign"
+    );
+    // Resumed, it is still past its threshold: paused again, no new dial.
+    let resumed = flowc()
+        .args(["campaign", "resume", "--db", &url])
+        .output()
+        .unwrap();
+    assert!(resumed.status.success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while state(&mut client) != "paused" {
+        assert!(std::time::Instant::now() < until, "not paused again");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(
+        count(&mut client, "SELECT count(*) FROM flowc_attempts"),
+        dialled,
+        "a resume past the threshold dialled"
+    );
+    let cancelled = flowc()
+        .args(["campaign", "cancel", "--db", &url])
+        .output()
+        .unwrap();
+    assert!(cancelled.status.success());
+    assert!(starter.wait().unwrap().success());
+    for w in &mut workers {
+        unsafe { libc::kill(w.id() as i32, libc::SIGKILL) };
+        w.wait().unwrap();
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
