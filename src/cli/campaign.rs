@@ -314,6 +314,7 @@ pub fn open_to_workers(
     db: &Path,
     url: &str,
     simulation: Option<&crate::store::postgres::Simulation>,
+    audio: &std::collections::HashMap<String, std::sync::Arc<Vec<i16>>>,
 ) -> Result<(String, String), ExitCode> {
     let flow = prepared.flow().clone();
     let failed = |e: crate::store::StoreError| usage(format!("{}: {e}", shown(db)));
@@ -328,10 +329,11 @@ pub fn open_to_workers(
     drop(prepared.store.take());
     prepared.contacts = Vec::new();
     prepared.history = Vec::new();
-    // The do-not-call list goes in before any worker may join.
+    // The do-not-call list and the audio go in before any worker may join.
     PgStore::open(url)
         .and_then(|mut s| {
             s.add_do_not_call(&flow.name, &prepared.do_not_call)?;
+            s.add_prompts(&flow.name, audio)?;
             s.open_to_workers(&flow.name, simulation)
         })
         .map_err(failed)?;

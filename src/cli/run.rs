@@ -2,6 +2,7 @@
 //! campaign on the wall clock, journalled in the store as it goes, resumable
 //! after a pause or a crash by running the same command again.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -263,9 +264,14 @@ fn prepare(args: &Args) -> Result<campaign::Prepared, ExitCode> {
 /// list's new contacts, then works on it as one worker among any others
 /// (`flowc worker`) until every contact has ended, and prints its report.
 fn on_postgres(args: &Args, url: &str, quiet: bool) -> ExitCode {
-    if remote_only(args) {
+    let known = args.dialer == "sim"
+        || matches!(
+            args.dialer.split_once(':'),
+            Some(("script" | "exec" | "sip", _))
+        );
+    if !known {
         return usage(format!(
-            "`--dialer {}`: a campaign in PostgreSQL is dialled through `sim`, `script:FILE` or `exec:PROGRAM` for now",
+            "`--dialer {}` is not an adapter: write `sim`, `script:FILE`, `exec:PROGRAM` or `sip:HOST[:PORT]`",
             args.dialer
         ));
     }
@@ -274,7 +280,41 @@ fn on_postgres(args: &Args, url: &str, quiet: bool) -> ExitCode {
         Err(code) => return code,
     };
     let flow = prepared.flow().clone();
-    let (name, base) = match campaign::open_to_workers(&mut prepared, &args.db, url, None) {
+    // The audio the flow plays goes into the database with the campaign,
+    // for whichever worker dials it through SIP; a run through SIP checks
+    // what it needs before it begins.
+    let folder = args
+        .common
+        .file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let sip = args.dialer.strip_prefix("sip:");
+    let audio = match Prompts::read(&flow, &folder) {
+        Ok(audio) => audio,
+        Err(e) if sip.is_some() => return usage(e),
+        Err(e) => {
+            eprintln!(
+                "warning: {e}: workers dialling through SIP will leave this campaign to others"
+            );
+            HashMap::new()
+        }
+    };
+    let trunk = match sip {
+        Some(_) => match super::worker::read_trunk(args.trunk.as_deref()) {
+            Ok(trunk) => {
+                if let Err(e) =
+                    Prompts::ready(&flow, audio.clone(), &trunk, args.recordings.as_deref())
+                {
+                    return usage(e);
+                }
+                Some(trunk)
+            }
+            Err(e) => return usage(e),
+        },
+        None => None,
+    };
+    let (name, base) = match campaign::open_to_workers(&mut prepared, &args.db, url, None, &audio) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -283,6 +323,7 @@ fn on_postgres(args: &Args, url: &str, quiet: bool) -> ExitCode {
         base,
         args.name.clone(),
         &args.dialer,
+        (args.trunk.clone(), args.recordings.clone()),
         args.seed,
         args.common.region.clone(),
         args.mail.clone(),
@@ -307,6 +348,12 @@ fn on_postgres(args: &Args, url: &str, quiet: bool) -> ExitCode {
         Some(("exec", command)) => super::worker::work(
             &worker_args,
             super::worker::bridge(command, args.bridge_deadline),
+            Some(&name),
+            dnc,
+        ),
+        Some(("sip", target)) => super::worker::work(
+            &worker_args,
+            super::worker::sip(target, trunk.expect("read above"), args.recordings.clone()),
             Some(&name),
             dnc,
         ),
@@ -354,13 +401,6 @@ fn on_postgres(args: &Args, url: &str, quiet: bool) -> ExitCode {
     )
 }
 
-/// Dialers a campaign in PostgreSQL cannot use yet.
-fn remote_only(args: &Args) -> bool {
-    !(args.dialer == "sim"
-        || args.dialer.starts_with("script:")
-        || args.dialer.starts_with("exec:"))
-}
-
 /// What `run` needs of a dialer beyond dialling: a bridge may fail for good
 /// while the run goes on (the run then pauses, and says why), carries SMS,
 /// and is closed at the end.
@@ -373,11 +413,29 @@ pub(super) trait Adapter {
         None
     }
     async fn close(&self) {}
+    /// Gets ready for a campaign's flow before its calls (a worker serves
+    /// many campaigns, one after another); `audio` reads the audio of the
+    /// files it plays, as the campaign kept it. Err: this dialer cannot
+    /// run the flow, and why.
+    fn ready_for(
+        &self,
+        _flow: &crate::ir::Flow,
+        _audio: impl FnOnce() -> Result<HashMap<String, std::sync::Arc<Vec<i16>>>, String>,
+    ) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 impl Adapter for SipDialer {
     async fn close(&self) {
         self.shut_down().await;
+    }
+    fn ready_for(
+        &self,
+        flow: &crate::ir::Flow,
+        audio: impl FnOnce() -> Result<HashMap<String, std::sync::Arc<Vec<i16>>>, String>,
+    ) -> Result<(), String> {
+        self.take_flow(flow, audio()?)
     }
 }
 impl Adapter for SimDialer {}

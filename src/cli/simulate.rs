@@ -1,5 +1,6 @@
 //! `flowc simulate FILE --contacts LIST [--model M] [--seed N] [--from DATETIME] [--db PATH] [--journal FILE] [--format table|json]`
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -188,15 +189,18 @@ fn on_postgres(args: &Args, url: &str) -> ExitCode {
         model: model_text,
         parts: args.parts.max(1),
     };
-    let (name, base) = match campaign::open_to_workers(&mut prepared, db, url, Some(&simulation)) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+    let (name, base) =
+        match campaign::open_to_workers(&mut prepared, db, url, Some(&simulation), &HashMap::new())
+        {
+            Ok(x) => x,
+            Err(code) => return code,
+        };
     let base = base.as_str();
     let worker = super::worker::args_for_run(
         base,
         None,
         "sim",
+        (None, None),
         args.seed,
         args.common.region.clone(),
         super::run::Mail::none(),

@@ -1,4 +1,4 @@
-//! `flowc worker --db postgres://… --dialer sim|script:FILE|exec:PROGRAM [--smtp URL --mail-from ADDRESS] [--name N] [--lease SECONDS] [--until-done]`
+//! `flowc worker --db postgres://… --dialer sim|script:FILE|exec:PROGRAM|sip:HOST [--trunk FILE] [--recordings DIR] [--smtp URL --mail-from ADDRESS] [--name N] [--lease SECONDS] [--until-done]`
 //!
 //! Joins every running campaign of a PostgreSQL database and places its
 //! calls, beside other workers on other machines. A campaign's contacts are
@@ -16,6 +16,12 @@
 //! batch is leased: the flow's figure divided by the live workers (at
 //! least one call per period each). Pause, resume and cancel are the
 //! campaign's state in the database, read by every worker every second.
+//!
+//! A worker dialling through SIP plays the audio the campaign's beginning
+//! kept in the database (`flowc_prompts`), speaks with its own trunk
+//! file's speech command and records into its own `--recordings` folder; a
+//! campaign it cannot serve (no speech command for a flow that speaks, no
+//! folder for one that records) is left to the other workers, and said.
 //!
 //! A worker with a way to send messages (its bridge for SMS, `--smtp` for
 //! e-mail) also sends the campaigns' messages, beside its calls
@@ -38,6 +44,7 @@ use super::campaign::usage;
 use super::signals;
 use crate::dialer::bridge::Bridge;
 use crate::dialer::script::ScriptDialer;
+use crate::dialer::sip::{Prompts, SipDialer, Trunk};
 use crate::dialer::{Dialer, SimDialer};
 use crate::messaging::{Delivered, Outbox};
 use crate::record::CampaignState;
@@ -55,10 +62,16 @@ pub struct Args {
     #[arg(long)]
     pub db: String,
     /// Who places the calls: `sim` (the simulation model, in real time),
-    /// `script:FILE`, or `exec:PROGRAM` (a bridge to a provider, one
-    /// process per worker)
+    /// `script:FILE`, `exec:PROGRAM` (a bridge to a provider, one
+    /// process per worker), or `sip:HOST[:PORT]` (a SIP trunk)
     #[arg(long, default_value = "sim")]
     pub dialer: String,
+    /// The SIP trunk's settings for `--dialer sip:HOST` (TOML, as `flowc run`'s)
+    #[arg(long, value_name = "FILE")]
+    pub trunk: Option<std::path::PathBuf>,
+    /// The folder `record` writes its WAV files to (`--dialer sip:`)
+    #[arg(long, value_name = "DIR")]
+    pub recordings: Option<std::path::PathBuf>,
     /// This worker's name in the database (default: host and process id)
     #[arg(long)]
     pub name: Option<String>,
@@ -116,11 +129,46 @@ pub fn run(args: Args) -> ExitCode {
             None,
             HashSet::new(),
         ),
+        Some(("sip", target)) => match read_trunk(args.trunk.as_deref()) {
+            Ok(trunk) => work(
+                &args,
+                sip(target, trunk, args.recordings.clone()),
+                None,
+                HashSet::new(),
+            ),
+            Err(e) => usage(e),
+        },
         _ => usage(format!(
-            "`--dialer {}`: a worker dials through `sim`, `script:FILE` or `exec:PROGRAM` \
-             (`flowc run` with a database file also takes `sip:HOST`)",
+            "`--dialer {}` is not an adapter: write `sim`, `script:FILE`, `exec:PROGRAM` or `sip:HOST[:PORT]`",
             args.dialer
         )),
+    }
+}
+
+/// The trunk file of `--trunk` (none: the defaults).
+pub fn read_trunk(file: Option<&std::path::Path>) -> Result<Trunk, String> {
+    match file {
+        Some(file) => std::fs::read_to_string(file)
+            .map_err(|e| e.to_string())
+            .and_then(|t| Trunk::parse(&t))
+            .map_err(|e| format!("--trunk {}: {e}", file.display())),
+        None => Ok(Trunk::default()),
+    }
+}
+
+/// Starts the SIP dialer of `--dialer sip:TARGET` in the worker's runtime;
+/// each campaign's audio comes with the campaign.
+pub fn sip(
+    target: &str,
+    trunk: Trunk,
+    recordings: Option<std::path::PathBuf>,
+) -> impl FnOnce(Failure, &tokio::runtime::Runtime) -> Result<SipDialer, String> + '_ {
+    move |_, runtime| {
+        runtime.block_on(SipDialer::start(
+            target,
+            trunk,
+            Prompts::none(recordings.as_deref()),
+        ))
     }
 }
 
@@ -292,6 +340,11 @@ pub fn work<D: Dialer + super::run::Adapter>(
         // database held when they were read.
         let mut lists: HashMap<i64, (u64, HashSet<String>)> = HashMap::new();
         let mut said_paused = false;
+        // Campaigns this worker's dialer cannot run, with the program it
+        // could not (said once each; a changed program is tried again).
+        let mut left_to_others: HashMap<i64, Arc<crate::ir::Program>> = HashMap::new();
+        // The campaign (and program) the dialer was last made ready for.
+        let mut readied: Option<(i64, Arc<crate::ir::Program>)> = None;
         loop {
             if failure.reason().is_some() || signals::received() {
                 return Ok(());
@@ -303,6 +356,40 @@ pub fn work<D: Dialer + super::run::Adapter>(
                     continue;
                 }
                 store.join(campaign.id);
+                if left_to_others
+                    .get(&campaign.id)
+                    .is_some_and(|p| Arc::ptr_eq(p, &campaign.program))
+                {
+                    continue;
+                }
+                let readied_already = readied
+                    .as_ref()
+                    .is_some_and(|(id, p)| *id == campaign.id && Arc::ptr_eq(p, &campaign.program));
+                if campaign.simulation.is_none() && !readied_already {
+                    let flow = campaign
+                        .program
+                        .flow
+                        .as_ref()
+                        .expect("a running campaign has a flow");
+                    let ready = dialer.ready_for(flow, || {
+                        store
+                            .prompts()
+                            .map_err(|e| format!("its audio cannot be read: {e}"))
+                    });
+                    if let Err(why) = ready {
+                        if only.is_some() {
+                            failure.fail(why);
+                            return Ok(());
+                        }
+                        eprintln!(
+                            "this worker leaves the campaign \"{}\" to the others: {why}",
+                            campaign.name
+                        );
+                        left_to_others.insert(campaign.id, campaign.program.clone());
+                        continue;
+                    }
+                    readied = Some((campaign.id, campaign.program.clone()));
+                }
                 let limit = campaign
                     .program
                     .flow
@@ -448,7 +535,8 @@ pub fn work<D: Dialer + super::run::Adapter>(
                             // `pause campaign when …`: the whole campaign pauses.
                             if journal.store.pause_or_resume(true)? == CampaignState::Running {
                                 if let Some(p) = campaign.program.flow.as_ref().and_then(|f| {
-                                    f.pause_when.map(|p| (f.steps[p.step].name.clone(), p.times))
+                                    f.pause_when
+                                        .map(|p| (f.steps[p.step].name.clone(), p.times))
                                 }) {
                                     eprintln!(
                                         "the campaign \"{}\" paused: its contacts entered step `{}` {} times \
@@ -717,6 +805,7 @@ pub fn args_for_run(
     db: &str,
     name: Option<String>,
     dialer: &str,
+    sip: (Option<std::path::PathBuf>, Option<std::path::PathBuf>),
     seed: u64,
     region: Option<String>,
     mail: super::run::Mail,
@@ -724,6 +813,8 @@ pub fn args_for_run(
     Args {
         db: db.to_string(),
         dialer: dialer.to_string(),
+        trunk: sip.0,
+        recordings: sip.1,
         name,
         lease: 30,
         until_done: false,

@@ -15,7 +15,7 @@
 //! what the flow was doing on it.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -260,18 +260,63 @@ impl Prompts {
         trunk: &Trunk,
         recordings: Option<&Path>,
     ) -> Result<Prompts, String> {
-        let mut prompts = Prompts::default();
-        let actions = flow.actions();
-        for a in &actions {
+        Prompts::ready(flow, Prompts::read(flow, folder)?, trunk, recordings)
+    }
+
+    /// No audio yet, and the folder `record` would write to: a worker's,
+    /// whose campaigns bring their audio (`SipDialer::ready_for`).
+    pub fn none(recordings: Option<&Path>) -> Prompts {
+        Prompts {
+            files: HashMap::new(),
+            recordings: recordings.map(Path::to_path_buf),
+        }
+    }
+
+    /// The audio of every file the flow plays (named relative to the
+    /// flow's `folder`), as 8 kHz samples, by the name the flow gives.
+    pub fn read(flow: &ir::Flow, folder: &Path) -> Result<HashMap<String, Arc<Vec<i16>>>, String> {
+        let mut files = HashMap::new();
+        for a in &flow.actions() {
             if let ir::Action::Play { file } = a {
-                if !prompts.files.contains_key(file) {
+                if !files.contains_key(file) {
                     let samples = audio::load(&folder.join(file)).map_err(|e| {
                         format!("`play \"{file}\"` cannot be played: {e} (a WAV file is needed; `sox IN.mp3 OUT.wav` converts one)")
                     })?;
-                    prompts.files.insert(file.clone(), Arc::new(samples));
+                    files.insert(file.clone(), Arc::new(samples));
                 }
             }
         }
+        Ok(files)
+    }
+
+    /// The flow's audio from `files` (read by `read`, here or where the
+    /// campaign began): every file it plays must be there; the speech
+    /// command is tried when it says anything, and the recordings folder
+    /// made when it records.
+    pub fn ready(
+        flow: &ir::Flow,
+        mut files: HashMap<String, Arc<Vec<i16>>>,
+        trunk: &Trunk,
+        recordings: Option<&Path>,
+    ) -> Result<Prompts, String> {
+        let actions = flow.actions();
+        let played: HashSet<&str> = actions
+            .iter()
+            .filter_map(|a| match a {
+                ir::Action::Play { file } => Some(file.as_str()),
+                _ => None,
+            })
+            .collect();
+        if let Some(missing) = played.iter().find(|f| !files.contains_key(**f)) {
+            return Err(format!(
+                "`play \"{missing}\"`: the audio is not with the campaign (the flowc that began it could not read the file)"
+            ));
+        }
+        files.retain(|name, _| played.contains(name.as_str()));
+        let mut prompts = Prompts {
+            files,
+            recordings: None,
+        };
         if actions.iter().any(|a| matches!(a, ir::Action::Say { .. })) {
             let Some(tts) = &trunk.tts else {
                 return Err("the flow has `say`, and the trunk file names no text-to-speech command: add `tts = \"espeak-ng --stdout\"` (or another command that writes a WAV file)".into());
@@ -397,7 +442,10 @@ pub struct SipDialer {
     t1: StdDuration,
     rtp_ip: IpAddr,
     rtp_ports: Option<(u16, u16)>,
-    prompts: Prompts,
+    /// The audio of the flow being run (a worker's next campaign brings its own).
+    prompts: RefCell<Prompts>,
+    /// The folder given for recordings, whichever flow is run.
+    recordings: Option<PathBuf>,
     /// Speech already rendered, by text (`None`: the command failed for it).
     speech: RefCell<HashMap<String, Option<Arc<Vec<i16>>>>>,
     calls: RefCell<HashMap<CallId, Live>>,
@@ -584,12 +632,26 @@ impl SipDialer {
             t1,
             rtp_ip,
             rtp_ports,
-            prompts,
+            recordings: prompts.recordings.clone(),
+            prompts: RefCell::new(prompts),
             speech: RefCell::new(HashMap::new()),
             calls: RefCell::new(HashMap::new()),
             byes: RefCell::new(Vec::new()),
             cancel,
         })
+    }
+
+    /// Gets ready for another flow (a worker's next campaign): its audio
+    /// from `files`, as the campaign kept it. Err: this dialer cannot run
+    /// the flow (a file missing, no speech command, no recordings folder).
+    pub fn take_flow(
+        &self,
+        flow: &ir::Flow,
+        files: HashMap<String, Arc<Vec<i16>>>,
+    ) -> Result<(), String> {
+        let prompts = Prompts::ready(flow, files, &self.trunk, self.recordings.as_deref())?;
+        *self.prompts.borrow_mut() = prompts;
+        Ok(())
     }
 
     fn request_uri(&self, e164: &str) -> Result<Uri, String> {
@@ -898,13 +960,13 @@ impl Dialer for SipDialer {
     }
 
     async fn play(&self, call: CallId, file: String) {
-        let samples = self.prompts.files.get(&file).cloned();
+        let samples = self.prompts.borrow().files.get(&file).cloned();
         self.play_samples(call, samples).await;
     }
 
     async fn record(&self, call: CallId, file: String, max_seconds: Option<u64>) {
-        let (Some((media, gone)), Some(folder)) = (self.live(call), &self.prompts.recordings)
-        else {
+        let folder = self.prompts.borrow().recordings.clone();
+        let (Some((media, gone)), Some(folder)) = (self.live(call), folder) else {
             return;
         };
         let mut audio = media.listen();

@@ -1290,6 +1290,50 @@ impl PgStore {
         Ok(())
     }
 
+    /// Keeps the audio of the files the campaign of `flow` plays (8 kHz
+    /// samples by the name the flow gives), for workers that dial through
+    /// SIP wherever the files are not; a file kept before is replaced.
+    pub fn add_prompts(
+        &mut self,
+        flow: &str,
+        files: &std::collections::HashMap<String, std::sync::Arc<Vec<i16>>>,
+    ) -> Result<(), StoreError> {
+        let id = self
+            .find(Some(flow))?
+            .ok_or_else(|| StoreError::Corrupt("the campaign was not begun".into()))?;
+        for (name, samples) in files {
+            let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+            self.client.execute(
+                "INSERT INTO flowc_prompts (campaign, name, samples) VALUES ($1, $2, $3) \
+                 ON CONFLICT (campaign, name) DO UPDATE SET samples = excluded.samples",
+                &[&id, name, &bytes],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The audio the joined campaign's flow plays, as `add_prompts` kept it.
+    pub fn prompts(
+        &mut self,
+    ) -> Result<std::collections::HashMap<String, std::sync::Arc<Vec<i16>>>, StoreError> {
+        let id = self.campaign()?;
+        let rows = self.client.query(
+            "SELECT name, samples FROM flowc_prompts WHERE campaign = $1",
+            &[&id],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let bytes: &[u8] = r.get(1);
+                let samples = bytes
+                    .chunks_exact(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                    .collect();
+                (r.get::<_, String>(0), std::sync::Arc::new(samples))
+            })
+            .collect())
+    }
+
     /// How many numbers never to dial the joined campaign holds.
     pub fn do_not_call_count(&mut self) -> Result<u64, StoreError> {
         let id = self.campaign()?;

@@ -498,7 +498,11 @@ fn a_run_paused_at_its_threshold_pauses_again_when_resumed() {
     assert_eq!(store.state().unwrap(), flowc::record::CampaignState::Paused);
     drop(store);
     let again = drill.run("capped.flow");
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     assert_eq!(
         drill.dialled().len(),
         4,

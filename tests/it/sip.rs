@@ -631,19 +631,7 @@ fn a_greeting_is_voicemail_and_the_message_is_played() {
         ],
     );
     std::fs::write(trunk.dir.join("flow.flow"), MEDIA_FLOW).unwrap();
-    // Half a second of a rising tone: each sample known.
-    let tone: Vec<i16> = (0..4000)
-        .map(|k| ((k as f64 / 8.0).sin() * 6000.0 * (k as f64 / 4000.0)) as i16)
-        .collect();
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(trunk.dir.join("tone.wav"), spec).unwrap();
-    tone.iter().for_each(|s| w.write_sample(*s).unwrap());
-    w.finalize().unwrap();
+    let tone = write_tone(&trunk.dir);
     let recordings = trunk.dir.join("recordings").display().to_string();
     let o = trunk.run_with(
         &media_trunk(&trunk, ""),
@@ -658,7 +646,29 @@ fn a_greeting_is_voicemail_and_the_message_is_played() {
         "{report}"
     );
     assert_eq!(trunk.sipp_status(), 0);
-    let packets = heard.join().unwrap();
+    assert_tone_heard(&tone, heard.join().unwrap());
+}
+
+/// Half a second of a rising tone, each sample known, written as
+/// `tone.wav` in `dir` (the file MEDIA_FLOW plays).
+fn write_tone(dir: &Path) -> Vec<i16> {
+    let tone: Vec<i16> = (0..4000)
+        .map(|k| ((k as f64 / 8.0).sin() * 6000.0 * (k as f64 / 4000.0)) as i16)
+        .collect();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(dir.join("tone.wav"), spec).unwrap();
+    tone.iter().for_each(|s| w.write_sample(*s).unwrap());
+    w.finalize().unwrap();
+    tone
+}
+
+/// The far end heard `tone`: every 20 ms of it, in order, as G.711 µ-law.
+fn assert_tone_heard(tone: &[i16], packets: Vec<Packet>) {
     assert_eq!(packets.len(), 25, "half a second is 25 packets of 20 ms");
     let mut samples: Vec<i16> = Vec::new();
     for (k, (pt, seq, ts, payload)) in packets.iter().enumerate() {
@@ -1213,4 +1223,108 @@ impl Drop for Relay {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A campaign in PostgreSQL dialled through SIP. `flowc run` keeps the
+/// audio the flow plays in the database and plays it from there; then,
+/// the campaign begun again as another machine would find it, a worker
+/// without a speech command leaves it (the flow speaks) and a worker
+/// without the flow's files plays the same audio from the database.
+#[test]
+fn a_campaign_in_postgresql_is_dialled_through_sip_by_any_worker() {
+    if !sipp_here() {
+        return;
+    }
+    let Some(server) = crate::stores::Postgres::start("sip") else {
+        return;
+    };
+    let base = server.database("sip");
+    let url = format!("{base}#voicemail");
+    let dir = std::env::temp_dir().join(format!("flowc-sip-pg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = pcap_of(&dir, &["greeting.wav"]);
+    let trunk_for = |rtp: u16, name: &str| {
+        Trunk::start(
+            name,
+            "media.xml",
+            &[
+                ("PCAP", &pcap),
+                ("RTPPORT", &rtp.to_string()),
+                ("ANSWERED", "unknown"),
+            ],
+        )
+    };
+    let (port, heard) = listen_rtp();
+    let mut trunk = trunk_for(port, "pg-run");
+    std::fs::write(trunk.dir.join("flow.flow"), MEDIA_FLOW).unwrap();
+    let tone = write_tone(&trunk.dir);
+    let trunk_file = media_trunk(&trunk, "");
+    let recordings = trunk.dir.join("recordings").display().to_string();
+    let p = |n: &str| trunk.dir.join(n).display().to_string();
+    let run = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["run", &p("flow.flow"), "--contacts", &p("list.csv")])
+        .args(["--dialer", &format!("sip:127.0.0.1:{}", trunk.port)])
+        .args(["--trunk", &trunk_file, "--recordings", &recordings])
+        .args(["--db", &url, "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(
+        report["endReasons"]["completed: left_message"], 1,
+        "{report}"
+    );
+    assert_eq!(trunk.sipp_status(), 0);
+    assert_tone_heard(&tone, heard.join().unwrap());
+
+    // As a campaign begun elsewhere: nothing dialled yet, its part open.
+    let mut client = crate::stores::postgres_client(&base);
+    client
+        .batch_execute(
+            "DELETE FROM flowc_ends; DELETE FROM flowc_attempts; \
+             UPDATE flowc_parts SET done = false, owner = NULL; \
+             UPDATE flowc_campaigns SET state = 'running'",
+        )
+        .unwrap();
+    let (port, heard) = listen_rtp();
+    let mut trunk = trunk_for(port, "pg-worker");
+    // This machine has none of the flow's files.
+    assert!(!trunk.dir.join("tone.wav").exists());
+    let worker = |trunk_file: &str, name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args(["worker", "--db", &base, "--name", name, "--until-done"])
+            .args(["--dialer", &format!("sip:127.0.0.1:{}", trunk.port)])
+            .args(["--trunk", trunk_file, "--recordings", &recordings])
+            .output()
+            .unwrap()
+    };
+    let mute = worker(&trunk.trunk_file(""), "mute");
+    assert_eq!(mute.status.code(), Some(0), "{}", stderr(&mute));
+    assert!(
+        stderr(&mute).contains("leaves the campaign \"voicemail\" to the others")
+            && stderr(&mute).contains("text-to-speech"),
+        "{}",
+        stderr(&mute)
+    );
+    let dialled: i64 = client
+        .query_one("SELECT count(*) FROM flowc_attempts", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(dialled, 0, "the worker that cannot speak dialled");
+    let speaking = worker(&media_trunk(&trunk, ""), "speaking");
+    assert_eq!(speaking.status.code(), Some(0), "{}", stderr(&speaking));
+    let (outcome, reason): (String, String) = client
+        .query_one(
+            "SELECT a.outcome::text, e.reason FROM flowc_attempts a JOIN flowc_ends e USING (campaign, contact)",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(
+        (outcome.as_str(), reason.as_str()),
+        ("voicemail", "left_message")
+    );
+    assert_eq!(trunk.sipp_status(), 0);
+    assert_tone_heard(&tone, heard.join().unwrap());
+    std::fs::remove_dir_all(&dir).ok();
 }

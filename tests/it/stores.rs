@@ -468,7 +468,7 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-fn postgres_client(url: &str) -> postgres::Client {
+pub(crate) fn postgres_client(url: &str) -> postgres::Client {
     postgres::Client::connect(url, postgres::NoTls).unwrap()
 }
 
@@ -1405,7 +1405,8 @@ fn pause_campaign_when_counts_every_workers_contacts() {
             .map(|r| r.get(0))
             .unwrap_or_default()
     };
-    let count = |c: &mut postgres::Client, sql: &str| -> i64 { c.query_one(sql, &[]).unwrap().get(0) };
+    let count =
+        |c: &mut postgres::Client, sql: &str| -> i64 { c.query_one(sql, &[]).unwrap().get(0) };
     let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while state(&mut client) != "paused" {
         assert!(
@@ -1428,7 +1429,10 @@ fn pause_campaign_when_counts_every_workers_contacts() {
     );
     assert_eq!(workers_dialling, 3, "every worker took part");
     assert_eq!(
-        count(&mut client, "SELECT coalesce(sum(times), 0)::bigint FROM flowc_reached"),
+        count(
+            &mut client,
+            "SELECT coalesce(sum(times), 0)::bigint FROM flowc_reached"
+        ),
         dialled,
         "each contact's count is kept"
     );
