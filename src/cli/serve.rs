@@ -90,13 +90,6 @@ pub fn run(args: Args) -> ExitCode {
         }
         (None, None) => args.db.clone(),
     };
-    if database.is_some() && (args.trunk.is_some() || args.recordings.is_some()) {
-        return usage(
-            "--trunk and --recordings are for the runs a server starts; on a database, \
-             workers dial (`flowc worker --dialer …`)"
-                .into(),
-        );
-    }
     if std::fs::metadata(&args.db).is_ok_and(|m| m.is_file()) {
         return usage(format!(
             "--db {} is a file: `flowc serve` takes a folder (one database per execution); \

@@ -445,12 +445,6 @@ async fn create(
 
 fn start(app: &App, caller: &Caller, new: NewExecution) -> Result<Execution, Problem> {
     let dialer = new.dialer.clone().unwrap_or_else(|| "sim".into());
-    if app.registry.postgres.is_some() && dialer.starts_with("sip:") {
-        return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "a campaign in a database is dialled through `sim`, `script:FILE` or `exec:PROGRAM` for now, not `sip:`",
-        ));
-    }
     let dialer = match dialer.split_once(':') {
         None if dialer == "sim" => dialer,
         Some(("script", file)) => format!("script:{}", in_data_dir(app, file, "the dialer's script")?.display()),

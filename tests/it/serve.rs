@@ -1426,7 +1426,7 @@ fn a_server_on_postgres_shows_and_controls_the_databases_campaigns() {
         .call(&server, "GET", "/program-executions", Some(&key), None)
         .json();
     assert_eq!(listed["total"], 2, "{listed}");
-    // A SIP trunk is not for a campaign in a database yet.
+    // A dialer the server was not told to allow is refused, as with files.
     let mut sip = site.new_execution();
     sip["dialer"] = json!("sip:127.0.0.1");
     let refused = site.call(
@@ -1437,4 +1437,9 @@ fn a_server_on_postgres_shows_and_controls_the_databases_campaigns() {
         Some(sip),
     );
     assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("is not allowed here"),
+        "{}",
+        refused.body
+    );
 }
