@@ -50,7 +50,7 @@ printf 't1_ms = 500\nlocal = "127.0.0.1:0"\n' > "$work/trunk.toml"
 
 # flowc against a sipp UAS.
 p1=$(port)
-sipp -sf tests/sip/answer.xml -i 127.0.0.1 -p "$p1" -nostdin -m "$N" \
+sipp -sf tests/sip/answer.xml -i 127.0.0.1 -p "$p1" -nostdin -m "$N" -buff_size 4000000 \
   -trace_err -error_file "$work/uas1.err" > /dev/null 2>&1 &
 uas1=$!
 sleep 0.5
@@ -61,18 +61,18 @@ ${PROFILE:-} /usr/bin/time -f "%U %S %M" -o "$work/flowc.time" \
   > "$work/report.json" 2> "$work/flowc.err"
 end=$(date +%s.%N)
 wait $uas1 && uas1_status=0 || uas1_status=$?
-[ "$uas1_status" = 0 ] || { echo "the UAS's first complaints:"; grep -v '^$' "$work/uas1.err" | head -4; }
+[ "$uas1_status" = 0 ] || echo "the UAS aborted $(grep -c 'Aborting call' "$work/uas1.err" || true) calls, the first: $(grep -m1 -o 'Aborting call[^:]*: [^(]*' "$work/uas1.err" || true)"
 answered=$(python3 -c "import json; print(json.load(open('$work/report.json'))['contactsCompleted'])")
 read -r fu fs fm < <(tail -1 "$work/flowc.time")
 
 # sipp's own UAC against another sipp UAS.
 p2=$(port)
-sipp -sf tests/sip/answer.xml -i 127.0.0.1 -p "$p2" -nostdin -m "$N" > /dev/null 2>&1 &
+sipp -sf tests/sip/answer.xml -i 127.0.0.1 -p "$p2" -nostdin -m "$N" -buff_size 4000000 > /dev/null 2>&1 &
 uas2=$!
 sleep 0.5
 start2=$(date +%s.%N)
 /usr/bin/time -f "%U %S %M" -o "$work/sipp.time" \
-  sipp -sn uac "127.0.0.1:$p2" -i 127.0.0.1 -p "$(port)" -nostdin -m "$N" -l "$C" -r 10000 -d 0 \
+  sipp -sn uac "127.0.0.1:$p2" -i 127.0.0.1 -p "$(port)" -nostdin -m "$N" -l "$C" -r 10000 -d 0 -buff_size 4000000 \
   > /dev/null 2>&1 && uac_status=0 || uac_status=$?
 end2=$(date +%s.%N)
 wait $uas2 || true

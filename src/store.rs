@@ -29,7 +29,7 @@ use crate::record::{
     CallEnd, Campaign, CampaignState, ContactResult, End, Ending, History, Kind, Message,
     StoredAttempt,
 };
-use crate::runtime::journal::{ContactId, Durability, Journal};
+use crate::runtime::journal::{Committed, ContactId, Durability, Journal};
 use file::{connect, create, recognise, uri_path, Found, Lock};
 use ops::{Op, Ops, Writer};
 use writer::write_ops;
@@ -1248,6 +1248,14 @@ impl Journal for Store {
 
     fn sync(&mut self) -> Result<(), StoreError> {
         Store::sync(self)
+    }
+
+    fn sync_later(&mut self) -> Result<Committed, StoreError> {
+        self.flush()?;
+        match self.writer.as_ref() {
+            Some(writer) => writer.committed(),
+            None => Ok(Committed::now()),
+        }
     }
 
     fn set_state(&mut self, state: CampaignState, finish: DateTime<Utc>) -> Result<(), StoreError> {

@@ -34,7 +34,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::clock::Clock;
 use super::interpreter::{self, Prompt, Reply, Request, Run, Schedules};
-use super::journal::{ContactId, Durability, Journal};
+use super::journal::{Committed, ContactId, Durability, Journal};
 use crate::contacts::Contact;
 use crate::dialer::{Ask, Call, CallId, Dialer, Dialled};
 use crate::ir::{self, ArmId, Outcome, StepId, TransferOutcome, Value};
@@ -201,6 +201,16 @@ pub struct Engine<'a, C: Clock, D: Dialer> {
     paused_by_operator: bool,
     /// The reasons ended contacts share.
     reasons: HashSet<Arc<str>>,
+    /// Calls journalled and waiting for their commit before their dial
+    /// (on the wall clock), oldest first.
+    committing: VecDeque<Committing>,
+}
+
+/// Calls whose attempts are being committed; dialled once they are.
+struct Committing {
+    committed: Committed,
+    calls: Vec<(ContactId, Call)>,
+    due: Vec<DateTime<Utc>>,
 }
 
 impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
@@ -248,6 +258,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             paused_at: None,
             paused_by_operator: false,
             reasons: HashSet::new(),
+            committing: VecDeque::new(),
         }
     }
 
@@ -485,6 +496,12 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             tokio::select! {
                 biased;
                 _ = paused(stop) => {} // The loop's top stops.
+                done = next_commit(&mut self.committing) => {
+                    done?;
+                    let batch = self.committing.pop_front().expect("a commit was awaited");
+                    // The loop's top places more on lines these freed.
+                    self.place(batch.calls, &batch.due, self.clock.now());
+                }
                 _ = changed(lines, applied) => {} // The loop's top takes the new figure.
                 _ = changed(self.reached_elsewhere.clone(), elsewhere) => {} // Counted at the top.
                 Some((id, io)) = self.io.next(), if !self.io.is_empty() => {
@@ -784,11 +801,36 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
         // without an end, and the resumed run counts it `unknown`. Batched
         // writes (simulations) may be lost: a lost simulated call was never
         // dialled, and a resumed simulation draws it again.
+        let due = self.observer.take_batch();
         if self.durability == Durability::BeforeEachDial {
+            if !self.clock.is_virtual() {
+                // The calls wait for their commit while the loop goes on
+                // (calls under way, the next batch's writes): one commit
+                // at a time on disk, each with whatever came meanwhile.
+                let committed = match self.journal.as_deref_mut() {
+                    Some(j) => j.sync_later()?,
+                    None => Committed::now(),
+                };
+                self.committing.push_back(Committing {
+                    committed,
+                    calls,
+                    due,
+                });
+                return Ok(false);
+            }
             self.sync()?;
         }
-        let due = self.observer.take_batch();
-        // The calls about to be placed hold their lines already.
+        Ok(self.place(calls, &due, now))
+    }
+
+    /// Hands journalled calls to the dialer (they hold their lines
+    /// already); true when some ended as they were placed.
+    fn place(
+        &mut self,
+        calls: Vec<(ContactId, Call)>,
+        due: &[DateTime<Utc>],
+        now: DateTime<Utc>,
+    ) -> bool {
         let in_flight = self.pacer.in_flight();
         for (k, (id, call)) in calls.into_iter().enumerate() {
             if let Some(due) = due.get(k) {
@@ -797,7 +839,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             let dialer = self.dialer;
             self.start_io(id, async move { Io::Placed(dialer.place(call).await) }, now);
         }
-        Ok(self.pacer.in_flight() < in_flight)
+        self.pacer.in_flight() < in_flight
     }
 
     /// Plans a ready contact's dial again from now (waiting may have carried
@@ -1182,6 +1224,14 @@ impl<'a> Live<'a> {
             counted,
             held: false,
         }
+    }
+}
+
+/// Resolves when the oldest batch of calls is committed; never without one.
+async fn next_commit(committing: &mut VecDeque<Committing>) -> Result<(), StoreError> {
+    match committing.front_mut() {
+        Some(c) => c.committed.done().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -36,6 +36,34 @@ impl std::fmt::Display for ContactId {
     }
 }
 
+/// The moment a journal's writes so far are committed (`Journal::sync_later`).
+pub struct Committed(Option<tokio::sync::oneshot::Receiver<Result<(), String>>>);
+
+impl Committed {
+    /// Already committed.
+    pub fn now() -> Committed {
+        Committed(None)
+    }
+
+    /// Resolves when the writes are committed, with the store's error if
+    /// they could not be. Cancel-safe: awaited again, it goes on waiting.
+    pub async fn done(&mut self) -> Result<(), StoreError> {
+        let Some(rx) = self.0.as_mut() else {
+            return Ok(());
+        };
+        let result = rx
+            .await
+            .unwrap_or_else(|_| Err("the writer thread stopped".to_string()));
+        self.0 = None;
+        result.map_err(StoreError::Corrupt)
+    }
+
+    /// Waits, through `tell`, for the commit's answer.
+    pub fn waiting(rx: tokio::sync::oneshot::Receiver<Result<(), String>>) -> Committed {
+        Committed(Some(rx))
+    }
+}
+
 /// How long the engine waits for what it journals to last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
@@ -95,6 +123,14 @@ pub trait Journal {
     /// Flushes and waits until everything is committed: once it returns, a
     /// crash loses none of it.
     fn sync(&mut self) -> Result<(), StoreError>;
+
+    /// Flushes, and returns what resolves once everything so far is
+    /// committed: `sync` without waiting here, so that the engine goes on
+    /// with its calls while the disk works (the dials wait, not the loop).
+    fn sync_later(&mut self) -> Result<Committed, StoreError> {
+        self.sync()?;
+        Ok(Committed::now())
+    }
 
     /// The campaign stopped (paused or finished) at `finish` on its clock.
     fn set_state(&mut self, state: CampaignState, finish: DateTime<Utc>) -> Result<(), StoreError>;

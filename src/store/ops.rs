@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use super::{corrupt, StoreError};
 use crate::contacts::Contact;
 use crate::record::{CallEnd, Ending, Message, MessageKind, StoredAttempt};
+use crate::runtime::journal::Committed;
 
 /// A write the engine asked for, kept until the next `flush`.
 pub(super) enum Op {
@@ -164,6 +165,8 @@ enum Batch {
     Ops(Vec<Op>),
     /// Answered once every batch before it is committed, with the first error.
     Sync(std::sync::mpsc::Sender<Result<(), String>>),
+    /// The same, for a waiter in an async runtime.
+    Tell(tokio::sync::oneshot::Sender<Result<(), String>>),
 }
 
 impl Writer {
@@ -188,6 +191,9 @@ impl Writer {
                         }
                         Batch::Ops(_) => {}
                         Batch::Sync(reply) => {
+                            let _ = reply.send(failed.clone().map_or(Ok(()), Err));
+                        }
+                        Batch::Tell(reply) => {
                             let _ = reply.send(failed.clone().map_or(Ok(()), Err));
                         }
                     }
@@ -216,6 +222,17 @@ impl Writer {
         rx.recv()
             .map_err(|_| corrupt("the writer thread stopped"))?
             .map_err(StoreError::Corrupt)
+    }
+}
+
+impl Writer {
+    /// What resolves once every batch sent is committed.
+    pub(super) fn committed(&self) -> Result<Committed, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.batches
+            .send(Batch::Tell(tx))
+            .map_err(|_| corrupt("the writer thread stopped"))?;
+        Ok(Committed::waiting(rx))
     }
 }
 

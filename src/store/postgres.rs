@@ -29,7 +29,7 @@ use crate::record::{
     CallEnd, Campaign, CampaignState, ContactResult, End, Ending, History, Kind, Message,
     StoredAttempt,
 };
-use crate::runtime::journal::{ContactId, Journal};
+use crate::runtime::journal::{Committed, ContactId, Journal};
 
 /// The first key of every advisory lock flowc takes ("flow" in ASCII).
 const LOCK_SPACE: i32 = 0x666c_6f77;
@@ -1103,6 +1103,14 @@ impl Journal for PgStore {
         }
     }
 
+    fn sync_later(&mut self) -> Result<Committed, StoreError> {
+        Journal::flush(self)?;
+        match self.writer.as_ref() {
+            Some(w) => w.committed(),
+            None => Ok(Committed::now()),
+        }
+    }
+
     fn set_state(&mut self, state: CampaignState, finish: DateTime<Utc>) -> Result<(), StoreError> {
         Journal::sync(self)?;
         let id = self.campaign()?;
@@ -1625,6 +1633,10 @@ impl Journal for Leased<'_> {
 
     fn sync(&mut self) -> Result<(), StoreError> {
         Journal::sync(self.store)
+    }
+
+    fn sync_later(&mut self) -> Result<Committed, StoreError> {
+        Journal::sync_later(self.store)
     }
 
     fn set_state(&mut self, _: CampaignState, _: DateTime<Utc>) -> Result<(), StoreError> {
