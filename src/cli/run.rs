@@ -329,6 +329,16 @@ fn on_postgres(args: &Args, url: &str, quiet: bool) -> ExitCode {
         args.mail.clone(),
     );
     let dnc = std::mem::take(&mut prepared.do_not_call);
+    // Every worker's opt-outs, whichever machine heard them, go into the
+    // `--dnc` file as they come (within two seconds), and once more when
+    // the run ends.
+    let copier = args.common.dnc.clone().map(|path| {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let url = format!("{base}#{name}");
+        let stopped = stop.clone();
+        let copier = std::thread::spawn(move || copy_opt_outs(&url, &path, &stopped));
+        (stop, copier)
+    });
     let code = match args.dialer.split_once(':') {
         Some(("script", file)) => {
             let region = args
@@ -369,21 +379,9 @@ fn on_postgres(args: &Args, url: &str, quiet: bool) -> ExitCode {
             super::worker::work(&worker_args, |_, _| Ok(d), Some(&name), dnc)
         }
     };
-    if let Some(path) = &args.common.dnc {
-        // Every worker's opt-outs, whichever machine heard them, that the
-        // file did not hold (its numbers are in the database).
-        match PgStore::open(&format!("{base}#{name}")).and_then(|mut s| s.opted_out_numbers()) {
-            Ok(numbers) => {
-                let mut write = campaign::opt_out_writer(Some(path));
-                for n in &numbers {
-                    write(n);
-                }
-            }
-            Err(e) => eprintln!(
-                "warning: the campaign's opt-outs could not be read to add to {}: {e}",
-                path.display()
-            ),
-        }
+    if let Some((stop, copier)) = copier {
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = copier.join();
     }
     if code != ExitCode::SUCCESS || quiet {
         return code;
@@ -399,6 +397,55 @@ fn on_postgres(args: &Args, url: &str, quiet: bool) -> ExitCode {
         &format!("{base}#{name}"),
         args.common.format == ReportFormat::Json,
     )
+}
+
+/// Appends to `path` the campaign's opted-out numbers that neither the
+/// file (its numbers are in the database) nor this process added yet:
+/// every two seconds, and a last time once `stop` is set.
+fn copy_opt_outs(url: &str, path: &Path, stop: &std::sync::atomic::AtomicBool) {
+    let mut write = campaign::opt_out_writer(Some(path));
+    let mut written: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut store: Option<PgStore> = None;
+    let mut warned = false;
+    loop {
+        let last = stop.load(std::sync::atomic::Ordering::SeqCst);
+        if store.is_none() {
+            store = PgStore::open(url).ok();
+        }
+        match store.as_mut().map(PgStore::opted_out_numbers) {
+            Some(Ok(numbers)) => {
+                for n in numbers {
+                    if written.insert(n.clone()) {
+                        write(&n);
+                    }
+                }
+            }
+            failed => {
+                store = None;
+                if last && !warned {
+                    let why = match failed {
+                        Some(Err(e)) => e.to_string(),
+                        _ => "the database cannot be reached".to_string(),
+                    };
+                    eprintln!(
+                        "warning: the campaign's opt-outs could not be read to add to {}: {why}",
+                        path.display()
+                    );
+                    warned = true;
+                }
+            }
+        }
+        if last {
+            return;
+        }
+        // Two seconds, looking at `stop` now and then.
+        for _ in 0..20 {
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
 }
 
 /// What `run` needs of a dialer beyond dialling: a bridge may fail for good

@@ -1470,3 +1470,67 @@ fn pause_campaign_when_counts_every_workers_contacts() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The opt-outs of a campaign in PostgreSQL reach the `--dnc` file of the
+/// `flowc run` that began it as they come, not only when it ends.
+#[test]
+fn opt_outs_reach_the_do_not_call_file_while_the_run_goes_on() {
+    let Some(server) = Postgres::start("optlive") else {
+        return;
+    };
+    let dir = scratch("flowc-optlive");
+    let flow = dir.join("shared.flow");
+    std::fs::write(
+        &flow,
+        WORKED.replace("concurrency 150", "concurrency 1").replace(
+            "on answered  -> end completed \"reached\"",
+            "on answered  -> gather 1 digit timeout 1s {\n      \"9\" -> { opt out; end failed \"opted_out\" }\n      timeout -> end completed \"reached\"\n      invalid -> end completed \"reached\"\n    }",
+        ),
+    )
+    .unwrap();
+    let contacts = dir.join("list.csv");
+    let mut list = String::from("phone\n");
+    for k in 0..6 {
+        list.push_str(&format!("+3361000000{k}\n"));
+    }
+    std::fs::write(&contacts, list).unwrap();
+    let script = dir.join("script.txt");
+    std::fs::write(
+        &script,
+        "+33610000000 answered press 9 lasting 100ms\n* answered press 1 lasting 2s\n",
+    )
+    .unwrap();
+    let dnc = dir.join("dnc.txt");
+    let base = server.database("optlive");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["run", flow.to_str().unwrap()])
+        .args(["--contacts", contacts.to_str().unwrap()])
+        .args(["--db", &format!("{base}#live")])
+        .args(["--dialer", &format!("script:{}", script.display())])
+        .args(["--dnc", dnc.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&dnc)
+        .unwrap_or_default()
+        .contains("+33610000000")
+    {
+        assert!(
+            run.try_wait().unwrap().is_none(),
+            "the run ended before the opt-out reached the file"
+        );
+        assert!(std::time::Instant::now() < until, "never written");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let ended: i64 = postgres_client(&base)
+        .query_one("SELECT count(*) FROM flowc_ends", &[])
+        .unwrap()
+        .get(0);
+    assert!(ended < 6, "written only once every contact had ended");
+    assert!(run.wait().unwrap().success());
+    let listed = std::fs::read_to_string(&dnc).unwrap();
+    assert_eq!(listed.lines().count(), 1, "written once: {listed}");
+    std::fs::remove_dir_all(&dir).ok();
+}
