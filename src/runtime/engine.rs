@@ -498,9 +498,22 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 _ = paused(stop) => {} // The loop's top stops.
                 done = next_commit(&mut self.committing) => {
                     done?;
-                    let batch = self.committing.pop_front().expect("a commit was awaited");
+                    let batch = self.committing.front_mut().expect("a commit was awaited");
+                    // A few dozen calls at a time, the dialer's own work
+                    // (reading the trunk's answers, its timers) let in
+                    // between: a burst of a thousand INVITEs sent at once
+                    // kept their answers unread past T1.
+                    let take = batch.calls.len().min(PLACED_AT_ONCE);
+                    let calls: Vec<_> = batch.calls.drain(..take).collect();
+                    let due: Vec<_> = batch.due.drain(..take.min(batch.due.len())).collect();
+                    if batch.calls.is_empty() {
+                        self.committing.pop_front();
+                    }
                     // The loop's top places more on lines these freed.
-                    self.place(batch.calls, &batch.due, self.clock.now());
+                    self.place(calls, &due, self.clock.now());
+                    if !self.committing.is_empty() {
+                        tokio::task::yield_now().await;
+                    }
                 }
                 _ = changed(lines, applied) => {} // The loop's top takes the new figure.
                 _ = changed(self.reached_elsewhere.clone(), elsewhere) => {} // Counted at the top.
@@ -1226,6 +1239,10 @@ impl<'a> Live<'a> {
         }
     }
 }
+
+/// How many committed calls are handed to the dialer before the loop lets
+/// the dialer's own tasks run.
+const PLACED_AT_ONCE: usize = 50;
 
 /// Resolves when the oldest batch of calls is committed; never without one.
 async fn next_commit(committing: &mut VecDeque<Committing>) -> Result<(), StoreError> {
