@@ -13,7 +13,7 @@ use super::campaign::{self, usage, ReportFormat};
 use super::signals;
 use crate::dialer::bridge::Bridge;
 use crate::dialer::script::ScriptDialer;
-use crate::dialer::sip::{Prompts, SipDialer, Trunk};
+use crate::dialer::sip::{Prompts, SipDialer};
 use crate::dialer::{Dialer, SimDialer};
 use crate::messaging::{BridgeSms, Delivered, DynCourier, Outbox, SmtpCourier};
 use crate::record::{CampaignState, Kind};
@@ -210,22 +210,11 @@ pub fn run_with(args: Args, remote: Option<Control>) -> ExitCode {
             })
         }
         Some(("sip", target)) => {
-            let trunk = match &args.trunk {
-                Some(file) => match std::fs::read_to_string(file)
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| Trunk::parse(&t))
-                {
-                    Ok(t) => t,
-                    Err(e) => return usage(format!("--trunk {}: {e}", file.display())),
-                },
-                None => Trunk::default(),
+            let trunk = match super::worker::read_trunk(args.trunk.as_deref()) {
+                Ok(t) => t,
+                Err(e) => return usage(e),
             };
-            let folder = args
-                .common
-                .file
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default();
+            let folder = flow_folder(&args);
             let prompts = match Prompts::prepare(
                 prepared.flow(),
                 &folder,
@@ -283,12 +272,7 @@ fn on_postgres(args: &Args, url: &str, quiet: bool) -> ExitCode {
     // The audio the flow plays goes into the database with the campaign,
     // for whichever worker dials it through SIP; a run through SIP checks
     // what it needs before it begins.
-    let folder = args
-        .common
-        .file
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let folder = flow_folder(args);
     let sip = args.dialer.strip_prefix("sip:");
     let audio = match Prompts::read(&flow, &folder) {
         Ok(audio) => audio,
@@ -397,6 +381,15 @@ fn on_postgres(args: &Args, url: &str, quiet: bool) -> ExitCode {
         &format!("{base}#{name}"),
         args.common.format == ReportFormat::Json,
     )
+}
+
+/// The folder of the flow file, where the files it plays are named from.
+fn flow_folder(args: &Args) -> PathBuf {
+    args.common
+        .file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// Appends to `path` the campaign's opted-out numbers that neither the

@@ -264,7 +264,7 @@ impl Prompts {
     }
 
     /// No audio yet, and the folder `record` would write to: a worker's,
-    /// whose campaigns bring their audio (`SipDialer::ready_for`).
+    /// whose campaigns bring their audio (`SipDialer::take_flow`).
     pub fn none(recordings: Option<&Path>) -> Prompts {
         Prompts {
             files: HashMap::new(),

@@ -849,35 +849,9 @@ fn pause_resume_and_cancel_reach_every_worker_within_a_second() {
     let base = server.database("control");
     let url = format!("{base}#held");
     let flowc = || Command::new(env!("CARGO_BIN_EXE_flowc"));
-    let mut starter = flowc()
-        .args([
-            "run",
-            flow.to_str().unwrap(),
-            "--contacts",
-            contacts.to_str().unwrap(),
-        ])
-        .args([
-            "--db",
-            &url,
-            "--dialer",
-            &format!("script:{}", script.display()),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut workers: Vec<_> = ["b", "c"]
-        .iter()
-        .map(|name| {
-            flowc()
-                .args(["worker", "--db", &base, "--name", name, "--lease", "3"])
-                .args(["--dialer", &format!("script:{}", script.display())])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let dialer = format!("script:{}", script.display());
+    let mut starter = spawn_run(&flow, &contacts, &url, &dialer);
+    let mut workers = spawn_workers(&base, &dialer, &["b", "c"]);
     let mut client = postgres_client(&base);
     let count =
         |c: &mut postgres::Client, sql: &str| -> i64 { c.query_one(sql, &[]).unwrap().get(0) };
@@ -975,11 +949,51 @@ fn pause_resume_and_cancel_reach_every_worker_within_a_second() {
     // Cancelled, the campaign is over: `flowc run` ends.
     let status = starter.wait().unwrap();
     assert!(status.success(), "{status}");
-    for w in &mut workers {
+    kill_all(&mut workers);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `flowc run` beginning the campaign `url` of `flow` over `contacts` and
+/// working on it through `dialer`, its output dropped.
+fn spawn_run(
+    flow: &std::path::Path,
+    contacts: &std::path::Path,
+    url: &str,
+    dialer: &str,
+) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["run", flow.to_str().unwrap()])
+        .args(["--contacts", contacts.to_str().unwrap()])
+        .args(["--db", url, "--dialer", dialer])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// `flowc worker`s of the database `base`, one per name, with a lease of
+/// 3 s, dialling through `dialer`, their output dropped.
+fn spawn_workers(base: &str, dialer: &str, names: &[&str]) -> Vec<std::process::Child> {
+    names
+        .iter()
+        .map(|name| {
+            Command::new(env!("CARGO_BIN_EXE_flowc"))
+                .args(["worker", "--db", base, "--name", name, "--lease", "3"])
+                .args(["--dialer", dialer])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Kills workers (SIGKILL) and reaps them.
+fn kill_all(workers: &mut [std::process::Child]) {
+    for w in workers {
         unsafe { libc::kill(w.id() as i32, libc::SIGKILL) };
         w.wait().unwrap();
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// A simulation split into parts (`--parts 3`) gives the same report
@@ -1045,10 +1059,7 @@ fn a_simulation_in_parts_gives_the_same_report_whoever_simulates_them() {
         "{}",
         String::from_utf8_lossy(&shared.stderr)
     );
-    for w in &mut workers {
-        unsafe { libc::kill(w.id() as i32, libc::SIGKILL) };
-        w.wait().unwrap();
-    }
+    kill_all(&mut workers);
     let report = |out: &[u8]| -> serde_json::Value { serde_json::from_slice(out).unwrap() };
     assert_eq!(report(&alone.stdout), report(&shared.stdout));
     assert_eq!(report(&alone.stdout)["totalContacts"], 9000);
@@ -1379,26 +1390,8 @@ fn pause_campaign_when_counts_every_workers_contacts() {
     let url = format!("{base}#capped");
     let flowc = || Command::new(env!("CARGO_BIN_EXE_flowc"));
     let dialer = format!("script:{}", script.display());
-    let mut starter = flowc()
-        .args(["run", flow.to_str().unwrap()])
-        .args(["--contacts", contacts.to_str().unwrap()])
-        .args(["--db", &url, "--dialer", &dialer])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut workers: Vec<_> = ["b", "c"]
-        .iter()
-        .map(|name| {
-            flowc()
-                .args(["worker", "--db", &base, "--name", name, "--lease", "3"])
-                .args(["--dialer", &dialer])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let mut starter = spawn_run(&flow, &contacts, &url, &dialer);
+    let mut workers = spawn_workers(&base, &dialer, &["b", "c"]);
     let mut client = postgres_client(&base);
     let state = |c: &mut postgres::Client| -> String {
         c.query_one("SELECT state::text FROM flowc_campaigns", &[])
@@ -1464,10 +1457,7 @@ fn pause_campaign_when_counts_every_workers_contacts() {
         .unwrap();
     assert!(cancelled.status.success());
     assert!(starter.wait().unwrap().success());
-    for w in &mut workers {
-        unsafe { libc::kill(w.id() as i32, libc::SIGKILL) };
-        w.wait().unwrap();
-    }
+    kill_all(&mut workers);
     std::fs::remove_dir_all(&dir).ok();
 }
 
