@@ -1,12 +1,15 @@
-//! `--dialer sip:HOST[:PORT]`: calls through a SIP trunk or PBX over UDP or TCP,
-//! with the `rsipstack` stack (RFC 3261 transactions and their timers, digest
-//! authentication for 401 and 407, CANCEL, BYE) kept behind the `Dialer`
-//! trait. `--trunk FILE` (TOML, [`Trunk`]) gives the rest.
+//! `--dialer sip:HOST[:PORT]`: calls through a SIP trunk or PBX over UDP, TCP
+//! or TLS, with the `rsipstack` stack (RFC 3261 transactions and their
+//! timers, digest authentication for 401 and 407, CANCEL, BYE) kept behind
+//! the `Dialer` trait. `--trunk FILE` (TOML, [`Trunk`]) gives the rest. The
+//! stack reads the network and runs its timers on a thread of its own; the
+//! engine's loop makes the calls.
 //!
 //! This adapter places the call, reads its final response as an outcome,
 //! cancels it at the dial's timeout, and hangs up. Each call has an RTP
 //! port of its own (`rtp::Media`), named in the SDP offer: `play` streams a
-//! WAV file read at the campaign's start, `say` the speech of the trunk's
+//! WAV file read at the campaign's start (or kept with a campaign in
+//! PostgreSQL, for a worker), `say` the speech of the trunk's
 //! text-to-speech command (once per distinct text), `gather` reads RFC 4733
 //! keys and SIP INFO `application/dtmf-relay`, `record` writes what the
 //! caller says to a WAV file, `detect voicemail` listens to the first
@@ -610,8 +613,9 @@ async fn stack(
 }
 
 impl SipDialer {
-    /// Binds the local socket and starts the stack inside the running tokio
-    /// runtime. `target`: `HOST[:PORT]` (5060 when absent, 5061 for TLS).
+    /// Binds the local socket and starts the stack on a thread of its own;
+    /// calls are made from the running tokio runtime (the engine's).
+    /// `target`: `HOST[:PORT]` (5060 when absent, 5061 for TLS).
     pub async fn start(target: &str, trunk: Trunk, prompts: Prompts) -> Result<SipDialer, String> {
         let tls = trunk.transport() == Transport::Tls;
         let port = if tls { 5061 } else { 5060 };
