@@ -206,9 +206,10 @@ pub struct Engine<'a, C: Clock, D: Dialer> {
     committing: VecDeque<Committing>,
 }
 
-/// Calls whose attempts are being committed; dialled once they are.
+/// Calls whose attempts are being committed (or wait for the commit on
+/// its way to end: `None`); dialled once they are.
 struct Committing {
-    committed: Committed,
+    committed: Option<Committed>,
     calls: Vec<(ContactId, Call)>,
     due: Vec<DateTime<Utc>>,
 }
@@ -379,6 +380,14 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
         }
     }
 
+    /// Hands the writes so far over; resolves once they are committed.
+    fn sync_later(&mut self) -> Result<Committed, StoreError> {
+        match self.journal.as_deref_mut() {
+            Some(j) => j.sync_later(),
+            None => Ok(Committed::now()),
+        }
+    }
+
     /// Waits until the writes so far are committed.
     fn sync(&mut self) -> Result<(), StoreError> {
         match self.journal.as_deref_mut() {
@@ -451,7 +460,11 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 .journal
                 .as_deref()
                 .is_some_and(|j| j.pending_writes() > BATCHED_WRITES);
-            if self.durability == Durability::BeforeEachDial || batch_full {
+            // While a commit is on its way, what came since waits for the
+            // next one (group commit): one transaction at a time.
+            if (self.durability == Durability::BeforeEachDial && self.committing.is_empty())
+                || batch_full
+            {
                 self.flush()?;
             }
             ticks += 1;
@@ -508,6 +521,14 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                     let due: Vec<_> = batch.due.drain(..take.min(batch.due.len())).collect();
                     if batch.calls.is_empty() {
                         self.committing.pop_front();
+                        // The calls that waited behind it, and every write
+                        // since, go in the next commit.
+                        if self.committing.front().is_some_and(|c| c.committed.is_none()) {
+                            let committed = self.sync_later()?;
+                            if let Some(next) = self.committing.front_mut() {
+                                next.committed = Some(committed);
+                            }
+                        }
                     }
                     // The loop's top places more on lines these freed.
                     self.place(calls, &due, self.clock.now());
@@ -820,9 +841,16 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 // The calls wait for their commit while the loop goes on
                 // (calls under way, the next batch's writes): one commit
                 // at a time on disk, each with whatever came meanwhile.
-                let committed = match self.journal.as_deref_mut() {
-                    Some(j) => j.sync_later()?,
-                    None => Committed::now(),
+                // Behind a commit on its way, they join the next one.
+                if let Some(next) = self.committing.back_mut().filter(|c| c.committed.is_none()) {
+                    next.calls.extend(calls);
+                    next.due.extend(due);
+                    return Ok(false);
+                }
+                let committed = if self.committing.is_empty() {
+                    Some(self.sync_later()?)
+                } else {
+                    None
                 };
                 self.committing.push_back(Committing {
                     committed,
@@ -1246,8 +1274,8 @@ const PLACED_AT_ONCE: usize = 50;
 
 /// Resolves when the oldest batch of calls is committed; never without one.
 async fn next_commit(committing: &mut VecDeque<Committing>) -> Result<(), StoreError> {
-    match committing.front_mut() {
-        Some(c) => c.committed.done().await,
+    match committing.front_mut().and_then(|c| c.committed.as_mut()) {
+        Some(c) => c.done().await,
         None => std::future::pending().await,
     }
 }
