@@ -240,6 +240,8 @@ struct ReachedFeed {
     /// Which lease (counted from 1): a figure read before the lease is
     /// dropped, since it may count the leased contacts a second time.
     lease: u64,
+    /// Its campaign: the heartbeat's own idea of the campaign may be a
+    /// moment old when the worker turns to another.
     campaign: i64,
     times: tokio::sync::watch::Sender<u32>,
 }
