@@ -88,7 +88,11 @@ CREATE TABLE IF NOT EXISTS lock (
 CREATE TABLE IF NOT EXISTS contacts (
     id INTEGER PRIMARY KEY,
     line INTEGER NOT NULL,
-    phone TEXT NOT NULL UNIQUE,
+    -- One row per number: the import merges a list's repeated numbers.
+    -- Not indexed (stores made before 2026-12-08 have a unique index): a
+    -- million random numbers cost the writer three seconds to index, and
+    -- no query looks a number up by it.
+    phone TEXT NOT NULL,
     written TEXT,                 -- the number as the list wrote it, when not E.164
     zones TEXT NOT NULL,          -- candidate zones, space-separated
     fields TEXT NOT NULL,         -- the schema's fields, JSON

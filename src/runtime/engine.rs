@@ -18,11 +18,11 @@
 //! the recipient did; a resumed run replays those replies through the
 //! interpreter, so a contact continues exactly where it stopped.
 
+mod events;
 mod observer;
 mod pacer;
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -40,6 +40,7 @@ use crate::dialer::{Ask, Call, CallId, Dialer, Dialled};
 use crate::ir::{self, ArmId, Outcome, StepId, TransferOutcome, Value};
 use crate::record::{Attempt, CallEnd, ContactResult, End, Ending, History, StoredAttempt};
 use crate::store::StoreError;
+use events::Events;
 use observer::Observer;
 pub use observer::{Lateness, Progress, LATENESS_BOUNDS_MS};
 use pacer::{Pace, Pacer};
@@ -117,7 +118,7 @@ struct Live<'a> {
     held: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Event {
     /// The contact's next dial is due.
     Due(ContactId),
@@ -126,10 +127,6 @@ enum Event {
     /// The pace allows another dial.
     Wake,
 }
-
-/// An event at an instant; the sequence number keeps events of one instant
-/// in the order they were scheduled (fair by due time).
-type Scheduled = (DateTime<Utc>, u64, Event);
 
 /// What a dialer's future brought back.
 enum Io {
@@ -181,8 +178,9 @@ pub struct Engine<'a, C: Clock, D: Dialer> {
     contacts: Vec<ContactState<'a>>,
     /// What became of each ended contact, by id.
     results: Vec<Option<ContactResult>>,
-    queue: BinaryHeap<Reverse<Scheduled>>,
-    seq: u64,
+    /// Events by instant; those of one instant in the order they were
+    /// scheduled (fair by due time).
+    queue: Events<Event>,
     /// Contacts whose dial is due, waiting for a line or for the pace.
     ready: VecDeque<ContactId>,
     /// The first contact not begun yet; all before it were.
@@ -245,8 +243,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             start,
             contacts: (0..n).map(|_| ContactState::Unstarted).collect(),
             results: vec![None; n],
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: Events::new(),
             ready: VecDeque::new(),
             unstarted: 0,
             io: FuturesUnordered::new(),
@@ -350,8 +347,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
     }
 
     fn push(&mut self, at: DateTime<Utc>, event: Event) {
-        self.seq += 1;
-        self.queue.push(Reverse((at, self.seq, event)));
+        self.queue.push(at, event);
     }
 
     /// Takes a contact's state out, leaving `Done` until it is put back.
@@ -448,11 +444,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 self.paused_at = Some(now);
                 self.paused_by_operator = true;
             }
-            while let Some(Reverse((at, _, event))) = self.queue.peek().copied() {
-                if at > now {
-                    break;
-                }
-                self.queue.pop();
+            while let Some(event) = self.queue.pop_due(now) {
                 self.event(event, now);
             }
             let freed = self.dispatch(now)?;
@@ -470,11 +462,6 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             ticks += 1;
             if !virtual_clock || ticks % 4096 == 0 {
                 self.observer.report(now);
-                // The queue held every parked contact at its fullest (a
-                // million entries, 32 MB): give back what it no longer needs.
-                if self.queue.capacity() > 4 * self.queue.len() + 4096 {
-                    self.queue.shrink_to(2 * self.queue.len());
-                }
             }
             let stopping = self.paused_at.is_some();
             if self.pacer.in_flight() == 0
@@ -487,7 +474,7 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
                 break;
             }
             // Wait for what comes first: a dialer's answer, the next event.
-            let next = self.queue.peek().map(|Reverse((at, ..))| *at);
+            let next = self.queue.next_at();
             if freed && !virtual_clock {
                 // Calls that ended as they were placed gave their lines
                 // back: nothing would wake the loop to use them.
