@@ -26,8 +26,14 @@ impl Limits {
         history: &[DateTime<Utc>],
         zone: Tz,
     ) -> DateTime<Utc> {
-        let mut past = history.to_vec();
-        past.sort_unstable();
+        // Attempts start in order: a copy is sorted only when they do not.
+        let past: std::borrow::Cow<'_, [DateTime<Utc>]> = if history.is_sorted() {
+            history.into()
+        } else {
+            let mut past = history.to_vec();
+            past.sort_unstable();
+            past.into()
+        };
         let mut t = at;
         // Each rule only moves `t` forward; a few rounds reach a point that keeps all.
         for _ in 0..64 {

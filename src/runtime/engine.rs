@@ -877,22 +877,21 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
         let ContactState::Ready { mut live, due } = self.take(id) else {
             unreachable!("contact {id} was dispatched without a due dial");
         };
-        let (step, number, timeout_seconds, detect_voicemail, from) = match live.run.reschedule(now)
-        {
+        let (step, timeout_seconds, detect_voicemail) = match live.run.reschedule(now) {
             Request::Dial {
                 at,
                 step,
-                number,
                 timeout_seconds,
                 detect_voicemail,
-                from,
-            } if at <= now => (step, number, timeout_seconds, detect_voicemail, from),
+            } if at <= now => (step, timeout_seconds, detect_voicemail),
             // Not due after all (or ended): back to waiting.
             other => {
                 self.handle(id, live, other, now);
                 return None;
             }
         };
+        let number = live.run.dial_number();
+        let from = live.run.dial_from();
         if self.do_not_call.contains(&number) {
             let arm = live.run.arm();
             self.finish_skipped(id, arm, "do_not_call");

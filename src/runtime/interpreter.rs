@@ -4,6 +4,7 @@
 //! `Reply`, so the same code serves the scenario tests, the simulator and the
 //! campaign engine whatever their clock and dialer.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -23,13 +24,14 @@ use crate::record::{Attempt, End, Ending, Message, MessageKind, Messages};
 /// What the run needs next.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request {
+    /// A dial: its number and caller id are read when it is placed
+    /// ([`Run::dial_number`], [`Run::dial_from`]), not at each of the many
+    /// times it is planned.
     Dial {
         at: DateTime<Utc>,
         step: StepId,
-        number: String,
         timeout_seconds: u64,
         detect_voicemail: bool,
-        from: Option<String>,
     },
     /// `keys` are the keys the flow lists (a dialer simulating people picks among them).
     Gather {
@@ -108,44 +110,77 @@ impl Trail {
     }
 }
 
-/// Schedules shared by the contacts that need the same one: one per arm and
-/// US state (state presets apply to their state only).
+/// What the runs of the contacts of one arm, US state (state presets apply
+/// to their state only) and holidays share.
+struct Setup {
+    schedule: Schedule,
+    limits: Limits,
+}
+
+/// The setups of a campaign's runs, each made once: a run is made again
+/// for every retry of a parked contact.
 #[derive(Default)]
 pub struct Schedules {
-    cache: HashMap<(ArmId, Option<String>, Vec<String>), Arc<Schedule>>,
+    cache: HashMap<(ArmId, Option<String>, Vec<String>), Arc<Setup>>,
+    /// The campaign's `stop`, as an instant.
+    stop: Option<Option<DateTime<Utc>>>,
 }
 
 impl Schedules {
+    /// The setup of `arm` for a contact of `state` (one some policy names)
+    /// with these holidays of its own.
     fn get(
         &mut self,
         flow: &ir::Flow,
         arm: ArmId,
         state: Option<String>,
-        calendar: Option<&ir::Calendar>,
-        policies: &[&ir::Policy],
         holidays: Vec<String>,
-    ) -> Arc<Schedule> {
-        // Only a state some policy names makes a schedule of its own.
-        let state = state.filter(|s| {
-            flow.compliance
-                .policies
+    ) -> Arc<Setup> {
+        let key = (arm, state, holidays);
+        if let Some(setup) = self.cache.get(&key) {
+            return setup.clone();
+        }
+        let (arm, state, holidays) = key;
+        let policies: Vec<&ir::Policy> = flow
+            .compliance
+            .policies
+            .iter()
+            .filter(|p| p.us_state.is_none() || p.us_state == state)
+            .collect();
+        let arm_ir = &flow.arms[arm];
+        let calendar = arm_ir.calendar.map(|c| &flow.calendars[c]);
+        let strategy = arm_ir.strategy.map(|s| &flow.strategies[s]);
+        let limits = Limits {
+            min_gap: Duration::seconds(strategy.map_or(0, |s| s.min_gap_seconds) as i64),
+            per_day: flow.max_attempts_per_day,
+            rolling: policies
                 .iter()
-                .any(|p| p.us_state.as_deref() == Some(s))
+                .flat_map(|p| p.rolling_limits.iter().copied())
+                .collect(),
+        };
+        // The contact's own holidays, as one more policy.
+        let own = ir::Policy {
+            name: "holidays from contact".into(),
+            no_holidays: holidays.clone(),
+            ..Default::default()
+        };
+        let mut all = policies;
+        all.push(&own);
+        let setup = Arc::new(Setup {
+            schedule: Schedule::new(calendar, &all),
+            limits,
         });
-        self.cache
-            .entry((arm, state, holidays.clone()))
-            .or_insert_with(|| {
-                // The contact's own holidays, as one more policy.
-                let own = ir::Policy {
-                    name: "holidays from contact".into(),
-                    no_holidays: holidays,
-                    ..Default::default()
-                };
-                let mut all = policies.to_vec();
-                all.push(&own);
-                Arc::new(Schedule::new(calendar, &all))
-            })
-            .clone()
+        self.cache.insert((arm, state, holidays), setup.clone());
+        setup
+    }
+
+    /// `stop` is a campaign instant, in the flow's zone.
+    fn stop(&mut self, flow: &ir::Flow) -> Option<DateTime<Utc>> {
+        *self.stop.get_or_insert_with(|| {
+            flow.stop
+                .as_ref()
+                .and_then(|s| local_instant(s, flow_zone(flow)))
+        })
     }
 }
 
@@ -155,8 +190,7 @@ pub struct Run<'f> {
     flow: &'f ir::Flow,
     arm: ArmId,
     contact: &'f contacts::Contact,
-    schedule: Arc<Schedule>,
-    limits: Limits,
+    setup: Arc<Setup>,
     vars: Vec<Option<Value>>,
     pub trail: Trail,
     /// When each attempt started, for the limits (the trail's, in a row).
@@ -205,6 +239,27 @@ impl<'f> Run<'f> {
         }
     }
 
+    /// The number the planned dial calls: its expression's value, the
+    /// contact's number when it has none.
+    pub fn dial_number(&self) -> String {
+        let Some((d, ..)) = self.dial else {
+            return self.contact.phone.to_string();
+        };
+        // A field holding text (`dial contact.phone`), read in place.
+        if let ir::ExprKind::Field(name) = &d.number.kind {
+            if let Some(text) = self.contact.fields.text(name) {
+                return text.to_string();
+            }
+        }
+        self.with_scope(|s| eval::eval(&d.number, s))
+            .map_or(self.contact.phone.to_string(), |v| eval::show(&v))
+    }
+
+    /// The caller id the planned dial asks for (`from`).
+    pub fn dial_from(&self) -> Option<String> {
+        self.dial.and_then(|(d, ..)| d.from.clone())
+    }
+
     fn send(&mut self, kind: MessageKind, text: &str, recipient: Option<String>) {
         self.trail.outbox.push(Message {
             kind,
@@ -224,43 +279,26 @@ impl<'f> Run<'f> {
         now: DateTime<Utc>,
         schedules: &mut Schedules,
     ) -> Run<'f> {
-        let arm_ir = &flow.arms[arm];
         // The contact's `state` field, else the state of its number's area
         // code (state laws presume a number of the state reaches a resident).
-        let state = contact
+        let state: Option<Cow<'_, str>> = contact
             .fields
             .text("state")
-            .map(|t| t.to_ascii_uppercase())
-            .or_else(|| crate::calendar::phone::us_state(&contact.phone).map(str::to_string));
-        // State presets apply to contacts of their state only.
-        let policies: Vec<&ir::Policy> = flow
-            .compliance
-            .policies
-            .iter()
-            .filter(|p| {
-                p.us_state
-                    .as_ref()
-                    .is_none_or(|s| state.as_deref() == Some(s.as_str()))
+            .map(|t| match t.bytes().any(|b| b.is_ascii_lowercase()) {
+                true => Cow::Owned(t.to_ascii_uppercase()),
+                false => Cow::Borrowed(t),
             })
-            .collect();
-        let calendar = arm_ir.calendar.map(|c| &flow.calendars[c]);
-        let strategy = arm_ir.strategy.map(|s| &flow.strategies[s]);
-        let limits = Limits {
-            min_gap: Duration::seconds(strategy.map_or(0, |s| s.min_gap_seconds) as i64),
-            per_day: flow.max_attempts_per_day,
-            rolling: policies
-                .iter()
-                .flat_map(|p| p.rolling_limits.iter().copied())
-                .collect(),
-        };
-        // `start` and `stop` are campaign instants, in the flow's zone.
-        let local_stop = flow
-            .stop
-            .as_ref()
-            .and_then(|s| local_instant(s, flow_zone(flow)));
+            .or_else(|| crate::calendar::phone::us_state(&contact.phone).map(Cow::Borrowed));
+        let policies = &flow.compliance.policies;
         // `no holidays from contact`: the number's country, and its state or
         // province where known (`US-CA`).
-        let holidays = if policies.iter().any(|p| p.holidays_from_contact) {
+        let holidays_from_contact = policies.iter().any(|p| {
+            p.holidays_from_contact
+                && p.us_state
+                    .as_ref()
+                    .is_none_or(|s| state.as_deref() == Some(s.as_str()))
+        });
+        let holidays = if holidays_from_contact {
             let country = crate::calendar::phone::country_of(&contact.phone);
             let mut regions: Vec<String> = Vec::new();
             if let Some(c) = country.filter(|c| crate::calendar::holidays::known(c)) {
@@ -272,12 +310,16 @@ impl<'f> Run<'f> {
         } else {
             Vec::new()
         };
-        let schedule = schedules.get(flow, arm, state, calendar, &policies, holidays);
+        // Only a state some policy names makes a setup of its own.
+        let state = state
+            .filter(|s| policies.iter().any(|p| p.us_state.as_deref() == Some(s)))
+            .map(Cow::into_owned);
+        let setup = schedules.get(flow, arm, state, holidays);
+        let stop = schedules.stop(flow);
         Run {
             flow,
             arm,
-            schedule,
-            limits,
+            setup,
             vars: vec![None; flow.variables.len()],
             trail: Trail {
                 path: vec![flow.entry],
@@ -285,7 +327,7 @@ impl<'f> Run<'f> {
             },
             starts: Vec::new(),
             now,
-            stop: local_stop,
+            stop,
             stack: vec![(&flow.steps[flow.entry].actions, 0)],
             dial_at: Vec::new(),
             dial: None,
@@ -472,17 +514,14 @@ impl<'f> Run<'f> {
                     let at = retry::settle(
                         earliest,
                         &self.contact.zones,
-                        &self.schedule,
-                        &self.limits,
+                        &self.setup.schedule,
+                        &self.setup.limits,
                         &self.starts,
                     );
                     let at = match at {
                         Some(at) if self.stop.is_none_or(|s| at < s) => at,
                         _ => return Request::Done(End::new(Ending::Skipped, "campaign_stopped")),
                     };
-                    let number = self
-                        .with_scope(|s| eval::eval(&d.number, s))
-                        .map_or(self.contact.phone.to_string(), |v| eval::show(&v));
                     self.dial = Some((d, self.current_step, at));
                     self.routing = None;
                     self.waiting = Waiting::Dial;
@@ -490,10 +529,8 @@ impl<'f> Run<'f> {
                     return Request::Dial {
                         at,
                         step: self.current_step,
-                        number,
                         timeout_seconds: d.timeout_seconds,
                         detect_voicemail: d.detect_voicemail,
-                        from: d.from.clone(),
                     };
                 }
                 Action::Say { text } => {
@@ -598,23 +635,18 @@ impl<'f> Run<'f> {
         match retry::settle(
             after,
             &self.contact.zones,
-            &self.schedule,
-            &self.limits,
+            &self.setup.schedule,
+            &self.setup.limits,
             &self.starts,
         ) {
             Some(at) if self.stop.is_none_or(|s| at < s) => {
                 self.dial = Some((d, step, at));
                 self.now = at;
-                let number = self
-                    .with_scope(|s| eval::eval(&d.number, s))
-                    .map_or(self.contact.phone.to_string(), |v| eval::show(&v));
                 Request::Dial {
                     at,
                     step,
-                    number,
                     timeout_seconds: d.timeout_seconds,
                     detect_voicemail: d.detect_voicemail,
-                    from: d.from.clone(),
                 }
             }
             _ => {
@@ -698,8 +730,8 @@ impl<'f> Run<'f> {
             form,
             &r,
             &self.contact.zones,
-            &self.schedule,
-            &self.limits,
+            &self.setup.schedule,
+            &self.setup.limits,
             &self.starts,
         ) else {
             return self.route(Outcome::Exhausted);
