@@ -4,33 +4,32 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
+
 use super::{corrupt, StoreError};
 use crate::contacts::Contact;
+use crate::ir::Outcome;
 use crate::record::{CallEnd, Ending, Message, MessageKind, StoredAttempt};
 use crate::runtime::journal::Committed;
 
-/// A write the engine asked for, kept until the next `flush`.
+/// A write the engine asked for, kept until the next `flush`. Kept small
+/// (72 bytes): a simulation holds a few hundred thousand of them while
+/// they wait for the writer; what most writes lack is boxed.
 pub(super) enum Op {
-    Contact {
-        id: usize,
-        line: u32,
-        phone: std::sync::Arc<str>,
-        written: Option<Box<str>>,
-        zones: String,
-        fields: String,
-        arm: usize,
-    },
-    Started(StoredAttempt, usize),
+    Contact(Box<NewContact>),
+    Started(NewAttempt),
     Ended {
-        contact: usize,
+        contact: u32,
         number: u32,
-        end: CallEnd,
+        ended_at: DateTime<Utc>,
+        outcome: Outcome,
+        replies: Option<Box<Replies>>,
     },
     ContactEnded {
-        id: usize,
+        id: u32,
         state: &'static str,
-        reason: String,
-        path: String,
+        reason: Box<str>,
+        path: Box<str>,
     },
     OptedOut(usize),
     /// How often the contact entered the step of `pause campaign when`.
@@ -38,19 +37,76 @@ pub(super) enum Op {
         contact: usize,
         times: u32,
     },
-    Message {
-        contact: usize,
-        attempt: u32,
-        kind: &'static str,
-        text: String,
-        subject: Option<String>,
-        recipient: Option<String>,
-        status: &'static str,
-    },
+    Message(Box<NewMessage>),
+}
+
+pub(super) struct NewContact {
+    pub id: usize,
+    pub line: u32,
+    pub phone: std::sync::Arc<str>,
+    pub written: Option<Box<str>>,
+    pub zones: String,
+    pub fields: String,
+    pub arm: usize,
+}
+
+/// An attempt row: what every attempt has, and its replies when it had any.
+pub(super) struct NewAttempt {
+    pub contact: u32,
+    pub number: u32,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub outcome: Option<Outcome>,
+    pub step: Box<str>,
+    pub replies: Option<Box<Replies>>,
+}
+
+/// What few attempts have: a caller id, keys, transfers, a SIP status.
+#[derive(Default)]
+pub(super) struct Replies {
+    pub caller_id: Option<String>,
+    pub keys: Vec<Option<String>>,
+    pub transfers: Vec<crate::ir::TransferOutcome>,
+    pub sip: Option<(u16, String)>,
+}
+
+impl Replies {
+    /// `None` when there is nothing to keep.
+    fn boxed(self) -> Option<Box<Replies>> {
+        let empty = self.caller_id.is_none()
+            && self.keys.is_empty()
+            && self.transfers.is_empty()
+            && self.sip.is_none();
+        (!empty).then(|| Box::new(self))
+    }
+
+    pub(super) fn caller_id(r: &Option<Box<Replies>>) -> Option<&str> {
+        r.as_ref().and_then(|r| r.caller_id.as_deref())
+    }
+
+    pub(super) fn sip(r: &Option<Box<Replies>>) -> Option<&(u16, String)> {
+        r.as_ref().and_then(|r| r.sip.as_ref())
+    }
+
+    /// Keys and transfers as stored: JSON lists, or nothing.
+    pub(super) fn lists(r: &Option<Box<Replies>>) -> (Option<String>, Option<String>) {
+        r.as_ref()
+            .map_or((None, None), |r| replies(&r.keys, &r.transfers))
+    }
+}
+
+pub(super) struct NewMessage {
+    pub contact: usize,
+    pub attempt: u32,
+    pub kind: &'static str,
+    pub text: String,
+    pub subject: Option<String>,
+    pub recipient: Option<String>,
+    pub status: &'static str,
 }
 
 /// The replies of a call as stored: JSON lists, or nothing when there were none.
-pub(super) fn replies(
+fn replies(
     keys: &[Option<String>],
     transfers: &[crate::ir::TransferOutcome],
 ) -> (Option<String>, Option<String>) {
@@ -94,7 +150,7 @@ impl Ops {
 
     pub(super) fn contact(&mut self, id: usize, c: &Contact, arm: usize) {
         let zones: Vec<&str> = c.zones.iter().map(|z| z.name()).collect();
-        self.ops.push(Op::Contact {
+        self.ops.push(Op::Contact(Box::new(NewContact {
             id,
             line: c.line,
             phone: c.phone.clone(),
@@ -102,44 +158,70 @@ impl Ops {
             zones: zones.join(" "),
             fields: serde_json::to_string(&c.fields).expect("values serialise"),
             arm,
-        });
+        })));
     }
 
-    pub(super) fn started(&mut self, contact: usize, attempt: StoredAttempt) {
-        self.open.insert((contact, attempt.number), self.ops.len());
-        self.ops.push(Op::Started(attempt, contact));
+    pub(super) fn started(&mut self, contact: usize, a: StoredAttempt) {
+        self.open.insert((contact, a.number), self.ops.len());
+        self.ops.push(Op::Started(NewAttempt {
+            contact: contact as u32,
+            number: a.number,
+            started_at: a.started_at,
+            ended_at: a.ended_at,
+            outcome: a.outcome,
+            step: a.step.into_boxed_str(),
+            replies: Replies {
+                caller_id: a.caller_id,
+                keys: a.keys,
+                transfers: a.transfers,
+                sip: a.sip,
+            }
+            .boxed(),
+        }));
     }
 
     pub(super) fn ended(&mut self, contact: usize, number: u32, end: CallEnd) {
         // Not flushed yet: complete the row before it is written.
         if let Some(i) = self.open.remove(&(contact, number)) {
-            if let Op::Started(a, _) = &mut self.ops[i] {
+            if let Op::Started(a) = &mut self.ops[i] {
                 a.ended_at = Some(end.ended_at);
                 a.outcome = Some(end.outcome);
-                a.keys = end.keys;
-                a.transfers = end.transfers;
-                a.sip = end.sip;
+                let mut replies = a.replies.take().map_or_else(Replies::default, |r| *r);
+                replies.keys = end.keys;
+                replies.transfers = end.transfers;
+                replies.sip = end.sip;
+                a.replies = replies.boxed();
                 return;
             }
         }
         self.ops.push(Op::Ended {
-            contact,
+            contact: contact as u32,
             number,
-            end,
+            ended_at: end.ended_at,
+            outcome: end.outcome,
+            replies: Replies {
+                caller_id: None,
+                keys: end.keys,
+                transfers: end.transfers,
+                sip: end.sip,
+            }
+            .boxed(),
         });
     }
 
     pub(super) fn contact_ended(&mut self, id: usize, ending: Ending, reason: &str, path: &[&str]) {
         self.ops.push(Op::ContactEnded {
-            id,
+            id: id as u32,
             state: ending.name(),
-            reason: reason.to_string(),
-            path: serde_json::to_string(path).expect("names serialise"),
+            reason: reason.into(),
+            path: serde_json::to_string(path)
+                .expect("names serialise")
+                .into_boxed_str(),
         });
     }
 
     pub(super) fn message(&mut self, contact: usize, message: &Message) {
-        self.ops.push(Op::Message {
+        self.ops.push(Op::Message(Box::new(NewMessage {
             contact,
             attempt: message.attempt,
             kind: message.kind.name(),
@@ -150,7 +232,7 @@ impl Ops {
                 MessageKind::Flag => "open",
                 _ => "unsent",
             },
-        });
+        })));
     }
 }
 
@@ -244,5 +326,15 @@ impl Drop for Writer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A batch of a few hundred thousand writes waits for the writer: each
+    /// must stay small.
+    #[test]
+    fn a_write_waiting_for_the_writer_is_small() {
+        assert!(std::mem::size_of::<super::Op>() <= 72);
     }
 }

@@ -21,7 +21,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls};
 
-use super::ops::{replies, Op, Ops, Writer};
+use super::ops::{Op, Ops, Replies, Writer};
 use super::{corrupt, time, Resumption, StoreError, StoredMessage};
 use crate::contacts::Contact;
 use crate::ir::{self, ArmId, Outcome, TransferOutcome};
@@ -857,58 +857,54 @@ fn write_ops(client: &mut Client, campaign: i64, ops: Vec<Op>) -> Result<(), pos
     let (mut reached_ids, mut reached_times): (Vec<i32>, Vec<i32>) = (Vec::new(), Vec::new());
     for op in ops {
         match op {
-            Op::Contact {
-                id,
-                line,
-                phone,
-                written,
-                zones,
-                fields,
-                arm,
-            } => {
+            Op::Contact(n) => {
                 let row = &mut contacts;
                 field(row, Some(&c));
-                field(row, Some(&id.to_string()));
-                field(row, Some(&line.to_string()));
-                field(row, Some(&phone));
-                field(row, written.as_deref());
-                field(row, Some(&zones));
-                field(row, Some(&fields));
-                field(row, Some(&arm.to_string()));
+                field(row, Some(&n.id.to_string()));
+                field(row, Some(&n.line.to_string()));
+                field(row, Some(&n.phone));
+                field(row, n.written.as_deref());
+                field(row, Some(&n.zones));
+                field(row, Some(&n.fields));
+                field(row, Some(&n.arm.to_string()));
                 row.push('\n');
             }
-            Op::Started(a, contact) => {
-                let (keys, transfers) = replies(&a.keys, &a.transfers);
+            Op::Started(a) => {
+                let (keys, transfers) = Replies::lists(&a.replies);
+                let sip = Replies::sip(&a.replies);
                 let row = &mut attempts;
                 field(row, Some(&c));
-                field(row, Some(&contact.to_string()));
+                field(row, Some(&a.contact.to_string()));
                 field(row, Some(&a.number.to_string()));
                 field(row, Some(&a.step));
                 field(row, Some(&time(a.started_at)));
-                field(row, a.caller_id.as_deref());
+                field(row, Replies::caller_id(&a.replies));
                 field(row, a.ended_at.map(time).as_deref());
                 field(row, a.outcome.map(|o| o.name()));
                 field(row, keys.as_deref());
                 field(row, transfers.as_deref());
-                field(row, a.sip.as_ref().map(|s| s.0.to_string()).as_deref());
-                field(row, a.sip.as_ref().map(|s| s.1.as_str()));
+                field(row, sip.map(|s| s.0.to_string()).as_deref());
+                field(row, sip.map(|s| s.1.as_str()));
                 row.push('\n');
             }
             Op::Ended {
                 contact,
                 number,
-                end,
+                ended_at,
+                outcome,
+                replies,
             } => {
-                let (keys, transfers) = replies(&end.keys, &end.transfers);
+                let (keys, transfers) = Replies::lists(&replies);
+                let sip = Replies::sip(&replies);
                 let row = &mut ended;
                 field(row, Some(&contact.to_string()));
                 field(row, Some(&number.to_string()));
-                field(row, Some(&time(end.ended_at)));
-                field(row, Some(end.outcome.name()));
+                field(row, Some(&time(ended_at)));
+                field(row, Some(outcome.name()));
                 field(row, keys.as_deref());
                 field(row, transfers.as_deref());
-                field(row, end.sip.as_ref().map(|s| s.0.to_string()).as_deref());
-                field(row, end.sip.as_ref().map(|s| s.1.as_str()));
+                field(row, sip.map(|s| s.0.to_string()).as_deref());
+                field(row, sip.map(|s| s.1.as_str()));
                 row.push('\n');
             }
             Op::ContactEnded {
@@ -930,24 +926,16 @@ fn write_ops(client: &mut Client, campaign: i64, ops: Vec<Op>) -> Result<(), pos
                 reached_ids.push(contact as i32);
                 reached_times.push(times as i32);
             }
-            Op::Message {
-                contact,
-                attempt,
-                kind,
-                text,
-                subject,
-                recipient,
-                status,
-            } => {
+            Op::Message(m) => {
                 let row = &mut messages;
                 field(row, Some(&c));
-                field(row, Some(&contact.to_string()));
-                field(row, Some(&attempt.to_string()));
-                field(row, Some(kind));
-                field(row, Some(&text));
-                field(row, recipient.as_deref());
-                field(row, Some(status));
-                field(row, subject.as_deref());
+                field(row, Some(&m.contact.to_string()));
+                field(row, Some(&m.attempt.to_string()));
+                field(row, Some(m.kind));
+                field(row, Some(&m.text));
+                field(row, m.recipient.as_deref());
+                field(row, Some(m.status));
+                field(row, m.subject.as_deref());
                 row.push('\n');
             }
         }

@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection};
 
-use super::ops::replies;
+use super::ops::Replies;
 use super::{time, Op};
 use chrono::Utc;
 
@@ -31,56 +31,52 @@ pub(super) fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusql
         )?;
         for op in ops {
             match op {
-                Op::Contact {
-                    id,
-                    line,
-                    phone,
-                    written,
-                    zones,
-                    fields,
-                    arm,
-                } => {
+                Op::Contact(c) => {
                     contact.execute(params![
-                        id as i64,
-                        line as i64,
-                        &*phone,
-                        zones,
-                        fields,
-                        arm as i64,
-                        written.as_deref()
+                        c.id as i64,
+                        c.line as i64,
+                        &*c.phone,
+                        c.zones,
+                        c.fields,
+                        c.arm as i64,
+                        c.written.as_deref()
                     ])?;
                 }
-                Op::Started(a, c) => {
+                Op::Started(a) => {
+                    let (keys, transfers) = Replies::lists(&a.replies);
+                    let sip = Replies::sip(&a.replies);
                     started.execute(params![
-                        c as i64,
+                        a.contact,
                         a.number,
-                        a.step,
+                        &*a.step,
                         time(a.started_at),
-                        a.caller_id,
+                        Replies::caller_id(&a.replies),
                         a.ended_at.map(time),
                         a.outcome.map(|o| o.name()),
-                        replies(&a.keys, &a.transfers).0,
-                        replies(&a.keys, &a.transfers).1,
-                        a.sip.as_ref().map(|s| s.0),
-                        a.sip.as_ref().map(|s| s.1.as_str()),
+                        keys,
+                        transfers,
+                        sip.map(|s| s.0),
+                        sip.map(|s| s.1.as_str()),
                     ])?;
                 }
                 Op::Ended {
                     contact,
                     number,
-                    end,
+                    ended_at,
+                    outcome,
+                    replies,
                 } => {
-                    let (keys, transfers) = replies(&end.keys, &end.transfers);
-                    let (status, reason) = end.sip.unzip();
+                    let (keys, transfers) = Replies::lists(&replies);
+                    let sip = Replies::sip(&replies);
                     ended.execute(params![
-                        contact as i64,
+                        contact,
                         number,
-                        time(end.ended_at),
-                        end.outcome.name(),
+                        time(ended_at),
+                        outcome.name(),
                         keys,
                         transfers,
-                        status,
-                        reason
+                        sip.map(|s| s.0),
+                        sip.map(|s| s.1.as_str()),
                     ])?;
                 }
                 Op::ContactEnded {
@@ -89,30 +85,22 @@ pub(super) fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusql
                     reason,
                     path,
                 } => {
-                    contact_ended.execute(params![id as i64, state, reason, path])?;
+                    contact_ended.execute(params![id, state, &*reason, &*path])?;
                 }
                 Op::OptedOut(id) => {
                     opted_out.execute(params![id as i64])?;
                 }
                 // One process holds a file's whole campaign: it counts them itself.
                 Op::Reached { .. } => {}
-                Op::Message {
-                    contact,
-                    attempt,
-                    kind,
-                    text,
-                    subject,
-                    recipient,
-                    status,
-                } => {
+                Op::Message(m) => {
                     message.execute(params![
-                        contact as i64,
-                        attempt,
-                        kind,
-                        text,
-                        recipient,
-                        status,
-                        subject
+                        m.contact as i64,
+                        m.attempt,
+                        m.kind,
+                        m.text,
+                        m.recipient,
+                        m.status,
+                        m.subject
                     ])?;
                 }
             }
