@@ -337,15 +337,26 @@ pub fn country_of(e164: &str) -> Option<String> {
 /// (`data/area_codes.txt`, `scripts/gen_area_codes.py`); `None` for other
 /// countries and for area codes that name no one place (toll-free, 500, …).
 pub fn us_state(e164: &str) -> Option<&'static str> {
-    static TABLE: std::sync::OnceLock<std::collections::HashMap<&'static str, &'static str>> =
-        std::sync::OnceLock::new();
+    // By area code, 200-999: read on every contact's run, so an array.
+    static TABLE: std::sync::OnceLock<Vec<Option<&'static str>>> = std::sync::OnceLock::new();
     let table = TABLE.get_or_init(|| {
-        include_str!("../../data/area_codes.txt")
+        let mut table = vec![None; 1000];
+        for (npa, state) in include_str!("../../data/area_codes.txt")
             .lines()
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| l.split_once(' '))
-            .collect()
+        {
+            if let Ok(npa) = npa.parse::<usize>() {
+                if let Some(slot) = table.get_mut(npa) {
+                    *slot = Some(state);
+                }
+            }
+        }
+        table
     });
     let npa = e164.strip_prefix("+1")?.get(..3)?;
-    table.get(npa).copied()
+    if !npa.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    table[npa.parse::<usize>().ok()?]
 }
