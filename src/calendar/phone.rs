@@ -8,7 +8,6 @@ use std::sync::LazyLock;
 
 use chrono_tz::Tz;
 use phonenumber::country::Id as Region;
-use phonenumber::PhoneNumber;
 
 /// Upstream's map, `PREFIX|ZONE&ZONE…` a line.
 const MAP: &str = include_str!("../../data/phone_timezones.txt");
@@ -82,7 +81,8 @@ impl std::fmt::Display for NumberError {
 #[derive(Clone, Debug)]
 pub struct Number {
     pub e164: String,
-    parsed: PhoneNumber,
+    /// Its country calling code.
+    code: u16,
     /// Fixed line, mobile, …: what validity and the zone lookup both need,
     /// found once (it is most of the cost of reading a number).
     kind: phonenumber::Type,
@@ -91,6 +91,68 @@ pub struct Number {
 /// Reads a number in E.164 (`+12125550100`) or in the national format of
 /// `region` (`(212) 555-0100`, `1-212-555-0100` for "US").
 pub fn parse(text: &str, region: Option<Region>) -> Result<Number, NumberError> {
+    match north_american(text, region) {
+        Some(national) => valid(1, national),
+        None => parse_with_crate(text, region),
+    }
+}
+
+/// The ten digits of a North American number written one of the common
+/// ways: `+1` and ten digits, or, for a list of the US or Canada, ten
+/// digits or `1` and ten, with spaces, dashes, dots or brackets between
+/// them. The crate's parser reads these the same way (a test holds the two
+/// to each other on random numbers in every layout), at several times the
+/// cost: most of a large list's import.
+fn north_american(text: &str, region: Option<Region>) -> Option<[u8; 10]> {
+    let text = text.trim();
+    let (international, rest) = match text.strip_prefix('+') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    if !international && !matches!(region, Some(Region::US) | Some(Region::CA)) {
+        return None;
+    }
+    let mut digits = [0u8; 11];
+    let mut n = 0;
+    for b in rest.bytes() {
+        match b {
+            b'0'..=b'9' if n < digits.len() => {
+                digits[n] = b;
+                n += 1;
+            }
+            b' ' | b'-' | b'.' | b'(' | b')' => {}
+            _ => return None,
+        }
+    }
+    let national = match (international, n) {
+        (true, 11) | (false, 11) if digits[0] == b'1' => &digits[1..11],
+        (false, 10) => &digits[..10],
+        _ => return None,
+    };
+    // An area code never starts with 0 or 1; such a number is the crate's.
+    if !(b'2'..=b'9').contains(&national[0]) {
+        return None;
+    }
+    national.try_into().ok()
+}
+
+/// A number of country `code` and these national digits, if its country's
+/// plan knows it.
+fn valid(code: u16, national: [u8; 10]) -> Result<Number, NumberError> {
+    let national = std::str::from_utf8(&national).map_err(|_| NumberError::Unreadable)?;
+    let kind = number_type(code, national);
+    if kind == phonenumber::Type::Unknown {
+        return Err(NumberError::Invalid);
+    }
+    Ok(Number {
+        e164: format!("+{code}{national}"),
+        code,
+        kind,
+    })
+}
+
+/// Reads a number with the `phonenumber` crate's parser.
+fn parse_with_crate(text: &str, region: Option<Region>) -> Result<Number, NumberError> {
     let international = text.trim_start().starts_with('+');
     if !international && region.is_none() {
         return Err(NumberError::NoCountry);
@@ -123,7 +185,7 @@ pub fn parse(text: &str, region: Option<Region>) -> Result<Number, NumberError> 
     // What the crate's E.164 formatter writes, without the national
     // formatting rules it would look up (and not use) on the way.
     let e164 = format!("+{code}{with_zeros}");
-    Ok(Number { e164, parsed, kind })
+    Ok(Number { e164, code, kind })
 }
 
 pub fn region(code: &str) -> Option<Region> {
@@ -136,7 +198,7 @@ impl Number {
     /// number (most mobiles) only by its country code.
     pub fn zones(&self) -> Vec<Tz> {
         let digits = self.e164.trim_start_matches('+');
-        let country = self.parsed.code().value();
+        let country = self.code;
         let geographic = match self.kind {
             phonenumber::Type::FixedLine | phonenumber::Type::FixedLineOrMobile => true,
             phonenumber::Type::Mobile => GEO_MOBILE_COUNTRIES.contains(&country),
@@ -359,4 +421,68 @@ pub fn us_state(e164: &str) -> Option<&'static str> {
         return None;
     }
     table[npa.parse::<usize>().ok()?]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn same(a: &Result<Number, NumberError>, b: &Result<Number, NumberError>) -> bool {
+        match (a, b) {
+            (Ok(a), Ok(b)) => a.e164 == b.e164 && a.code == b.code && a.kind == b.kind,
+            (Err(a), Err(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4000, failure_persistence: None, ..ProptestConfig::default() })]
+        /// Read without the crate, a North American number reads as the
+        /// crate reads it: the same number, type and error, in every layout.
+        #[test]
+        fn north_american_numbers_read_as_the_crate_reads_them(
+            digits in "[0-9]{10}",
+            layout in 0usize..8,
+            canada in any::<bool>(),
+        ) {
+            let (a, b, c) = (&digits[..3], &digits[3..6], &digits[6..]);
+            let text = match layout {
+                0 => format!("+1{digits}"),
+                1 => format!("+1 ({a}) {b}-{c}"),
+                2 => format!("({a}) {b}-{c}"),
+                3 => format!("1-{a}-{b}-{c}"),
+                4 => digits.clone(),
+                5 => format!("{a}.{b}.{c}"),
+                6 => format!(" 1 {a} {b} {c} "),
+                _ => format!("+1-{a}-{b}-{c}"),
+            };
+            let region = Some(if canada { Region::CA } else { Region::US });
+            prop_assert!(
+                same(&parse(&text, region), &parse_with_crate(&text, region)),
+                "{text}: {:?} against the crate's {:?}",
+                parse(&text, region),
+                parse_with_crate(&text, region)
+            );
+        }
+    }
+
+    #[test]
+    fn other_numbers_are_left_to_the_crate() {
+        let us = Some(Region::US);
+        for text in [
+            "+44 20 7946 0958",
+            "212-555-0100 x12",
+            "+1 212 555 010",
+            "0212 555 0100",
+            "+1 112 555 0100",
+        ] {
+            assert_eq!(north_american(text, us), None, "{text}");
+        }
+        assert_eq!(north_american("(212) 555-0100", Some(Region::FR)), None);
+        assert_eq!(
+            north_american("(212) 555-0100", us).map(|d| d.to_vec()),
+            Some(b"2125550100".to_vec())
+        );
+    }
 }
