@@ -40,14 +40,29 @@ pub(super) enum Op {
     Message(Box<NewMessage>),
 }
 
+/// A contact as it joins the campaign; its zones and fields are written
+/// out as text by the writer, on its own thread.
 pub(super) struct NewContact {
     pub id: usize,
     pub line: u32,
     pub phone: std::sync::Arc<str>,
     pub written: Option<Box<str>>,
-    pub zones: String,
-    pub fields: String,
+    zones: Box<[chrono_tz::Tz]>,
+    fields: crate::contacts::Fields,
     pub arm: usize,
+}
+
+impl NewContact {
+    /// Candidate zones, space-separated.
+    pub(super) fn zones(&self) -> String {
+        let names: Vec<&str> = self.zones.iter().map(|z| z.name()).collect();
+        names.join(" ")
+    }
+
+    /// The schema's fields, JSON.
+    pub(super) fn fields(&self) -> String {
+        serde_json::to_string(&self.fields).expect("values serialise")
+    }
 }
 
 /// An attempt row: what every attempt has, and its replies when it had any.
@@ -149,14 +164,13 @@ impl Ops {
     }
 
     pub(super) fn contact(&mut self, id: usize, c: &Contact, arm: usize) {
-        let zones: Vec<&str> = c.zones.iter().map(|z| z.name()).collect();
         self.ops.push(Op::Contact(Box::new(NewContact {
             id,
             line: c.line,
             phone: c.phone.clone(),
             written: c.written.clone(),
-            zones: zones.join(" "),
-            fields: serde_json::to_string(&c.fields).expect("values serialise"),
+            zones: c.zones.clone(),
+            fields: c.fields.clone(),
             arm,
         })));
     }

@@ -864,8 +864,8 @@ fn write_ops(client: &mut Client, campaign: i64, ops: Vec<Op>) -> Result<(), pos
                 field(row, Some(&n.line.to_string()));
                 field(row, Some(&n.phone));
                 field(row, n.written.as_deref());
-                field(row, Some(&n.zones));
-                field(row, Some(&n.fields));
+                field(row, Some(&n.zones()));
+                field(row, Some(&n.fields()));
                 field(row, Some(&n.arm.to_string()));
                 row.push('\n');
             }

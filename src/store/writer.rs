@@ -36,8 +36,8 @@ pub(super) fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusql
                         c.id as i64,
                         c.line as i64,
                         &*c.phone,
-                        c.zones,
-                        c.fields,
+                        c.zones(),
+                        c.fields(),
                         c.arm as i64,
                         c.written.as_deref()
                     ])?;
