@@ -3,14 +3,14 @@
 //! code runs `flowc run` (wall clock, real waits) and `flowc simulate`
 //! (virtual clock: it jumps to the next event once no call is under way).
 //!
-//! Each contact is in one [`ContactState`]. Contacts wait in a heap until
-//! their dial is due, then in a first-come queue until the [`Pacer`] allows
-//! a dial: the scheduler is fair by due time, and concurrency and rate are
-//! hard limits. Contacts not yet begun are all due at the campaign's start,
-//! so they are begun (in list order) before the queue's later arrivals; one
-//! whose next dial is not due yet is parked with its attempts alone and
-//! rebuilt by replay when due, so a large list costs memory only for the
-//! contacts under way.
+//! Each contact is in one [`ContactState`]. Contacts wait in the event
+//! queue until their dial is due, then in a first-come queue until the
+//! [`Pacer`] allows a dial: the scheduler is fair by due time, and
+//! concurrency and rate are hard limits. Contacts not yet begun are all due
+//! at the campaign's start, so they are begun (in list order) before the
+//! queue's later arrivals; one whose next dial is not due yet is parked with
+//! its attempts alone and rebuilt by replay when due, so a large list costs
+//! memory only for the contacts under way.
 //!
 //! Every attempt is journalled before its dial (under
 //! `Durability::BeforeEachDial` the writes of one instant are committed
