@@ -89,7 +89,7 @@ CREATE TABLE IF NOT EXISTS contacts (
     id INTEGER PRIMARY KEY,
     line INTEGER NOT NULL,
     -- One row per number: the import merges a list's repeated numbers.
-    -- Not indexed (stores made before 2026-12-08 have a unique index): a
+    -- Not indexed (stores made before 2026-12-07 evening have a unique index): a
     -- million random numbers cost the writer three seconds to index, and
     -- no query looks a number up by it.
     phone TEXT NOT NULL,
