@@ -12,9 +12,9 @@ const PURGE_DELAY: mi_option_t = 15;
 
 /// Freed memory goes back to the system after 100 ms (at once, the
 /// kernel's zeroing of the pages taken again cost a million-contact
-/// simulation 1.5 s of system time; 100 ms keeps 15 MiB more at its peak),
-/// and arenas are committed as they are used. Call first thing in `main`: an arena made before keeps
-/// the default.
+/// simulation 0.7-1.4 s of system time; 100 ms keeps 15 MiB more at its
+/// peak), and arenas are committed as they are used. Call first thing in
+/// `main`: an arena made before keeps the default.
 pub fn return_freed_memory() {
     // SAFETY: mi_option_set only stores the value, for any option number
     // below mimalloc's last; both are (see above).

@@ -125,7 +125,7 @@ fn north_american(text: &str, region: Option<Region>) -> Option<[u8; 10]> {
         }
     }
     let national = match (international, n) {
-        (true, 11) | (false, 11) if digits[0] == b'1' => &digits[1..11],
+        (_, 11) if digits[0] == b'1' => &digits[1..11],
         (false, 10) => &digits[..10],
         _ => return None,
     };

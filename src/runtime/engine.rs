@@ -46,10 +46,10 @@ pub use observer::{Lateness, Progress, LATENESS_BOUNDS_MS};
 use pacer::{Pace, Pacer};
 
 /// A virtual clock's writes are handed over once this many are waiting
-/// (72 bytes each and what they hold, about 120 bytes, while they wait,
-/// and as much again while the store's writer commits them). Fewer, larger
-/// commits write each page of the store's indexes less often: 100,000
-/// took a million contacts 1.5-2.5 s less than 50,000 with the same peak.
+/// (72 bytes each and what they hold while they wait, and as much again
+/// while the store's writer commits them). Fewer, larger commits write
+/// each page of the store's indexes less often: 100,000 took a million
+/// contacts 2.1-2.8 s less than 50,000, with a lower peak (BENCHMARKS.md).
 const BATCHED_WRITES: usize = 100_000;
 /// At most this many distinct reasons are shared (`Engine::shared_reason`).
 const SHARED_REASONS: usize = 1_000;

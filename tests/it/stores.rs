@@ -201,6 +201,15 @@ fn list(n: usize) -> String {
     s
 }
 
+/// Writes a list of `n` numbers (`+33610000000` on), the shared flow's schema.
+fn write_numbers(path: &std::path::Path, n: usize) {
+    let mut list = String::from("phone\n");
+    for k in 0..n {
+        list.push_str(&format!("+3361{k:07}\n"));
+    }
+    std::fs::write(path, list).unwrap();
+}
+
 /// Runs the campaign of `source` over the first `n` rows on `store`,
 /// resuming what it holds; the store's state and the run's results.
 fn campaign(store: &mut dyn Journal, source: &str, n: usize) -> Result<Results, StoreError> {
@@ -572,11 +581,7 @@ fn three_workers_one_killed_then_another_and_the_campaign_finishes() {
     let flow = dir.join("shared.flow");
     std::fs::write(&flow, WORKED).unwrap();
     let contacts = dir.join("list.csv");
-    let mut list = String::from("phone\n");
-    for k in 0..3000 {
-        list.push_str(&format!("+3361{k:07}\n"));
-    }
-    std::fs::write(&contacts, list).unwrap();
+    write_numbers(&contacts, 3000);
     let log = dir.join("calls.log");
     let script = dir.join("script.txt");
     std::fs::write(
@@ -839,11 +844,7 @@ fn pause_resume_and_cancel_reach_every_worker_within_a_second() {
     let flow = dir.join("shared.flow");
     std::fs::write(&flow, WORKED.replace("concurrency 150", "concurrency 30")).unwrap();
     let contacts = dir.join("list.csv");
-    let mut list = String::from("phone\n");
-    for k in 0..1500 {
-        list.push_str(&format!("+3361{k:07}\n"));
-    }
-    std::fs::write(&contacts, list).unwrap();
+    write_numbers(&contacts, 1500);
     let script = dir.join("script.txt");
     std::fs::write(&script, "* answered lasting 300ms\n").unwrap();
     let base = server.database("control");
@@ -1379,11 +1380,7 @@ fn pause_campaign_when_counts_every_workers_contacts() {
     )
     .unwrap();
     let contacts = dir.join("list.csv");
-    let mut list = String::from("phone\n");
-    for k in 0..900 {
-        list.push_str(&format!("+3361{k:07}\n"));
-    }
-    std::fs::write(&contacts, list).unwrap();
+    write_numbers(&contacts, 900);
     let script = dir.join("script.txt");
     std::fs::write(&script, "* answered lasting 300ms\n").unwrap();
     let base = server.database("threshold");
@@ -1479,11 +1476,7 @@ fn opt_outs_reach_the_do_not_call_file_while_the_run_goes_on() {
     )
     .unwrap();
     let contacts = dir.join("list.csv");
-    let mut list = String::from("phone\n");
-    for k in 0..6 {
-        list.push_str(&format!("+3361000000{k}\n"));
-    }
-    std::fs::write(&contacts, list).unwrap();
+    write_numbers(&contacts, 6);
     let script = dir.join("script.txt");
     std::fs::write(
         &script,
