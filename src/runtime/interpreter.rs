@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -115,6 +115,39 @@ impl Trail {
 struct Setup {
     schedule: Schedule,
     limits: Limits,
+    /// First dials settled, by the contact's zones. Before any attempt the
+    /// limits hold nothing back, so the answer depends on the zones alone,
+    /// and a campaign's contacts share a few dozen zones and one start (a
+    /// retried contact's run is made again from its first dial). At most
+    /// one entry per set of zones met.
+    first_dials: Mutex<HashMap<Box<[Tz]>, FirstDial>>,
+}
+
+/// A first dial settled: the instant asked for, and the answer.
+type FirstDial = (DateTime<Utc>, Option<DateTime<Utc>>);
+
+impl Setup {
+    /// The instant at or after `at` callable in every zone that keeps
+    /// every limit, given past attempts' starts (`retry::settle`).
+    fn settle(
+        &self,
+        at: DateTime<Utc>,
+        zones: &[Tz],
+        starts: &[DateTime<Utc>],
+    ) -> Option<DateTime<Utc>> {
+        if !starts.is_empty() {
+            return retry::settle(at, zones, &self.schedule, &self.limits, starts);
+        }
+        let mut first = self.first_dials.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((asked, answer)) = first.get(zones) {
+            if *asked == at {
+                return *answer;
+            }
+        }
+        let answer = retry::settle(at, zones, &self.schedule, &self.limits, starts);
+        first.insert(zones.into(), (at, answer));
+        answer
+    }
 }
 
 /// The setups of a campaign's runs, each made once: a run is made again
@@ -169,6 +202,7 @@ impl Schedules {
         let setup = Arc::new(Setup {
             schedule: Schedule::new(calendar, &all),
             limits,
+            first_dials: Mutex::default(),
         });
         self.cache.insert((arm, state, holidays), setup.clone());
         setup
@@ -511,13 +545,9 @@ impl<'f> Run<'f> {
                         .next_dial_at
                         .take()
                         .map_or(self.now, |t| t.max(self.now));
-                    let at = retry::settle(
-                        earliest,
-                        &self.contact.zones,
-                        &self.setup.schedule,
-                        &self.setup.limits,
-                        &self.starts,
-                    );
+                    let at = self
+                        .setup
+                        .settle(earliest, &self.contact.zones, &self.starts);
                     let at = match at {
                         Some(at) if self.stop.is_none_or(|s| at < s) => at,
                         _ => return Request::Done(End::new(Ending::Skipped, "campaign_stopped")),
@@ -629,25 +659,25 @@ impl<'f> Run<'f> {
     /// scheduler was at its limits): plans it again from `after`, within the
     /// calendar and the limits.
     pub fn reschedule(&mut self, after: DateTime<Utc>) -> Request {
-        let Some((d, step, _)) = self.dial else {
+        let Some((d, step, planned)) = self.dial else {
             return self.resume();
         };
-        match retry::settle(
-            after,
-            &self.contact.zones,
-            &self.setup.schedule,
-            &self.setup.limits,
-            &self.starts,
-        ) {
+        let dial = |at| Request::Dial {
+            at,
+            step,
+            timeout_seconds: d.timeout_seconds,
+            detect_voicemail: d.detect_voicemail,
+        };
+        // Placed when planned: the instant was settled already, and settling
+        // a settled instant gives it back (nothing it depends on changed).
+        if after == planned {
+            return dial(planned);
+        }
+        match self.setup.settle(after, &self.contact.zones, &self.starts) {
             Some(at) if self.stop.is_none_or(|s| at < s) => {
                 self.dial = Some((d, step, at));
                 self.now = at;
-                Request::Dial {
-                    at,
-                    step,
-                    timeout_seconds: d.timeout_seconds,
-                    detect_voicemail: d.detect_voicemail,
-                }
+                dial(at)
             }
             _ => {
                 self.waiting = Waiting::Nothing;

@@ -693,6 +693,38 @@ proptest! {
         }
     }
 
+    /// The engine places a call planned for now without settling it again
+    /// (`Run::reschedule`): an instant settled once must settle to itself,
+    /// under any calendar, zones, limits and past attempts.
+    #[test]
+    fn a_settled_instant_settles_to_itself(
+        weekly in arb_week(),
+        zones in prop::collection::vec(0..PROPERTY_ZONES.len(), 1..3),
+        minutes in 0i64..(2 * 365 * 24 * 60),
+        past in prop::collection::vec(0i64..(3 * 24 * 60), 0..8),
+        gap_minutes in 0i64..600,
+        per_day in prop::option::of(1u32..4),
+        rolling in prop::option::of((1u32..5, 1u64..(8 * 86_400))),
+    ) {
+        let quiet = ir::Policy { name: "q".into(), quiet_hours: vec![Window { start: 21 * 60, end: 8 * 60 }], ..Default::default() };
+        let s = Schedule::new(Some(&calendar(weekly, vec![])), &[&quiet]);
+        let zones: Vec<Tz> = zones.into_iter().map(|z| tz(PROPERTY_ZONES[z])).collect();
+        let from = utc("2026-01-01T00:00:00Z") + Duration::minutes(minutes) + Duration::seconds(minutes % 60);
+        let mut history: Vec<DateTime<Utc>> = past.iter().map(|m| from - Duration::minutes(*m)).collect();
+        history.sort();
+        let limits = Limits {
+            min_gap: Duration::minutes(gap_minutes),
+            per_day,
+            rolling: rolling
+                .map(|(max, per_seconds)| vec![ir::RollingLimit { max, per_seconds }])
+                .unwrap_or_default(),
+        };
+        if let Some(at) = retry::settle(from, &zones, &s, &limits, &history) {
+            prop_assert!(at >= from);
+            prop_assert_eq!(retry::settle(at, &zones, &s, &limits, &history), Some(at));
+        }
+    }
+
     #[test]
     fn stretches_are_callable_disjoint_and_outside_quiet_hours(weekly in arb_week(), zone in 0..PROPERTY_ZONES.len(), days in 0i64..1500) {
         let quiet = ir::Policy { name: "q".into(), quiet_hours: vec![Window { start: 21 * 60, end: 8 * 60 }], ..Default::default() };

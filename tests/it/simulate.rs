@@ -416,3 +416,41 @@ fn the_campaign_pauses_at_its_threshold() {
         1_000
     );
 }
+
+/// Contacts of one zone share the first dial's settled instant
+/// (`Setup::settle`), but only for the instant it was asked for: a contact
+/// that waits before its first dial is settled from where its wait ends.
+#[test]
+fn first_dials_of_one_zone_settle_from_each_contact_s_own_instant() {
+    let flow = flow(
+        "contact { phone: phone\n vip: bool = false }\n\
+         flow f {\n timezone \"America/New_York\"\n compliance tcpa\n\
+         step call {\n if contact.vip { wait 3h }\n dial contact.phone\n\
+         on answered -> end completed\n on other -> end failed\n }\n}\n",
+    );
+    let mut list = contacts(4);
+    for c in list.iter_mut().skip(2) {
+        c.fields.insert("vip", Value::Bool(true));
+    }
+    let dialer = SimDialer {
+        model: Model::default_model(),
+        seed: 1,
+    };
+    // 07:00 in New York: quiet hours until 08:00.
+    let start: DateTime<Utc> = "2026-12-01T12:00:00Z".parse().unwrap();
+    let sim = simulate(&flow, &list, &dialer, start);
+    let first: Vec<String> = sim
+        .contacts
+        .iter()
+        .map(|c| c.attempts[0].started_at.to_rfc3339())
+        .collect();
+    assert_eq!(
+        first,
+        [
+            "2026-12-01T13:00:00+00:00",
+            "2026-12-01T13:00:00+00:00",
+            "2026-12-01T15:00:00+00:00",
+            "2026-12-01T15:00:00+00:00"
+        ]
+    );
+}
