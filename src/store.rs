@@ -31,7 +31,7 @@ use crate::record::{
 };
 use crate::runtime::journal::{Committed, ContactId, Durability, Journal};
 use file::{connect, create, recognise, uri_path, Found, Lock};
-use ops::{Op, Ops, Writer};
+use ops::{Commits, Op, Ops, Task, Writer};
 use writer::write_ops;
 
 /// Bumped when the tables change; a database of another version is refused.
@@ -61,6 +61,12 @@ const APPLICATION_ID: i64 = 0x666c_6f77;
 const LOCK_STALE_SECONDS: i64 = 15;
 /// How often the holder of a campaign's lock renews it.
 const HEARTBEAT_SECONDS: u64 = 3;
+/// A simulation's writes are committed this often: each commit writes
+/// the pages it changed into the WAL again, and its writes change the
+/// same index pages all along. A million contacts: 3.0 GB written with a
+/// commit per batch of 100,000 writes, 1.7 GB with one every 2 s, 0.5-1.5 s
+/// sooner (BENCHMARKS.md).
+const BATCHED_COMMITS: std::time::Duration = std::time::Duration::from_secs(2);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS campaign (
@@ -739,8 +745,16 @@ impl Store {
     fn writer(&mut self) -> Result<&Writer, StoreError> {
         if self.writer.is_none() {
             let mut conn = connect(&self.path, self.durability)?;
-            self.writer = Some(Writer::start(move |ops| {
-                write_ops(&mut conn, ops).map_err(|e| e.to_string())
+            let commits = match self.durability {
+                Durability::BeforeEachDial => Commits::EachBatch,
+                Durability::Batched => Commits::Every(BATCHED_COMMITS),
+            };
+            self.writer = Some(Writer::start(commits, move |task| {
+                match task {
+                    Task::Write(ops) => write_ops(&mut conn, ops),
+                    Task::Commit => conn.execute_batch("COMMIT"),
+                }
+                .map_err(|e| e.to_string())
             })?);
         }
         Ok(self.writer.as_ref().expect("just started"))

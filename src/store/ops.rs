@@ -250,60 +250,144 @@ impl Ops {
     }
 }
 
+/// What a writer's thread asks of its database.
+pub(super) enum Task {
+    /// Write a batch, in the transaction under way (begun if none is).
+    Write(Vec<Op>),
+    /// Commit the transaction under way, if there is one.
+    Commit,
+}
+
+/// When a writer commits.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Commits {
+    /// After every batch: a wall-clock run waits for its dials' commits.
+    EachBatch,
+    /// Batches join one transaction for this long, or until someone waits
+    /// for them (`sync`): each commit writes every page it changed again,
+    /// and a simulation's writes change the same index pages all along.
+    Every(std::time::Duration),
+}
+
+/// Writes handed over and not yet written, at most `MAX_WAITING` (the
+/// engine waits rather than piling up memory when the database falls
+/// behind); a batch larger than that goes when nothing else waits.
+struct Waiting {
+    writes: std::sync::Mutex<usize>,
+    written: std::sync::Condvar,
+}
+
+/// About 35 MB of writes (72 bytes each, and what they box): enough for
+/// the engine to go on while a million contacts are written.
+const MAX_WAITING: usize = 400_000;
+
+impl Waiting {
+    /// Whether `n` more writes must wait while `writes` wait.
+    fn full(writes: usize, n: usize) -> bool {
+        writes > 0 && writes + n > MAX_WAITING
+    }
+
+    fn add(&self, n: usize) {
+        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        while Waiting::full(*writes, n) {
+            writes = self.written.wait(writes).unwrap_or_else(|e| e.into_inner());
+        }
+        *writes += n;
+    }
+
+    fn done(&self, n: usize) {
+        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        *writes -= n;
+        self.written.notify_all();
+    }
+}
+
 /// The thread that commits batches while the engine goes on: the store's
 /// work on the second core. `sync` waits until everything sent is committed.
 pub(super) struct Writer {
-    batches: std::sync::mpsc::SyncSender<Batch>,
+    batches: std::sync::mpsc::Sender<Batch>,
+    waiting: std::sync::Arc<Waiting>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 enum Batch {
     Ops(Vec<Op>),
     /// Answered once every batch before it is committed, with the first error.
-    Sync(std::sync::mpsc::Sender<Result<(), String>>),
-    /// The same, for a waiter in an async runtime.
-    Tell(tokio::sync::oneshot::Sender<Result<(), String>>),
+    Committed(Waiter),
+}
+
+/// Who waits for a commit.
+enum Waiter {
+    Thread(std::sync::mpsc::Sender<Result<(), String>>),
+    /// A waiter in an async runtime.
+    Task(tokio::sync::oneshot::Sender<Result<(), String>>),
 }
 
 impl Writer {
-    /// Starts the thread; `write` commits one batch. After a failure the
+    /// Starts the thread; `database` does each task. After a failure the
     /// thread writes nothing more, and every `sync` reports the failure.
+    /// What it holds uncommitted when it stops is committed.
     pub(super) fn start(
-        mut write: impl FnMut(Vec<Op>) -> Result<(), String> + Send + 'static,
+        commits: Commits,
+        mut database: impl FnMut(Task) -> Result<(), String> + Send + 'static,
     ) -> Result<Writer, StoreError> {
-        // Two batches in the channel at most: the engine waits rather than
-        // piling up memory when the database falls behind.
-        let (batches, rx) = std::sync::mpsc::sync_channel::<Batch>(2);
+        let (batches, rx) = std::sync::mpsc::channel::<Batch>();
+        let waiting = std::sync::Arc::new(Waiting {
+            writes: std::sync::Mutex::new(0),
+            written: std::sync::Condvar::new(),
+        });
+        let written = waiting.clone();
         let thread = std::thread::Builder::new()
             .name("store".into())
             .spawn(move || {
                 let mut failed: Option<String> = None;
+                // When the first uncommitted batch was written.
+                let mut open: Option<std::time::Instant> = None;
                 for batch in rx {
                     match batch {
-                        Batch::Ops(ops) if failed.is_none() => {
-                            if let Err(e) = write(ops) {
-                                failed = Some(e);
+                        Batch::Ops(ops) => {
+                            let n = ops.len();
+                            if failed.is_none() {
+                                match database(Task::Write(ops)) {
+                                    Ok(()) => {
+                                        let since =
+                                            *open.get_or_insert_with(std::time::Instant::now);
+                                        let due = match commits {
+                                            Commits::EachBatch => true,
+                                            Commits::Every(d) => since.elapsed() >= d,
+                                        };
+                                        if due {
+                                            commit_open(&mut database, &mut open, &mut failed);
+                                        }
+                                    }
+                                    Err(e) => failed = Some(e),
+                                }
                             }
+                            written.done(n);
                         }
-                        Batch::Ops(_) => {}
-                        Batch::Sync(reply) => {
-                            let _ = reply.send(failed.clone().map_or(Ok(()), Err));
-                        }
-                        Batch::Tell(reply) => {
-                            let _ = reply.send(failed.clone().map_or(Ok(()), Err));
+                        Batch::Committed(waiter) => {
+                            commit_open(&mut database, &mut open, &mut failed);
+                            let result = failed.clone().map_or(Ok(()), Err);
+                            match waiter {
+                                Waiter::Thread(w) => drop(w.send(result)),
+                                Waiter::Task(w) => drop(w.send(result)),
+                            }
                         }
                     }
                 }
+                commit_open(&mut database, &mut open, &mut failed);
             })
             .map_err(|e| corrupt(format!("cannot start the writer thread: {e}")))?;
         Ok(Writer {
             batches,
+            waiting,
             thread: Some(thread),
         })
     }
 
-    /// Hands a batch over (waiting while two are queued).
+    /// Hands a batch over (waiting while too many writes wait).
     pub(super) fn send(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.waiting.add(ops.len());
         self.batches
             .send(Batch::Ops(ops))
             .map_err(|_| corrupt("the writer thread stopped"))
@@ -313,29 +397,40 @@ impl Writer {
     pub(super) fn sync(&self) -> Result<(), StoreError> {
         let (tx, rx) = std::sync::mpsc::channel();
         self.batches
-            .send(Batch::Sync(tx))
+            .send(Batch::Committed(Waiter::Thread(tx)))
             .map_err(|_| corrupt("the writer thread stopped"))?;
         rx.recv()
             .map_err(|_| corrupt("the writer thread stopped"))?
             .map_err(StoreError::Corrupt)
     }
-}
 
-impl Writer {
     /// What resolves once every batch sent is committed.
     pub(super) fn committed(&self) -> Result<Committed, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.batches
-            .send(Batch::Tell(tx))
+            .send(Batch::Committed(Waiter::Task(tx)))
             .map_err(|_| corrupt("the writer thread stopped"))?;
         Ok(Committed::waiting(rx))
+    }
+}
+
+/// Commits the transaction under way, if one is and nothing failed.
+fn commit_open(
+    database: &mut dyn FnMut(Task) -> Result<(), String>,
+    open: &mut Option<std::time::Instant>,
+    failed: &mut Option<String>,
+) {
+    if open.take().is_some() && failed.is_none() {
+        if let Err(e) = database(Task::Commit) {
+            *failed = Some(e);
+        }
     }
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
         // Closing the channel ends the thread once it has written what it holds.
-        let (closed, _) = std::sync::mpsc::sync_channel(0);
+        let (closed, _) = std::sync::mpsc::channel();
         drop(std::mem::replace(&mut self.batches, closed));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -345,8 +440,68 @@ impl Drop for Writer {
 
 #[cfg(test)]
 mod tests {
-    /// A batch of a few hundred thousand writes waits for the writer: each
-    /// must stay small.
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A writer whose database notes what it was asked.
+    fn noting(commits: Commits) -> (Writer, Arc<Mutex<Vec<String>>>) {
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let notes = asked.clone();
+        let writer = Writer::start(commits, move |task| {
+            notes.lock().unwrap().push(match task {
+                Task::Write(ops) => format!("write {}", ops.len()),
+                Task::Commit => "commit".to_string(),
+            });
+            Ok(())
+        })
+        .unwrap();
+        (writer, asked)
+    }
+
+    fn ops(n: usize) -> Vec<Op> {
+        (0..n).map(Op::OptedOut).collect()
+    }
+
+    #[test]
+    fn a_simulation_s_batches_share_a_commit_until_someone_waits() {
+        let (writer, asked) = noting(Commits::Every(std::time::Duration::from_secs(3600)));
+        writer.send(ops(2)).unwrap();
+        writer.send(ops(3)).unwrap();
+        writer.sync().unwrap();
+        assert_eq!(*asked.lock().unwrap(), ["write 2", "write 3", "commit"]);
+        // Nothing written since: nothing to commit.
+        writer.sync().unwrap();
+        writer.send(ops(1)).unwrap();
+        // Stopping commits what is left.
+        drop(writer);
+        assert_eq!(
+            *asked.lock().unwrap(),
+            ["write 2", "write 3", "commit", "write 1", "commit"]
+        );
+    }
+
+    #[test]
+    fn a_run_s_batches_are_committed_one_by_one() {
+        let (writer, asked) = noting(Commits::EachBatch);
+        writer.send(ops(2)).unwrap();
+        writer.send(ops(1)).unwrap();
+        writer.sync().unwrap();
+        assert_eq!(
+            *asked.lock().unwrap(),
+            ["write 2", "commit", "write 1", "commit"]
+        );
+    }
+
+    #[test]
+    fn a_sender_waits_only_while_the_queue_is_full() {
+        assert!(!Waiting::full(0, 1));
+        assert!(!Waiting::full(MAX_WAITING - 1, 1));
+        assert!(Waiting::full(MAX_WAITING, 1));
+        assert!(Waiting::full(1, MAX_WAITING));
+        // A batch larger than the queue goes when nothing else waits.
+        assert!(!Waiting::full(0, 2 * MAX_WAITING));
+    }
+
     #[test]
     fn a_write_waiting_for_the_writer_is_small() {
         assert!(std::mem::size_of::<super::Op>() <= 72);

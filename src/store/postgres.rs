@@ -21,7 +21,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls};
 
-use super::ops::{Op, Ops, Replies, Writer};
+use super::ops::{Commits, Op, Ops, Replies, Task, Writer};
 use super::{corrupt, time, Resumption, StoreError, StoredMessage};
 use crate::contacts::Contact;
 use crate::ir::{self, ArmId, Outcome, TransferOutcome};
@@ -712,7 +712,11 @@ impl PgStore {
             // Connected on the writer's own thread: the blocking client
             // cannot start inside the engine's runtime.
             let mut client: Option<Client> = None;
-            self.writer = Some(Writer::start(move |ops| {
+            // Each batch is its own transaction (`write_ops` commits it).
+            self.writer = Some(Writer::start(Commits::EachBatch, move |task| {
+                let Task::Write(ops) = task else {
+                    return Ok(());
+                };
                 let client = match &mut client {
                     Some(c) => c,
                     None => client.insert(writer_connection(&url).map_err(|e| e.to_string())?),

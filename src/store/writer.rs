@@ -7,9 +7,13 @@ use super::ops::Replies;
 use super::{time, Op};
 use chrono::Utc;
 
-/// Commits a batch of writes in one transaction.
+/// Writes a batch in the transaction under way, begun if there is none
+/// (the writer thread commits it).
 pub(super) fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusqlite::Error> {
-    let tx = conn.transaction()?;
+    if conn.is_autocommit() {
+        conn.execute_batch("BEGIN")?;
+    }
+    let tx = &*conn;
     {
         let mut contact = tx.prepare_cached(
             "INSERT INTO contacts (id, line, phone, zones, fields, arm, written) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -110,6 +114,5 @@ pub(super) fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusql
             params![time(Utc::now())],
         )?;
     }
-    tx.commit()?;
     Ok(())
 }
