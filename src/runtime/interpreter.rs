@@ -541,13 +541,16 @@ impl<'f> Run<'f> {
                             }
                         }
                     }
-                    let earliest = self
-                        .next_dial_at
-                        .take()
-                        .map_or(self.now, |t| t.max(self.now));
-                    let at = self
-                        .setup
-                        .settle(earliest, &self.contact.zones, &self.starts);
+                    let at = match self.next_dial_at.take() {
+                        // Settled by the retry that asked for it, with the
+                        // same attempts behind it: it settles to itself.
+                        Some(t) if t >= self.now => Some(t),
+                        t => self.setup.settle(
+                            t.map_or(self.now, |t| t.max(self.now)),
+                            &self.contact.zones,
+                            &self.starts,
+                        ),
+                    };
                     let at = match at {
                         Some(at) if self.stop.is_none_or(|s| at < s) => at,
                         _ => return Request::Done(End::new(Ending::Skipped, "campaign_stopped")),
