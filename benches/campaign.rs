@@ -19,7 +19,7 @@ use flowc::dialer::{Model, SimDialer};
 use flowc::runtime::clock::VirtualClock;
 use flowc::runtime::engine::Engine;
 use flowc::runtime::interpreter::{flow_zone, local_instant};
-use flowc::runtime::journal::Durability;
+use flowc::runtime::journal::{Durability, Journal};
 use flowc::runtime::simulate::block_on;
 use flowc::store::Store;
 
@@ -50,7 +50,7 @@ fn main() {
         flowc::calendar::phone::region("US"),
     );
     // Streamed, as `flowc simulate` reads it.
-    let import = contacts::read_csv(std::io::BufReader::with_capacity(1 << 20, file), &rules);
+    let mut import = contacts::read_csv(std::io::BufReader::with_capacity(1 << 20, file), &rules);
     drop(rules);
     let imported = t.elapsed();
     let after_import = memory_mib("VmRSS:");
@@ -72,8 +72,12 @@ fn main() {
         seed: 1,
     };
     let clock = VirtualClock::new(start);
+    // As `flowc simulate` does: the store's writer reads the contacts from
+    // the engine's list.
+    let contacts: flowc::contacts::List = std::mem::take(&mut import.contacts).into();
+    store.share_list(&contacts);
     let results = block_on(
-        Engine::new(flow, &import.contacts, &dialer, &clock, start)
+        Engine::new(flow, &contacts, &dialer, &clock, start)
             .journal(&mut store, Durability::Batched)
             .run(),
     )
@@ -98,7 +102,7 @@ fn main() {
     let total = checked + imported + ran;
     println!(
         "flowc simulate, {rows} rows ({} contacts after merging duplicates, {} rejected)",
-        import.contacts.len(),
+        contacts.len(),
         import.rejects.len()
     );
     println!("  check the flow          {:>8.2} s", checked.as_secs_f64());

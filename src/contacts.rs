@@ -18,6 +18,10 @@ use crate::ir::{self, Type, Value};
 mod fields;
 pub use fields::Fields;
 
+/// A campaign's contacts, shared by the engine and the store's writer
+/// thread (which writes them while the campaign runs, without copies).
+pub type List = Arc<Vec<Contact>>;
+
 /// A contact that passed the schema.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Contact {

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::contacts::Contact;
+use crate::contacts::{Contact, List};
 use crate::ir::ArmId;
 use crate::ir::{self, Outcome, TransferOutcome};
 use crate::record::{
@@ -428,6 +428,8 @@ pub struct Store {
     ops: Ops,
     writer: Option<Writer>,
     lock: Option<Lock>,
+    /// The engine's list, when shared (`Journal::share_list`).
+    shared: Option<List>,
 }
 
 /// Brings a store of an older version to this one, in one transaction.
@@ -461,6 +463,7 @@ impl Store {
             ops: Ops::default(),
             writer: None,
             lock: None,
+            shared: None,
         })
     }
 
@@ -499,6 +502,7 @@ impl Store {
             ops: Ops::default(),
             writer: None,
             lock: None,
+            shared: None,
         })
     }
 
@@ -670,9 +674,14 @@ impl Store {
         Ok((contacts, history))
     }
 
-    /// A contact joins the campaign (written at the next flush).
+    /// A contact joins the campaign (written at the next flush); one of
+    /// the shared list is read from it by the writer, not copied.
     pub fn add_contact(&mut self, id: usize, c: &Contact, arm: usize) {
-        self.ops.contact(id, c, arm);
+        let shared = self
+            .shared
+            .as_ref()
+            .filter(|list| list.get(id).is_some_and(|l| std::ptr::eq(l, c)));
+        self.ops.contact(id, c, arm, shared);
     }
 
     /// An attempt is about to be dialled. Flush before the dial.
@@ -1234,6 +1243,10 @@ impl Journal for Store {
 
     fn contact_added(&mut self, id: ContactId, contact: &Contact, arm: ArmId) {
         self.add_contact(id.index(), contact, arm);
+    }
+
+    fn share_list(&mut self, list: &List) {
+        self.shared = Some(list.clone());
     }
 
     fn attempt_started(&mut self, id: ContactId, attempt: StoredAttempt) {

@@ -143,7 +143,7 @@ pub fn usage(message: String) -> ExitCode {
 /// first, when resuming), their histories and the numbers not to dial.
 pub struct Prepared {
     pub program: ir::Program,
-    pub contacts: Vec<Contact>,
+    pub contacts: crate::contacts::List,
     pub history: Vec<History>,
     pub do_not_call: HashSet<String>,
     pub start: DateTime<Utc>,
@@ -295,7 +295,7 @@ pub fn prepare(
     }
     Ok(Prepared {
         program,
-        contacts,
+        contacts: contacts.into(),
         history,
         do_not_call,
         start,
@@ -327,7 +327,7 @@ pub fn open_to_workers(
     journal.sync().map_err(failed)?;
     // Begun: from here on every worker shares it, this process too.
     drop(prepared.store.take());
-    prepared.contacts = Vec::new();
+    prepared.contacts = Default::default();
     prepared.history = Vec::new();
     // The do-not-call list and the audio go in before any worker may join.
     PgStore::open(url)

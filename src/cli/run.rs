@@ -550,6 +550,7 @@ fn drive<D: Dialer + Adapter>(
             .expect("a valid template"),
     );
     let bar_for_progress = bar.clone();
+    store.share_list(&prepared.contacts);
     let engine = Engine::new(flow, &prepared.contacts, dialer, &clock, prepared.start)
         .history(history)
         .do_not_call(prepared.do_not_call.clone())

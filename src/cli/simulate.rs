@@ -95,6 +95,7 @@ pub fn run(args: Args) -> ExitCode {
         .on_opt_out(campaign::opt_out_writer(args.common.dnc.as_deref()))
         .migrating(args.common.migrate);
     if let Some(s) = store.as_mut() {
+        s.share_list(&prepared.contacts);
         engine = engine.journal(s.as_mut(), Durability::Batched);
     }
     let results = match block_on(engine.run()) {

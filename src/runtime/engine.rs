@@ -399,8 +399,9 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             for i in self.history.len()..self.list.len() {
                 let arm = interpreter::assign_arm(self.flow, &self.list[i].phone);
                 journal.contact_added(ContactId::at(i), &self.list[i], arm);
-                // Handed over as they come: a million rows at once would
-                // double the campaign's memory until written.
+                // Handed over as they come: a million rows copied at once
+                // would double the campaign's memory until written (a
+                // journal sharing the list copies none: they weigh nothing).
                 if journal.pending_writes() >= CONTACTS_BATCH {
                     journal.flush()?;
                 }

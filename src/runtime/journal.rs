@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::contacts::Contact;
+use crate::contacts::{Contact, List};
 use crate::ir::{self, ArmId};
 use crate::record::{CallEnd, Campaign, CampaignState, Ending, Kind, Message, StoredAttempt};
 use crate::store::StoreError;
@@ -92,6 +92,11 @@ pub trait Journal {
 
     /// A contact joins the campaign.
     fn contact_added(&mut self, id: ContactId, contact: &Contact, arm: ArmId);
+
+    /// The list the contacts given to `contact_added` come from: a journal
+    /// that writes on a thread of its own may read them there rather than
+    /// copy each one.
+    fn share_list(&mut self, _list: &List) {}
 
     /// An attempt is about to be dialled (sync before the dial).
     fn attempt_started(&mut self, id: ContactId, attempt: StoredAttempt);

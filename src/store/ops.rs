@@ -3,11 +3,13 @@
 //! buffers the same way; only the SQL differs.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use super::{corrupt, StoreError};
-use crate::contacts::Contact;
+
+use crate::contacts::{Contact, List};
 use crate::ir::Outcome;
 use crate::record::{CallEnd, Ending, Message, MessageKind, StoredAttempt};
 use crate::runtime::journal::Committed;
@@ -16,7 +18,7 @@ use crate::runtime::journal::Committed;
 /// (72 bytes): a simulation holds a few hundred thousand of them while
 /// they wait for the writer; what most writes lack is boxed.
 pub(super) enum Op {
-    Contact(Box<NewContact>),
+    Contacts(Box<NewContacts>),
     Started(NewAttempt),
     Ended {
         contact: u32,
@@ -40,29 +42,41 @@ pub(super) enum Op {
     Message(Box<NewMessage>),
 }
 
-/// A contact as it joins the campaign; its zones and fields are written
-/// out as text by the writer, on its own thread.
-pub(super) struct NewContact {
-    pub id: usize,
-    pub line: u32,
-    pub phone: std::sync::Arc<str>,
-    pub written: Option<Box<str>>,
-    zones: Box<[chrono_tz::Tz]>,
-    fields: crate::contacts::Fields,
-    pub arm: usize,
+/// Contacts joining the campaign, one after another by id: read from
+/// the engine's list when the store shares it, else copies. Their zones
+/// and fields are written out as text by the writer, on its own thread.
+pub(super) struct NewContacts {
+    list: List,
+    /// `list` holds copies made for this write alone.
+    copies: bool,
+    /// Where the first of them is in `list`.
+    at: usize,
+    /// The first one's id.
+    from: usize,
+    /// Each one's arm.
+    arms: Vec<u32>,
 }
 
-impl NewContact {
-    /// Candidate zones, space-separated.
-    pub(super) fn zones(&self) -> String {
-        let names: Vec<&str> = self.zones.iter().map(|z| z.name()).collect();
-        names.join(" ")
+impl NewContacts {
+    /// Each contact with its id and arm.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (usize, &Contact, usize)> {
+        self.list[self.at..]
+            .iter()
+            .zip(&self.arms)
+            .enumerate()
+            .map(|(k, (c, arm))| (self.from + k, c, *arm as usize))
     }
+}
 
-    /// The schema's fields, JSON.
-    pub(super) fn fields(&self) -> String {
-        serde_json::to_string(&self.fields).expect("values serialise")
-    }
+/// Candidate zones, space-separated.
+pub(super) fn zones_text(zones: &[chrono_tz::Tz]) -> String {
+    let names: Vec<&str> = zones.iter().map(|z| z.name()).collect();
+    names.join(" ")
+}
+
+/// The schema's fields, JSON.
+pub(super) fn fields_json(fields: &crate::contacts::Fields) -> String {
+    serde_json::to_string(fields).expect("values serialise")
 }
 
 /// An attempt row: what every attempt has, and its replies when it had any.
@@ -137,17 +151,32 @@ fn replies(
 #[derive(Default)]
 pub(super) struct Ops {
     ops: Vec<Op>,
+    /// Their weight (`Op::weight`).
+    weight: usize,
     /// Started attempts still in `ops`, so an end can complete them there.
     open: HashMap<(usize, u32), usize>,
 }
 
+impl Op {
+    /// What a write costs to hold: one, and one per contact copied.
+    fn weight(&self) -> usize {
+        match self {
+            Op::Contacts(new) if new.copies => new.arms.len(),
+            _ => 1,
+        }
+    }
+}
+
 impl Ops {
     pub(super) fn push(&mut self, op: Op) {
+        self.weight += 1;
         self.ops.push(op);
     }
 
+    /// The writes gathered, by weight: contacts read from a shared list
+    /// weigh nothing more than the write they join.
     pub(super) fn len(&self) -> usize {
-        self.ops.len()
+        self.weight
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -159,24 +188,52 @@ impl Ops {
     /// (copying the batch again at every doubling).
     pub(super) fn take(&mut self) -> Vec<Op> {
         self.open.clear();
+        self.weight = 0;
         let room = Vec::with_capacity(self.ops.len());
         std::mem::replace(&mut self.ops, room)
     }
 
-    pub(super) fn contact(&mut self, id: usize, c: &Contact, arm: usize) {
-        self.ops.push(Op::Contact(Box::new(NewContact {
-            id,
-            line: c.line,
-            phone: c.phone.clone(),
-            written: c.written.clone(),
-            zones: c.zones.clone(),
-            fields: c.fields.clone(),
-            arm,
+    /// Contact `id` joins, in `arm`; `shared` is the list it is read from
+    /// (then `c` is `shared[id]`), else it is copied.
+    pub(super) fn contact(&mut self, id: usize, c: &Contact, arm: usize, shared: Option<&List>) {
+        let arm = arm as u32;
+        // The next of the contacts just added: one write for all of them.
+        if let Some(Op::Contacts(last)) = self.ops.last_mut() {
+            if last.from + last.arms.len() == id {
+                let next = match shared {
+                    Some(list) => !last.copies && Arc::ptr_eq(&last.list, list),
+                    None => {
+                        last.copies
+                            && Arc::get_mut(&mut last.list).is_some_and(|copies| {
+                                copies.push(c.clone());
+                                true
+                            })
+                    }
+                };
+                if next {
+                    last.arms.push(arm);
+                    self.weight += usize::from(shared.is_none());
+                    return;
+                }
+            }
+        }
+        let (list, copies, at) = match shared {
+            Some(list) => (list.clone(), false, id),
+            None => (Arc::new(vec![c.clone()]), true, 0),
+        };
+        self.weight += 1;
+        self.ops.push(Op::Contacts(Box::new(NewContacts {
+            list,
+            copies,
+            at,
+            from: id,
+            arms: vec![arm],
         })));
     }
 
     pub(super) fn started(&mut self, contact: usize, a: StoredAttempt) {
         self.open.insert((contact, a.number), self.ops.len());
+        self.weight += 1;
         self.ops.push(Op::Started(NewAttempt {
             contact: contact as u32,
             number: a.number,
@@ -208,6 +265,7 @@ impl Ops {
                 return;
             }
         }
+        self.weight += 1;
         self.ops.push(Op::Ended {
             contact: contact as u32,
             number,
@@ -224,6 +282,7 @@ impl Ops {
     }
 
     pub(super) fn contact_ended(&mut self, id: usize, ending: Ending, reason: &str, path: &[&str]) {
+        self.weight += 1;
         self.ops.push(Op::ContactEnded {
             id: id as u32,
             state: ending.name(),
@@ -235,6 +294,7 @@ impl Ops {
     }
 
     pub(super) fn message(&mut self, contact: usize, message: &Message) {
+        self.weight += 1;
         self.ops.push(Op::Message(Box::new(NewMessage {
             contact,
             attempt: message.attempt,
@@ -346,7 +406,7 @@ impl Writer {
                 for batch in rx {
                     match batch {
                         Batch::Ops(ops) => {
-                            let n = ops.len();
+                            let n = ops.iter().map(Op::weight).sum();
                             if failed.is_none() {
                                 match database(Task::Write(ops)) {
                                     Ok(()) => {
@@ -387,7 +447,8 @@ impl Writer {
 
     /// Hands a batch over (waiting while too many writes wait).
     pub(super) fn send(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        self.waiting.add(ops.len());
+        let weight = ops.iter().map(Op::weight).sum();
+        self.waiting.add(weight);
         self.batches
             .send(Batch::Ops(ops))
             .map_err(|_| corrupt("the writer thread stopped"))
@@ -490,6 +551,69 @@ mod tests {
             *asked.lock().unwrap(),
             ["write 2", "commit", "write 1", "commit"]
         );
+    }
+
+    fn contact(line: u32) -> Contact {
+        let mut fields = std::collections::BTreeMap::new();
+        fields.insert("line".to_string(), crate::ir::Value::Number(line as f64));
+        Contact {
+            line,
+            phone: format!("+1212555{line:04}").into(),
+            fields: fields.into(),
+            zones: [chrono_tz::Tz::America__New_York].into(),
+            written: None,
+        }
+    }
+
+    /// A contact write: whether it reads from the list, and the (id, line,
+    /// arm) of each of its contacts.
+    type ContactWrite = (bool, Vec<(usize, u32, usize)>);
+
+    fn contact_writes(ops: &Ops, list: &List) -> Vec<ContactWrite> {
+        ops.ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Contacts(new) => Some((
+                    Arc::ptr_eq(&new.list, list),
+                    new.iter().map(|(id, c, arm)| (id, c.line, arm)).collect(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn contacts_of_a_shared_list_are_one_write_that_reads_the_list() {
+        let list: List = Arc::new((0..4).map(contact).collect());
+        let mut ops = Ops::default();
+        for id in 1..3 {
+            ops.contact(id, &list[id], id % 2, Some(&list));
+        }
+        // Not the next one: a write of its own.
+        ops.contact(0, &list[0], 0, Some(&list));
+        assert_eq!(
+            contact_writes(&ops, &list),
+            [(true, vec![(1, 1, 1), (2, 2, 0)]), (true, vec![(0, 0, 0)])]
+        );
+        // The list is not copied, and its contacts weigh nothing more.
+        assert_eq!(Arc::strong_count(&list), 3);
+        assert_eq!(ops.len(), 2);
+    }
+
+    #[test]
+    fn contacts_not_shared_are_copied_into_one_write() {
+        let list: List = Arc::new((0..3).map(contact).collect());
+        let mut ops = Ops::default();
+        ops.contact(0, &list[0], 0, Some(&list));
+        // Copies never join the shared list's write, nor the reverse.
+        ops.contact(1, &list[1], 1, None);
+        ops.contact(2, &list[2], 0, None);
+        assert_eq!(
+            contact_writes(&ops, &list),
+            [(true, vec![(0, 0, 0)]), (false, vec![(1, 1, 1), (2, 2, 0)])]
+        );
+        // Copies weigh what they hold: the engine hands them over in batches.
+        assert_eq!(ops.len(), 3);
     }
 
     #[test]

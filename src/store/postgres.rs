@@ -21,7 +21,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls};
 
-use super::ops::{Commits, Op, Ops, Replies, Task, Writer};
+use super::ops::{fields_json, zones_text, Commits, Op, Ops, Replies, Task, Writer};
 use super::{corrupt, time, Resumption, StoreError, StoredMessage};
 use crate::contacts::Contact;
 use crate::ir::{self, ArmId, Outcome, TransferOutcome};
@@ -861,17 +861,19 @@ fn write_ops(client: &mut Client, campaign: i64, ops: Vec<Op>) -> Result<(), pos
     let (mut reached_ids, mut reached_times): (Vec<i32>, Vec<i32>) = (Vec::new(), Vec::new());
     for op in ops {
         match op {
-            Op::Contact(n) => {
-                let row = &mut contacts;
-                field(row, Some(&c));
-                field(row, Some(&n.id.to_string()));
-                field(row, Some(&n.line.to_string()));
-                field(row, Some(&n.phone));
-                field(row, n.written.as_deref());
-                field(row, Some(&n.zones()));
-                field(row, Some(&n.fields()));
-                field(row, Some(&n.arm.to_string()));
-                row.push('\n');
+            Op::Contacts(new) => {
+                for (id, n, arm) in new.iter() {
+                    let row = &mut contacts;
+                    field(row, Some(&c));
+                    field(row, Some(&id.to_string()));
+                    field(row, Some(&n.line.to_string()));
+                    field(row, Some(&n.phone));
+                    field(row, n.written.as_deref());
+                    field(row, Some(&zones_text(&n.zones)));
+                    field(row, Some(&fields_json(&n.fields)));
+                    field(row, Some(&arm.to_string()));
+                    row.push('\n');
+                }
             }
             Op::Started(a) => {
                 let (keys, transfers) = Replies::lists(&a.replies);
@@ -1045,7 +1047,7 @@ impl Journal for PgStore {
     }
 
     fn contact_added(&mut self, id: ContactId, contact: &Contact, arm: ArmId) {
-        self.ops.contact(id.index(), contact, arm);
+        self.ops.contact(id.index(), contact, arm, None);
     }
 
     fn attempt_started(&mut self, id: ContactId, attempt: StoredAttempt) {
@@ -1582,7 +1584,7 @@ impl Journal for Leased<'_> {
 
     fn contact_added(&mut self, id: ContactId, contact: &Contact, arm: ArmId) {
         let id = self.id(id);
-        self.store.ops.contact(id, contact, arm);
+        self.store.ops.contact(id, contact, arm, None);
     }
 
     fn attempt_started(&mut self, id: ContactId, attempt: StoredAttempt) {

@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection};
 
-use super::ops::Replies;
+use super::ops::{fields_json, zones_text, Replies};
 use super::{time, Op};
 use chrono::Utc;
 
@@ -35,16 +35,18 @@ pub(super) fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusql
         )?;
         for op in ops {
             match op {
-                Op::Contact(c) => {
-                    contact.execute(params![
-                        c.id as i64,
-                        c.line as i64,
-                        &*c.phone,
-                        c.zones(),
-                        c.fields(),
-                        c.arm as i64,
-                        c.written.as_deref()
-                    ])?;
+                Op::Contacts(new) => {
+                    for (id, c, arm) in new.iter() {
+                        contact.execute(params![
+                            id as i64,
+                            c.line as i64,
+                            &*c.phone,
+                            zones_text(&c.zones),
+                            fields_json(&c.fields),
+                            arm as i64,
+                            c.written.as_deref()
+                        ])?;
+                    }
                 }
                 Op::Started(a) => {
                     let (keys, transfers) = Replies::lists(&a.replies);
