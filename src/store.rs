@@ -758,9 +758,10 @@ impl Store {
                 Durability::BeforeEachDial => Commits::EachBatch,
                 Durability::Batched => Commits::Every(BATCHED_COMMITS),
             };
+            let lock = self.lock.as_ref().map(|l| l.token.clone());
             self.writer = Some(Writer::start(commits, move |task| {
                 match task {
-                    Task::Write(ops) => write_ops(&mut conn, ops),
+                    Task::Write(ops) => write_ops(&mut conn, ops, lock.as_deref()),
                     Task::Commit => conn.execute_batch("COMMIT"),
                 }
                 .map_err(|e| e.to_string())

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::{corrupt, StoreError};
-
 use crate::contacts::{Contact, List};
 use crate::ir::Outcome;
 use crate::record::{CallEnd, Ending, Message, MessageKind, StoredAttempt};
@@ -332,9 +331,17 @@ pub(super) enum Commits {
 /// Writes handed over and not yet written, at most `MAX_WAITING` (the
 /// engine waits rather than piling up memory when the database falls
 /// behind); a batch larger than that goes when nothing else waits.
+#[derive(Default)]
 struct Waiting {
-    writes: std::sync::Mutex<usize>,
+    state: std::sync::Mutex<Queue>,
     written: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    writes: usize,
+    /// The writer thread is gone: nobody waits for it.
+    stopped: bool,
 }
 
 /// About 35 MB of writes (72 bytes each, and what they box): enough for
@@ -348,17 +355,29 @@ impl Waiting {
     }
 
     fn add(&self, n: usize) {
-        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
-        while Waiting::full(*writes, n) {
-            writes = self.written.wait(writes).unwrap_or_else(|e| e.into_inner());
+        let mut queue = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while !queue.stopped && Waiting::full(queue.writes, n) {
+            queue = self.written.wait(queue).unwrap_or_else(|e| e.into_inner());
         }
-        *writes += n;
+        queue.writes += n;
     }
 
     fn done(&self, n: usize) {
-        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
-        *writes -= n;
+        let mut queue = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        queue.writes -= n;
         self.written.notify_all();
+    }
+}
+
+/// Set on the writer thread: when it ends, however it ends, no sender
+/// waits for it any more (its send then fails).
+struct Stops(std::sync::Arc<Waiting>);
+
+impl Drop for Stops {
+    fn drop(&mut self) {
+        let mut queue = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        queue.stopped = true;
+        self.0.written.notify_all();
     }
 }
 
@@ -371,7 +390,8 @@ pub(super) struct Writer {
 }
 
 enum Batch {
-    Ops(Vec<Op>),
+    /// Writes, and their weight (`Op::weight`).
+    Ops(Vec<Op>, usize),
     /// Answered once every batch before it is committed, with the first error.
     Committed(Waiter),
 }
@@ -392,21 +412,18 @@ impl Writer {
         mut database: impl FnMut(Task) -> Result<(), String> + Send + 'static,
     ) -> Result<Writer, StoreError> {
         let (batches, rx) = std::sync::mpsc::channel::<Batch>();
-        let waiting = std::sync::Arc::new(Waiting {
-            writes: std::sync::Mutex::new(0),
-            written: std::sync::Condvar::new(),
-        });
-        let written = waiting.clone();
+        let waiting = std::sync::Arc::new(Waiting::default());
+        let stops = Stops(waiting.clone());
         let thread = std::thread::Builder::new()
             .name("store".into())
             .spawn(move || {
+                let written = &stops.0;
                 let mut failed: Option<String> = None;
                 // When the first uncommitted batch was written.
                 let mut open: Option<std::time::Instant> = None;
                 for batch in rx {
                     match batch {
-                        Batch::Ops(ops) => {
-                            let n = ops.iter().map(Op::weight).sum();
+                        Batch::Ops(ops, n) => {
                             if failed.is_none() {
                                 match database(Task::Write(ops)) {
                                     Ok(()) => {
@@ -450,7 +467,7 @@ impl Writer {
         let weight = ops.iter().map(Op::weight).sum();
         self.waiting.add(weight);
         self.batches
-            .send(Batch::Ops(ops))
+            .send(Batch::Ops(ops, weight))
             .map_err(|_| corrupt("the writer thread stopped"))
     }
 
@@ -614,6 +631,19 @@ mod tests {
         );
         // Copies weigh what they hold: the engine hands them over in batches.
         assert_eq!(ops.len(), 3);
+    }
+
+    #[test]
+    fn a_writer_that_dies_holds_no_sender_back() {
+        let writer = Writer::start(Commits::EachBatch, |task| match task {
+            Task::Write(_) => panic!("the database went away"),
+            Task::Commit => Ok(()),
+        })
+        .unwrap();
+        // The queue is full, and the writer dies on it.
+        writer.send(ops(MAX_WAITING)).unwrap();
+        assert!(writer.send(ops(1)).is_err());
+        assert!(writer.sync().is_err());
     }
 
     #[test]

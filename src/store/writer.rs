@@ -8,8 +8,13 @@ use super::{time, Op};
 use chrono::Utc;
 
 /// Writes a batch in the transaction under way, begun if there is none
-/// (the writer thread commits it).
-pub(super) fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusqlite::Error> {
+/// (the writer thread commits it), and renews the campaign's lock when this
+/// process holds it (`lock`, its token).
+pub(super) fn write_ops(
+    conn: &mut Connection,
+    ops: Vec<Op>,
+    lock: Option<&str>,
+) -> Result<(), rusqlite::Error> {
     if conn.is_autocommit() {
         conn.execute_batch("BEGIN")?;
     }
@@ -111,10 +116,20 @@ pub(super) fn write_ops(conn: &mut Connection, ops: Vec<Op>) -> Result<(), rusql
                 }
             }
         }
+        let now = time(Utc::now());
         tx.execute(
             "UPDATE campaign SET updated_at = ?1 WHERE id = 1",
-            params![time(Utc::now())],
+            params![now],
         )?;
+        // The heartbeat thread's own renewals wait while the writer holds
+        // the database, which a simulation's writer does nearly all along:
+        // its batches renew the lock themselves.
+        if let Some(token) = lock {
+            tx.execute(
+                "UPDATE lock SET heartbeat_at = ?1 WHERE id = 1 AND token = ?2",
+                params![now, token],
+            )?;
+        }
     }
     Ok(())
 }

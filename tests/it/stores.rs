@@ -371,6 +371,33 @@ fn a_second_process_is_refused_while_one_runs_the_campaign() {
 /// A database left at each earlier version of the schema, holding a
 /// campaign, is brought to this one: the campaign reads back whole and its
 /// contacts can be leased by a worker.
+/// A simulation's writer holds the database nearly all along, and the
+/// heartbeat thread's renewals of the campaign's lock wait behind it: the
+/// writer's own batches renew the lock.
+#[test]
+fn the_writer_s_batches_renew_the_campaign_s_lock() {
+    let dir = scratch("lock-renewed");
+    let path = dir.join("sim.db");
+    let mut store = Store::open(&path, Durability::Batched).unwrap();
+    let start: DateTime<Utc> = "2026-12-01T08:00:00Z".parse().unwrap();
+    store
+        .begin(&compile(FLOW), start, false, Kind::Simulation)
+        .unwrap();
+    let old = "2000-01-01T00:00:00.000Z";
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute("UPDATE lock SET heartbeat_at = ?1", [old])
+        .unwrap();
+    Journal::opted_out(&mut store, flowc::runtime::journal::ContactId::at(0));
+    Journal::sync(&mut store).unwrap();
+    let beat: String = other
+        .query_row("SELECT heartbeat_at FROM lock", [], |r| r.get(0))
+        .unwrap();
+    assert!(beat.as_str() > old, "the lock was not renewed: {beat}");
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn a_database_of_every_earlier_schema_is_brought_up_to_date() {
     let Some(server) = Postgres::start("versions") else {
