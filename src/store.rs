@@ -64,8 +64,8 @@ const HEARTBEAT_SECONDS: u64 = 3;
 /// A simulation's writes are committed this often: each commit writes
 /// the pages it changed into the WAL again, and its writes change the
 /// same index pages all along. A million contacts: 3.0 GB written with a
-/// commit per batch of 100,000 writes, 1.7 GB with one every 2 s, 0.5-1.5 s
-/// sooner (BENCHMARKS.md).
+/// commit per batch of 100,000 writes, 1.7 GB with one every 2 s, and
+/// `flowc simulate` 14.3-14.7 s instead of 15.7-15.9 s (BENCHMARKS.md).
 const BATCHED_COMMITS: std::time::Duration = std::time::Duration::from_secs(2);
 
 const SCHEMA: &str = "

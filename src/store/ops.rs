@@ -344,8 +344,8 @@ struct Queue {
     stopped: bool,
 }
 
-/// About 35 MB of writes (72 bytes each, and what they box): enough for
-/// the engine to go on while a million contacts are written.
+/// 30-40 MB of writes (72 bytes each, and what they box): room for the
+/// engine to go on while the writer writes a million contacts.
 const MAX_WAITING: usize = 400_000;
 
 impl Waiting {
