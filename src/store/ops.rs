@@ -41,26 +41,32 @@ pub(super) enum Op {
     Message(Box<NewMessage>),
 }
 
-/// Contacts joining the campaign, one after another by id: read from
-/// the engine's list when the store shares it, else copies. Their zones
+/// Contacts joining the campaign, one after another by id. Their zones
 /// and fields are written out as text by the writer, on its own thread.
 pub(super) struct NewContacts {
-    list: List,
-    /// `list` holds copies made for this write alone.
-    copies: bool,
-    /// Where the first of them is in `list`.
-    at: usize,
+    rows: Rows,
     /// The first one's id.
     from: usize,
     /// Each one's arm.
     arms: Vec<u32>,
 }
 
+/// Where a write's contacts are read from.
+enum Rows {
+    /// The engine's list, shared with the store: the contacts from `from` on.
+    Shared(List),
+    /// Copies made for this write alone.
+    Copies(Vec<Contact>),
+}
+
 impl NewContacts {
     /// Each contact with its id and arm.
     pub(super) fn iter(&self) -> impl Iterator<Item = (usize, &Contact, usize)> {
-        self.list[self.at..]
-            .iter()
+        let rows = match &self.rows {
+            Rows::Shared(list) => &list[self.from..],
+            Rows::Copies(copies) => &copies[..],
+        };
+        rows.iter()
             .zip(&self.arms)
             .enumerate()
             .map(|(k, (c, arm))| (self.from + k, c, *arm as usize))
@@ -150,8 +156,8 @@ fn replies(
 #[derive(Default)]
 pub(super) struct Ops {
     ops: Vec<Op>,
-    /// Their weight (`Op::weight`).
-    weight: usize,
+    /// Contacts copied into a write beyond its first (`Op::weight`).
+    more_copies: usize,
     /// Started attempts still in `ops`, so an end can complete them there.
     open: HashMap<(usize, u32), usize>,
 }
@@ -160,7 +166,7 @@ impl Op {
     /// What a write costs to hold: one, and one per contact copied.
     fn weight(&self) -> usize {
         match self {
-            Op::Contacts(new) if new.copies => new.arms.len(),
+            Op::Contacts(new) if matches!(new.rows, Rows::Copies(_)) => new.arms.len(),
             _ => 1,
         }
     }
@@ -168,14 +174,13 @@ impl Op {
 
 impl Ops {
     pub(super) fn push(&mut self, op: Op) {
-        self.weight += 1;
         self.ops.push(op);
     }
 
     /// The writes gathered, by weight: contacts read from a shared list
     /// weigh nothing more than the write they join.
     pub(super) fn len(&self) -> usize {
-        self.weight
+        self.ops.len() + self.more_copies
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -187,7 +192,7 @@ impl Ops {
     /// (copying the batch again at every doubling).
     pub(super) fn take(&mut self) -> Vec<Op> {
         self.open.clear();
-        self.weight = 0;
+        self.more_copies = 0;
         let room = Vec::with_capacity(self.ops.len());
         std::mem::replace(&mut self.ops, room)
     }
@@ -199,32 +204,27 @@ impl Ops {
         // The next of the contacts just added: one write for all of them.
         if let Some(Op::Contacts(last)) = self.ops.last_mut() {
             if last.from + last.arms.len() == id {
-                let next = match shared {
-                    Some(list) => !last.copies && Arc::ptr_eq(&last.list, list),
-                    None => {
-                        last.copies
-                            && Arc::get_mut(&mut last.list).is_some_and(|copies| {
-                                copies.push(c.clone());
-                                true
-                            })
+                let next = match (&mut last.rows, shared) {
+                    (Rows::Shared(rows), Some(list)) => Arc::ptr_eq(rows, list),
+                    (Rows::Copies(copies), None) => {
+                        copies.push(c.clone());
+                        self.more_copies += 1;
+                        true
                     }
+                    _ => false,
                 };
                 if next {
                     last.arms.push(arm);
-                    self.weight += usize::from(shared.is_none());
                     return;
                 }
             }
         }
-        let (list, copies, at) = match shared {
-            Some(list) => (list.clone(), false, id),
-            None => (Arc::new(vec![c.clone()]), true, 0),
+        let rows = match shared {
+            Some(list) => Rows::Shared(list.clone()),
+            None => Rows::Copies(vec![c.clone()]),
         };
-        self.weight += 1;
         self.ops.push(Op::Contacts(Box::new(NewContacts {
-            list,
-            copies,
-            at,
+            rows,
             from: id,
             arms: vec![arm],
         })));
@@ -232,7 +232,6 @@ impl Ops {
 
     pub(super) fn started(&mut self, contact: usize, a: StoredAttempt) {
         self.open.insert((contact, a.number), self.ops.len());
-        self.weight += 1;
         self.ops.push(Op::Started(NewAttempt {
             contact: contact as u32,
             number: a.number,
@@ -264,7 +263,6 @@ impl Ops {
                 return;
             }
         }
-        self.weight += 1;
         self.ops.push(Op::Ended {
             contact: contact as u32,
             number,
@@ -281,7 +279,6 @@ impl Ops {
     }
 
     pub(super) fn contact_ended(&mut self, id: usize, ending: Ending, reason: &str, path: &[&str]) {
-        self.weight += 1;
         self.ops.push(Op::ContactEnded {
             id: id as u32,
             state: ending.name(),
@@ -293,7 +290,6 @@ impl Ops {
     }
 
     pub(super) fn message(&mut self, contact: usize, message: &Message) {
-        self.weight += 1;
         self.ops.push(Op::Message(Box::new(NewMessage {
             contact,
             attempt: message.attempt,
@@ -591,7 +587,7 @@ mod tests {
             .iter()
             .filter_map(|op| match op {
                 Op::Contacts(new) => Some((
-                    Arc::ptr_eq(&new.list, list),
+                    matches!(&new.rows, Rows::Shared(l) if Arc::ptr_eq(l, list)),
                     new.iter().map(|(id, c, arm)| (id, c.line, arm)).collect(),
                 )),
                 _ => None,
