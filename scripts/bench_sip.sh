@@ -5,6 +5,7 @@
 # peak memory for both. Needs sipp (Debian's sip-tester) and a release build.
 #
 #   scripts/bench_sip.sh [N] [C]        (default 10000 100)
+#   T1=50 scripts/bench_sip.sh          (the trunk file's t1_ms; 500 by default)
 #   PROFILE="perf record -g -o perf.data" scripts/bench_sip.sh   (flowc's run under a profiler)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +47,7 @@ print("phone")
 for k in range(n):
     print(f"+3361{k:07d}")
 EOF
-printf 't1_ms = 500\nlocal = "127.0.0.1:0"\n' > "$work/trunk.toml"
+printf "t1_ms = %s\nlocal = \"127.0.0.1:0\"\n" "${T1:-500}" > "$work/trunk.toml"
 
 # flowc against a sipp UAS.
 p1=$(port)
@@ -55,7 +56,7 @@ sipp -sf tests/sip/answer.xml -i 127.0.0.1 -p "$p1" -nostdin -m "$N" -buff_size 
 uas1=$!
 sleep 0.5
 start=$(date +%s.%N)
-${PROFILE:-} /usr/bin/time -f "%U %S %M" -o "$work/flowc.time" \
+${PROFILE:-} /usr/bin/time -f "%U %S %M %R" -o "$work/flowc.time" \
   target/release/flowc run "$work/bench.flow" --contacts "$work/list.csv" \
   --dialer "sip:127.0.0.1:$p1" --trunk "$work/trunk.toml" --db "$work/run.db" --format json \
   > "$work/report.json" 2> "$work/flowc.err"
@@ -63,7 +64,7 @@ end=$(date +%s.%N)
 wait $uas1 && uas1_status=0 || uas1_status=$?
 [ "$uas1_status" = 0 ] || echo "the UAS aborted $(grep -c 'Aborting call' "$work/uas1.err" || true) calls, the first: $(grep -m1 -o 'Aborting call[^:]*: [^(]*' "$work/uas1.err" || true)"
 answered=$(python3 -c "import json; print(json.load(open('$work/report.json'))['contactsCompleted'])")
-read -r fu fs fm < <(tail -1 "$work/flowc.time")
+read -r fu fs fm fr < <(tail -1 "$work/flowc.time")
 
 # sipp's own UAC against another sipp UAS.
 p2=$(port)
@@ -85,6 +86,7 @@ s = n / ($end2 - $start2)
 print(f"calls {n}, concurrency $C, loopback")
 print(f"flowc run --dialer sip: {f:8.0f} calls/s  answered {$answered}/{n}  sipp UAS exit $uas1_status  "
       f"CPU {($fu + $fs) / n * 1000:.2f} s per 1,000 calls  peak {$fm / 1024:.0f} MiB")
+print(f"  (flowc: user {$fu} s, system {$fs} s, {$fr} page faults)")
 print(f"sipp -sn uac          : {s:8.0f} calls/s  exit $uac_status  "
       f"CPU {($su + $ss) / n * 1000:.2f} s per 1,000 calls  peak {$sm / 1024:.0f} MiB")
 print(f"flowc / sipp: {f / s * 100:.0f}%")

@@ -204,9 +204,49 @@ async fn bind_in(ip: IpAddr, from: u16, to: u16) -> std::io::Result<UdpSocket> {
     ))
 }
 
+/// A socket on `ip` (in `ports` when given).
+async fn socket(ip: IpAddr, ports: Option<(u16, u16)>) -> std::io::Result<UdpSocket> {
+    match ports {
+        None => UdpSocket::bind(SocketAddr::new(ip, 0)).await,
+        Some((from, to)) => bind_in(ip, from, to).await,
+    }
+}
+
+/// The RTP port offered on calls that play, say, hear and record nothing:
+/// one socket for all of them, whose packets are read and dropped (a port
+/// nobody listens on would answer each packet with an ICMP error, and a
+/// socket per call costs a dozen system calls).
+pub struct Sink {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sink {
+    pub async fn bind(ip: IpAddr, ports: Option<(u16, u16)>) -> std::io::Result<Sink> {
+        let socket = socket(ip, ports).await?;
+        let port = socket.local_addr()?.port();
+        let task = tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            while socket.recv(&mut buf).await.is_ok() {}
+        });
+        Ok(Sink { port, task })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// One call's media.
 pub struct Media {
     socket: Arc<UdpSocket>,
+    port: u16,
     answer: Mutex<Option<Answer>>,
     press: mpsc::UnboundedSender<char>,
     keys: tokio::sync::Mutex<mpsc::UnboundedReceiver<char>>,
@@ -219,10 +259,8 @@ impl Media {
     /// Binds a socket on `ip` (in `ports` when given: the next free one
     /// after the last taken) and starts listening for keys and audio.
     pub async fn bind(ip: IpAddr, ports: Option<(u16, u16)>) -> std::io::Result<Media> {
-        let socket = Arc::new(match ports {
-            None => UdpSocket::bind(SocketAddr::new(ip, 0)).await?,
-            Some((from, to)) => bind_in(ip, from, to).await?,
-        });
+        let socket = Arc::new(socket(ip, ports).await?);
+        let port = socket.local_addr()?.port();
         let (press, rx) = mpsc::unbounded_channel();
         let reader = socket.clone();
         let keys = press.clone();
@@ -259,10 +297,11 @@ impl Media {
                 }
             }
         });
-        let ssrc: u32 = std::process::id()
-            ^ u32::from(socket.local_addr().map_or(0, |a| a.port())).rotate_left(16);
+        static PROCESS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        let ssrc: u32 = *PROCESS.get_or_init(std::process::id) ^ u32::from(port).rotate_left(16);
         Ok(Media {
             socket,
+            port,
             answer: Mutex::new(None),
             press,
             keys: tokio::sync::Mutex::new(rx),
@@ -278,7 +317,7 @@ impl Media {
     }
 
     pub fn port(&self) -> u16 {
-        self.socket.local_addr().map_or(0, |a| a.port())
+        self.port
     }
 
     /// Takes the far end's SDP answer: where to send audio, in which codec.

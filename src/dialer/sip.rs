@@ -21,7 +21,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 use rsipstack::dialog::authenticate::Credential;
@@ -31,7 +31,9 @@ use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::platform::CancellationToken;
 use rsipstack::sip::{Header, HostWithPort, StatusCode, Transport, Uri};
-use rsipstack::transaction::endpoint::EndpointOption;
+use rsipstack::transaction::endpoint::{EndpointInner, EndpointOption};
+use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+use rsipstack::transaction::transaction::TransactionEvent;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, TransportLayer};
 use rsipstack::EndpointBuilder;
@@ -251,6 +253,9 @@ pub struct Prompts {
     files: HashMap<String, Arc<Vec<i16>>>,
     /// Where `record` writes.
     recordings: Option<PathBuf>,
+    /// The flow plays, says, gathers keys or records: its calls need an
+    /// RTP port of their own.
+    audio: bool,
 }
 
 impl Prompts {
@@ -272,6 +277,7 @@ impl Prompts {
         Prompts {
             files: HashMap::new(),
             recordings: recordings.map(Path::to_path_buf),
+            audio: false,
         }
     }
 
@@ -319,6 +325,15 @@ impl Prompts {
         let mut prompts = Prompts {
             files,
             recordings: None,
+            audio: actions.iter().any(|a| {
+                matches!(
+                    a,
+                    ir::Action::Say { .. }
+                        | ir::Action::Play { .. }
+                        | ir::Action::Gather(_)
+                        | ir::Action::Record { .. }
+                )
+            }),
         };
         if actions.iter().any(|a| matches!(a, ir::Action::Say { .. })) {
             let Some(tts) = &trunk.tts else {
@@ -412,16 +427,49 @@ fn sipfrag_status(body: &[u8]) -> Option<u16> {
 /// An answered call, until the flow hangs up.
 struct Live {
     dialog: InviteDialog,
-    media: Arc<Media>,
+    /// `None` when the flow does nothing with the call's audio.
+    media: Option<Arc<Media>>,
     /// Becomes true when the far end hangs up.
     gone: watch::Receiver<bool>,
     /// The status lines of the NOTIFYs that follow a REFER.
     progress: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<u16>>>,
+    _following: Following,
+}
+
+/// A call's place among the followed dialogs, given up when dropped.
+struct Following {
+    followers: Followers,
+    call_id: String,
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        self.followers
+            .lock()
+            .expect("not poisoned")
+            .remove(&self.call_id);
+    }
+}
+
+/// Ends an answered call's INVITE transaction once the call is over. RFC
+/// 6026 keeps it 64×T1 after the 2xx to answer the 2xx sent again with the
+/// ACK sent again; the stack's table of finished transactions does that
+/// from the ACK alone, and the transaction, the dialog it holds and their
+/// channels (about 40 KiB a call) are freed now instead of half a minute
+/// later.
+fn release_invite(endpoint: &EndpointInner, dialog: &InviteDialog) {
+    let Ok(key) = TransactionKey::from_request(&dialog.initial_request(), TransactionRole::Client)
+    else {
+        return;
+    };
+    if let Some(transaction) = endpoint.transactions.get(&key) {
+        let _ = transaction.send(TransactionEvent::Terminate(key));
+    }
 }
 
 impl Live {
-    fn parts(&self) -> (Arc<Media>, watch::Receiver<bool>) {
-        (self.media.clone(), self.gone.clone())
+    fn parts(&self) -> Option<(Arc<Media>, watch::Receiver<bool>)> {
+        Some((self.media.clone()?, self.gone.clone()))
     }
 }
 
@@ -432,10 +480,14 @@ async fn hung_up(mut gone: watch::Receiver<bool>) {
     }
 }
 
-pub struct SipDialer {
-    /// Kept for as long as the dialer: its tasks stop with `cancel`.
-    _endpoint: rsipstack::transaction::endpoint::Endpoint,
+/// What placing a call needs, shared with the SIP thread, where calls are
+/// placed and hung up.
+struct Outbound {
+    endpoint: Arc<EndpointInner>,
     layer: Arc<DialogLayer>,
+    /// Every call's dialog reports to `follow` through this channel.
+    states: mpsc::UnboundedSender<DialogState>,
+    followers: Followers,
     /// Where requests go: the trunk, or its outbound proxy.
     destination: SocketAddr,
     contact: Uri,
@@ -445,6 +497,21 @@ pub struct SipDialer {
     t1: StdDuration,
     rtp_ip: IpAddr,
     rtp_ports: Option<(u16, u16)>,
+    /// The RTP port of calls without audio.
+    sink: rtp::Sink,
+}
+
+/// A placed call: its outcome, the final response's status and reason, and
+/// the call itself when it was answered.
+type Placed = (Outcome, Option<(u16, String)>, Option<Live>);
+
+pub struct SipDialer {
+    /// Kept for as long as the dialer: its tasks stop with `cancel`.
+    _endpoint: rsipstack::transaction::endpoint::Endpoint,
+    out: Arc<Outbound>,
+    /// The SIP thread's runtime: each call's signalling and RTP run there,
+    /// the flow's steps on the engine's.
+    sip: tokio::runtime::Handle,
     /// The audio of the flow being run (a worker's next campaign brings its own).
     prompts: RefCell<Prompts>,
     /// The folder given for recordings, whichever flow is run.
@@ -683,17 +750,32 @@ impl SipDialer {
                 .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
         };
         let rtp_ports = trunk.rtp_range()?;
+        let sink = sip
+            .spawn(rtp::Sink::bind(rtp_ip, rtp_ports))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot open an RTP port: {e}"))?;
+        let (states, dialogs) = mpsc::unbounded_channel();
+        let followers = Followers::default();
+        sip.spawn(follow(dialogs, followers.clone()));
         Ok(SipDialer {
+            out: Arc::new(Outbound {
+                endpoint: endpoint.inner.clone(),
+                layer,
+                states,
+                followers,
+                destination,
+                contact,
+                domain,
+                trunk,
+                credential,
+                t1,
+                rtp_ip,
+                rtp_ports,
+                sink,
+            }),
+            sip,
             _endpoint: endpoint,
-            layer,
-            destination,
-            contact,
-            domain,
-            trunk,
-            credential,
-            t1,
-            rtp_ip,
-            rtp_ports,
             recordings: prompts.recordings.clone(),
             prompts: RefCell::new(prompts),
             speech: RefCell::new(HashMap::new()),
@@ -711,11 +793,29 @@ impl SipDialer {
         flow: &ir::Flow,
         files: HashMap<String, Arc<Vec<i16>>>,
     ) -> Result<(), String> {
-        let prompts = Prompts::ready(flow, files, &self.trunk, self.recordings.as_deref())?;
+        let prompts = Prompts::ready(flow, files, &self.out.trunk, self.recordings.as_deref())?;
         *self.prompts.borrow_mut() = prompts;
         Ok(())
     }
 
+    /// The SIP transactions the stack holds: those of calls being placed
+    /// or hung up (a finished call holds none).
+    pub fn transactions_held(&self) -> usize {
+        self.out.endpoint.transactions.len()
+    }
+
+    /// Stops the stack, once the BYEs under way are answered (or abandoned
+    /// after 64×T1).
+    pub async fn shut_down(&self) {
+        let byes = std::mem::take(&mut *self.byes.borrow_mut());
+        for bye in byes {
+            let _ = tokio::time::timeout(self.out.t1 * 64, bye).await;
+        }
+        self.cancel.cancel();
+    }
+}
+
+impl Outbound {
     fn request_uri(&self, e164: &str) -> Result<Uri, String> {
         let text = self
             .trunk
@@ -757,23 +857,20 @@ impl SipDialer {
         .into_bytes()
     }
 
-    /// Stops the stack, once the BYEs under way are answered (or abandoned
-    /// after 64×T1).
-    pub async fn shut_down(&self) {
-        let byes = std::mem::take(&mut *self.byes.borrow_mut());
-        for bye in byes {
-            let _ = tokio::time::timeout(self.t1 * 64, bye).await;
-        }
-        self.cancel.cancel();
-    }
-
-    async fn invite(&self, call: &Call) -> Result<(Outcome, Option<(u16, String)>), String> {
+    /// Places the call (on the SIP thread) and waits for its outcome;
+    /// `audio`: the flow plays, says, hears or records something on it.
+    async fn invite(self: Arc<Self>, call: Call, audio: bool) -> Result<Placed, String> {
         let callee = self.request_uri(&call.number)?;
-        let media = Arc::new(
-            Media::bind(self.rtp_ip, self.rtp_ports)
-                .await
-                .map_err(|e| format!("cannot open an RTP port: {e}"))?,
-        );
+        let media = if audio || call.detect_voicemail {
+            Some(Arc::new(
+                Media::bind(self.rtp_ip, self.rtp_ports)
+                    .await
+                    .map_err(|e| format!("cannot open an RTP port: {e}"))?,
+            ))
+        } else {
+            None
+        };
+        let rtp_port = media.as_ref().map_or(self.sink.port(), |m| m.port());
         let from_user = call
             .caller_id
             .as_deref()
@@ -800,17 +897,30 @@ impl SipDialer {
                 HostWithPort::from(self.destination),
             )),
             content_type: Some("application/sdp".into()),
-            offer: Some(self.offer(media.port())),
+            offer: Some(self.offer(rtp_port)),
             credential: self.credential.clone(),
             headers: (!headers.is_empty()).then_some(headers),
             ..Default::default()
         };
-        let (state_tx, state_rx) = self.layer.new_dialog_state_channel();
-        let (gone, progress) = follow(state_rx, media.clone());
         let (dialog, mut handle) = self
             .layer
-            .do_invite_async(option, state_tx)
+            .do_invite_async(option, self.states.clone())
             .map_err(|e| e.to_string())?;
+        let (gone_tx, gone) = watch::channel(false);
+        let (progress_tx, progress) = mpsc::unbounded_channel();
+        let call_id = dialog.id().call_id;
+        self.followers.lock().expect("not poisoned").insert(
+            call_id.clone(),
+            Follower {
+                media: media.clone(),
+                gone: gone_tx,
+                progress: progress_tx,
+            },
+        );
+        let following = Following {
+            followers: self.followers.clone(),
+            call_id,
+        };
         let ring = tokio::time::sleep(StdDuration::from_secs(call.timeout_seconds));
         tokio::pin!(ring);
         let mut cancelled = false;
@@ -824,7 +934,7 @@ impl SipDialer {
                     Ok(r) => r,
                     Err(_) => {
                         handle.abort();
-                        return Ok((Outcome::NoAnswer, None));
+                        return Ok((Outcome::NoAnswer, None, None));
                     }
                 }
             }
@@ -834,7 +944,7 @@ impl SipDialer {
             .map_err(|e| e.to_string())?;
         let Some(response) = response else {
             // No final response: Timer B.
-            return Ok((Outcome::NetworkError, None));
+            return Ok((Outcome::NetworkError, None, None));
         };
         let status = u16::from(response.status_code.clone());
         let has_tag = rsipstack::sip::prelude::HeadersExt::to_header(&response)
@@ -849,21 +959,23 @@ impl SipDialer {
             .unwrap_or(&text)
             .to_string();
         if outcome == Outcome::Answered {
-            media.answered(&response.body);
-            if call.detect_voicemail && self.is_machine(&response, &media, &gone).await {
-                outcome = Outcome::Voicemail;
+            if let Some(media) = &media {
+                media.answered(&response.body);
+                // `detect voicemail` always has the call's media.
+                if call.detect_voicemail && self.is_machine(&response, media, &gone).await {
+                    outcome = Outcome::Voicemail;
+                }
             }
-            self.calls.borrow_mut().insert(
-                call.id,
-                Live {
-                    dialog,
-                    media,
-                    gone,
-                    progress: Arc::new(tokio::sync::Mutex::new(progress)),
-                },
-            );
+            let live = Live {
+                dialog,
+                media,
+                gone,
+                progress: Arc::new(tokio::sync::Mutex::new(progress)),
+                _following: following,
+            };
+            return Ok((outcome, Some((status, reason)), Some(live)));
         }
-        Ok((outcome, Some((status, reason))))
+        Ok((outcome, Some((status, reason)), None))
     }
 
     /// `detect voicemail`: the provider's header, or the first seconds of
@@ -912,10 +1024,12 @@ impl SipDialer {
         };
         verdict.is_machine()
     }
+}
 
+impl SipDialer {
     /// The call's media and hang-up signal, while it is connected.
     fn live(&self, call: CallId) -> Option<(Arc<Media>, watch::Receiver<bool>)> {
-        self.calls.borrow().get(&call).map(Live::parts)
+        self.calls.borrow().get(&call).and_then(Live::parts)
     }
 
     /// Speech for `text`, rendered once per distinct text.
@@ -923,7 +1037,7 @@ impl SipDialer {
         if let Some(done) = self.speech.borrow().get(text) {
             return done.clone();
         }
-        let command = self.trunk.tts.clone()?;
+        let command = self.out.trunk.tts.clone()?;
         let owned = text.to_string();
         let rendered = tokio::task::spawn_blocking(move || speak(&command, &owned))
             .await
@@ -953,51 +1067,73 @@ impl SipDialer {
     }
 }
 
-/// Follows a call's dialog: INFO keys go to its media, NOTIFY status lines
-/// to whoever waits on a transfer, and its end is signalled. Requests the
-/// flow has no use for are answered by the stack (501).
-fn follow(
-    mut states: mpsc::UnboundedReceiver<DialogState>,
-    media: Arc<Media>,
-) -> (watch::Receiver<bool>, mpsc::UnboundedReceiver<u16>) {
-    let (gone_tx, gone) = watch::channel(false);
-    let (progress_tx, progress) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(state) = states.recv().await {
-            match state {
-                DialogState::Info(_, request, handle) => {
-                    if let Some(key) = info_key(&request.body) {
+/// What a call's dialog tells the flow: INFO keys go to its media, NOTIFY
+/// status lines to whoever waits on a transfer, and its end is signalled.
+struct Follower {
+    media: Option<Arc<Media>>,
+    gone: watch::Sender<bool>,
+    progress: mpsc::UnboundedSender<u16>,
+}
+
+/// The calls whose dialogs are followed, by Call-ID.
+type Followers = Arc<Mutex<HashMap<String, Follower>>>;
+
+/// Follows every call's dialog from one channel (one task and one channel
+/// for all calls, not one of each per call). Requests the flow has no use
+/// for are answered by the stack (501).
+async fn follow(mut states: mpsc::UnboundedReceiver<DialogState>, followers: Followers) {
+    while let Some(state) = states.recv().await {
+        let call = &state.id().call_id;
+        match &state {
+            DialogState::Info(_, request, handle) => {
+                if let Some(key) = info_key(&request.body) {
+                    let media = followers
+                        .lock()
+                        .expect("not poisoned")
+                        .get(call)
+                        .and_then(|f| f.media.clone());
+                    if let Some(media) = media {
                         media.press(key);
                     }
-                    let _ = handle.reply(StatusCode::OK).await;
                 }
-                DialogState::Notify(_, request, handle) => {
-                    if let Some(status) = sipfrag_status(&request.body) {
-                        let _ = progress_tx.send(status);
-                    }
-                    let _ = handle.reply(StatusCode::OK).await;
-                }
-                DialogState::Options(_, _, handle) => {
-                    let _ = handle.reply(StatusCode::OK).await;
-                }
-                DialogState::Terminated(..) => {
-                    let _ = gone_tx.send(true);
-                }
-                _ => {}
+                let _ = handle.reply(StatusCode::OK).await;
             }
+            DialogState::Notify(_, request, handle) => {
+                if let Some(status) = sipfrag_status(&request.body) {
+                    if let Some(f) = followers.lock().expect("not poisoned").get(call) {
+                        let _ = f.progress.send(status);
+                    }
+                }
+                let _ = handle.reply(StatusCode::OK).await;
+            }
+            DialogState::Options(_, _, handle) => {
+                let _ = handle.reply(StatusCode::OK).await;
+            }
+            DialogState::Terminated(..) => {
+                let ended = followers.lock().expect("not poisoned").remove(call);
+                if let Some(f) = ended {
+                    let _ = f.gone.send(true);
+                }
+            }
+            _ => {}
         }
-        let _ = gone_tx.send(true);
-    });
-    (gone, progress)
+    }
 }
 
 impl Dialer for SipDialer {
     async fn place(&self, call: Call) -> Dialled {
         let started = Instant::now();
-        let (outcome, sip) = match self.invite(&call).await {
-            Ok(r) => r,
-            Err(why) => (Outcome::NetworkError, Some((0, why))),
+        let id = call.id;
+        let audio = self.prompts.borrow().audio;
+        let placing = self.sip.spawn(self.out.clone().invite(call, audio));
+        let (outcome, sip, live) = match placing.await {
+            Ok(Ok(placed)) => placed,
+            Ok(Err(why)) => (Outcome::NetworkError, Some((0, why)), None),
+            Err(stopped) => (Outcome::NetworkError, Some((0, stopped.to_string())), None),
         };
+        if let Some(live) = live {
+            self.calls.borrow_mut().insert(id, live);
+        }
         Dialled {
             outcome,
             duration: chrono::Duration::from_std(started.elapsed()).unwrap_or_default(),
@@ -1032,7 +1168,7 @@ impl Dialer for SipDialer {
             return;
         };
         let mut audio = media.listen();
-        let threshold = u64::from(self.trunk.amd.silence_threshold);
+        let threshold = u64::from(self.out.trunk.amd.silence_threshold);
         let limit = tokio::time::sleep(StdDuration::from_secs(
             max_seconds.unwrap_or(RECORD_DEFAULT_SECONDS),
         ));
@@ -1078,7 +1214,7 @@ impl Dialer for SipDialer {
         else {
             return TransferOutcome::Hangup;
         };
-        let Ok(target) = self.request_uri(&number) else {
+        let Ok(target) = self.out.request_uri(&number) else {
             return TransferOutcome::Failed;
         };
         let work = async {
@@ -1108,17 +1244,19 @@ impl Dialer for SipDialer {
     async fn hang_up(&self, call: CallId) {
         let live = self.calls.borrow_mut().remove(&call);
         if let Some(live) = live {
-            let layer = self.layer.clone();
+            let out = self.out.clone();
             if *live.gone.borrow() {
                 // They hung up first: nothing to end.
-                layer.remove_dialog(&live.dialog.id());
+                out.layer.remove_dialog(&live.dialog.id());
+                release_invite(&out.endpoint, &live.dialog);
                 return;
             }
             let dialog = live.dialog;
             // Never waits on the BYE's reply; abandoned after 64×T1 by the stack.
-            let bye = tokio::spawn(async move {
+            let bye = self.sip.spawn(async move {
                 let _ = dialog.bye().await;
-                layer.remove_dialog(&dialog.id());
+                out.layer.remove_dialog(&dialog.id());
+                release_invite(&out.endpoint, &dialog);
             });
             let mut byes = self.byes.borrow_mut();
             byes.retain(|b| !b.is_finished());
@@ -1141,6 +1279,41 @@ mod tests {
         assert_eq!(sipfrag_status(b"SIP/2.0 100 Trying\r\n"), Some(100));
         assert_eq!(sipfrag_status(b"SIP/2.0 486 Busy Here"), Some(486));
         assert_eq!(sipfrag_status(b"hello"), None);
+    }
+
+    /// Calls get an RTP port of their own when the flow does something
+    /// with their audio; the others share the dialer's sink.
+    #[test]
+    fn calls_of_a_flow_with_audio_have_their_own_rtp_port() {
+        let flow = |then: &str| {
+            let text = format!(
+                "contact {{ phone: phone }}\ncalendar always {{\n  hours mon-sun 08:00-20:00\n}}\n\
+                 compliance house {{\n  max attempts 3 per 24h\n}}\n\
+                 flow f {{\n  timezone \"UTC\"\n  calendar always\n  compliance house\n  step call {{\n    \
+                 dial contact.phone timeout 20s\n    on answered -> {{\n      {then}\n    }}\n    \
+                 on other -> end failed\n  }}\n}}\n"
+            );
+            let compiled = crate::check::check_source("f.flow", &text);
+            let program = compiled
+                .program
+                .unwrap_or_else(|| panic!("{:?}", compiled.diagnostics));
+            program.flow.expect("a flow")
+        };
+        let trunk = Trunk::default();
+        let audio = |then: &str| {
+            let recordings = std::env::temp_dir();
+            Prompts::ready(&flow(then), HashMap::new(), &trunk, Some(&recordings))
+                .map(|p| p.audio)
+                .unwrap_or_else(|e| panic!("{then}: {e}"))
+        };
+        assert!(!audio("flag \"reached\"\n      end completed"));
+        assert!(!audio(
+            "transfer \"+33612345678\" timeout 30s\n      on answered -> end completed\n      on other -> end failed"
+        ));
+        assert!(audio(
+            "gather 1 digit timeout 5s {\n        \"1\" -> end completed\n        timeout -> end failed\n        invalid -> end failed\n      }"
+        ));
+        assert!(audio("record max 3s as note\n      end completed"));
     }
 
     #[test]

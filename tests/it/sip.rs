@@ -1328,3 +1328,63 @@ fn a_campaign_in_postgresql_is_dialled_through_sip_by_any_worker() {
     assert_tone_heard(&tone, heard.join().unwrap());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_200_sent_again_after_the_call_is_acked_again_and_the_call_holds_nothing() {
+    use flowc::dialer::sip::{Prompts, SipDialer};
+    use flowc::dialer::{Call, CallId, Dialer};
+    if !sipp_here() {
+        return;
+    }
+    let mut trunk = Trunk::start("resend", "resend_ok.xml", &[]);
+    // T1 = 500 ms: RFC 6026 would keep the INVITE's transaction 32 s.
+    let settings =
+        flowc::dialer::sip::Trunk::parse("t1_ms = 500\nlocal = \"127.0.0.1:0\"\n").unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let dialer = SipDialer::start(
+            &format!("127.0.0.1:{}", trunk.port),
+            settings,
+            Prompts::default(),
+        )
+        .await
+        .unwrap();
+        let id = CallId {
+            contact: 0,
+            attempt: 1,
+        };
+        let dialled = dialer
+            .place(Call {
+                id,
+                number: "+33612345670".into(),
+                caller_id: None,
+                local: chrono::NaiveDate::from_ymd_opt(2027, 1, 4)
+                    .unwrap()
+                    .and_hms_opt(10, 0, 0)
+                    .unwrap(),
+                timeout_seconds: 5,
+                detect_voicemail: false,
+            })
+            .await;
+        assert_eq!(dialled.outcome, flowc::ir::Outcome::Answered);
+        dialer.hang_up(id).await;
+        // The BYE is answered at once: the call's transactions go with it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while dialer.transactions_held() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the finished call still holds {} transactions",
+                dialer.transactions_held()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // A second after the BYE sipp sends the 200 again, and ends once it
+        // has its ACK again (the stack runs on its own thread meanwhile).
+        assert_eq!(trunk.sipp_status(), 0, "the 200 sent again was not ACKed");
+        dialer.shut_down().await;
+    });
+}
