@@ -6,12 +6,18 @@
 #
 #   scripts/bench_sip.sh [N] [C]        (default 10000 100)
 #   T1=50 scripts/bench_sip.sh          (the trunk file's t1_ms; 500 by default)
+#   FLOWC=/tmp/old/flowc scripts/bench_sip.sh   (another build of flowc)
 #   PROFILE="perf record -g -o perf.data" scripts/bench_sip.sh   (flowc's run under a profiler)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000}
 C=${2:-100}
-cargo build --release --quiet
+# FLOWC=PATH: that binary (another commit's build, for a comparison).
+flowc=${FLOWC:-}
+if [ -z "$flowc" ]; then
+  cargo build --release --quiet
+  flowc=${CARGO_TARGET_DIR:-target}/release/flowc
+fi
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 
@@ -57,7 +63,7 @@ uas1=$!
 sleep 0.5
 start=$(date +%s.%N)
 ${PROFILE:-} /usr/bin/time -f "%U %S %M %R" -o "$work/flowc.time" \
-  target/release/flowc run "$work/bench.flow" --contacts "$work/list.csv" \
+  "$flowc" run "$work/bench.flow" --contacts "$work/list.csv" \
   --dialer "sip:127.0.0.1:$p1" --trunk "$work/trunk.toml" --db "$work/run.db" --format json \
   > "$work/report.json" 2> "$work/flowc.err"
 end=$(date +%s.%N)

@@ -3,11 +3,13 @@
 //! timers, digest authentication for 401 and 407, CANCEL, BYE) kept behind
 //! the `Dialer` trait. `--trunk FILE` (TOML, [`Trunk`]) gives the rest. The
 //! stack reads the network and runs its timers on a thread of its own; the
-//! engine's loop makes the calls.
+//! engine's loop makes each call's request, the SIP thread runs its
+//! transactions and hangs it up, and a finished call holds nothing.
 //!
 //! This adapter places the call, reads its final response as an outcome,
-//! cancels it at the dial's timeout, and hangs up. Each call has an RTP
-//! port of its own (`rtp::Media`), named in the SDP offer: `play` streams a
+//! cancels it at the dial's timeout, and hangs up. Each call of a flow with
+//! audio has an RTP port of its own (`rtp::Media`), named in the SDP offer
+//! (the others share one, `rtp::Sink`): `play` streams a
 //! WAV file read at the campaign's start (or kept with a campaign in
 //! PostgreSQL, for a worker), `say` the speech of the trunk's
 //! text-to-speech command (once per distinct text), `gather` reads RFC 4733
@@ -480,8 +482,8 @@ async fn hung_up(mut gone: watch::Receiver<bool>) {
     }
 }
 
-/// What placing a call needs, shared with the SIP thread, where calls are
-/// placed and hung up.
+/// What placing a call needs, shared with the SIP thread, where its
+/// transactions run and where it is hung up.
 struct Outbound {
     endpoint: Arc<EndpointInner>,
     layer: Arc<DialogLayer>,
@@ -499,6 +501,8 @@ struct Outbound {
     rtp_ports: Option<(u16, u16)>,
     /// The RTP port of calls without audio.
     sink: rtp::Sink,
+    /// The SIP thread's runtime.
+    sip: tokio::runtime::Handle,
 }
 
 /// A placed call: its outcome, the final response's status and reason, and
@@ -509,8 +513,8 @@ pub struct SipDialer {
     /// Kept for as long as the dialer: its tasks stop with `cancel`.
     _endpoint: rsipstack::transaction::endpoint::Endpoint,
     out: Arc<Outbound>,
-    /// The SIP thread's runtime: each call's signalling and RTP run there,
-    /// the flow's steps on the engine's.
+    /// The SIP thread's runtime: each call's transactions and RTP run
+    /// there, the flow's steps on the engine's.
     sip: tokio::runtime::Handle,
     /// The audio of the flow being run (a worker's next campaign brings its own).
     prompts: RefCell<Prompts>,
@@ -773,6 +777,7 @@ impl SipDialer {
                 rtp_ip,
                 rtp_ports,
                 sink,
+                sip: sip.clone(),
             }),
             sip,
             _endpoint: endpoint,
@@ -857,14 +862,19 @@ impl Outbound {
         .into_bytes()
     }
 
-    /// Places the call (on the SIP thread) and waits for its outcome;
-    /// `audio`: the flow plays, says, hears or records something on it.
+    /// Places the call and waits for its outcome; `audio`: the flow plays,
+    /// says, hears or records something on it. The request is made here,
+    /// on the engine's thread; the INVITE's transaction and the call's RTP
+    /// run on the SIP thread (the two threads share the work of a call).
     async fn invite(self: Arc<Self>, call: Call, audio: bool) -> Result<Placed, String> {
         let callee = self.request_uri(&call.number)?;
         let media = if audio || call.detect_voicemail {
+            let bind = Media::bind(self.rtp_ip, self.rtp_ports);
             Some(Arc::new(
-                Media::bind(self.rtp_ip, self.rtp_ports)
+                self.sip
+                    .spawn(bind)
                     .await
+                    .map_err(|e| e.to_string())?
                     .map_err(|e| format!("cannot open an RTP port: {e}"))?,
             ))
         } else {
@@ -902,10 +912,15 @@ impl Outbound {
             headers: (!headers.is_empty()).then_some(headers),
             ..Default::default()
         };
-        let (dialog, mut handle) = self
-            .layer
-            .do_invite_async(option, self.states.clone())
-            .map_err(|e| e.to_string())?;
+        let (dialog, mut handle) = {
+            // The stack's tasks for this call are spawned on the SIP thread.
+            let _sip = self.sip.enter();
+            self.layer
+                .do_invite_async(option, self.states.clone())
+                .map_err(|e| e.to_string())?
+        };
+        // Followed before the INVITE is answered: only its 1xx and 2xx, of
+        // no use to the flow, may be reported first.
         let (gone_tx, gone) = watch::channel(false);
         let (progress_tx, progress) = mpsc::unbounded_channel();
         let call_id = dialog.id().call_id;
@@ -1125,11 +1140,9 @@ impl Dialer for SipDialer {
         let started = Instant::now();
         let id = call.id;
         let audio = self.prompts.borrow().audio;
-        let placing = self.sip.spawn(self.out.clone().invite(call, audio));
-        let (outcome, sip, live) = match placing.await {
-            Ok(Ok(placed)) => placed,
-            Ok(Err(why)) => (Outcome::NetworkError, Some((0, why)), None),
-            Err(stopped) => (Outcome::NetworkError, Some((0, stopped.to_string())), None),
+        let (outcome, sip, live) = match self.out.clone().invite(call, audio).await {
+            Ok(placed) => placed,
+            Err(why) => (Outcome::NetworkError, Some((0, why)), None),
         };
         if let Some(live) = live {
             self.calls.borrow_mut().insert(id, live);
