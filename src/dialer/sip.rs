@@ -458,15 +458,20 @@ impl Drop for Following {
 /// ACK sent again; the stack's table of finished transactions does that
 /// from the ACK alone, and the transaction, the dialog it holds and their
 /// channels (about 40 KiB a call) are freed now instead of half a minute
-/// later.
-fn release_invite(endpoint: &EndpointInner, dialog: &InviteDialog) {
-    let Ok(key) = TransactionKey::from_request(&dialog.initial_request(), TransactionRole::Client)
-    else {
+/// later. `invite`: the key of the INVITE's transaction (`invite_key`).
+fn release_invite(endpoint: &EndpointInner, invite: Option<TransactionKey>) {
+    let Some(key) = invite else {
         return;
     };
     if let Some(transaction) = endpoint.transactions.get(&key) {
         let _ = transaction.send(TransactionEvent::Terminate(key));
     }
+}
+
+/// The key of the transaction of a dialog's INVITE (the last one sent, when
+/// a challenge was answered).
+fn invite_key(dialog: &InviteDialog) -> Option<TransactionKey> {
+    TransactionKey::from_request(&dialog.initial_request(), TransactionRole::Client).ok()
 }
 
 impl Live {
@@ -1258,10 +1263,11 @@ impl Dialer for SipDialer {
         let live = self.calls.borrow_mut().remove(&call);
         if let Some(live) = live {
             let out = self.out.clone();
+            let invite = invite_key(&live.dialog);
             if *live.gone.borrow() {
                 // They hung up first: nothing to end.
                 out.layer.remove_dialog(&live.dialog.id());
-                release_invite(&out.endpoint, &live.dialog);
+                release_invite(&out.endpoint, invite);
                 return;
             }
             let dialog = live.dialog;
@@ -1269,7 +1275,7 @@ impl Dialer for SipDialer {
             let bye = self.sip.spawn(async move {
                 let _ = dialog.bye().await;
                 out.layer.remove_dialog(&dialog.id());
-                release_invite(&out.endpoint, &dialog);
+                release_invite(&out.endpoint, invite);
             });
             let mut byes = self.byes.borrow_mut();
             byes.retain(|b| !b.is_finished());
