@@ -506,7 +506,8 @@ struct Outbound {
     rtp_ports: Option<(u16, u16)>,
     /// The RTP port of calls without audio.
     sink: rtp::Sink,
-    /// The SIP thread's runtime.
+    /// The SIP thread's runtime: each call's transactions, RTP and BYE
+    /// run there, the flow's steps on the engine's.
     sip: tokio::runtime::Handle,
 }
 
@@ -518,9 +519,6 @@ pub struct SipDialer {
     /// Kept for as long as the dialer: its tasks stop with `cancel`.
     _endpoint: rsipstack::transaction::endpoint::Endpoint,
     out: Arc<Outbound>,
-    /// The SIP thread's runtime: each call's transactions and RTP run
-    /// there, the flow's steps on the engine's.
-    sip: tokio::runtime::Handle,
     /// The audio of the flow being run (a worker's next campaign brings its own).
     prompts: RefCell<Prompts>,
     /// The folder given for recordings, whichever flow is run.
@@ -782,9 +780,8 @@ impl SipDialer {
                 rtp_ip,
                 rtp_ports,
                 sink,
-                sip: sip.clone(),
+                sip,
             }),
-            sip,
             _endpoint: endpoint,
             recordings: prompts.recordings.clone(),
             prompts: RefCell::new(prompts),
@@ -924,8 +921,9 @@ impl Outbound {
                 .do_invite_async(option, self.states.clone())
                 .map_err(|e| e.to_string())?
         };
-        // Followed before the INVITE is answered: only its 1xx and 2xx, of
-        // no use to the flow, may be reported first.
+        // Followed before the call is answered: only the INVITE's own
+        // progress (its 1xx, its final response), which the flow does not
+        // follow, may be reported first.
         let (gone_tx, gone) = watch::channel(false);
         let (progress_tx, progress) = mpsc::unbounded_channel();
         let call_id = dialog.id().call_id;
@@ -1272,7 +1270,7 @@ impl Dialer for SipDialer {
             }
             let dialog = live.dialog;
             // Never waits on the BYE's reply; abandoned after 64×T1 by the stack.
-            let bye = self.sip.spawn(async move {
+            let bye = self.out.sip.spawn(async move {
                 let _ = dialog.bye().await;
                 out.layer.remove_dialog(&dialog.id());
                 release_invite(&out.endpoint, invite);
