@@ -632,7 +632,10 @@ impl PgStore {
     /// Cancels the campaign: every contact that has not ended ends
     /// `skipped "cancelled"` (its path the steps of its attempts) and the
     /// campaign is `cancelled`, in one transaction. Workers stop dialling
-    /// it within a second; calls under way finish. Returns the contacts ended.
+    /// it within a second; calls under way finish. A contact a worker ends
+    /// while the cancel is made keeps the worker's end (the cancel's
+    /// snapshot does not see it: without `ON CONFLICT` the cancel failed on
+    /// the unique key). Returns the contacts ended.
     pub fn cancel(&mut self) -> Result<u64, StoreError> {
         let id = self.named()?;
         let mut tx = self.client.transaction()?;
@@ -642,7 +645,8 @@ impl PgStore {
                     coalesce((SELECT json_agg(a.step ORDER BY a.number)::text FROM flowc_attempts a \
                               WHERE a.campaign = c.campaign AND a.contact = c.id), '[]') \
              FROM flowc_contacts c WHERE c.campaign = $1 \
-               AND NOT EXISTS (SELECT 1 FROM flowc_ends e WHERE e.campaign = c.campaign AND e.contact = c.id)",
+               AND NOT EXISTS (SELECT 1 FROM flowc_ends e WHERE e.campaign = c.campaign AND e.contact = c.id) \
+             ON CONFLICT (campaign, contact) DO NOTHING",
             &[&id],
         )?;
         tx.execute(
