@@ -324,29 +324,23 @@ impl Prompts {
             ));
         }
         files.retain(|name, _| played.contains(name.as_str()));
+        let says = actions.iter().any(|a| matches!(a, ir::Action::Say { .. }));
+        let records = actions
+            .iter()
+            .any(|a| matches!(a, ir::Action::Record { .. }));
+        let gathers = actions.iter().any(|a| matches!(a, ir::Action::Gather(_)));
         let mut prompts = Prompts {
             files,
             recordings: None,
-            audio: actions.iter().any(|a| {
-                matches!(
-                    a,
-                    ir::Action::Say { .. }
-                        | ir::Action::Play { .. }
-                        | ir::Action::Gather(_)
-                        | ir::Action::Record { .. }
-                )
-            }),
+            audio: says || records || gathers || !played.is_empty(),
         };
-        if actions.iter().any(|a| matches!(a, ir::Action::Say { .. })) {
+        if says {
             let Some(tts) = &trunk.tts else {
                 return Err("the flow has `say`, and the trunk file names no text-to-speech command: add `tts = \"espeak-ng --stdout\"` (or another command that writes a WAV file)".into());
             };
             speak(tts, "flowc").map_err(|e| format!("the trunk's tts command: {e}"))?;
         }
-        if actions
-            .iter()
-            .any(|a| matches!(a, ir::Action::Record { .. }))
-        {
+        if records {
             let Some(dir) = recordings else {
                 return Err(
                     "the flow has `record`: give the folder recordings go to with --recordings DIR"
@@ -868,7 +862,7 @@ impl Outbound {
     /// says, hears or records something on it. The request is made here,
     /// on the engine's thread; the INVITE's transaction and the call's RTP
     /// run on the SIP thread (the two threads share the work of a call).
-    async fn invite(self: Arc<Self>, call: Call, audio: bool) -> Result<Placed, String> {
+    async fn invite(&self, call: Call, audio: bool) -> Result<Placed, String> {
         let callee = self.request_uri(&call.number)?;
         let media = if audio || call.detect_voicemail {
             let bind = Media::bind(self.rtp_ip, self.rtp_ports);
@@ -1143,7 +1137,7 @@ impl Dialer for SipDialer {
         let started = Instant::now();
         let id = call.id;
         let audio = self.prompts.borrow().audio;
-        let (outcome, sip, live) = match self.out.clone().invite(call, audio).await {
+        let (outcome, sip, live) = match self.out.invite(call, audio).await {
             Ok(placed) => placed,
             Err(why) => (Outcome::NetworkError, Some((0, why)), None),
         };
