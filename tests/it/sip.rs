@@ -85,7 +85,7 @@ impl Trunk {
         std::fs::write(dir.join("flow.flow"), FLOW).unwrap();
         std::fs::write(dir.join("list.csv"), "phone\n+33612345670\n").unwrap();
         let port = free_udp_port();
-        let sipp = Command::new("sipp")
+        let mut sipp = Command::new("sipp")
             .arg("-sf")
             .arg(dir.join("scenario.xml"))
             .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-nostdin"])
@@ -96,8 +96,7 @@ impl Trunk {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // sipp listens once it has read the scenario.
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        wait_listening(&mut sipp, port);
         Trunk {
             dir,
             port,
@@ -424,7 +423,7 @@ fn a_sip_run_killed_during_calls_never_calls_a_number_twice() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    wait_listening(&mut sipp, port);
     let run = || {
         let mut c = Command::new(env!("CARGO_BIN_EXE_flowc"));
         c.args(["run", &p("flow.flow"), "--contacts", &p("list.csv")])
@@ -1387,4 +1386,39 @@ fn a_200_sent_again_after_the_call_is_acked_again_and_the_call_holds_nothing() {
         assert_eq!(trunk.sipp_status(), 0, "the 200 sent again was not ACKed");
         dialer.shut_down().await;
     });
+}
+
+/// Waits until sipp listens, which it does once it has read its scenario:
+/// on a loaded machine that can take seconds, and a request sent before
+/// is lost.
+fn wait_listening(sipp: &mut Child, port: u16) {
+    let since = std::time::Instant::now();
+    while !listening(port) {
+        if let Some(status) = sipp.try_wait().unwrap() {
+            panic!("sipp ended before it listened on port {port}: {status}");
+        }
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(20),
+            "sipp did not listen on port {port} within 20 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// True once a socket on 127.0.0.1:`port` takes UDP datagrams or listens
+/// for TCP connections (read from the kernel's tables: sipp sees no probe).
+fn listening(port: u16) -> bool {
+    let local = format!("0100007F:{port:04X}");
+    let bound = |table: &str, tcp: bool| {
+        std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                // TCP's state 0A is LISTEN.
+                fields.get(1) == Some(&local.as_str()) && (!tcp || fields.get(3) == Some(&"0A"))
+            })
+    };
+    bound("/proc/net/udp", false) || bound("/proc/net/tcp", true)
 }
