@@ -316,7 +316,10 @@ pub(super) enum Task {
 /// When a writer commits.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) enum Commits {
-    /// After every batch: a wall-clock run waits for its dials' commits.
+    /// As soon as nothing more waits to be written: a wall-clock run
+    /// waits for its dials' commits, and every end is on disk at once.
+    /// Batches that queued while the writer was busy (a commit's fsync)
+    /// share the next commit.
     EachBatch,
     /// Batches join one transaction for this long, or until someone waits
     /// for them (`sync`): each commit writes every page it changed again,
@@ -417,7 +420,9 @@ impl Writer {
                 let mut failed: Option<String> = None;
                 // When the first uncommitted batch was written.
                 let mut open: Option<std::time::Instant> = None;
-                for batch in rx {
+                // A batch taken while deciding to commit, handled next.
+                let mut taken: Option<Batch> = None;
+                while let Some(batch) = taken.take().or_else(|| rx.recv().ok()) {
                     match batch {
                         Batch::Ops(ops, n) => {
                             if failed.is_none() {
@@ -426,7 +431,10 @@ impl Writer {
                                         let since =
                                             *open.get_or_insert_with(std::time::Instant::now);
                                         let due = match commits {
-                                            Commits::EachBatch => true,
+                                            Commits::EachBatch => {
+                                                taken = rx.try_recv().ok();
+                                                taken.is_none()
+                                            }
                                             Commits::Every(d) => since.elapsed() >= d,
                                         };
                                         if due {
@@ -555,15 +563,46 @@ mod tests {
     }
 
     #[test]
-    fn a_run_s_batches_are_committed_one_by_one() {
-        let (writer, asked) = noting(Commits::EachBatch);
+    fn a_run_s_batch_is_committed_once_nothing_more_waits() {
+        // The database holds its first write until three more batches wait.
+        let (go, held) = std::sync::mpsc::channel::<()>();
+        let held = Mutex::new(Some(held));
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let notes = asked.clone();
+        let writer = Writer::start(Commits::EachBatch, move |task| {
+            if let Some(held) = held.lock().unwrap().take() {
+                held.recv().unwrap();
+            }
+            notes.lock().unwrap().push(match task {
+                Task::Write(ops) => format!("write {}", ops.len()),
+                Task::Commit => "commit".to_string(),
+            });
+            Ok(())
+        })
+        .unwrap();
         writer.send(ops(2)).unwrap();
         writer.send(ops(1)).unwrap();
-        writer.sync().unwrap();
+        writer.send(ops(3)).unwrap();
+        writer.send(ops(4)).unwrap();
+        go.send(()).unwrap();
+        // A batch alone is committed without anyone waiting for it.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while asked.lock().unwrap().len() < 5 {
+            assert!(
+                std::time::Instant::now() < until,
+                "{:?}",
+                asked.lock().unwrap()
+            );
+            std::thread::yield_now();
+        }
+        // What queued meanwhile shares one commit.
         assert_eq!(
             *asked.lock().unwrap(),
-            ["write 2", "commit", "write 1", "commit"]
+            ["write 2", "write 1", "write 3", "write 4", "commit"]
         );
+        writer.send(ops(5)).unwrap();
+        writer.sync().unwrap();
+        assert_eq!(asked.lock().unwrap()[5..], ["write 5", "commit"]);
     }
 
     fn contact(line: u32) -> Contact {
