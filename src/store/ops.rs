@@ -416,6 +416,11 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("store".into())
             .spawn(move || {
+                // Locals drop in reverse order, even as a panic unwinds:
+                // the channel closes before the senders are let go, so a
+                // sender that stops waiting finds it closed.
+                let stops = stops;
+                let rx = rx;
                 let written = &stops.0;
                 let mut failed: Option<String> = None;
                 // When the first uncommitted batch was written.
