@@ -88,6 +88,7 @@ async fn campaign(
                     local: chrono::Utc::now().naive_utc(),
                     timeout_seconds: 2,
                     detect_voicemail: false,
+                    fields: None,
                 })
                 .await;
             if dialled.outcome == Outcome::Answered {

@@ -19,7 +19,8 @@ use std::future::Future;
 use chrono::{Datelike, Duration, NaiveDateTime, Timelike};
 use serde::Deserialize;
 
-use crate::ir::{Outcome, TransferOutcome};
+use crate::contacts::Fields;
+use crate::ir::{Outcome, Schema, TransferOutcome, Type, Value};
 
 /// How long a `record` without `max` may last.
 pub const RECORD_DEFAULT_SECONDS: u64 = 120;
@@ -36,6 +37,9 @@ pub struct Call {
     pub local: NaiveDateTime,
     pub timeout_seconds: u64,
     pub detect_voicemail: bool,
+    /// The contact's fields, for a dialer that asks for them
+    /// (`Dialer::wants_fields`).
+    pub fields: Option<Fields>,
 }
 
 /// Names a call: the contact (its place in the campaign) and the attempt.
@@ -106,11 +110,17 @@ pub trait Dialer {
     fn hang_up(&self, _call: CallId) -> impl Future<Output = ()> {
         async {}
     }
+    /// Whether each call should carry its contact's fields (`Call::fields`):
+    /// a copy per call, made only for a dialer that reads them.
+    fn wants_fields(&self) -> bool {
+        false
+    }
 }
 
 /// The simulation model (`--model FILE`, TOML). Probabilities are weights of
 /// each outcome on a first attempt; `answered` is scaled by the local hour,
-/// the weekday and the attempt number, the rest share what is left.
+/// the weekday, the contact's fields and the attempt number, the rest
+/// share what is left.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Model {
@@ -121,6 +131,10 @@ pub struct Model {
     /// Multipliers of `answered` by weekday ("sat" = 0.8).
     #[serde(default)]
     pub by_weekday: BTreeMap<String, f64>,
+    /// Multipliers of `answered` by a contact field's value
+    /// (`[by_field.segment]` `vip = 1.4`); a value not listed weighs 1.
+    #[serde(default)]
+    pub by_field: BTreeMap<String, BTreeMap<String, f64>>,
     /// `answered` on attempt n is multiplied by decay^(n-1): people who did
     /// not answer once are less likely to answer later.
     #[serde(default = "one")]
@@ -254,6 +268,17 @@ impl Model {
                 ));
             }
         }
+        for (field, values) in &m.by_field {
+            let section = format!("by_field.{field}");
+            for (value, w) in values {
+                if !w.is_finite() || *w < 0.0 {
+                    return Err(format!(
+                        "{}[{section}] `{value}` = {w}: a weight is a number of 0 or more (1 changes nothing)",
+                        at(&section, value)
+                    ));
+                }
+            }
+        }
         if !(0.0..=1.0).contains(&m.gather_timeout) {
             return Err("`gather_timeout` is a probability: it lies between 0 and 1".into());
         }
@@ -265,6 +290,61 @@ impl Model {
 
     pub fn default_model() -> Model {
         Model::parse(DEFAULT_MODEL).expect("the built-in model is valid")
+    }
+
+    /// Checks `[by_field.…]` against the flow's contact schema: each names
+    /// a field of text, choice (enum), yes/no, phone or time-zone type, and
+    /// a choice field's values are among its choices, a yes/no field's
+    /// `true` and `false`.
+    pub fn check_fields(&self, schema: &Schema) -> Result<(), String> {
+        for (name, values) in &self.by_field {
+            let Some(field) = schema.fields.iter().find(|f| f.name == *name) else {
+                let known: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
+                return Err(format!(
+                    "[by_field.{name}]: the contact schema has no field `{name}`; its fields are {}",
+                    known.join(", ")
+                ));
+            };
+            let ty = match &field.ty {
+                Type::Optional(inner) => inner.as_ref(),
+                ty => ty,
+            };
+            let allowed: Option<Vec<String>> = match ty {
+                Type::Text | Type::Phone | Type::Timezone => None,
+                Type::Enum(choices) => Some(choices.clone()),
+                Type::Bool => Some(vec!["true".into(), "false".into()]),
+                _ => {
+                    return Err(format!(
+                        "[by_field.{name}]: `{name}` is not a text, choice or yes/no field; \
+                         weigh contacts by one of those (a number or date field has too many values)"
+                    ))
+                }
+            };
+            if let Some(allowed) = allowed {
+                if let Some(v) = values.keys().find(|v| !allowed.contains(v)) {
+                    return Err(format!(
+                        "[by_field.{name}] `{v}` is not a value `{name}` can take: write one of {}",
+                        allowed.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The product of the weights of `fields`' values.
+    fn field_weight(&self, fields: &Fields) -> f64 {
+        self.by_field
+            .iter()
+            .map(|(name, values)| {
+                let value = match fields.get(name) {
+                    Some(Value::Text(t)) => t,
+                    Some(Value::Bool(b)) => b.to_string(),
+                    _ => return 1.0,
+                };
+                values.get(&value).copied().unwrap_or(1.0)
+            })
+            .product()
     }
 }
 
@@ -317,6 +397,10 @@ impl Dialer for SimDialer {
         self.dial(&call)
     }
 
+    fn wants_fields(&self) -> bool {
+        !self.model.by_field.is_empty()
+    }
+
     async fn gather(&self, call: CallId, ask: Ask) -> Option<String> {
         self.keys(call.contact, call.attempt, ask.attempt, &ask.keys)
     }
@@ -338,7 +422,8 @@ impl SimDialer {
         let weekday = WEEKDAYS[call.local.weekday().num_days_from_monday() as usize];
         let day = m.by_weekday.get(weekday).copied().unwrap_or(1.0);
         let decay = m.retry_decay.powi(call.id.attempt.saturating_sub(1) as i32);
-        let answered = (base("answered") * hour * day * decay).clamp(0.0, 1.0);
+        let field = call.fields.as_ref().map_or(1.0, |f| m.field_weight(f));
+        let answered = (base("answered") * hour * day * field * decay).clamp(0.0, 1.0);
         // The other outcomes share the rest in their base proportions.
         let others: Vec<(Outcome, f64)> = Outcome::DIAL
             .iter()

@@ -179,7 +179,7 @@ pub fn run_with(args: Args, remote: Option<Control>) -> ExitCode {
         .and_then(crate::calendar::phone::region);
     match args.dialer.split_once(':') {
         None if args.dialer == "sim" => {
-            let model = match super::simulate::load_model(args.model.as_deref()) {
+            let model = match super::simulate::model_for(args.model.as_deref(), prepared.flow()) {
                 Ok(m) => m,
                 Err(code) => return code,
             };
@@ -269,6 +269,14 @@ fn on_postgres(args: &Args, url: &str, quiet: bool) -> ExitCode {
         Err(code) => return code,
     };
     let flow = prepared.flow().clone();
+    let model = if args.dialer == "sim" {
+        match super::simulate::model_for(args.model.as_deref(), &flow) {
+            Ok(m) => Some(m),
+            Err(code) => return code,
+        }
+    } else {
+        None
+    };
     // The audio the flow plays goes into the database with the campaign,
     // for whichever worker dials it through SIP; a run through SIP checks
     // what it needs before it begins.
@@ -352,12 +360,8 @@ fn on_postgres(args: &Args, url: &str, quiet: bool) -> ExitCode {
             dnc,
         ),
         _ => {
-            let model = match super::simulate::load_model(args.model.as_deref()) {
-                Ok(m) => m,
-                Err(code) => return code,
-            };
             let d = SimDialer {
-                model,
+                model: model.expect("read above for the sim dialer"),
                 seed: args.seed,
             };
             super::worker::work(&worker_args, |_, _| Ok(d), Some(&name), dnc)

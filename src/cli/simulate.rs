@@ -52,6 +52,22 @@ pub fn load_model(path: Option<&std::path::Path>) -> Result<Model, ExitCode> {
     }
 }
 
+/// The model at `path` (or the built-in one), its `[by_field]` checked
+/// against the flow's contact schema.
+pub fn model_for(
+    path: Option<&std::path::Path>,
+    flow: &crate::ir::Flow,
+) -> Result<Model, ExitCode> {
+    let model = load_model(path)?;
+    model.check_fields(&flow.contact).map_err(|e| {
+        let path = path.map_or(String::new(), |p| format!(" {}", p.display()));
+        usage(format!(
+            "the model{path} cannot be used with this flow: {e}"
+        ))
+    })?;
+    Ok(model)
+}
+
 pub fn run(args: Args) -> ExitCode {
     if let Some(url) = args
         .db
@@ -64,10 +80,9 @@ pub fn run(args: Args) -> ExitCode {
     if args.parts != 1 {
         return usage("--parts splits a simulation kept in PostgreSQL among workers".into());
     }
-    let model = match load_model(args.model.as_deref()) {
-        Ok(m) => m,
-        Err(code) => return code,
-    };
+    if let Err(code) = load_model(args.model.as_deref()) {
+        return code;
+    }
     let today = Utc::now()
         .date_naive()
         .and_hms_opt(0, 0, 0)
@@ -79,6 +94,10 @@ pub fn run(args: Args) -> ExitCode {
         "nothing to simulate",
     ) {
         Ok(p) => p,
+        Err(code) => return code,
+    };
+    let model = match model_for(args.model.as_deref(), prepared.flow()) {
+        Ok(m) => m,
         Err(code) => return code,
     };
     let dialer = SimDialer {
@@ -173,6 +192,9 @@ fn on_postgres(args: &Args, url: &str) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Err(code) = model_for(args.model.as_deref(), prepared.flow()) {
+        return code;
+    }
     if let (Some(p), true) = (prepared.flow().pause_when, args.parts > 1) {
         // Each part is simulated on its own clock: no moment is common to
         // all of them at which the whole campaign could stop.

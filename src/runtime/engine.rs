@@ -948,6 +948,10 @@ impl<'a, C: Clock, D: Dialer> Engine<'a, C, D> {
             local: now.with_timezone(&zone).naive_local(),
             timeout_seconds,
             detect_voicemail,
+            fields: self
+                .dialer
+                .wants_fields()
+                .then(|| self.list[id.index()].fields.clone()),
         })
     }
 

@@ -372,6 +372,7 @@ async fn a_bridge_that_hangs_meets_the_deadline() {
                 .unwrap(),
             timeout_seconds: 20,
             detect_voicemail: false,
+            fields: None,
         })
         .await;
     assert_eq!(d.outcome, flowc::ir::Outcome::Unknown);

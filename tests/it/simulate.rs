@@ -454,3 +454,111 @@ fn first_dials_of_one_zone_settle_from_each_contact_s_own_instant() {
         ]
     );
 }
+
+/// `[by_field.…]` weighs `answered` by a contact's field values: here a
+/// VIP who consented is always answered, anyone else never; a model naming
+/// a field or value the flow's contacts cannot have is refused.
+#[test]
+fn the_model_weighs_answers_by_contact_field() {
+    let dir = std::env::temp_dir().join(format!("flowc-sim-fields-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("f.flow"),
+        "contact {\n  phone: phone\n  segment: enum(vip, standard)\n  consent: bool\n}\n\
+         calendar always {\n  hours mon-sun 00:00-24:00\n}\n\
+         flow f {\n  timezone \"UTC\"\n  calendar always\n\
+         step call {\n    dial contact.phone\n    on answered -> end completed\n    on other -> end failed\n  }\n}\n",
+    )
+    .unwrap();
+    let mut list = String::from("phone,segment,consent\n");
+    let mut expected = std::collections::HashSet::new();
+    for k in 0..200 {
+        let phone = format!("+1212555{:04}", 1000 + k);
+        let vip = k % 2 == 0;
+        let consent = k % 3 != 0;
+        if vip && consent {
+            expected.insert(phone.clone());
+        }
+        list.push_str(&format!(
+            "{phone},{},{consent}\n",
+            if vip { "vip" } else { "standard" }
+        ));
+    }
+    std::fs::write(dir.join("list.csv"), list).unwrap();
+    let simulate = |model: &str| {
+        std::fs::write(dir.join("model.toml"), model).unwrap();
+        let _ = std::fs::remove_file(dir.join("journal.jsonl"));
+        std::process::Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .arg("simulate")
+            .arg(dir.join("f.flow"))
+            .arg("--contacts")
+            .arg(dir.join("list.csv"))
+            .arg("--model")
+            .arg(dir.join("model.toml"))
+            .arg("--journal")
+            .arg(dir.join("journal.jsonl"))
+            .args(["--format", "json"])
+            .output()
+            .unwrap()
+    };
+    let base = "[outcomes]\nanswered = 0.5\nno_answer = 0.5\n";
+    let o = simulate(&format!(
+        "{base}[by_field.segment]\nvip = 2.0\nstandard = 0\n[by_field.consent]\nfalse = 0\n"
+    ));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    let answered: std::collections::HashSet<String> = journal
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|a| a["outcome"] == "answered")
+        .map(|a| a["contact"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(answered, expected);
+
+    for (bad, says) in [
+        (
+            "[by_field.tier]\ngold = 1.0\n",
+            "the contact schema has no field `tier`; its fields are phone, segment, consent",
+        ),
+        (
+            "[by_field.segment]\ngold = 1.0\n",
+            "`gold` is not a value `segment` can take: write one of vip, standard",
+        ),
+        (
+            "[by_field.consent]\nyes = 1.0\n",
+            "`yes` is not a value `consent` can take: write one of true, false",
+        ),
+        (
+            "[by_field.segment]\nvip = -1\n",
+            "line 5: [by_field.segment] `vip` = -1",
+        ),
+    ] {
+        let o = simulate(&format!("{base}{bad}"));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+
+    // The README's example reads, against the contacts it describes.
+    let readme = std::fs::read_to_string(crate::root().join("README.md")).unwrap();
+    let example = readme
+        .split("```toml\n")
+        .find(|block| block.starts_with("[by_field.segment]"))
+        .and_then(|block| block.split("```").next())
+        .expect("the README shows [by_field]");
+    let model = Model::parse(&format!("{base}{example}")).unwrap();
+    let schema = flow(
+        "contact {\n  phone: phone\n  segment: enum(vip, standard, lapsed)\n  consent: bool\n}\n\
+         flow f {\n  timezone \"UTC\"\n  step call {\n    dial contact.phone\n    on answered -> end completed\n    on other -> end failed\n  }\n}\n",
+    )
+    .contact;
+    model.check_fields(&schema).unwrap();
+    assert_eq!(model.by_field["segment"]["lapsed"], 0.5);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1367,6 +1367,7 @@ fn a_200_sent_again_after_the_call_is_acked_again_and_the_call_holds_nothing() {
                     .unwrap(),
                 timeout_seconds: 5,
                 detect_voicemail: false,
+                fields: None,
             })
             .await;
         assert_eq!(dialled.outcome, flowc::ir::Outcome::Answered);
