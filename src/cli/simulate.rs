@@ -52,20 +52,19 @@ pub fn load_model(path: Option<&std::path::Path>) -> Result<Model, ExitCode> {
     }
 }
 
-/// The model at `path` (or the built-in one), its `[by_field]` checked
-/// against the flow's contact schema.
-pub fn model_for(
+/// Checks the model's `[by_field]` against the flow's contacts (`path`:
+/// where the model was read, for the error).
+pub fn check_model(
+    model: &Model,
     path: Option<&std::path::Path>,
     flow: &crate::ir::Flow,
-) -> Result<Model, ExitCode> {
-    let model = load_model(path)?;
+) -> Result<(), ExitCode> {
     model.check_fields(&flow.contact).map_err(|e| {
         let path = path.map_or(String::new(), |p| format!(" {}", p.display()));
         usage(format!(
             "the model{path} cannot be used with this flow: {e}"
         ))
-    })?;
-    Ok(model)
+    })
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -80,9 +79,10 @@ pub fn run(args: Args) -> ExitCode {
     if args.parts != 1 {
         return usage("--parts splits a simulation kept in PostgreSQL among workers".into());
     }
-    if let Err(code) = load_model(args.model.as_deref()) {
-        return code;
-    }
+    let model = match load_model(args.model.as_deref()) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
     let today = Utc::now()
         .date_naive()
         .and_hms_opt(0, 0, 0)
@@ -96,10 +96,9 @@ pub fn run(args: Args) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let model = match model_for(args.model.as_deref(), prepared.flow()) {
-        Ok(m) => m,
-        Err(code) => return code,
-    };
+    if let Err(code) = check_model(&model, args.model.as_deref(), prepared.flow()) {
+        return code;
+    }
     let dialer = SimDialer {
         model,
         seed: args.seed,
@@ -175,9 +174,10 @@ fn on_postgres(args: &Args, url: &str) -> ExitCode {
         },
         None => None,
     };
-    if let Err(code) = load_model(args.model.as_deref()) {
-        return code;
-    }
+    let model = match load_model(args.model.as_deref()) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
     let today = Utc::now()
         .date_naive()
         .and_hms_opt(0, 0, 0)
@@ -192,7 +192,7 @@ fn on_postgres(args: &Args, url: &str) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    if let Err(code) = model_for(args.model.as_deref(), prepared.flow()) {
+    if let Err(code) = check_model(&model, args.model.as_deref(), prepared.flow()) {
         return code;
     }
     if let (Some(p), true) = (prepared.flow().pause_when, args.parts > 1) {
