@@ -191,6 +191,19 @@ impl Site {
             .collect()
     }
 
+    /// Every attempt of execution `id` (one page of up to 1,000).
+    fn all_calls(&self, server: &Server, key: &str, id: &str) -> Value {
+        let calls = self.call(
+            server,
+            "GET",
+            &format!("/program-executions/{id}/calls?pageSize=1000"),
+            Some(key),
+            None,
+        );
+        assert_eq!(calls.status, 200, "{}", calls.body);
+        calls.json()
+    }
+
     /// Starts the drill's execution with `key`; its answer, a 201.
     fn started(&self, server: &Server, key: &str) -> Answer {
         let made = self.call(
@@ -933,15 +946,7 @@ fn a_server_killed_mid_run_picks_its_executions_up_and_sigterm_pauses_them() {
     );
     // Every dial is an attempt of the store; an attempt never dialled is
     // one the kill cut off between its commit and its dial: `unknown`.
-    let calls = site
-        .call(
-            &server,
-            "GET",
-            &format!("/program-executions/{id}/calls?pageSize=1000"),
-            Some(&key),
-            None,
-        )
-        .json();
+    let calls = site.all_calls(&server, &key, &id);
     let attempts: std::collections::HashMap<String, String> = calls["items"]
         .as_array()
         .unwrap()
@@ -1355,15 +1360,7 @@ fn a_server_on_postgres_shows_and_controls_the_databases_campaigns() {
         dialled.len(),
         "a number was dialled twice for one attempt"
     );
-    let calls = site
-        .call(
-            &server,
-            "GET",
-            &format!("/program-executions/{id}/calls?pageSize=1000"),
-            Some(&key),
-            None,
-        )
-        .json();
+    let calls = site.all_calls(&server, &key, id);
     assert_eq!(calls["total"].as_u64(), Some(dialled.len() as u64));
     let report = site.call(
         &server,
