@@ -1544,3 +1544,85 @@ fn opt_outs_reach_the_do_not_call_file_while_the_run_goes_on() {
     assert_eq!(listed.lines().count(), 1, "written once: {listed}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A cancel made while a worker ends a contact keeps the worker's end and
+/// skips the rest: the worker's end is committed after the cancel's
+/// snapshot was taken (held open here until the cancel waits on it), and
+/// the cancel's insert must not fail on it.
+#[test]
+fn a_cancel_keeps_an_end_a_worker_commits_meanwhile() {
+    let Some(server) = Postgres::start("cancel-race") else {
+        return;
+    };
+    let url = server.database("cancel_race");
+    let program = compile(FLOW);
+    let flow = program.flow.clone().unwrap();
+    let rules = Rules::new(&flow.contact, &flow.timezone, None);
+    let import = read_csv(std::io::Cursor::new(list(5)), &rules);
+    let mut store = PgStore::open(&url).unwrap();
+    let start: DateTime<Utc> = "2026-12-01T08:00:00Z".parse().unwrap();
+    store.begin(&program, start, false, Kind::Run).unwrap();
+    for (i, c) in import.contacts.iter().enumerate() {
+        store.contact_added(flowc::runtime::journal::ContactId::at(i), c, 0);
+    }
+    store.sync().unwrap();
+    drop(store);
+
+    // The worker's end of contact 0, written and not yet committed.
+    let mut worker = postgres_client(&url);
+    let campaign: i64 = worker
+        .query_one("SELECT id FROM flowc_campaigns", &[])
+        .unwrap()
+        .get(0);
+    let mut ending = worker.transaction().unwrap();
+    ending
+        .execute(
+            "INSERT INTO flowc_ends (campaign, contact, state, reason, path) \
+             VALUES ($1, 0, 'completed', 'answered', '[\"call\"]')",
+            &[&campaign],
+        )
+        .unwrap();
+    let cancel = {
+        let url = url.clone();
+        std::thread::spawn(move || PgStore::open(&url).unwrap().cancel())
+    };
+    // The cancel waits on the worker's row before the worker commits.
+    let mut watcher = postgres_client(&url);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: i64 = watcher
+            .query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[])
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the cancel never waited on the worker's end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    ending.commit().unwrap();
+    let ended = cancel.join().unwrap().expect("the cancel goes through");
+    assert_eq!(ended, 4, "the four contacts the worker did not end");
+    let ends: Vec<(i32, String)> = watcher
+        .query(
+            "SELECT contact, state::text FROM flowc_ends WHERE campaign = $1 ORDER BY contact",
+            &[&campaign],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            (0, "completed".to_string()),
+            (1, "skipped".to_string()),
+            (2, "skipped".to_string()),
+            (3, "skipped".to_string()),
+            (4, "skipped".to_string()),
+        ]
+    );
+}
