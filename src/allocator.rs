@@ -19,8 +19,9 @@ const PURGE_DELAY: mi_option_t = 15;
 /// The process also takes no transparent huge pages (mimalloc asks for
 /// them): the kernel zeroes 2 MiB at the first touch of each, most of it
 /// for memory never used. Without them a `flowc run` of 10,000 SIP calls
-/// peaked 16-24 MiB lower with a fifth less system time, and a
-/// million-contact simulation 15-30 MiB lower, no slower (BENCHMARKS.md).
+/// peaked 14-25 MiB lower, with a quarter less system time at 1,000 calls
+/// at once, and a million-contact simulation 10-30 MiB lower, no slower
+/// (BENCHMARKS.md).
 pub fn return_freed_memory() {
     // SAFETY: mi_option_set only stores the value, for any option number
     // below mimalloc's last; both are (see above).

@@ -179,15 +179,10 @@ pub fn run_with(args: Args, remote: Option<Control>) -> ExitCode {
         .and_then(crate::calendar::phone::region);
     match args.dialer.split_once(':') {
         None if args.dialer == "sim" => {
-            let model = match super::simulate::load_model(args.model.as_deref()) {
+            let model = match super::simulate::model_for(args.model.as_deref(), prepared.flow()) {
                 Ok(m) => m,
                 Err(code) => return code,
             };
-            if let Err(code) =
-                super::simulate::check_model(&model, args.model.as_deref(), prepared.flow())
-            {
-                return code;
-            }
             let dialer = SimDialer {
                 model,
                 seed: args.seed,
@@ -276,14 +271,10 @@ fn on_postgres(args: &Args, url: &str, quiet: bool) -> ExitCode {
     let flow = prepared.flow().clone();
     // The `sim` dialer's model, read and checked before the campaign opens.
     let model = if args.dialer == "sim" {
-        let model = match super::simulate::load_model(args.model.as_deref()) {
-            Ok(m) => m,
+        match super::simulate::model_for(args.model.as_deref(), &flow) {
+            Ok(m) => Some(m),
             Err(code) => return code,
-        };
-        if let Err(code) = super::simulate::check_model(&model, args.model.as_deref(), &flow) {
-            return code;
         }
-        Some(model)
     } else {
         None
     };

@@ -67,6 +67,17 @@ pub fn check_model(
     })
 }
 
+/// The model at `path` (or the built-in one), checked against the flow's
+/// contacts.
+pub fn model_for(
+    path: Option<&std::path::Path>,
+    flow: &crate::ir::Flow,
+) -> Result<Model, ExitCode> {
+    let model = load_model(path)?;
+    check_model(&model, path, flow)?;
+    Ok(model)
+}
+
 pub fn run(args: Args) -> ExitCode {
     if let Some(url) = args
         .db
